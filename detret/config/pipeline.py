@@ -1,0 +1,238 @@
+"""The pipeline config: dataset roots, detector, retrieval models, run directory.
+
+One YAML file drives every stage. It is found, in order, from ``--config PATH``,
+the ``DETRET_CONFIG`` environment variable, ``./detret.yaml``; with none of them
+the defaults below apply. Every key can be overridden on the command line with
+``--set section.key=value`` (values parsed as YAML), and stage options such as
+``detret detect --split shop`` are overrides of the same keys.
+
+The schema is an OmegaConf structured config (OmegaConf is already a dependency
+of Detectron2): unknown keys and values of the wrong type are rejected, and
+:class:`ConfigError` lists the valid keys of the section concerned.
+
+Relative paths in a config file are taken relative to the directory of that
+file, so a run directory and its config can be moved together; relative paths
+given on the command line are relative to the current directory.
+
+The detector itself is configured by Detectron2's own yacs config
+(``detector.config_file``, plus Detectron2 ``KEY VALUE`` pairs in
+``detector.opts``); this file only points at it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, List, Optional, Sequence
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
+
+DEFAULT_CONFIG_NAME = "detret.yaml"
+CONFIG_ENV_VAR = "DETRET_CONFIG"
+
+
+class ConfigError(ValueError):
+    """A pipeline config that cannot be used; the message says where and why."""
+
+
+@dataclass
+class ModaNetPaths:
+    # COCO instances JSON with annotations (the official train file).
+    annotations: Optional[str] = None
+    # Folder holding the photos named by `file_name`.
+    images: Optional[str] = None
+    # Share of the annotated images held out for detector evaluation (the paper: 5%).
+    holdout_fraction: float = 0.05
+    holdout_seed: int = 0
+
+
+@dataclass
+class Street2ShopPaths:
+    # Folder with meta/json/{retrieval,train_pairs,test_pairs}_<cat>.json and images/.
+    root: Optional[str] = None
+
+
+@dataclass
+class DeepFashion2Paths:
+    # Folder with train/, validation/ (each with image/ and annos/).
+    root: Optional[str] = None
+
+
+@dataclass
+class DataConfig:
+    modanet: ModaNetPaths = field(default_factory=ModaNetPaths)
+    street2shop: Street2ShopPaths = field(default_factory=Street2ShopPaths)
+    deepfashion2: DeepFashion2Paths = field(default_factory=DeepFashion2Paths)
+    # Editable YAML mapping retrieval categories to detector labels; None: the packaged one.
+    category_map: Optional[str] = None
+
+
+@dataclass
+class DetectorConfig:
+    # Detectron2 yacs config; swapping detectors is pointing here at another file.
+    config_file: str = "detectron_configs/mask_rcnn_R_50_FPN_modanet.yaml"
+    # Trained weights (.pth/.pkl); None: the run directory's trained detector.
+    weights: Optional[str] = None
+    # Detectron2 KEY VALUE overrides, e.g. ["SOLVER.MAX_ITER", "200"].
+    opts: List[str] = field(default_factory=list)
+
+
+@dataclass
+class RetrievalModelRef:
+    # Name used for the model's column in tables and for its artifact folders.
+    name: str = "model"
+    # Self-describing checkpoint file (see detret.retrieval); None: the run's trained one.
+    checkpoint: Optional[str] = None
+
+
+@dataclass
+class RetrievalConfig:
+    # One model, or several whose descriptors are concatenated and L2-normalised.
+    models: List[RetrievalModelRef] = field(default_factory=list)
+
+
+@dataclass
+class PipelineConfig:
+    # Every stage writes into <run_dir>/<stage>/.
+    run_dir: str = "runs/default"
+    # torch device string: "cpu", "cuda", "cuda:1", or "auto" (CUDA when present).
+    device: str = "auto"
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+
+
+# Keys holding file or folder paths, resolved relative to the config file.
+PATH_KEYS: Sequence[str] = (
+    "run_dir",
+    "data.modanet.annotations",
+    "data.modanet.images",
+    "data.street2shop.root",
+    "data.deepfashion2.root",
+    "data.category_map",
+    "detector.config_file",
+    "detector.weights",
+)
+
+
+def valid_keys(node: Any = None, prefix: str = "") -> List[str]:
+    """Dotted names of every leaf key of the schema (or of a section of it)."""
+    node = OmegaConf.structured(PipelineConfig) if node is None else node
+    keys: List[str] = []
+    for name in node.keys():
+        value = node._get_node(name)
+        dotted = f"{prefix}{name}"
+        if isinstance(value, DictConfig):
+            keys.extend(valid_keys(value, dotted + "."))
+        else:
+            keys.append(dotted)
+    return keys
+
+
+def _section_keys(dotted: str) -> List[str]:
+    """Valid keys of the deepest existing section on the way to `dotted`."""
+    schema = OmegaConf.structured(PipelineConfig)
+    parts = dotted.split(".")
+    node, prefix = schema, ""
+    for part in parts[:-1]:
+        child = node._get_node(part) if part in node else None
+        if not isinstance(child, DictConfig):
+            break
+        node, prefix = child, prefix + part + "."
+    return valid_keys(node, prefix)
+
+
+def _explain(exc: OmegaConfBaseException, source: str) -> ConfigError:
+    key = getattr(exc, "full_key", None) or ""
+    if isinstance(exc, (ConfigKeyError, ConfigAttributeError)):
+        listing = ", ".join(_section_keys(key) if key else valid_keys())
+        return ConfigError(f"{source}: unknown key '{key}'. Valid keys here: {listing}")
+    msg = str(exc).splitlines()[0]
+    return ConfigError(f"{source}: bad value for '{key}': {msg}. Valid keys: {', '.join(valid_keys())}")
+
+
+def _resolve_paths(raw: DictConfig, base_dir: Path) -> None:
+    for key in PATH_KEYS:
+        value = OmegaConf.select(raw, key, default=None)
+        if isinstance(value, str) and value and not os.path.isabs(os.path.expanduser(value)):
+            OmegaConf.update(raw, key, str((base_dir / value).resolve()), merge=False)
+
+
+def find_config_file(explicit: Optional[Path]) -> Optional[Path]:
+    """The config file to use: --config, then $DETRET_CONFIG, then ./detret.yaml."""
+    if explicit is not None:
+        if not explicit.is_file():
+            raise ConfigError(f"{explicit}: config file not found")
+        return explicit
+    env = os.environ.get(CONFIG_ENV_VAR)
+    if env:
+        path = Path(env)
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file named by ${CONFIG_ENV_VAR} not found")
+        return path
+    local = Path.cwd() / DEFAULT_CONFIG_NAME
+    return local if local.is_file() else None
+
+
+def parse_overrides(overrides: Sequence[str]) -> DictConfig:
+    """`section.key=value` strings (values parsed as YAML) into a config tree."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}' is not of the form key=value. Valid keys: {', '.join(valid_keys())}")
+    try:
+        return OmegaConf.from_dotlist(list(overrides))
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"command-line overrides: {exc}") from exc
+
+
+def load_pipeline_config(
+    path: Optional[Path] = None,
+    overrides: Sequence[str] = (),
+    cwd: Optional[Path] = None,
+) -> DictConfig:
+    """Defaults <- config file <- overrides, validated against the schema.
+
+    Returns a read-only DictConfig with the layout of :class:`PipelineConfig`
+    and absolute paths.
+    """
+    cfg = OmegaConf.structured(PipelineConfig)
+    cwd = Path.cwd() if cwd is None else cwd
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: expected a mapping of keys at the top level, got {type(loaded).__name__}")
+        try:
+            file_cfg = OmegaConf.create(loaded)
+            _resolve_paths(file_cfg, Path(path).resolve().parent)
+            cfg = OmegaConf.merge(cfg, file_cfg)
+        except OmegaConfBaseException as exc:
+            raise _explain(exc, str(path)) from exc
+    if overrides:
+        cli_cfg = parse_overrides(overrides)
+        _resolve_paths(cli_cfg, cwd)
+        try:
+            cfg = OmegaConf.merge(cfg, cli_cfg)
+        except OmegaConfBaseException as exc:
+            raise _explain(exc, "command line") from exc
+    _resolve_paths(cfg, cwd)  # defaults that are still relative
+    OmegaConf.set_readonly(cfg, True)
+    return cfg
+
+
+def config_to_yaml(cfg: DictConfig) -> str:
+    return OmegaConf.to_yaml(cfg, resolve=True)
+
+
+def config_hash(cfg: Any) -> str:
+    """sha256 of a config's canonical JSON form (sorted keys)."""
+    plain = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+    text = json.dumps(plain, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()

@@ -1,0 +1,1 @@
+"""Datasets: category vocabularies, loaders of the published formats, the synthetic dataset."""

@@ -1,0 +1,1 @@
+"""Run directories: atomic artifact writes, stage manifests, freshness checks."""

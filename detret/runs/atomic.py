@@ -1,0 +1,54 @@
+"""Atomic file writes: write a temporary file beside the target, then rename.
+
+A reader (or a resumed run) therefore never sees a half-written artifact: the
+target either does not exist or is complete. `os.replace` is atomic on POSIX
+when both names are on one filesystem, which writing beside the target ensures.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator, Union
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+@contextlib.contextmanager
+def atomic_path(target: PathLike, *, fsync: bool = True) -> Iterator[Path]:
+    """Yield a temporary path to write to; on success it replaces `target`.
+
+    Keeps the target's suffix on the temporary name, since some writers choose
+    the format from it (cv2.imwrite, np.save). On an exception the temporary
+    file is removed and the target is left as it was.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        if fsync:
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def atomic_write_bytes(target: PathLike, data: bytes, *, fsync: bool = True) -> None:
+    with atomic_path(target, fsync=fsync) as tmp:
+        tmp.write_bytes(data)
+
+
+def atomic_write_text(target: PathLike, text: str, *, fsync: bool = True) -> None:
+    atomic_write_bytes(target, text.encode("utf-8"), fsync=fsync)
+
+
+def atomic_write_json(target: PathLike, obj: Any, *, fsync: bool = True) -> None:
+    """JSON with sorted keys and a trailing newline, so equal content gives equal bytes."""
+    atomic_write_text(target, json.dumps(obj, indent=2, sort_keys=True) + "\n", fsync=fsync)

@@ -1,0 +1,180 @@
+"""A stage of the pipeline run in its own folder, and the freshness of its artifacts.
+
+Usage inside a stage implementation::
+
+    stage = Stage(stage_dir, "detect-shop", command="detret detect --split shop",
+                  config=cfg_dict, inputs={"weights": w, "annotations": a})
+    stage.begin(force=force)        # refuses stale leftovers, writes a "running" manifest
+    ...write artifacts (atomically)...
+    stage.complete(outputs={"detections": "detections.jsonl"})
+
+and before reading another stage's artifacts::
+
+    require_fresh(upstream_dir)     # raises StaleArtifactError naming the command to rerun
+
+States reported by :func:`stage_status`: ``missing`` (never run), ``running``
+(started and not finished: interrupted, or under way), ``stale`` (an input or
+an output no longer matches its manifest), ``done``.
+"""
+from __future__ import annotations
+
+import shlex
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional
+
+from ..config.pipeline import config_hash
+from .manifest import Manifest, changed_entries, fingerprint, git_state, read_manifest, write_manifest
+
+
+class StaleArtifactError(RuntimeError):
+    """An artifact no longer matches what it was built from; the message names the command to rerun."""
+
+
+@dataclass
+class StageStatus:
+    stage: str
+    stage_dir: Path
+    state: str  # missing | running | stale | done
+    reasons: List[str] = field(default_factory=list)
+    command: Optional[str] = None
+
+    @property
+    def ok(self) -> bool:
+        return self.state == "done"
+
+
+def invoked_command() -> str:
+    """The command line that started this process, for manifests ("what to rerun")."""
+    argv = list(sys.argv)
+    if argv and argv[0].endswith(("detret", "detret.exe")):
+        argv[0] = "detret"
+    return shlex.join(argv)
+
+
+def stage_status(stage_dir: Path, stage: Optional[str] = None) -> StageStatus:
+    stage_dir = Path(stage_dir)
+    name = stage or stage_dir.name
+    try:
+        manifest = read_manifest(stage_dir)
+    except ValueError as exc:
+        return StageStatus(name, stage_dir, "stale", [str(exc)])
+    if manifest is None:
+        return StageStatus(name, stage_dir, "missing")
+    if manifest.state != "complete":
+        return StageStatus(manifest.stage, stage_dir, "running", ["started but not finished"], manifest.command)
+    reasons = [f"input {p}" for p in changed_entries(manifest.inputs)]
+    reasons += [f"output {p}" for p in changed_entries(manifest.outputs, base_dir=stage_dir)]
+    state = "stale" if reasons else "done"
+    return StageStatus(manifest.stage, stage_dir, state, reasons, manifest.command)
+
+
+def require_fresh(stage_dir: Path, what: str = "") -> Manifest:
+    """The manifest of a finished, up-to-date stage; otherwise StaleArtifactError saying what to rerun."""
+    status = stage_status(stage_dir)
+    label = what or f"stage '{status.stage}'"
+    if status.state == "missing":
+        raise StaleArtifactError(f"{label} has not been run: no manifest in {stage_dir}")
+    if status.state == "running":
+        raise StaleArtifactError(
+            f"{label} in {stage_dir} did not finish; rerun `{status.command}` (it resumes where it stopped)"
+        )
+    if status.state == "stale":
+        raise StaleArtifactError(
+            f"{label} in {stage_dir} is stale: {'; '.join(status.reasons)}. Rerun `{status.command}` "
+            "(add --force to rebuild it)"
+        )
+    manifest = read_manifest(stage_dir)
+    assert manifest is not None
+    return manifest
+
+
+class Stage:
+    """Bookkeeping of one stage run: config, input fingerprints, manifest lifecycle."""
+
+    def __init__(
+        self,
+        stage_dir: Path,
+        stage: str,
+        *,
+        config: Mapping[str, Any],
+        inputs: Mapping[str, Path],
+        command: Optional[str] = None,
+    ) -> None:
+        self.stage_dir = Path(stage_dir)
+        self.stage = stage
+        self.config = dict(config)
+        self.input_paths = {k: Path(v) for k, v in inputs.items()}
+        self.command = command or invoked_command()
+        self._manifest: Optional[Manifest] = None
+
+    def _new_manifest(self) -> Manifest:
+        return Manifest(
+            stage=self.stage,
+            command=self.command,
+            config=self.config,
+            config_sha256=config_hash(self.config),
+            inputs={k: fingerprint(p) for k, p in sorted(self.input_paths.items())},
+            git=git_state(),
+        )
+
+    def begin(self, *, force: bool = False) -> str:
+        """Start (or resume) the stage; returns "fresh", "resume" or "done".
+
+        - no manifest, or ``force``: start afresh ("fresh"); the caller clears
+          its old partial outputs when forced;
+        - a "running" manifest with the same config and inputs: "resume";
+        - a "complete" manifest with the same config, inputs and outputs: "done"
+          (the caller may skip the work);
+        - anything else: StaleArtifactError, because the folder holds artifacts
+          built from something else, and silently mixing them is what we refuse.
+        """
+        fresh = self._new_manifest()
+        try:
+            old = read_manifest(self.stage_dir)
+        except ValueError:
+            old = None
+            if not force:
+                raise
+        if old is not None and not force:
+            differences = []
+            if old.config_sha256 != fresh.config_sha256:
+                differences.append("its config differs")
+            for name in sorted(set(old.inputs) | set(fresh.inputs)):
+                if old.inputs.get(name, {}).get("sha256") != fresh.inputs.get(name, {}).get("sha256"):
+                    differences.append(f"input {name} differs")
+            if differences:
+                raise StaleArtifactError(
+                    f"{self.stage_dir} holds a '{old.stage}' run built differently ({'; '.join(differences)}). "
+                    f"Rerun `{self.command}` with --force to rebuild it, or choose another run directory"
+                )
+            if old.state == "complete":
+                if not changed_entries(old.outputs, base_dir=self.stage_dir):
+                    self._manifest = old
+                    return "done"
+                # Outputs damaged since: rebuild them from the same inputs.
+            else:
+                self._manifest = fresh
+                write_manifest(self.stage_dir, fresh)
+                return "resume"
+        self._manifest = fresh
+        write_manifest(self.stage_dir, fresh)
+        return "fresh"
+
+    def complete(self, outputs: Mapping[str, str]) -> Manifest:
+        """Record the outputs (paths relative to the stage folder) and mark the stage complete."""
+        if self._manifest is None:
+            raise RuntimeError("Stage.complete() called before Stage.begin()")
+        recorded = {}
+        for name, rel in sorted(outputs.items()):
+            fp = fingerprint(self.stage_dir / rel)
+            if fp["kind"] == "missing":
+                raise RuntimeError(f"stage {self.stage}: declared output {name} ({self.stage_dir / rel}) was not written")
+            fp["path"] = str(rel)
+            recorded[name] = fp
+        self._manifest.outputs = recorded
+        self._manifest.state = "complete"
+        self._manifest.created_utc = ""
+        write_manifest(self.stage_dir, self._manifest)
+        return self._manifest
