@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, List, Optional, Sequence
@@ -223,6 +224,8 @@ def load_pipeline_config(
         except OmegaConfBaseException as exc:
             raise _explain(exc, "command line") from exc
     _resolve_paths(cfg, cwd)  # defaults that are still relative
+    if not re.match(r"^(auto|cpu|mps|cuda(:\d+)?)$", cfg.device):
+        raise ConfigError(f"device: {cfg.device!r} is not one of auto, cpu, mps, cuda, cuda:N")
     OmegaConf.set_readonly(cfg, True)
     return cfg
 

@@ -1,0 +1,46 @@
+"""`detret status`: every stage of the run, done, stale, running or missing."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..runs.stage import StageStatus
+from ..runs.status import run_status
+from .app import app, state
+
+_STYLE = {"done": "green", "stale": "red", "running": "yellow", "missing": "dim"}
+
+
+@app.command("status")
+def status(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Show each stage of the run directory (and the datasets it reads): done, stale, running or missing.
+
+    A stage is stale when one of its inputs or outputs no longer matches its
+    manifest; the table names what changed and the command that rebuilds it.
+    Exits with 1 when any stage is stale.
+    """
+    cfg = state(ctx).pipeline_config()
+    rows: List[StageStatus] = run_status(cfg)
+    if as_json:
+        typer.echo(json.dumps([{"stage": r.stage, "dir": str(r.stage_dir), "state": r.state,
+                                 "reasons": r.reasons, "command": r.command} for r in rows], indent=2))
+    else:
+        table = Table(title=f"Run {Path(cfg.run_dir)}")
+        for col in ("stage", "state", "folder", "details"):
+            table.add_column(col)
+        for r in rows:
+            details = "; ".join(r.reasons)
+            if r.state in ("stale", "running") and r.command:
+                details += f"\nrerun: {r.command}"
+            table.add_row(r.stage, f"[{_STYLE[r.state]}]{r.state}[/]", str(r.stage_dir), details)
+        Console().print(table)
+    if any(r.state == "stale" for r in rows):
+        raise typer.Exit(1)
