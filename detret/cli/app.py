@@ -11,6 +11,7 @@ with ``--debug`` to see the traceback.
 from __future__ import annotations
 
 import logging
+import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +53,36 @@ class CliState:
 def state(ctx: typer.Context) -> CliState:
     obj = ctx.find_root().obj
     return obj if isinstance(obj, CliState) else CliState()
+
+
+def rerun_command(ctx: typer.Context) -> str:
+    """The command line that reproduces this invocation, for manifests ("what to rerun")."""
+    from typer.core import TyperOption
+
+    parts = ["detret"]
+    root_params = ctx.find_root().params
+    if root_params.get("config"):
+        parts += ["--config", str(root_params["config"])]
+    for item in root_params.get("set_") or []:
+        parts += ["--set", item]
+    names, node = [], ctx
+    while node.parent is not None:  # subcommand names, without the root's (which is argv[0])
+        names.append(node.info_name)
+        node = node.parent
+    parts += reversed(names)
+    for param in ctx.command.params:
+        if not isinstance(param, TyperOption) or param.name not in ctx.params:
+            continue
+        value = ctx.params[param.name]
+        if value is None or value == param.default or value == []:
+            continue
+        if param.is_flag:
+            if value:
+                parts.append(param.opts[0])
+            continue
+        for v in value if isinstance(value, (list, tuple)) else [value]:
+            parts += [param.opts[0], str(v)]
+    return shlex.join(parts)
 
 
 @app.callback()

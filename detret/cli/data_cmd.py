@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .app import app
+from .app import app, rerun_command
 
 data_app = typer.Typer(help="Datasets: generate the embedded synthetic dataset.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
@@ -16,6 +16,7 @@ app.add_typer(data_app, name="data")
 
 @data_app.command("synth")
 def synth(
+    ctx: typer.Context,
     out: Path = typer.Option(Path("runs/synth"), "--out", "-o", help="Folder to write the dataset into.",
                              file_okay=False),
     seed: int = typer.Option(0, help="Random seed; the same seed gives byte-identical files."),
@@ -37,7 +38,7 @@ def synth(
     cfg = SynthConfig(seed=seed, n_products=products, n_distractors=distractors, test_fraction=test_fraction,
                       n_modanet_train=modanet_images, n_modanet_val=max(1, modanet_images // 10))
     _check_positive(cfg)
-    summary = generate(cfg, out, force=force)
+    summary = generate(cfg, out, force=force, command=rerun_command(ctx))
     _print_summary(summary, out)
 
 

@@ -126,7 +126,7 @@ def garment_polygons(spec: GarmentSpec) -> List[Polygon]:
         flare = 0.1 * a
         return [_poly([(0.2, 0.0), (0.8, 0.0), (0.9 + flare, 1.0), (0.5, 0.97 - 0.05 * b), (0.1 - flare, 1.0)])]
     if label == "pants":
-        leg = 0.15 + 0.2 * a             # half width of a leg at the ankle
+        leg = 0.1 + 0.1 * a              # half width of a leg at the ankle (<= 0.2: legs never cross)
         return [_poly([(0.12, 0.0), (0.88, 0.0), (0.95, 1.0), (0.95 - 2 * leg, 1.0), (0.5, 0.22),
                        (0.05 + 2 * leg, 1.0), (0.05, 1.0)])]
     if label == "shorts":
@@ -140,11 +140,11 @@ def garment_polygons(spec: GarmentSpec) -> List[Polygon]:
                 _poly([(0.3, top), (0.35, 0.0), (0.65, 0.0), (0.7, top), (0.62, top), (0.58, 0.1),
                        (0.42, 0.1), (0.38, top)])]
     if label == "headwear":
-        brim = 0.1 + 0.5 * a
-        crown = 0.2 + 0.15 * b
-        return [_poly([(0.5 - crown, 0.05), (0.5 + crown, 0.05), (0.5 + crown + 0.05, 0.7),
-                       (0.5 + crown + brim * 0.6, 0.72), (0.5 + crown + brim * 0.6, 1.0),
-                       (0.5 - crown - brim * 0.6, 1.0), (0.5 - crown - brim * 0.6, 0.72), (0.5 - crown - 0.05, 0.7)])]
+        crown = 0.15 + 0.1 * b           # half width of the crown
+        brim = 0.05 + 0.2 * a            # how far the brim reaches past the crown (stays in the frame)
+        return [_poly([(0.5 - crown, 0.05), (0.5 + crown, 0.05), (0.5 + crown + 0.03, 0.7),
+                       (0.5 + crown + brim, 0.72), (0.5 + crown + brim, 1.0),
+                       (0.5 - crown - brim, 1.0), (0.5 - crown - brim, 0.72), (0.5 - crown - 0.03, 0.7)])]
     if label == "sunglasses":
         lens = 0.35 + 0.1 * a
         ellipses = []

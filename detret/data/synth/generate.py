@@ -98,14 +98,21 @@ def _compatible(a: str, b: str) -> bool:
 def make_catalogue(cfg: SynthConfig, categories: Tuple[str, ...]) -> List[Product]:
     rng = _rng(cfg, _STREAM_PRODUCTS, 0)
     n_total = cfg.n_products + cfg.n_distractors
-    # Balanced categories; product ids are a shuffled range so they carry no category.
-    cats = [categories[i % len(categories)] for i in range(n_total)]
-    rng.shuffle(cats)
+    # Balanced categories, and the train/test split stratified by category so that
+    # every category has test queries; product ids are a shuffled range, so they
+    # carry no category.
+    cats = [categories[i % len(categories)] for i in range(cfg.n_products)]
+    cats += [categories[i % len(categories)] for i in range(cfg.n_distractors)]
+    splits = []
+    for i, cat in enumerate(cats[: cfg.n_products]):
+        n_cat = cats[: cfg.n_products].count(cat)
+        rank = cats[:i].count(cat)
+        splits.append("test" if rank < max(1, round(n_cat * cfg.test_fraction)) else "train")
+    splits += ["distractor"] * cfg.n_distractors
     ids = 1000 + rng.permutation(n_total)
-    n_test = int(round(cfg.n_products * cfg.test_fraction))
     products = []
     for i in range(n_total):
-        split = "distractor" if i >= cfg.n_products else ("test" if i < n_test else "train")
+        split = splits[i]
         label = PRODUCT_LABEL[cats[i]]
         if label == "footwear" and rng.uniform() < 0.3:
             label = "boots"

@@ -1,0 +1,76 @@
+"""The command line: help texts, data synth, status, config errors."""
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from detret.cli.app import USER_ERRORS, app, main
+
+runner = CliRunner()
+
+SUBCOMMANDS = [["data"], ["data", "synth"], ["status"], ["config"], ["config", "show"], ["config", "keys"]]
+
+
+def test_root_help_lists_built_commands_only():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for name in ("data", "status", "config", "--config", "--set"):
+        assert name in result.output
+    assert "not implemented" not in result.output.lower()
+
+
+@pytest.mark.parametrize("cmd", SUBCOMMANDS, ids=lambda c: " ".join(c))
+def test_every_subcommand_has_help(cmd):
+    result = runner.invoke(app, cmd + ["--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output and len(result.output.strip().splitlines()) > 4
+
+
+def _run_main(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    return exc.value.code, capsys.readouterr()
+
+
+def test_bad_override_is_one_line_error(capsys):
+    code, out = _run_main(["--set", "no_such_key=1", "config", "show"], capsys)
+    assert code == 2
+    assert "unknown key 'no_such_key'" in out.err and "run_dir" in out.err and "Traceback" not in out.err
+
+
+def test_synth_then_status(tmp_path, capsys):
+    out = tmp_path / "synth"
+    code, printed = _run_main(["data", "synth", "--out", str(out), "--products", "22", "--distractors", "0",
+                               "--modanet-images", "6", "--seed", "1"], capsys)
+    assert code in (0, None), printed.err
+    assert (out / "detret.yaml").is_file() and (out / "manifest.json").is_file()
+    assert "test pairs" in printed.out
+    cfg = str(out / "detret.yaml")
+    code, printed = _run_main(["--config", cfg, "status", "--json"], capsys)
+    assert code in (0, None), printed.err
+    rows = json.loads(printed.out)
+    assert [(r["stage"], r["state"]) for r in rows] == [("data-synth", "done")]
+    code, printed = _run_main(["--config", cfg, "config", "show"], capsys)
+    assert str(out / "street2shop") in printed.out
+    # An edited annotation file makes the dataset stale; status says so and fails.
+    (out / "street2shop/meta/json/test_pairs_tops.json").write_text("[]\n")
+    code, printed = _run_main(["--config", cfg, "status", "--json"], capsys)
+    assert code == 1
+    row = json.loads(printed.out)[0]
+    assert row["state"] == "stale" and "data synth" in row["command"]
+    # Regenerating with other settings into the same folder is refused, naming --force.
+    code, printed = _run_main(["data", "synth", "--out", str(out), "--products", "23", "--distractors", "0",
+                               "--modanet-images", "6"], capsys)
+    assert code == 2 and "--force" in printed.err
+
+
+def test_invalid_option_values(capsys):
+    code, out = _run_main(["data", "synth", "--test-fraction", "1.5"], capsys)
+    assert code == 2 and "test-fraction" in out.err
+
+
+def test_user_errors_cover_config_and_staleness():
+    from detret.config.pipeline import ConfigError
+    from detret.runs.stage import StaleArtifactError
+
+    assert issubclass(ConfigError, USER_ERRORS) and issubclass(StaleArtifactError, USER_ERRORS)

@@ -1,0 +1,141 @@
+"""The synthetic dataset: both published formats, checked with pycocotools and plain json."""
+import hashlib
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from pycocotools.coco import COCO
+
+from detret.data.categories import load_categories
+from detret.data.synth.generate import SynthConfig, generate
+from detret.runs.stage import stage_status
+
+SMALL = SynthConfig(seed=3, n_products=33, n_distractors=11, n_modanet_train=24, n_modanet_val=3)
+CATS = load_categories()
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    out = tmp_path_factory.mktemp("synth")
+    summary = generate(SMALL, out)
+    return out, summary
+
+
+def _tree_digest(root: Path):
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file() and p.name != "manifest.json"}
+
+
+def test_modanet_loads_with_pycocotools(synth):
+    out, summary = synth
+    coco = COCO(str(out / "modanet/annotations/modanet2018_instances_train.json"))
+    assert [c["name"] for c in coco.loadCats(coco.getCatIds())] == list(CATS.modanet)
+    assert sorted(coco.getCatIds()) == list(range(1, 14))
+    assert len(coco.getImgIds()) == SMALL.n_modanet_train
+    anns = coco.loadAnns(coco.getAnnIds())
+    assert len(anns) == summary["modanet"]["train"]["annotations"] > 3 * SMALL.n_modanet_train
+    for img in coco.loadImgs(coco.getImgIds()):
+        path = out / "modanet/images" / img["file_name"]
+        assert img["file_name"] == f"{img['id']:07d}.jpg"
+        assert cv2.imread(str(path)).shape == (img["height"], img["width"], 3)
+    for ann in anns:
+        img = coco.imgs[ann["image_id"]]
+        x, y, w, h = ann["bbox"]
+        assert w > 0 and h > 0 and x >= 0 and y >= 0
+        assert x + w <= img["width"] and y + h <= img["height"]
+        mask = coco.annToMask(ann)
+        ys, xs = np.nonzero(mask)
+        assert len(xs) > 0
+        # the polygons lie inside their box (one pixel of rounding allowed)
+        assert xs.min() >= x - 1 and xs.max() <= x + w + 1 and ys.min() >= y - 1 and ys.max() <= y + h + 1
+        # COCO's area of the rasterised polygons agrees with the recorded area
+        assert abs(int(mask.sum()) - ann["area"]) <= 0.25 * ann["area"] + 30
+    labels_present = {coco.cats[a["category_id"]]["name"] for a in anns}
+    assert {"top", "footwear", "pants"} <= labels_present
+
+
+def test_modanet_val_has_images_and_no_annotations(synth):
+    out, _ = synth
+    doc = json.loads((out / "modanet/annotations/modanet2018_instances_val.json").read_text())
+    assert len(doc["images"]) == SMALL.n_modanet_val and doc["annotations"] == []
+
+
+def test_street2shop_tree(synth):
+    out, summary = synth
+    meta = out / "street2shop/meta/json"
+    gallery_products = defaultdict(set)
+    split_products = {"train": set(), "test": set()}
+    split_photos = {"train": set(), "test": set()}
+    photo_category = defaultdict(set)
+    shop_photos = set()
+    for cat in CATS.street2shop:
+        retrieval = json.loads((meta / f"retrieval_{cat}.json").read_text())
+        assert retrieval and all(set(r) == {"photo", "product"} for r in retrieval)
+        for r in retrieval:
+            gallery_products[cat].add(r["product"])
+            shop_photos.add(r["photo"])
+        for split in ("train", "test"):
+            pairs = json.loads((meta / f"{split}_pairs_{cat}.json").read_text())
+            assert len(pairs) == summary["street2shop"][cat][f"{split}_pairs"]
+            for p in pairs:
+                assert set(p) == {"photo", "product", "bbox"}
+                assert set(p["bbox"]) == {"left", "top", "width", "height"}
+                assert p["product"] in gallery_products[cat], "every queried product has shop photos"
+                split_products[split].add(p["product"])
+                split_photos[split].add(p["photo"])
+                photo_category[p["photo"]].add(cat)
+                img = cv2.imread(str(out / "street2shop/images" / f"{p['photo']:09d}.jpg"))
+                assert img is not None
+                b = p["bbox"]
+                assert b["width"] > 0 and b["height"] > 0
+                assert b["left"] >= 0 and b["top"] >= 0
+                assert b["left"] + b["width"] <= img.shape[1] + 1 and b["top"] + b["height"] <= img.shape[0] + 1
+    assert split_products["train"] and split_products["test"]
+    assert not split_products["train"] & split_products["test"]
+    assert not split_photos["train"] & split_photos["test"]
+    assert not shop_photos & (split_photos["train"] | split_photos["test"])
+    for photo in shop_photos:
+        assert (out / "street2shop/images" / f"{photo:09d}.jpg").is_file()
+    # every category has test queries and distractor products in its gallery
+    for cat in CATS.street2shop:
+        assert summary["street2shop"][cat]["test_pairs"] > 0
+    all_queried = split_products["train"] | split_products["test"]
+    assert any(gallery_products[c] - all_queried for c in CATS.street2shop)
+
+
+def test_street_garments_are_smaller_than_in_shop_photos(synth):
+    """The domain gap the pipeline exists for: street items are small, shop items large."""
+    out, _ = synth
+    meta = out / "street2shop/meta/json"
+    street_fracs = []
+    for cat in CATS.street2shop:
+        for p in json.loads((meta / f"test_pairs_{cat}.json").read_text()):
+            b = p["bbox"]
+            street_fracs.append(b["width"] * b["height"] / (SMALL.street_width_px * SMALL.street_height_px))
+    assert np.median(street_fracs) < 0.1
+
+
+def test_same_seed_identical_files_other_seed_differs(synth, tmp_path):
+    out, _ = synth
+    again = tmp_path / "again"
+    generate(SMALL, again)
+    assert _tree_digest(again) == _tree_digest(out)
+    other = tmp_path / "other"
+    generate(SynthConfig(**{**SMALL.__dict__, "seed": 4}), other)
+    a, b = _tree_digest(other), _tree_digest(out)
+    assert a["street2shop/meta/json/retrieval_bags.json"] != b["street2shop/meta/json/retrieval_bags.json"] or \
+        a["modanet/images/0000001.jpg"] != b["modanet/images/0000001.jpg"]
+
+
+def test_manifest_done_reused_and_stale_on_edit(synth, tmp_path):
+    out, summary = synth
+    assert stage_status(out).state == "done"
+    assert generate(SMALL, out) == summary  # reused, not regenerated
+    copy = tmp_path / "copy"
+    generate(SMALL, copy)
+    (copy / "street2shop/meta/json/test_pairs_bags.json").write_text("[]\n")
+    status = stage_status(copy)
+    assert status.state == "stale" and any("street2shop_json" in r for r in status.reasons)

@@ -1,0 +1,32 @@
+import json
+
+import pytest
+
+from detret.runs.atomic import atomic_path, atomic_write_json, atomic_write_text
+
+
+def test_write_replaces_whole_file(tmp_path):
+    target = tmp_path / "sub" / "a.txt"
+    atomic_write_text(target, "one")
+    atomic_write_text(target, "two")
+    assert target.read_text() == "two"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["a.txt"]
+
+
+def test_failure_leaves_target_and_no_temporary(tmp_path):
+    target = tmp_path / "a.npy"
+    target.write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            assert tmp.suffix == ".npy" and tmp.parent == tmp_path
+            tmp.write_text("half-writ")
+            raise RuntimeError("killed")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["a.npy"]
+
+
+def test_json_is_canonical(tmp_path):
+    atomic_write_json(tmp_path / "a.json", {"b": 1, "a": [1, 2]})
+    atomic_write_json(tmp_path / "b.json", {"a": [1, 2], "b": 1})
+    assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
+    assert json.loads((tmp_path / "a.json").read_text()) == {"a": [1, 2], "b": 1}

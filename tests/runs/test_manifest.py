@@ -1,0 +1,76 @@
+import hashlib
+import json
+
+import pytest
+
+from detret.runs.manifest import (
+    MANIFEST_NAME,
+    Manifest,
+    changed_entries,
+    fingerprint,
+    package_versions,
+    read_manifest,
+    write_manifest,
+)
+
+
+def test_file_fingerprint_is_content_sha256(tmp_path):
+    f = tmp_path / "x.bin"
+    data = bytes(range(256)) * 5000  # larger than one hashing chunk
+    f.write_bytes(data)
+    fp = fingerprint(f)
+    assert fp["kind"] == "file" and fp["n_bytes"] == len(data)
+    assert fp["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+def test_dir_fingerprint_follows_listing(tmp_path):
+    d = tmp_path / "photos"
+    (d / "a").mkdir(parents=True)
+    (d / "a" / "1.jpg").write_bytes(b"xx")
+    (d / "2.jpg").write_bytes(b"yyy")
+    fp = fingerprint(d)
+    assert fp["kind"] == "dir" and fp["n_files"] == 2 and fp["n_bytes"] == 5
+    # Independent computation of the documented listing hash (top-down walk, sorted names).
+    listing = "2.jpg\x003\na/1.jpg\x002\n"
+    assert fp["sha256"] == hashlib.sha256(listing.encode()).hexdigest()
+    (d / "3.jpg").write_bytes(b"z")
+    assert fingerprint(d)["sha256"] != fp["sha256"]
+    (d / "3.jpg").unlink()
+    assert fingerprint(d)["sha256"] == fp["sha256"]
+    (d / "2.jpg").write_bytes(b"yy")  # truncated
+    assert fingerprint(d)["sha256"] != fp["sha256"]
+
+
+def test_missing_fingerprint(tmp_path):
+    assert fingerprint(tmp_path / "nope") == {"path": str(tmp_path / "nope"), "kind": "missing", "sha256": None,
+                                              "n_bytes": 0}
+
+
+def test_roundtrip_and_changes(tmp_path):
+    inp = tmp_path / "in.json"
+    inp.write_text("{}")
+    m = Manifest(stage="s", command="detret s", config={"k": 1}, config_sha256="h",
+                 inputs={"ann": fingerprint(inp)})
+    write_manifest(tmp_path / "stage", m)
+    back = read_manifest(tmp_path / "stage")
+    assert back.stage == "s" and back.inputs == m.inputs and back.state == "running"
+    assert back.versions["python"] and "torch" in back.versions
+    assert changed_entries(back.inputs) == []
+    inp.write_text('{"a": 1}')
+    assert changed_entries(back.inputs) == [f"ann ({inp}) changed"]
+    inp.unlink()
+    assert changed_entries(back.inputs) == [f"ann ({inp}) is missing"]
+
+
+def test_read_rejects_foreign_and_broken(tmp_path):
+    assert read_manifest(tmp_path) is None
+    (tmp_path / MANIFEST_NAME).write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        read_manifest(tmp_path)
+    (tmp_path / MANIFEST_NAME).write_text(json.dumps({"format": "other"}))
+    with pytest.raises(ValueError, match="not a detret manifest"):
+        read_manifest(tmp_path)
+
+
+def test_versions_include_detret():
+    assert package_versions()["detret"]

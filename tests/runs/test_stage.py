@@ -1,0 +1,77 @@
+import pytest
+
+from detret.runs.stage import Stage, StaleArtifactError, require_fresh, stage_status
+
+
+def _run(stage_dir, inp, config=None, force=False):
+    st = Stage(stage_dir, "detect", config=config or {"k": 1}, inputs={"ann": inp}, command="detret detect")
+    state = st.begin(force=force)
+    if state != "done":
+        (stage_dir / "out.jsonl").write_text("result\n")
+        st.complete({"detections": "out.jsonl"})
+    return state
+
+
+@pytest.fixture
+def inp(tmp_path):
+    p = tmp_path / "ann.json"
+    p.write_text("[]")
+    return p
+
+
+def test_lifecycle_done_then_reused(tmp_path, inp):
+    d = tmp_path / "run" / "detect"
+    assert stage_status(d).state == "missing"
+    assert _run(d, inp) == "fresh"
+    assert stage_status(d).state == "done"
+    assert require_fresh(d).outputs["detections"]["path"] == "out.jsonl"
+    assert _run(d, inp) == "done"
+
+
+def test_interrupted_stage_is_running_and_resumes(tmp_path, inp):
+    d = tmp_path / "detect"
+    st = Stage(d, "detect", config={"k": 1}, inputs={"ann": inp}, command="detret detect")
+    assert st.begin() == "fresh"
+    status = stage_status(d)
+    assert status.state == "running"
+    with pytest.raises(StaleArtifactError, match="did not finish.*detret detect"):
+        require_fresh(d)
+    assert _run(d, inp) == "resume"
+    assert stage_status(d).state == "done"
+
+
+def test_changed_input_makes_stale_and_names_command(tmp_path, inp):
+    d = tmp_path / "detect"
+    _run(d, inp)
+    inp.write_text('[{"changed": true}]')
+    status = stage_status(d)
+    assert status.state == "stale" and "input ann" in status.reasons[0]
+    with pytest.raises(StaleArtifactError, match=r"stale.*Rerun `detret detect`"):
+        require_fresh(d)
+    with pytest.raises(StaleArtifactError, match="--force"):
+        _run(d, inp)
+    assert _run(d, inp, force=True) == "fresh"
+    assert stage_status(d).state == "done"
+
+
+def test_changed_config_refused(tmp_path, inp):
+    d = tmp_path / "detect"
+    _run(d, inp)
+    with pytest.raises(StaleArtifactError, match="config differs"):
+        _run(d, inp, config={"k": 2})
+
+
+def test_tampered_output_is_stale_and_rebuilt(tmp_path, inp):
+    d = tmp_path / "detect"
+    _run(d, inp)
+    (d / "out.jsonl").write_text("edited by hand\n")
+    assert stage_status(d).state == "stale"
+    assert _run(d, inp) == "fresh"  # same inputs: rebuild the damaged outputs
+    assert (d / "out.jsonl").read_text() == "result\n"
+
+
+def test_complete_requires_declared_outputs(tmp_path, inp):
+    st = Stage(tmp_path / "s", "s", config={}, inputs={"ann": inp}, command="detret s")
+    st.begin()
+    with pytest.raises(RuntimeError, match="was not written"):
+        st.complete({"x": "missing.npy"})
