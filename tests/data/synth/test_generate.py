@@ -18,9 +18,9 @@ CATS = load_categories()
 
 
 @pytest.fixture(scope="module")
-def synth(tmp_path_factory):
-    out = tmp_path_factory.mktemp("synth")
-    summary = generate(SMALL, out)
+def synth(synth_small):
+    out, cfg, summary = synth_small
+    assert cfg == SMALL
     return out, summary
 
 
