@@ -45,6 +45,7 @@ class ModaNetReport:
     boxes_dropped_degenerate: int = 0
     boxes_from_polygons: int = 0
     boxes_disagreeing_with_polygons: int = 0  # by more than DISAGREEMENT_PX on some side
+    annotations_without_image: int = 0        # image_id names no image of the file: ignored
 
 
 def _polygon_extent(segmentation: Sequence[Sequence[float]]) -> Optional[Tuple[float, float, float, float]]:
@@ -55,11 +56,37 @@ def _polygon_extent(segmentation: Sequence[Sequence[float]]) -> Optional[Tuple[f
     return float(allp[:, 0].min()), float(allp[:, 1].min()), float(allp[:, 0].max()), float(allp[:, 1].max())
 
 
-def _check_categories(json_path: Path, labels: Tuple[str, ...]) -> None:
+def _check_file(json_path: Path, labels: Tuple[str, ...]) -> int:
+    """Validate what Detectron2's reader assumes; returns the count of annotations without an image."""
     try:
-        cats = json.loads(Path(json_path).read_text()).get("categories")
+        doc = json.loads(Path(json_path).read_text())
+        cats = doc.get("categories")
     except (json.JSONDecodeError, AttributeError) as exc:
         raise ValueError(f"{json_path}: not a COCO instances JSON object ({exc})") from exc
+    images, anns = doc.get("images"), doc.get("annotations", [])
+    if not isinstance(images, list) or not isinstance(anns, list):
+        raise ValueError(f"{json_path}: 'images' and 'annotations' must be lists")
+    image_ids = set()
+    for i, im in enumerate(images):
+        if not isinstance(im, dict) or not all(k in im for k in ("id", "file_name", "width", "height")):
+            raise ValueError(f"{json_path}: images[{i}] must have id, file_name, width, height; got {im!r}")
+        image_ids.add(im["id"])
+    orphans = 0
+    for i, ann in enumerate(anns):
+        box = ann.get("bbox") if isinstance(ann, dict) else None
+        if not (isinstance(box, list) and len(box) == 4
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in box)):
+            raise ValueError(f"{json_path}: annotations[{i}] (id {ann.get('id') if isinstance(ann, dict) else '?'}): "
+                             f"'bbox' must be [x, y, w, h] numbers, got {box!r}")
+        if not isinstance(ann.get("category_id"), int) or not 1 <= ann["category_id"] <= len(labels):
+            raise ValueError(f"{json_path}: annotations[{i}] (id {ann.get('id')}): category_id "
+                             f"{ann.get('category_id')!r} is not in 1..{len(labels)}")
+        orphans += ann.get("image_id") not in image_ids
+    _check_categories(json_path, cats, labels)
+    return orphans
+
+
+def _check_categories(json_path: Path, cats, labels: Tuple[str, ...]) -> None:
     if not isinstance(cats, list):
         raise ValueError(f"{json_path}: no 'categories' list")
     try:
@@ -93,13 +120,13 @@ def load_modanet(
     if not json_path.is_file():
         raise FileNotFoundError(f"{json_path}: ModaNet annotation file not found")
     labels = load_categories().modanet
-    _check_categories(json_path, labels)
+    orphans = _check_file(json_path, labels)
     try:
         records = load_coco_json(str(json_path), str(image_root), dataset_name=None)
     except (AssertionError, KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"{json_path}: not a valid COCO instances file: {exc!r}") from exc
     keep = None if image_ids is None else set(int(i) for i in image_ids)
-    report = ModaNetReport()
+    report = ModaNetReport(annotations_without_image=orphans)
     out = []
     for rec in records:
         if keep is not None and rec["image_id"] not in keep:
