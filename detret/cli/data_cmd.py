@@ -1,8 +1,11 @@
 """`detret data ...`: datasets (the embedded synthetic one)."""
 from __future__ import annotations
 
+import json
 from dataclasses import fields
+from enum import Enum
 from pathlib import Path
+from typing import Optional
 
 import typer
 from rich.console import Console
@@ -10,7 +13,7 @@ from rich.table import Table
 
 from .app import app, rerun_command
 
-data_app = typer.Typer(help="Datasets: generate the embedded synthetic dataset.", no_args_is_help=True)
+data_app = typer.Typer(help="Datasets: generate the embedded synthetic dataset, validate a dataset on disk.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
 
@@ -65,3 +68,66 @@ def _print_summary(summary: dict, out: Path) -> None:
         f"{m['val']['images']} unannotated val photos in {out / 'modanet'}\n"
         f"Pipeline config: {out / 'detret.yaml'}"
     )
+
+
+class DatasetName(str, Enum):
+    modanet = "modanet"
+    street2shop = "street2shop"
+    deepfashion2 = "deepfashion2"
+
+
+@data_app.command("check")
+def check(
+    dataset: DatasetName = typer.Option(..., "--dataset", "-d", help="Which dataset format ROOT holds."),
+    root: Path = typer.Option(..., "--root", "-r", help="Dataset folder, laid out as in datasets/README.md.",
+                              file_okay=False),
+    split: str = typer.Option("validation", help="DeepFashion2 split folder (train, validation)."),
+    annotations: Optional[Path] = typer.Option(
+        None, help="ModaNet annotation JSON (default: ROOT/annotations/modanet2018_instances_train.json).",
+        dir_okay=False),
+    decode: bool = typer.Option(True, "--decode/--no-decode",
+                                help="Decode every photo fully (slower), or read only headers."),
+    workers: int = typer.Option(4, min=1, help="Threads reading photos."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    strict: bool = typer.Option(False, "--strict", help="Exit with 1 when any problem is found."),
+) -> None:
+    """Validate a dataset on disk: missing and undecodable photos, bad boxes, empty categories.
+
+    Prints a per-category summary and the first problems found, each naming its
+    file; --json prints the whole report for machines.
+    """
+    from ..data.check import check_dataset
+
+    report = check_dataset(dataset.value, root, split=split, annotations=annotations, decode=decode,
+                           workers=workers)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2, sort_keys=True, default=str))
+    else:
+        _print_check(report)
+    if strict and not report["ok"]:
+        raise typer.Exit(1)
+
+
+def _print_check(report: dict) -> None:
+    console = Console()
+    if not console.is_terminal:  # piped or logged: do not squeeze the table into 80 columns
+        console = Console(width=200)
+    cats = report["categories"]
+    columns = list(next(iter(cats.values())).keys()) if cats else []
+    table = Table(title=f"{report['dataset']} in {report['root']}")
+    table.add_column("category")
+    for col in columns:
+        table.add_column(col.replace("_", " "), justify="right")
+    for name, row in cats.items():
+        table.add_row(name, *(str(row[c]) for c in columns))
+    if report.get("totals"):
+        table.add_row("[bold]all[/]", *(f"[bold]{report['totals'].get(c, '')}[/]" for c in columns))
+    console.print(table)
+    p = report["photos"]
+    console.print(f"photos checked: {p['checked']}, missing: {p['missing']}, undecodable: {p['undecodable']}")
+    if report["ok"]:
+        console.print("[green]no problem found[/]")
+    else:
+        console.print(f"[red]{report['n_problems']} problem(s)[/]; the first ones:")
+        for line in report["problems"]:
+            console.print(f"  {line}", markup=False, highlight=False)
