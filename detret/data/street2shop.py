@@ -34,12 +34,15 @@ What one query is, and how the files' known defects are treated:
 from __future__ import annotations
 
 import json
+import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from .categories import load_categories
+
+logger = logging.getLogger(__name__)
 
 PHOTO_NAME = "{photo_id:09d}.jpg"
 
@@ -202,5 +205,6 @@ def load_street2shop(
     for q in loaded["train"] + loaded["test"]:
         street_cats[q.photo_id].add(q.category)
     report.multi_category_street_photos = sum(len(v) > 1 for v in street_cats.values())
+    logger.info("%s: %s", meta, ", ".join(f"{k} {v}" for k, v in vars(report).items()))
     return Street2Shop(root, cats, loaded["train"], loaded["test"], gallery, report, tuple(splits),
                        {k: tuple(v) for k, v in positives.items()})

@@ -1,0 +1,137 @@
+"""Detectron2 config for the detector: Detectron2's yacs system plus `add_detret_config`.
+
+A detector is chosen by pointing at a config file:
+
+- a path (absolute, relative to the current directory, or a file name in the
+  repository's ``detectron_configs/``), e.g. ``mask_rcnn_R_50_FPN_modanet.yaml``;
+- ``zoo:<path>``: any config of Detectron2's model zoo, e.g.
+  ``zoo:COCO-Detection/faster_rcnn_R_101_FPN_3x.yaml``; its ROI heads are swapped
+  for detret's objectness heads and its datasets for the registered ModaNet ones.
+
+plus Detectron2 ``KEY VALUE`` overrides. The detector always predicts the 13
+ModaNet labels: ``MODEL.ROI_HEADS.NUM_CLASSES`` is set to 13.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Optional, Sequence
+
+from detectron2.config import CfgNode, get_cfg
+
+from ..data.categories import load_categories
+from .roi_heads import OBJECTNESS_HEADS  # noqa: F401  (imports register the heads)
+
+logger = logging.getLogger(__name__)
+
+REPO_CONFIG_DIR = Path(__file__).resolve().parents[2] / "detectron_configs"
+ZOO_PREFIX = "zoo:"
+CROP_POLICIES = ("category", "top1", "full")
+
+
+class WeightsUnavailable(FileNotFoundError):
+    """Pretrained weights named by the config cannot be had here; the message says what to do."""
+
+
+def add_detret_config(cfg: CfgNode) -> None:
+    """detret's keys, under DETRET (crop policy and batched inference)."""
+    cfg.DETRET = CfgNode()
+    cfg.DETRET.CROP = CfgNode()
+    # "category": the paper's policy (Section 3.1); "top1": best detection of any
+    # label; "full": always the whole photo (the "DB F" baseline).
+    cfg.DETRET.CROP.POLICY = "category"
+    cfg.DETRET.CROP.OBJECTNESS_THRESH = 0.5
+    cfg.DETRET.DETECT = CfgNode()
+    cfg.DETRET.DETECT.BATCH_SIZE = 4      # photos per forward pass
+    cfg.DETRET.DETECT.NUM_WORKERS = 2     # DataLoader workers decoding photos
+
+
+def resolve_config_file(name: str) -> str:
+    """A config name -> a file Detectron2 can merge (see module docstring)."""
+    if name.startswith(ZOO_PREFIX):
+        from detectron2 import model_zoo
+
+        try:
+            return model_zoo.get_config_file(name[len(ZOO_PREFIX):])
+        except RuntimeError as exc:
+            raise FileNotFoundError(f"{name}: not a config of Detectron2's model zoo ({exc})") from exc
+    path = Path(name).expanduser()
+    if path.is_file():
+        return str(path)
+    local = REPO_CONFIG_DIR / name
+    if local.is_file():
+        return str(local)
+    known = ", ".join(sorted(p.name for p in REPO_CONFIG_DIR.glob("*.yaml"))) if REPO_CONFIG_DIR.is_dir() else ""
+    raise FileNotFoundError(f"{name}: detector config not found (detectron_configs/ has: {known}; "
+                            f"or use zoo:<model zoo config>)")
+
+
+def build_detector_cfg(
+    config_file: str,
+    opts: Sequence[str] = (),
+    *,
+    weights: Optional[str] = None,
+    device: str = "cpu",
+    output_dir: Optional[str] = None,
+) -> CfgNode:
+    """Merged, frozen Detectron2 config of the detector."""
+    cfg = get_cfg()
+    add_detret_config(cfg)
+    path = resolve_config_file(config_file)
+    try:
+        cfg.merge_from_file(path)
+    except KeyError as exc:
+        raise ValueError(f"{path}: {exc.args[0] if exc.args else exc}") from exc
+    if config_file.startswith(ZOO_PREFIX):
+        cfg.DATASETS.TRAIN = ("modanet_train",)
+        cfg.DATASETS.TEST = ("modanet_holdout",)
+    if len(opts) % 2:
+        raise ValueError(f"detector overrides must be KEY VALUE pairs, got an odd number: {list(opts)}")
+    try:
+        cfg.merge_from_list(list(opts))
+    except (KeyError, ValueError, AssertionError) as exc:
+        raise ValueError(f"detector overrides {list(opts)}: {exc}") from exc
+    if cfg.MODEL.ROI_HEADS.NAME in OBJECTNESS_HEADS:
+        cfg.MODEL.ROI_HEADS.NAME = OBJECTNESS_HEADS[cfg.MODEL.ROI_HEADS.NAME]
+    if cfg.MODEL.ROI_HEADS.NAME not in OBJECTNESS_HEADS.values():
+        raise ValueError(f"{path}: MODEL.ROI_HEADS.NAME {cfg.MODEL.ROI_HEADS.NAME!r} gives no proposal "
+                         f"objectness; use one of {sorted(OBJECTNESS_HEADS.values())}")
+    n_labels = len(load_categories().modanet)
+    if cfg.MODEL.ROI_HEADS.NUM_CLASSES != n_labels:
+        logger.info("MODEL.ROI_HEADS.NUM_CLASSES %d -> %d (the ModaNet labels)", cfg.MODEL.ROI_HEADS.NUM_CLASSES,
+                    n_labels)
+        cfg.MODEL.ROI_HEADS.NUM_CLASSES = n_labels
+    if cfg.DETRET.CROP.POLICY not in CROP_POLICIES:
+        raise ValueError(f"DETRET.CROP.POLICY {cfg.DETRET.CROP.POLICY!r} is not one of {CROP_POLICIES}")
+    if weights is not None:
+        cfg.MODEL.WEIGHTS = str(weights)
+    cfg.MODEL.DEVICE = device
+    if output_dir is not None:
+        cfg.OUTPUT_DIR = str(output_dir)
+    cfg.freeze()
+    return cfg
+
+
+def check_weights_available(cfg: CfgNode) -> Optional[str]:
+    """Local path of MODEL.WEIGHTS (None for random initialisation), fetched or found in the cache.
+
+    Raises WeightsUnavailable before any work starts when they cannot be had
+    (offline, missing file), saying how to provide them.
+    """
+    weights = cfg.MODEL.WEIGHTS
+    if not weights:
+        logger.warning("MODEL.WEIGHTS is empty: the detector starts from random initialisation")
+        return None
+    from detectron2.utils.file_io import PathManager
+
+    try:
+        local = PathManager.get_local_path(weights)
+    except Exception as exc:  # noqa: BLE001 -- iopath raises whatever its handler's transport raises
+        raise WeightsUnavailable(
+            f"cannot fetch the detector weights {weights} ({type(exc).__name__}: {exc}). On a machine with "
+            "network access download them, then pass the local file with --set "
+            "detector.weights=/path/to/file (or Detectron2 option MODEL.WEIGHTS /path), or set "
+            "MODEL.WEIGHTS '' to start from random initialisation") from exc
+    if not Path(local).is_file():
+        raise WeightsUnavailable(f"detector weights {weights}: no file at {local}")
+    return local

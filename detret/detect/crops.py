@@ -1,0 +1,99 @@
+"""The crop policy of Kucer & Murray (Section 3.1), a pure function.
+
+For a photo with ground-truth retrieval category c:
+
+1. keep the detections whose proposal objectness is > `objectness_thresh`
+   (0.5 in the paper) and whose predicted label is one of the detector labels
+   mapped to c (e.g. footwear -> {footwear, boots});
+2. take the one with the highest category score (ties: higher objectness,
+   then larger clipped area, then earlier index, so the choice is deterministic);
+3. if none is left, the box is the whole photo.
+
+Boxes are clipped to the photo first; a detection left with less than a pixel
+of width or height is ignored. Rules recorded with the crop: ``detection``,
+``fallback`` (nothing qualified: whole photo), ``ground_truth`` (street queries
+use their annotated box, Section 3.3), ``full`` (the "full" ablation policy).
+Ablation policies: ``top1`` (best detection of any label, objectness filter
+kept) and ``full`` (always the whole photo).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Optional, Sequence, Tuple
+
+Box = Tuple[float, float, float, float]
+RULES = ("detection", "fallback", "ground_truth", "full")
+
+
+@dataclass(frozen=True)
+class Detection:
+    box_xyxy: Box        # pixels of the original photo
+    label: str           # detector (ModaNet) label
+    score: float         # probability of that label
+    objectness: float    # sigmoid of the RPN proposal's logit
+
+
+@dataclass(frozen=True)
+class Crop:
+    box_xyxy: Box
+    rule: str                    # one of RULES
+    detection: Optional[int]     # index of the chosen detection, if any
+
+
+def clip_box(box: Box, size_wh: Tuple[int, int]) -> Box:
+    w, h = size_wh
+    x0, y0, x1, y1 = box
+    return (min(max(x0, 0.0), w), min(max(y0, 0.0), h), min(max(x1, 0.0), w), min(max(y1, 0.0), h))
+
+
+def _usable(box: Box) -> bool:
+    return box[2] - box[0] >= 1.0 and box[3] - box[1] >= 1.0
+
+
+def whole_photo(size_wh: Tuple[int, int]) -> Box:
+    return (0.0, 0.0, float(size_wh[0]), float(size_wh[1]))
+
+
+def select_crop(
+    detections: Sequence[Detection],
+    category: str,
+    category_map: Mapping[str, Sequence[str]],
+    size_wh: Tuple[int, int],
+    *,
+    objectness_thresh: float = 0.5,
+    policy: str = "category",
+) -> Crop:
+    """The crop of one photo of retrieval category `category` (see module docstring)."""
+    if policy == "full":
+        return Crop(whole_photo(size_wh), "full", None)
+    if policy not in ("category", "top1"):
+        raise ValueError(f"unknown crop policy {policy!r}; known: category, top1, full")
+    if policy == "category":
+        if category not in category_map:
+            raise KeyError(f"category {category!r} is not in the category map; known: {', '.join(category_map)}")
+        allowed = set(category_map[category])
+    best = None
+    for i, det in enumerate(detections):
+        if not det.objectness > objectness_thresh:
+            continue
+        if policy == "category" and det.label not in allowed:
+            continue
+        box = clip_box(det.box_xyxy, size_wh)
+        if not _usable(box):
+            continue
+        area = (box[2] - box[0]) * (box[3] - box[1])
+        key = (det.score, det.objectness, area, -i)
+        if best is None or key > best[0]:
+            best = (key, i, box)
+    if best is None:
+        return Crop(whole_photo(size_wh), "fallback", None)
+    return Crop(best[2], "detection", best[1])
+
+
+def ground_truth_crop(box: Optional[Box], size_wh: Tuple[int, int]) -> Crop:
+    """A street query's annotated box, clipped; a missing or empty box falls back to the whole photo."""
+    if box is not None:
+        clipped = clip_box(box, size_wh)
+        if _usable(clipped):
+            return Crop(clipped, "ground_truth", None)
+    return Crop(whole_photo(size_wh), "fallback", None)
