@@ -112,6 +112,7 @@ def _register_commands() -> None:
     # imports (torch, detectron2) happen inside the commands, so --help stays fast.
     # Order of import is the order of `detret --help`: the pipeline's order.
     from . import data_cmd  # noqa: F401
+    from . import detect_cmd  # noqa: F401
     from . import status_cmd  # noqa: F401
     from . import config_cmd  # noqa: F401
 

@@ -74,8 +74,9 @@ class DataConfig:
 
 @dataclass
 class DetectorConfig:
-    # Detectron2 yacs config; swapping detectors is pointing here at another file.
-    config_file: str = "detectron_configs/mask_rcnn_R_50_FPN_modanet.yaml"
+    # Detectron2 yacs config: a path, a file name in the repository's detectron_configs/,
+    # or zoo:<Detectron2 model zoo config>. Swapping detectors is pointing here at another file.
+    config_file: str = "mask_rcnn_X_101_32x8d_FPN_modanet.yaml"
     # Trained weights (.pth/.pkl); None: the run directory's trained detector.
     weights: Optional[str] = None
     # Detectron2 KEY VALUE overrides, e.g. ["SOLVER.MAX_ITER", "200"].
@@ -157,9 +158,16 @@ def _explain(exc: OmegaConfBaseException, source: str) -> ConfigError:
     return ConfigError(f"{source}: bad value for '{key}': {msg}. Valid keys: {', '.join(valid_keys())}")
 
 
+def _is_config_name(key: str, value: str) -> bool:
+    """A bare detector config name ("x.yaml", found in detectron_configs/) or a zoo:<path>."""
+    return key == "detector.config_file" and (value.startswith("zoo:") or os.sep not in value)
+
+
 def _resolve_paths(raw: DictConfig, base_dir: Path) -> None:
     for key in PATH_KEYS:
         value = OmegaConf.select(raw, key, default=None)
+        if isinstance(value, str) and _is_config_name(key, value) and not (base_dir / value).is_file():
+            continue
         if isinstance(value, str) and value and not os.path.isabs(os.path.expanduser(value)):
             OmegaConf.update(raw, key, str((base_dir / value).resolve()), merge=False)
 

@@ -251,6 +251,9 @@ data:
     images: modanet/images
   street2shop:
     root: street2shop
+detector:
+  # The small detector that trains in minutes on a CPU (detectron_configs/).
+  config_file: mask_rcnn_R_18_FPN_synth_cpu.yaml
 """
 
 

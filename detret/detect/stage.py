@@ -1,0 +1,192 @@
+"""`detret detect`: crop every photo of a split, by the paper's policy, into the run directory.
+
+Splits: ``shop`` (the gallery: every shop photo of every category) and
+``street`` (the street photos of the ``test`` or ``train`` pairs). Shop photos
+are cropped by the detector and :func:`select_crop`; street queries by their
+annotated box (Section 3.3), with the detector's output recorded beside it
+(for the report's figures) unless ``run_detector=False``.
+"""
+from __future__ import annotations
+
+import logging
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import torch
+from detectron2.config import CfgNode
+from omegaconf import DictConfig
+
+from ..data.categories import load_categories
+from ..data.street2shop import Street2Shop, load_street2shop
+from ..runs.atomic import atomic_write_json
+from ..runs.stage import Stage, require_fresh
+from ..utils.device import resolve_device
+from ..utils.progress import progress
+from .artifact import ARTIFACT_NAME, PARTIAL_NAME, CropRecord, PhotoDetections, append_partial, read_partial, \
+    write_artifact
+from .config import build_detector_cfg, check_weights_available
+from .crops import ground_truth_crop, select_crop
+from .inference import detect_photos, load_detector
+
+logger = logging.getLogger(__name__)
+
+DETECTOR_DIR = "detector"
+
+
+@dataclass
+class DetectorChoice:
+    cfg: CfgNode
+    weights: Optional[str]
+    config_source: Path
+
+
+def stage_dir_for(run_dir: Path, split: str, subset: str) -> Path:
+    return Path(run_dir) / ("detect-shop" if split == "shop" else f"detect-street-{subset}")
+
+
+def choose_detector(pcfg: DictConfig, device: torch.device, extra_opts: List[str]) -> DetectorChoice:
+    """The pipeline's detector: explicit weights with the configured file, else the run's trained one."""
+    opts = list(pcfg.detector.opts) + list(extra_opts)
+    if pcfg.detector.weights:
+        cfg = build_detector_cfg(pcfg.detector.config_file, opts, weights=pcfg.detector.weights, device=str(device))
+        check_weights_available(cfg)
+        return DetectorChoice(cfg, cfg.MODEL.WEIGHTS, Path(cfg.MODEL.WEIGHTS))
+    trained = Path(pcfg.run_dir) / DETECTOR_DIR
+    require_fresh(trained, "the trained detector (detret train-detector)")
+    cfg = build_detector_cfg(str(trained / "config.yaml"), opts, weights=str(trained / "model_final.pth"),
+                             device=str(device))
+    return DetectorChoice(cfg, cfg.MODEL.WEIGHTS, trained / "model_final.pth")
+
+
+def _hashed_cfg_text(cfg: CfgNode) -> str:
+    """The detector config as it decides the results: device and batching left out,
+    so the same detection on CPU or GPU, or with other batch sizes, counts as the same."""
+    c = cfg.clone()
+    c.defrost()
+    c.MODEL.DEVICE = ""
+    c.DETRET.DETECT.BATCH_SIZE = 0
+    c.DETRET.DETECT.NUM_WORKERS = 0
+    return c.dump()
+
+
+def _work_items(data: Street2Shop, split: str, subset: str) -> Tuple[List[Tuple[int, Path]], List[Tuple]]:
+    """(unique photos to run the detector on, units to crop: (photo, category, record, box))."""
+    units: List[Tuple] = []
+    if split == "shop":
+        for cat in data.categories:
+            units.extend((s.photo_id, cat, None, None) for s in data.gallery[cat])
+    else:
+        units.extend((q.photo_id, q.category, q.record, q.box_xyxy) for q in data.queries(subset))
+    photos = sorted({u[0] for u in units})
+    return [(p, data.photo_path(p)) for p in photos], units
+
+
+def summarise(records: List[CropRecord]) -> Dict[str, Dict]:
+    """Per category: photos, skipped, crops by rule, fallback rate, mean score of chosen detections."""
+    by_cat: Dict[str, List[CropRecord]] = defaultdict(list)
+    for r in records:
+        by_cat[r.category].append(r)
+    out = {}
+    for cat in sorted(by_cat):
+        rows = by_cat[cat]
+        ok = [r for r in rows if r.status == "ok"]
+        rules = Counter(r.crop.rule for r in ok)
+        chosen = [r.detections[r.crop.detection].score for r in ok if r.crop.detection is not None]
+        out[cat] = {"photos": len(rows), "skipped": len(rows) - len(ok), "rules": dict(sorted(rules.items())),
+                    "fallback_rate": rules["fallback"] / len(ok) if ok else None,
+                    "mean_score": sum(chosen) / len(chosen) if chosen else None}
+    return out
+
+
+def run_detect(
+    pcfg: DictConfig,
+    split: str,
+    *,
+    subset: str = "test",
+    run_detector: bool = True,
+    extra_opts: Optional[List[str]] = None,
+    force: bool = False,
+    command: Optional[str] = None,
+) -> Dict:
+    """Run the stage; returns the per-category summary."""
+    if split not in ("shop", "street"):
+        raise ValueError(f"split must be 'shop' or 'street', got {split!r}")
+    if split == "shop" and not run_detector:
+        raise ValueError("shop photos are cropped by the detector: run_detector=False applies to street only")
+    if not pcfg.data.street2shop.root:
+        raise ValueError("data.street2shop.root is not set in the pipeline config")
+    device = resolve_device(pcfg.device)
+    cats = load_categories(pcfg.data.category_map)
+    data = load_street2shop(Path(pcfg.data.street2shop.root), splits=(subset,) if split == "street" else ())
+    photos, units = _work_items(data, split, subset)
+    choice = choose_detector(pcfg, device, list(extra_opts or [])) if run_detector else None
+    stage_dir = stage_dir_for(Path(pcfg.run_dir), split, subset)
+    root = Path(pcfg.data.street2shop.root)
+    inputs = {"annotations": root / "meta" / "json", "photos": root / "images"}
+    config = {"split": split, "subset": subset if split == "street" else None, "run_detector": run_detector,
+              "category_map": {k: list(v) for k, v in cats.street2shop_to_modanet.items()}}
+    if choice is not None:
+        inputs["weights"] = choice.config_source
+        config["detector_cfg"] = _hashed_cfg_text(choice.cfg)
+    stage = Stage(stage_dir, f"detect-{split}" + (f"-{subset}" if split == "street" else ""), config=config,
+                  inputs=inputs, command=command)
+    state = stage.begin(force=force)
+    partial_path = stage_dir / PARTIAL_NAME
+    if state == "done":
+        logger.info("%s: complete and up to date, reused", stage_dir)
+        import json
+
+        return json.loads((stage_dir / "summary.json").read_text())
+    if state == "fresh" and partial_path.exists():
+        partial_path.unlink()
+    done = read_partial(partial_path)
+    if choice is not None:
+        todo = [(p, path) for p, path in photos if p not in done]
+        logger.info("%s: %d photos, %d cached, %d to detect on %s", stage_dir, len(photos), len(done), len(todo),
+                    device)
+        if todo:
+            model = load_detector(choice.cfg, choice.weights, device)
+
+            def on_batch(results: List[PhotoDetections]) -> None:
+                append_partial(partial_path, results)
+                done.update((r.photo_id, r) for r in results)
+
+            bar = progress(detect_photos(model, choice.cfg, todo, cats.modanet, device, on_batch),
+                           f"detect {split}", unit="batch",
+                           total=-(-len(todo) // int(choice.cfg.DETRET.DETECT.BATCH_SIZE)))
+            for rate in bar:
+                if hasattr(bar, "set_postfix_str"):
+                    bar.set_postfix_str(f"{rate:.1f} photos/s")
+    else:
+        from ..data.images import PhotoError, photo_size
+
+        for p, path in progress(photos, "reading photo sizes"):
+            if p in done:
+                continue
+            try:
+                w, h = photo_size(path)
+                done[p] = PhotoDetections(p, w, h)
+            except PhotoError as exc:
+                done[p] = PhotoDetections(p, status="skipped", reason=exc.reason)
+
+    policy = choice.cfg.DETRET.CROP.POLICY if choice is not None else "category"
+    thresh = float(choice.cfg.DETRET.CROP.OBJECTNESS_THRESH) if choice is not None else 0.5
+    records = []
+    for photo_id, cat, record, gt_box in units:
+        det = done[photo_id]
+        if det.status != "ok":
+            records.append(CropRecord(photo_id, split, cat, record, 0, 0, [], None, "skipped", det.reason))
+            continue
+        size = (det.width, det.height)
+        crop = ground_truth_crop(gt_box, size) if split == "street" else select_crop(
+            det.detections, cat, cats.street2shop_to_modanet, size, objectness_thresh=thresh, policy=policy)
+        records.append(CropRecord(photo_id, split, cat, record, det.width, det.height, det.detections, crop))
+    write_artifact(stage_dir / ARTIFACT_NAME, records)
+    summary = summarise(records)
+    atomic_write_json(stage_dir / "summary.json", summary)
+    stage.complete({"detections": ARTIFACT_NAME, "summary": "summary.json"})
+    if partial_path.exists():
+        partial_path.unlink()
+    return summary

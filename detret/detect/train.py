@@ -1,0 +1,173 @@
+"""`detret train-detector`: Detectron2's trainer on the registered ModaNet splits.
+
+Detectron2's ``DefaultTrainer`` does the work (data loading with its
+augmentations, the solver and schedule, periodic checkpoints, ``--resume`` from
+the last one, evaluation hooks); detret adds:
+
+- dataset registration from the pipeline config (in every process);
+- ``COCOEvaluator`` on the held-out split (box AP, AP50, per-category AP; masks
+  too when the model has them), whose results go to ``evaluation.json``;
+- writers that need no TensorBoard (metrics.json and the console; TensorBoard
+  event files too when ``tensorboard`` is installed);
+- the merged config (``config.yaml``) beside ``model_final.pth``, so that
+  ``detect`` rebuilds the detector from the run directory alone.
+
+Data-parallel over GPUs and machines through Detectron2's ``launch`` (NCCL on
+GPUs, gloo on CPU).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Dict, Optional
+
+from detectron2.config import CfgNode
+from detectron2.engine import DefaultTrainer, launch
+from detectron2.evaluation import COCOEvaluator
+from detectron2.utils import comm
+from detectron2.utils.events import CommonMetricPrinter, JSONWriter
+from omegaconf import DictConfig, OmegaConf
+
+logger = logging.getLogger(__name__)
+
+
+class DetectorTrainer(DefaultTrainer):
+    @classmethod
+    def build_evaluator(cls, cfg: CfgNode, dataset_name: str, output_folder: Optional[str] = None):
+        tasks = ("bbox", "segm") if cfg.MODEL.MASK_ON else ("bbox",)
+        return COCOEvaluator(dataset_name, tasks=tasks, distributed=True,
+                             output_dir=output_folder or os.path.join(cfg.OUTPUT_DIR, "inference"))
+
+    def build_writers(self):
+        os.makedirs(self.cfg.OUTPUT_DIR, exist_ok=True)
+        writers = [CommonMetricPrinter(self.max_iter), JSONWriter(os.path.join(self.cfg.OUTPUT_DIR, "metrics.json"))]
+        try:
+            from detectron2.utils.events import TensorboardXWriter
+
+            import torch.utils.tensorboard  # noqa: F401  -- needs the tensorboard package
+
+            writers.append(TensorboardXWriter(self.cfg.OUTPUT_DIR))
+        except ImportError:
+            pass  # metrics.json holds the same scalars
+        return writers
+
+
+def _worker(cfg_yaml: str, pipeline_yaml: str, resume: bool) -> Dict:
+    from detectron2.utils.logger import setup_logger
+
+    from ..data.register import register_datasets
+
+    cfg = CfgNode.load_cfg(cfg_yaml)
+    cfg.freeze()
+    pcfg = OmegaConf.create(pipeline_yaml)
+    setup_logger(output=cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="detectron2")
+    register_datasets(pcfg)
+    trainer = DetectorTrainer(cfg)
+    trainer.resume_or_load(resume=resume)
+    trainer.train()
+    # The EvalHook evaluates after the last iteration and keeps the results on the
+    # trainer; evaluate here only when it did not (no test set, or a resumed, finished run).
+    results = getattr(trainer, "_last_eval_results", None)
+    if results is None and cfg.DATASETS.TEST:
+        results = DetectorTrainer.test(cfg, trainer.model)
+    return _json_safe(dict(results or {}))
+
+
+def _json_safe(obj):
+    """COCO metrics with NaN (no prediction, or a label absent from the held-out split) -> None."""
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, float) and obj != obj:
+        return None
+    return obj
+
+
+def train_detector(
+    pcfg: DictConfig,
+    cfg: CfgNode,
+    *,
+    resume: bool,
+    num_gpus: int = 0,
+    num_machines: int = 1,
+    machine_rank: int = 0,
+    dist_url: str = "auto",
+) -> Dict:
+    """Train (or resume), evaluate on the held-out split, write config and evaluation; returns metrics."""
+    out = Path(cfg.OUTPUT_DIR)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(cfg.dump())
+    args = (cfg.dump(), OmegaConf.to_yaml(pcfg), resume)
+    if num_gpus > 1 or num_machines > 1:
+        launch(_worker, max(num_gpus, 1), num_machines=num_machines, machine_rank=machine_rank,
+               dist_url=dist_url, args=args)
+        results = _read_coco_results(out)
+    else:
+        results = _worker(*args)
+    return results
+
+
+def _read_coco_results(out: Path) -> Dict:
+    """After a multi-process run the metrics are in metrics.json's last evaluation record."""
+    path = out / "metrics.json"
+    if not path.is_file():
+        return {}
+    last = {}
+    for line in path.read_text().splitlines():
+        rec = json.loads(line)
+        if any(k.startswith("bbox/") for k in rec):
+            last = rec
+    return {"bbox": {k[5:]: v for k, v in last.items() if k.startswith("bbox/")}} if last else {}
+
+
+def run_train_detector(
+    pcfg: DictConfig,
+    *,
+    opts=(),
+    resume: bool = False,
+    force: bool = False,
+    num_gpus: int = 0,
+    num_machines: int = 1,
+    machine_rank: int = 0,
+    dist_url: str = "auto",
+    command: Optional[str] = None,
+) -> Dict:
+    """The train-detector stage: checks, manifest, training, evaluation.json; returns the evaluation."""
+    from ..data.register import dataset_dicts, modanet_split_path, register_datasets
+    from ..runs.atomic import atomic_write_json
+    from ..runs.stage import Stage
+    from ..utils.device import resolve_device
+    from .config import build_detector_cfg, check_weights_available
+    from .stage import DETECTOR_DIR, _hashed_cfg_text
+
+    if not pcfg.data.modanet.annotations:
+        raise ValueError("data.modanet.annotations is not set in the pipeline config")
+    device = resolve_device(pcfg.device)
+    out = Path(pcfg.run_dir) / DETECTOR_DIR
+    cfg = build_detector_cfg(pcfg.detector.config_file, list(pcfg.detector.opts) + list(opts),
+                             weights=pcfg.detector.weights, device=str(device), output_dir=str(out))
+    init_weights = check_weights_available(cfg)  # fail now, not after building data loaders
+    register_datasets(pcfg)
+    n_train = len(dataset_dicts(cfg.DATASETS.TRAIN[0]))  # loads and validates the annotations now
+    logger.info("training on %d photos of %s", n_train, cfg.DATASETS.TRAIN[0])
+    inputs = {"annotations": Path(pcfg.data.modanet.annotations), "photos": Path(pcfg.data.modanet.images),
+              "split": modanet_split_path(Path(pcfg.run_dir))}
+    if init_weights:
+        inputs["init_weights"] = Path(init_weights)
+    stage = Stage(out, "train-detector", config={"detector_cfg": _hashed_cfg_text(cfg)}, inputs=inputs,
+                  command=command)
+    state = stage.begin(force=force)
+    if state == "done":
+        logger.info("%s: detector already trained with this config and data, reused", out)
+        return json.loads((out / "evaluation.json").read_text())
+    if state == "fresh":
+        for old in list(out.glob("model_*.pth")) + [out / "last_checkpoint"]:
+            if old.exists():
+                old.unlink()
+    results = train_detector(pcfg, cfg, resume=resume or state == "resume", num_gpus=num_gpus,
+                             num_machines=num_machines, machine_rank=machine_rank, dist_url=dist_url)
+    if comm.is_main_process():
+        atomic_write_json(out / "evaluation.json", {"dataset": list(cfg.DATASETS.TEST), "results": results})
+        stage.complete({"weights": "model_final.pth", "config": "config.yaml", "evaluation": "evaluation.json"})
+    return {"dataset": list(cfg.DATASETS.TEST), "results": results}
