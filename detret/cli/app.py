@@ -113,6 +113,7 @@ def _register_commands() -> None:
     # Order of import is the order of `detret --help`: the pipeline's order.
     from . import data_cmd  # noqa: F401
     from . import detect_cmd  # noqa: F401
+    from . import retrieval_cmd  # noqa: F401
     from . import status_cmd  # noqa: F401
     from . import config_cmd  # noqa: F401
 

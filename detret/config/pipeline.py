@@ -92,9 +92,40 @@ class RetrievalModelRef:
 
 
 @dataclass
+class RetrievalTrainConfig:
+    # Network (Section 3.2): torchvision backbone -> GeM -> L2 -> FC(dim) -> L2.
+    architecture: str = "resnet50"
+    dim: int = 512
+    pretrained: bool = True          # ImageNet weights (torch hub cache or backbone_weights)
+    backbone_weights: Optional[str] = None
+    image_size: int = 224            # pixels of the longer side (the paper: 800)
+    resize: str = "longest"          # longest | square
+    # Optimisation.
+    epochs: int = 10
+    batch_size: int = 16             # queries per step
+    optimizer: str = "adam"          # adam | sgd
+    lr: float = 1e-5
+    weight_decay: float = 1e-6
+    lr_decay: float = 0.9            # per epoch (exponential schedule)
+    chunk_size: int = 8              # images per recomputation of multistage back-propagation
+    seed: int = 0
+    val_fraction: float = 0.1        # training products held out for validation mAP
+    # Triplet loss (eq. 2).
+    margin: float = 0.1
+    negatives: str = "offline"       # offline: hard negatives mined each epoch | batch: hardest in the batch
+    mine_k: int = 25                 # nearest non-matching shop photos kept per query
+    # AP loss (eq. 3-4).
+    ap_bins: int = 25
+    ap_negatives: int = 4            # mined negatives added per query to the batch's items
+    # Classification pre-training over product ids (Gordo et al.), epochs; 0: none.
+    classifier_epochs: int = 0
+
+
+@dataclass
 class RetrievalConfig:
     # One model, or several whose descriptors are concatenated and L2-normalised.
     models: List[RetrievalModelRef] = field(default_factory=list)
+    train: RetrievalTrainConfig = field(default_factory=RetrievalTrainConfig)
 
 
 @dataclass
@@ -119,6 +150,7 @@ PATH_KEYS: Sequence[str] = (
     "data.category_map",
     "detector.config_file",
     "detector.weights",
+    "retrieval.train.backbone_weights",
 )
 
 

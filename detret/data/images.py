@@ -65,10 +65,10 @@ def read_rgb(path: Path) -> np.ndarray:
         raise PhotoError(path, "not an image (unrecognised format)") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise PhotoError(path, f"corrupt or truncated image ({exc})") from None
-    arr = np.asarray(rgb, dtype=np.uint8)
+    arr = np.array(rgb, dtype=np.uint8)  # a writable copy (Pillow's buffer is read-only)
     if min(arr.shape[:2]) < MIN_SIDE_PX:
         raise PhotoError(path, f"too small ({arr.shape[1]}x{arr.shape[0]} px, need {MIN_SIDE_PX} px a side)")
-    return np.ascontiguousarray(arr)
+    return arr
 
 
 def photo_size(path: Path) -> Tuple[int, int]:

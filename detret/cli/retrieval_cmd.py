@@ -1,0 +1,51 @@
+"""`detret train-retrieval`."""
+from __future__ import annotations
+
+from enum import Enum
+from typing import Optional
+
+import typer
+
+from .app import app, rerun_command, state
+
+
+class Loss(str, Enum):
+    triplet = "triplet"
+    ap = "ap"
+
+
+class ShopCrops(str, Enum):
+    detected = "detected"
+    full = "full"
+
+
+@app.command("train-retrieval")
+def train_retrieval_cmd(
+    ctx: typer.Context,
+    loss: Loss = typer.Option(..., "--loss", help="triplet (eq. 2) or ap (eq. 3-4, listwise)."),
+    shop_crops: ShopCrops = typer.Option(ShopCrops.detected, "--shop-crops",
+                                         help="detected: the detect-shop crops (DB C); full: whole photos (DB F)."),
+    name: Optional[str] = typer.Option(None, help="Run name (default: tri-crops, tri-full, ap-crops, ap-full)."),
+    epochs: Optional[int] = typer.Option(None, min=1, help="Overrides retrieval.train.epochs."),
+    force: bool = typer.Option(False, "--force", help="Retrain even if the run holds a model trained differently."),
+) -> None:
+    """Train the GeM retrieval network: street crops (annotated boxes) against shop crops.
+
+    Hyper-parameters are the pipeline config's retrieval.train keys (`detret config keys`),
+    e.g. --set retrieval.train.architecture=resnet18. Writes <run_dir>/retrieval-<name>/:
+    model.pt (best validation mAP, self-describing), checkpoint_last.pt, metrics.json.
+    Rerunning an interrupted command resumes after the last finished epoch.
+    """
+    from ..retrieval.train import run_train_retrieval
+
+    extra = [f"retrieval.train.epochs={epochs}"] if epochs else []
+    pcfg = state(ctx).pipeline_config(extra)
+    summary = run_train_retrieval(pcfg, loss.value, shop_crops.value, name=name, force=force,
+                                  command=rerun_command(ctx))
+
+    def fmt(v):
+        return "n/a" if v is None else f"{100 * v:.1f}"
+
+    typer.echo(f"{summary['name']}: validation mAP {fmt(summary['untrained_val_map'])} untrained -> "
+               f"{fmt(summary['best_val_map'])} best ({summary['queries']['train']} training queries, "
+               f"{summary['queries']['val']} validation queries)")

@@ -1,0 +1,278 @@
+"""`detret train-retrieval`: the GeM network trained with the triplet loss or the AP loss.
+
+One epoch:
+
+1. (triplet with offline negatives, and AP) mine hard negatives: embed the
+   training shop crops and street crops with the current model; keep, per
+   query, the `mine_k` most similar shop crops of its category showing another
+   product (Gajic & Baldrich use 25);
+2. in seeded random batches of `batch_size` queries mixing categories, build
+   the images of the loss, and take one optimiser step with multistage
+   back-propagation:
+   - triplet, offline: (query, a positive shop crop, a mined negative) per query;
+   - triplet, batch: (query, positive) per query, each query's negative the
+     hardest positive of another product in the batch (VSE++-style max);
+   - AP: the batch's queries ranked against the batch's shop crops (each
+     query's positive and `ap_negatives` mined negatives);
+3. validation mAP (eq. 4, per category then averaged) on the held-out
+   training products; the best epoch's weights are ``model.pt``.
+
+Run folder ``<run_dir>/retrieval-<name>/``: ``model.pt`` (best, self-describing),
+``checkpoint_last.pt`` (resume state, written every epoch), ``metrics.json``
+(one record per epoch, epoch -1 is the untrained network), ``manifest.json``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from ..data.images import PhotoError
+from ..data.street2shop import load_street2shop
+from ..evaluate.metrics import full_gallery_ap
+from ..runs.atomic import atomic_write_json
+from ..runs.stage import Stage, require_fresh
+from ..utils.device import resolve_device
+from ..utils.progress import progress
+from .data import CropItem, CropReader, TrainingSet, batches, build_training_set, load_shop_boxes
+from .losses import ap_loss, hardest_negative_triplet_loss, triplet_loss
+from .model import RetrievalNet, build_retrieval_net, load_checkpoint, save_checkpoint, set_batchnorm_eval
+from .multistage import embed_images, multistage_backward
+
+logger = logging.getLogger(__name__)
+
+LOSSES = ("triplet", "ap")
+SHOP_CROPS = ("detected", "full")
+
+
+def default_name(loss: str, shop_crops: str) -> str:
+    """The paper's run names: Tri DB C -> "tri-crops", mAP DB F -> "ap-full"."""
+    return f"{'tri' if loss == 'triplet' else 'ap'}-{'crops' if shop_crops == 'detected' else 'full'}"
+
+
+def make_optimizer(model: RetrievalNet, tcfg) -> torch.optim.Optimizer:
+    gem_params = [model.pool.p]
+    others = [p for n, p in model.named_parameters() if n != "pool.p"]
+    groups = [{"params": others, "lr": tcfg.lr},
+              {"params": gem_params, "lr": tcfg.lr * model.pool.lr_mult, "weight_decay": 0.0}]
+    if tcfg.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+    if tcfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=tcfg.lr, momentum=0.9, weight_decay=tcfg.weight_decay)
+    raise ValueError(f"retrieval.train.optimizer must be adam or sgd, got {tcfg.optimizer!r}")
+
+
+def _read_many(reader: CropReader, items: List[CropItem], device, rng=None):
+    """(tensors, indices of the items that could be read)."""
+    tensors, ok = [], []
+    for i, item in enumerate(items):
+        try:
+            tensors.append(reader(item, rng).to(device))
+            ok.append(i)
+        except PhotoError as exc:
+            logger.warning("skipping %s", exc)
+    return tensors, ok
+
+
+def embed_items(model: RetrievalNet, reader: CropReader, items: List[CropItem], device, chunk: int,
+                desc: str) -> torch.Tensor:
+    """Descriptors [N, D] (zeros for unreadable photos), no augmentation, eval mode."""
+    was_training = model.training
+    model.eval()
+    out = torch.zeros(len(items), model.dim)
+    for start in progress(range(0, len(items), chunk), desc, unit="chunk"):
+        tensors, ok = _read_many(reader, items[start:start + chunk], device)
+        if tensors:
+            out[[start + i for i in ok]] = embed_images(model, tensors, chunk).float().cpu()
+    model.train(was_training)
+    if was_training:
+        set_batchnorm_eval(model)
+    return out
+
+
+def mine_negatives(model, tset: TrainingSet, reader, device, chunk: int, k: int) -> List[np.ndarray]:
+    """Per training query, the indices of its k most similar shop crops of its category, other products."""
+    q = embed_items(model, reader, tset.train_queries, device, chunk, "mining: queries")
+    s = embed_items(model, reader, tset.shop, device, chunk, "mining: shop")
+    cats = np.array([it.category for it in tset.shop])
+    products = [it.product for it in tset.shop]
+    sims = (q @ s.T).numpy()
+    mined = []
+    for i, query in enumerate(tset.train_queries):
+        candidates = np.flatnonzero((cats == query.category)
+                                    & np.array([p != query.product for p in products]))
+        order = candidates[np.argsort(-sims[i, candidates], kind="stable")]
+        mined.append(order[:k])
+    return mined
+
+
+def validate(model, tset: TrainingSet, reader, device, chunk: int) -> Dict:
+    """Validation mAP: held-out products' street crops against the training shop crops of their category."""
+    if not tset.val_queries:
+        return {"map": None, "per_category": {}, "queries": 0}
+    q = embed_items(model, reader, tset.val_queries, device, chunk, "validation: queries")
+    s = embed_items(model, reader, tset.shop, device, chunk, "validation: shop")
+    cats = np.array([it.category for it in tset.shop])
+    products = [it.product for it in tset.shop]
+    per_cat: Dict[str, List[float]] = {}
+    for i, query in enumerate(tset.val_queries):
+        idx = np.flatnonzero(cats == query.category)
+        positives = np.array([products[j] == query.product for j in idx])
+        if positives.any():
+            per_cat.setdefault(query.category, []).append(full_gallery_ap((q[i] @ s[idx].T).numpy(), positives))
+    per_category = {c: float(np.mean(v)) for c, v in sorted(per_cat.items())}
+    return {"map": float(np.mean(list(per_category.values()))) if per_category else None,
+            "per_category": per_category, "queries": sum(len(v) for v in per_cat.values())}
+
+
+def _step(model, optimizer, tset: TrainingSet, batch: np.ndarray, loss: str, tcfg, mined, reader, device,
+          rng: np.random.Generator) -> Optional[float]:
+    queries = [tset.train_queries[i] for i in batch]
+    positives = [tset.shop[int(rng.choice(tset.shop_by_product[q.product]))] for q in queries]
+    if loss == "triplet" and tcfg.negatives == "offline":
+        negatives = []
+        for i, q in zip(batch, queries):
+            pool = mined[i] if len(mined[i]) else np.array(
+                [j for j, s in enumerate(tset.shop) if s.product != q.product])
+            negatives.append(tset.shop[int(rng.choice(pool))])
+        items = queries + positives + negatives
+    elif loss == "triplet":
+        items = queries + positives
+    else:
+        chosen = {tset.shop.index(p) for p in positives}
+        for i in batch:
+            pool = mined[i]
+            chosen.update(int(j) for j in rng.choice(pool, size=min(tcfg.ap_negatives, len(pool)), replace=False))
+        shop_items = [tset.shop[j] for j in sorted(chosen)]
+        items = queries + shop_items
+    tensors, ok = _read_many(reader, items, device, rng)
+    if len(ok) != len(items):
+        return None  # an unreadable photo in the batch: skip this step (logged by _read_many)
+    b = len(queries)
+    if loss == "triplet" and tcfg.negatives == "offline":
+        def loss_fn(d):
+            return triplet_loss(d[:b], d[b:2 * b], d[2 * b:], tcfg.margin)
+    elif loss == "triplet":
+        keys = {p: n for n, p in enumerate(sorted({q.product for q in queries}))}
+        labels = torch.tensor([keys[q.product] for q in queries], device=device)
+
+        def loss_fn(d):
+            return hardest_negative_triplet_loss(d[:b], d[b:], labels, tcfg.margin)
+    else:
+        labels = torch.tensor([[float(s.product == q.product) for s in items[b:]] for q in queries], device=device)
+
+        def loss_fn(d):
+            return ap_loss(d[:b] @ d[b:].T, labels, nq=tcfg.ap_bins)[0]
+    optimizer.zero_grad(set_to_none=True)
+    value = multistage_backward(model, tensors, loss_fn, tcfg.chunk_size)
+    optimizer.step()
+    return float(value)
+
+
+def run_train_retrieval(pcfg: DictConfig, loss: str, shop_crops: str, *, name: Optional[str] = None,
+                        force: bool = False, command: Optional[str] = None) -> Dict:
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+    if shop_crops not in SHOP_CROPS:
+        raise ValueError(f"shop crops must be one of {SHOP_CROPS}, got {shop_crops!r}")
+    if not pcfg.data.street2shop.root:
+        raise ValueError("data.street2shop.root is not set in the pipeline config")
+    tcfg = pcfg.retrieval.train
+    device = resolve_device(pcfg.device)
+    run_dir = Path(pcfg.run_dir)
+    name = name or default_name(loss, shop_crops)
+    out = run_dir / f"retrieval-{name}"
+    root = Path(pcfg.data.street2shop.root)
+    inputs = {"annotations": root / "meta" / "json", "photos": root / "images"}
+    shop_boxes = None
+    if shop_crops == "detected":
+        require_fresh(run_dir / "detect-shop", "the shop crops (detret detect --split shop)")
+        inputs["shop_crops"] = run_dir / "detect-shop" / "detections.jsonl"
+        shop_boxes = load_shop_boxes(inputs["shop_crops"])
+    if tcfg.pretrained and tcfg.backbone_weights:
+        inputs["backbone_weights"] = Path(tcfg.backbone_weights)
+    train_cfg = OmegaConf.to_container(tcfg, resolve=True)
+    config = {"loss": loss, "shop_crops": shop_crops, "train": train_cfg}
+    stage = Stage(out, f"train-retrieval-{name}", config=config, inputs=inputs, command=command)
+    state = stage.begin(force=force)
+    if state == "done":
+        logger.info("%s: already trained with this config and data, reused", out)
+        return json.loads((out / "summary.json").read_text())
+
+    data = load_street2shop(root, splits=("train",))
+    tset = build_training_set(data, shop_boxes, val_fraction=tcfg.val_fraction, seed=tcfg.seed)
+    if not tset.train_queries:
+        raise ValueError(f"{root}: no usable training query (skipped: {tset.skipped})")
+    logger.info("%d training queries, %d validation queries, %d shop crops (skipped: %s)",
+                len(tset.train_queries), len(tset.val_queries), len(tset.shop), tset.skipped)
+    torch.manual_seed(tcfg.seed)
+    model = build_retrieval_net(tcfg.architecture, tcfg.dim, pretrained=tcfg.pretrained,
+                                backbone_weights=tcfg.backbone_weights, image_size=tcfg.image_size,
+                                resize=tcfg.resize, training={**config, "name": name}).to(device)
+    reader = CropReader(tcfg.image_size, tcfg.resize, model.meta["mean"], model.meta["std"])
+    optimizer = make_optimizer(model, tcfg)
+    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=tcfg.lr_decay)
+    history: List[Dict] = []
+    best = -1.0
+    start_epoch = 0
+    last = out / "checkpoint_last.pt"
+    if state == "resume" and last.is_file():
+        _, ckpt = load_checkpoint(last)
+        model.load_state_dict(ckpt["state_dict"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        start_epoch, best = int(ckpt["epoch"]) + 1, float(ckpt["best_map"])
+        history = json.loads((out / "metrics.json").read_text()) if (out / "metrics.json").is_file() else []
+        logger.info("resuming %s after epoch %d", out, start_epoch - 1)
+    else:
+        untrained = validate(model, tset, reader, device, tcfg.chunk_size)
+        history = [{"epoch": -1, "val_map": untrained["map"], "val_per_category": untrained["per_category"]}]
+        atomic_write_json(out / "metrics.json", history)
+    for epoch in range(start_epoch, tcfg.epochs):
+        t0 = time.perf_counter()
+        rng = np.random.default_rng([tcfg.seed, epoch])
+        model.train()
+        set_batchnorm_eval(model)
+        mined = None
+        if loss == "ap" or tcfg.negatives == "offline":
+            mined = mine_negatives(model, tset, reader, device, tcfg.chunk_size, tcfg.mine_k)
+            model.train()
+            set_batchnorm_eval(model)
+        losses = []
+        for batch in progress(batches(len(tset.train_queries), tcfg.batch_size, rng), f"epoch {epoch}",
+                              unit="batch"):
+            value = _step(model, optimizer, tset, batch, loss, tcfg, mined, reader, device, rng)
+            if value is not None:
+                losses.append(value)
+        scheduler.step()
+        val = validate(model, tset, reader, device, tcfg.chunk_size)
+        record = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else None, "val_map": val["map"],
+                  "val_per_category": val["per_category"], "gem_p": model.pool.p.item(),
+                  "seconds": time.perf_counter() - t0, "lr": scheduler.get_last_lr()[0]}
+        history.append(record)
+        logger.info("epoch %d: loss %s, validation mAP %s", epoch, record["loss"], record["val_map"])
+        score = val["map"] if val["map"] is not None else -record["loss"] if record["loss"] is not None else 0.0
+        if score > best or not (out / "model.pt").is_file():
+            best = score
+            save_checkpoint(out / "model.pt", model, epoch=epoch, val_map=val["map"])
+        save_checkpoint(last, model, epoch=epoch, best_map=best, optimizer=optimizer.state_dict(),
+                        scheduler=scheduler.state_dict())
+        atomic_write_json(out / "metrics.json", history)
+    summary = {"name": name, "loss": loss, "shop_crops": shop_crops, "epochs": tcfg.epochs,
+               "untrained_val_map": history[0]["val_map"] if history and history[0]["epoch"] == -1 else None,
+               "best_val_map": max((h["val_map"] for h in history[1:] if h["val_map"] is not None), default=None),
+               "queries": {"train": len(tset.train_queries), "val": len(tset.val_queries)},
+               "shop_crops_count": len(tset.shop), "skipped": tset.skipped, "config": asdict_safe(train_cfg)}
+    atomic_write_json(out / "summary.json", summary)
+    stage.complete({"model": "model.pt", "metrics": "metrics.json", "summary": "summary.json"})
+    return summary
+
+
+def asdict_safe(obj):
+    return json.loads(json.dumps(obj, default=str))

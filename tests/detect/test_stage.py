@@ -1,0 +1,128 @@
+"""train-detector and detect on a tiny synthetic dataset: artifacts, resume, staleness, bad photos."""
+import json
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from detret.config.pipeline import load_pipeline_config
+from detret.data.street2shop import load_street2shop
+from detret.detect import stage as detect_stage
+from detret.detect.artifact import ARTIFACT_NAME, PARTIAL_NAME, read_artifact
+from detret.detect.crops import RULES
+from detret.detect.train import run_train_detector
+from detret.runs.stage import StaleArtifactError, stage_status
+
+TINY_TRAIN = ["SOLVER.MAX_ITER", "3", "SOLVER.IMS_PER_BATCH", "2", "DATALOADER.NUM_WORKERS", "0",
+              "SOLVER.CHECKPOINT_PERIOD", "100"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from detret.data.synth.generate import SynthConfig, generate
+
+    root = tmp_path_factory.mktemp("tiny")
+    generate(SynthConfig(seed=5, n_products=11, n_distractors=0, n_modanet_train=12, n_modanet_val=1), root)
+    pcfg = load_pipeline_config(root / "detret.yaml", ["device=cpu", "detector.opts=[DETRET.DETECT.NUM_WORKERS,0]"])
+    result = run_train_detector(pcfg, opts=TINY_TRAIN, command="detret train-detector")
+    return root, pcfg, result
+
+
+def _cfg(root, run_dir, *extra):
+    return load_pipeline_config(root / "detret.yaml", ["device=cpu", f"run_dir={run_dir}",
+                                                       "detector.opts=[DETRET.DETECT.NUM_WORKERS,0]", *extra])
+
+
+def test_train_writes_evaluation_and_is_reused(trained):
+    root, pcfg, result = trained
+    out = Path(pcfg.run_dir) / "detector"
+    assert result["dataset"] == ["modanet_holdout"] and "bbox" in result["results"]
+    assert {"AP", "AP50"} <= set(result["results"]["bbox"])
+    for name in ("model_final.pth", "config.yaml", "evaluation.json", "metrics.json"):
+        assert (out / name).is_file(), name
+    assert stage_status(out).state == "done"
+    assert json.loads((out / "evaluation.json").read_text())["results"] == result["results"]
+    again = run_train_detector(pcfg, opts=TINY_TRAIN)
+    assert again["results"] == result["results"]
+    with pytest.raises(StaleArtifactError, match="--force"):
+        run_train_detector(pcfg, opts=TINY_TRAIN[:1] + ["4"] + TINY_TRAIN[2:])
+
+
+def test_detect_shop_artifact(trained):
+    root, pcfg, _ = trained
+    summary = detect_stage.run_detect(pcfg, "shop", command="detret detect --split shop")
+    out = Path(pcfg.run_dir) / "detect-shop"
+    records = list(read_artifact(out / ARTIFACT_NAME))
+    data = load_street2shop(root / "street2shop", splits=())
+    expected = sorted((c, s.photo_id) for c in data.categories for s in data.gallery[c])
+    assert sorted((r.category, r.photo_id) for r in records) == expected
+    for r in records:
+        assert r.status == "ok" and r.crop.rule in RULES and r.crop.rule != "ground_truth"
+        x0, y0, x1, y1 = r.crop.box_xyxy
+        assert 0 <= x0 < x1 <= r.width and 0 <= y0 < y1 <= r.height
+        assert all(0.0 <= d.objectness <= 1.0 and 0.0 <= d.score <= 1.0 for d in r.detections)
+        if r.crop.rule == "detection":
+            assert r.detections[r.crop.detection].objectness > 0.5
+    counted = Counter((r.category, r.crop.rule) for r in records)
+    for cat, row in summary.items():
+        assert row["photos"] == sum(v for (c, _), v in counted.items() if c == cat)
+        assert row["rules"].get("fallback", 0) == counted[(cat, "fallback")]
+    assert not (out / PARTIAL_NAME).exists() and stage_status(out).state == "done"
+    keys = [r.key for r in records]
+    assert keys == sorted(keys)
+
+
+def test_detect_resumes_after_interruption_with_identical_artifact(trained, tmp_path, monkeypatch):
+    root, pcfg, _ = trained
+    shutil.copytree(Path(pcfg.run_dir) / "detector", tmp_path / "run" / "detector")
+    cfg = _cfg(root, tmp_path / "run", "detector.opts=[DETRET.DETECT.NUM_WORKERS,0,DETRET.DETECT.BATCH_SIZE,2]")
+    calls = {"n": 0}
+    real = detect_stage.append_partial
+
+    def dying(path, records):
+        real(path, records)
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(detect_stage, "append_partial", dying)
+    with pytest.raises(KeyboardInterrupt):
+        detect_stage.run_detect(cfg, "shop")
+    out = tmp_path / "run" / "detect-shop"
+    assert stage_status(out).state == "running" and not (out / ARTIFACT_NAME).exists()
+    assert len((out / PARTIAL_NAME).read_text().splitlines()) == 6
+    with open(out / PARTIAL_NAME, "a") as fh:
+        fh.write('{"photo_id": 99, "wid')  # a line torn by the kill
+    monkeypatch.setattr(detect_stage, "append_partial", real)
+    detect_stage.run_detect(cfg, "shop")
+    reference = Path(pcfg.run_dir) / "detect-shop" / ARTIFACT_NAME
+    if not reference.exists():
+        detect_stage.run_detect(pcfg, "shop")
+    assert (out / ARTIFACT_NAME).read_bytes() == reference.read_bytes()
+
+
+def test_street_ground_truth_and_bad_photo(trained, tmp_path):
+    root, pcfg, _ = trained
+    data_root = tmp_path / "data"
+    shutil.copytree(root / "street2shop", data_root)
+    queries = load_street2shop(data_root, splits=("test",)).test_queries
+    broken = queries[0].photo_id
+    (data_root / "images" / f"{broken:09d}.jpg").write_bytes(b"not a jpeg")
+    cfg = _cfg(root, tmp_path / "run", f"data.street2shop.root={data_root}")
+    summary = detect_stage.run_detect(cfg, "street", subset="test", run_detector=False)
+    records = list(read_artifact(tmp_path / "run" / "detect-street-test" / ARTIFACT_NAME))
+    assert len(records) == len(queries)
+    skipped = [r for r in records if r.status == "skipped"]
+    assert {r.photo_id for r in skipped} == {broken} and "not an image" in skipped[0].reason
+    assert all(r.crop.rule == "ground_truth" for r in records if r.status == "ok")
+    assert sum(row["skipped"] for row in summary.values()) == len(skipped)
+
+
+def test_detect_refuses_stale_detector(trained, tmp_path):
+    root, pcfg, _ = trained
+    shutil.copytree(Path(pcfg.run_dir) / "detector", tmp_path / "run" / "detector")
+    weights = tmp_path / "run" / "detector" / "model_final.pth"
+    weights.write_bytes(weights.read_bytes() + b"\0")
+    with pytest.raises(StaleArtifactError, match=r"stale.*model_final.pth.*Rerun `detret train-detector"):
+        detect_stage.run_detect(_cfg(root, tmp_path / "run"), "shop")
