@@ -114,6 +114,7 @@ def _register_commands() -> None:
     from . import data_cmd  # noqa: F401
     from . import detect_cmd  # noqa: F401
     from . import retrieval_cmd  # noqa: F401
+    from . import retrieve_cmd  # noqa: F401
     from . import status_cmd  # noqa: F401
     from . import config_cmd  # noqa: F401
 

@@ -78,6 +78,28 @@ def set_batchnorm_eval(module: nn.Module) -> None:
             m.eval()
 
 
+@torch.no_grad()
+def calibrate_batchnorm(model: nn.Module, batches) -> None:
+    """Recompute every BatchNorm's running statistics as the plain average over `batches`.
+
+    A backbone without ImageNet weights has no statistics worth freezing (the
+    initial ones, mean 0 and variance 1, normalise nothing); training keeps
+    BatchNorm frozen (multistage back-propagation needs a deterministic forward),
+    so the statistics are measured on training crops instead, each epoch.
+    """
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [(m.momentum, m.training) for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+        m.train()
+    for x in batches:
+        model(x)
+    for m, (momentum, training) in zip(bns, saved):
+        m.momentum = momentum
+        m.train(training)
+
+
 def _torchvision_weights(arch: str):
     _, enum_name, _ = ARCHITECTURES[arch]
     return getattr(torchvision.models, enum_name).IMAGENET1K_V1

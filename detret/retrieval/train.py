@@ -42,7 +42,8 @@ from ..utils.device import resolve_device
 from ..utils.progress import progress
 from .data import CropItem, CropReader, TrainingSet, batches, build_training_set, load_shop_boxes
 from .losses import ap_loss, hardest_negative_triplet_loss, triplet_loss
-from .model import RetrievalNet, build_retrieval_net, load_checkpoint, save_checkpoint, set_batchnorm_eval
+from .model import (RetrievalNet, build_retrieval_net, calibrate_batchnorm, load_checkpoint, save_checkpoint,
+                    set_batchnorm_eval)
 from .multistage import embed_images, multistage_backward
 
 logger = logging.getLogger(__name__)
@@ -129,6 +130,18 @@ def validate(model, tset: TrainingSet, reader, device, chunk: int) -> Dict:
     per_category = {c: float(np.mean(v)) for c, v in sorted(per_cat.items())}
     return {"map": float(np.mean(list(per_category.values()))) if per_category else None,
             "per_category": per_category, "queries": sum(len(v) for v in per_cat.values())}
+
+
+def _calibrate(model, tset: TrainingSet, reader, device, tcfg, rng: np.random.Generator, n_items: int = 256) -> None:
+    """BatchNorm statistics from (augmented) training crops, street and shop alike."""
+    items = tset.train_queries + tset.shop
+    chosen = [items[int(i)] for i in rng.choice(len(items), size=min(n_items, len(items)), replace=False)]
+    tensors, _ = _read_many(reader, chosen, device, rng)
+    by_shape: Dict[tuple, List[torch.Tensor]] = {}
+    for t in tensors:
+        by_shape.setdefault(tuple(t.shape), []).append(t)
+    batches_ = [torch.stack(v[i:i + 32]) for v in by_shape.values() for i in range(0, len(v), 32)]
+    calibrate_batchnorm(model, batches_)
 
 
 def _step(model, optimizer, tset: TrainingSet, batch: np.ndarray, loss: str, tcfg, mined, reader, device,
@@ -231,6 +244,8 @@ def run_train_retrieval(pcfg: DictConfig, loss: str, shop_crops: str, *, name: O
         history = json.loads((out / "metrics.json").read_text()) if (out / "metrics.json").is_file() else []
         logger.info("resuming %s after epoch %d", out, start_epoch - 1)
     else:
+        if not tcfg.pretrained:
+            _calibrate(model, tset, reader, device, tcfg, np.random.default_rng([tcfg.seed, -1]))
         untrained = validate(model, tset, reader, device, tcfg.chunk_size)
         history = [{"epoch": -1, "val_map": untrained["map"], "val_per_category": untrained["per_category"]}]
         atomic_write_json(out / "metrics.json", history)
@@ -239,6 +254,8 @@ def run_train_retrieval(pcfg: DictConfig, loss: str, shop_crops: str, *, name: O
         rng = np.random.default_rng([tcfg.seed, epoch])
         model.train()
         set_batchnorm_eval(model)
+        if not tcfg.pretrained:
+            _calibrate(model, tset, reader, device, tcfg, rng)
         mined = None
         if loss == "ap" or tcfg.negatives == "offline":
             mined = mine_negatives(model, tset, reader, device, tcfg.chunk_size, tcfg.mine_k)

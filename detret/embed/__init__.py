@@ -1,0 +1,1 @@
+"""Embedding stage: descriptors of gallery and query crops, by one model or an ensemble."""

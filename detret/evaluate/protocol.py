@@ -1,0 +1,91 @@
+"""The evaluation protocol of Kiapour et al. as Kucer & Murray use it (Section 4.3).
+
+A street query of category c is ranked against the shop photos of category c
+only (every one of them: mAP is not truncated at k). Its positives are the
+gallery photos of its product ((category, product id)). Per category:
+
+- mAP: mean over the category's queries of AP (eq. 4) over the whole gallery;
+- Acc@K (eq. 6): share of the queries with a positive in the top K;
+- queries whose product has no photo in the gallery have no AP: they are
+  excluded from mAP and Acc@K and counted in ``queries_without_positive``.
+
+Averages: ``mean_over_categories`` (each category weighs the same, as the
+paper's per-category table invites) and ``mean_over_queries``.
+Scores are exact inner products of the descriptors (eq. 5), computed here
+independently of the search index, so an approximate index does not change
+the reported numbers.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Dict, List, Sequence
+
+import numpy as np
+
+from ..embed.artifact import Row
+from .metrics import positive_ranks
+
+DEFAULT_KS = (1, 20)
+CURVE_MAX_K = 50
+
+
+def category_ranks(gallery: np.ndarray, grows: List[Row], queries: np.ndarray, qrows: List[Row]
+                   ) -> Dict[str, Dict]:
+    """Per category: gallery size, and per query its positives' ranks (None: no positive)."""
+    g_by_cat, q_by_cat = defaultdict(list), defaultdict(list)
+    for i, r in enumerate(grows):
+        g_by_cat[r.category].append(i)
+    for i, r in enumerate(qrows):
+        q_by_cat[r.category].append(i)
+    out = {}
+    for cat in sorted(q_by_cat):
+        g_idx = np.array(g_by_cat.get(cat, []), np.int64)
+        products = np.array([grows[j].product_id for j in g_idx], np.int64)
+        ranks: List = []
+        if len(g_idx):
+            g = gallery[g_idx]
+            for start in range(0, len(q_by_cat[cat]), 1024):
+                chunk = q_by_cat[cat][start:start + 1024]
+                scores = queries[chunk] @ g.T  # [q, M]
+                for row, qi in zip(scores, chunk):
+                    positives = products == qrows[qi].product_id
+                    ranks.append(positive_ranks(row, positives) if positives.any() else None)
+        else:
+            ranks = [None] * len(q_by_cat[cat])
+        out[cat] = {"gallery": int(len(g_idx)), "ranks": ranks}
+    return out
+
+
+def metrics_from_ranks(per_cat: Dict[str, Dict], ks: Sequence[int] = DEFAULT_KS) -> Dict:
+    result = {"per_category": {}, "ks": list(ks)}
+    all_ap, all_acc = [], {k: [] for k in ks}
+    curve_cat = []
+    for cat, info in per_cat.items():
+        valid = [r for r in info["ranks"] if r is not None]
+        aps = [float(np.mean(np.arange(1, len(r) + 1) / r)) for r in valid]
+        first = np.array([r[0] for r in valid]) if valid else np.array([])
+        row = {"queries": len(info["ranks"]), "queries_scored": len(valid),
+               "queries_without_positive": len(info["ranks"]) - len(valid), "gallery": info["gallery"],
+               "mAP": float(np.mean(aps)) if aps else None}
+        for k in ks:
+            row[f"Acc@{k}"] = float(np.mean(first <= k)) if valid else None
+            all_acc[k] += list((first <= k).astype(float))
+        curve = [float(np.mean(first <= k)) if valid else None for k in range(1, CURVE_MAX_K + 1)]
+        row["acc_curve"] = curve
+        if valid:
+            curve_cat.append(curve)
+        all_ap += aps
+        result["per_category"][cat] = row
+    scored = [r for r in result["per_category"].values() if r["mAP"] is not None]
+    result["mean_over_categories"] = {"mAP": float(np.mean([r["mAP"] for r in scored])) if scored else None,
+                                      **{f"Acc@{k}": float(np.mean([r[f"Acc@{k}"] for r in scored]))
+                                         if scored else None for k in ks}}
+    result["mean_over_queries"] = {"mAP": float(np.mean(all_ap)) if all_ap else None,
+                                   **{f"Acc@{k}": float(np.mean(all_acc[k])) if all_acc[k] else None for k in ks}}
+    result["acc_curve"] = [float(v) for v in np.mean(curve_cat, axis=0)] if curve_cat else []
+    return result
+
+
+def evaluate_descriptors(gallery: np.ndarray, grows: List[Row], queries: np.ndarray, qrows: List[Row],
+                         ks: Sequence[int] = DEFAULT_KS) -> Dict:
+    return metrics_from_ranks(category_ranks(gallery, grows, queries, qrows), ks)

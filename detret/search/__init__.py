@@ -1,0 +1,1 @@
+"""Search stage: within-category nearest shop photos of each street query, with FAISS."""

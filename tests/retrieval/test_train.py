@@ -1,0 +1,82 @@
+"""train-retrieval on a tiny synthetic dataset: artifacts, resume, both losses, DB C and DB F."""
+import json
+from pathlib import Path
+
+import pytest
+
+from detret.config.pipeline import load_pipeline_config
+from detret.retrieval import train as train_mod
+from detret.retrieval.model import load_checkpoint
+from detret.runs.stage import stage_status
+
+FAST = ["device=cpu", "retrieval.train.architecture=resnet18", "retrieval.train.pretrained=false",
+        "retrieval.train.image_size=64", "retrieval.train.resize=square", "retrieval.train.batch_size=6",
+        "retrieval.train.lr=1e-4", "retrieval.train.dim=32", "retrieval.train.val_fraction=0.25",
+        "retrieval.train.mine_k=5"]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from detret.data.synth.generate import SynthConfig, generate
+
+    root = tmp_path_factory.mktemp("tiny_retrieval")
+    generate(SynthConfig(seed=7, n_products=22, n_distractors=0, n_modanet_train=2, n_modanet_val=1), root)
+    return root
+
+
+def _cfg(root, run, *extra):
+    return load_pipeline_config(root / "detret.yaml", [*FAST, f"run_dir={run}", *extra])
+
+
+@pytest.mark.parametrize("loss, negatives", [("triplet", "offline"), ("triplet", "batch"), ("ap", "offline")])
+def test_training_writes_a_loadable_model(tiny, tmp_path, loss, negatives):
+    cfg = _cfg(tiny, tmp_path / "run", "retrieval.train.epochs=1", f"retrieval.train.negatives={negatives}")
+    summary = train_mod.run_train_retrieval(cfg, loss, "full")
+    out = tmp_path / "run" / f"retrieval-{summary['name']}"
+    assert summary["name"] == ("tri-full" if loss == "triplet" else "ap-full")
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [m["epoch"] for m in metrics] == [-1, 0]
+    assert metrics[1]["loss"] is not None and metrics[1]["val_map"] is not None
+    model, ckpt = load_checkpoint(out / "model.pt")
+    assert model.meta["training"]["loss"] == loss and model.meta["dim"] == 32
+    assert stage_status(out).state == "done"
+
+
+def test_interrupted_training_resumes_after_last_epoch(tiny, tmp_path, monkeypatch):
+    cfg = _cfg(tiny, tmp_path / "run", "retrieval.train.epochs=2")
+    real_step = train_mod._step
+    calls = {"n": 0, "epoch1": False}
+
+    def dying_step(*args, **kwargs):
+        calls["n"] += 1
+        if calls["epoch1"]:
+            raise KeyboardInterrupt("killed in epoch 1")
+        return real_step(*args, **kwargs)
+
+    real_validate = train_mod.validate
+
+    def validate(*args, **kwargs):
+        result = real_validate(*args, **kwargs)
+        if calls["n"]:  # validation after epoch 0 ran: die during epoch 1
+            calls["epoch1"] = True
+        return result
+
+    monkeypatch.setattr(train_mod, "_step", dying_step)
+    monkeypatch.setattr(train_mod, "validate", validate)
+    with pytest.raises(KeyboardInterrupt):
+        train_mod.run_train_retrieval(cfg, "triplet", "full")
+    out = tmp_path / "run" / "retrieval-tri-full"
+    assert stage_status(out).state == "running"
+    assert [m["epoch"] for m in json.loads((out / "metrics.json").read_text())] == [-1, 0]
+    monkeypatch.setattr(train_mod, "_step", real_step)
+    monkeypatch.setattr(train_mod, "validate", real_validate)
+    train_mod.run_train_retrieval(cfg, "triplet", "full")
+    assert [m["epoch"] for m in json.loads((out / "metrics.json").read_text())] == [-1, 0, 1]
+    assert stage_status(out).state == "done"
+
+
+def test_detected_crops_need_the_detect_stage(tiny, tmp_path):
+    from detret.runs.stage import StaleArtifactError
+
+    with pytest.raises(StaleArtifactError, match="detect --split shop"):
+        train_mod.run_train_retrieval(_cfg(tiny, tmp_path / "run"), "ap", "detected")
