@@ -131,4 +131,5 @@ def main(argv: Optional[List[str]] = None) -> None:
             raise
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
         typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+        typer.secho("(run with --debug to see where it was raised)", err=True)
         sys.exit(2)

@@ -245,7 +245,7 @@ def run_train_retrieval(pcfg: DictConfig, loss: str, shop_crops: str, *, name: O
         logger.info("resuming %s after epoch %d", out, start_epoch - 1)
     else:
         if not tcfg.pretrained:
-            _calibrate(model, tset, reader, device, tcfg, np.random.default_rng([tcfg.seed, -1]))
+            _calibrate(model, tset, reader, device, tcfg, np.random.default_rng([tcfg.seed, 1_000_000]))
         untrained = validate(model, tset, reader, device, tcfg.chunk_size)
         history = [{"epoch": -1, "val_map": untrained["map"], "val_per_category": untrained["per_category"]}]
         atomic_write_json(out / "metrics.json", history)

@@ -1,0 +1,116 @@
+"""embed -> search -> eval on a tiny synthetic dataset, with an ensemble of two checkpoints."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from detret.cli.app import main
+from detret.config.pipeline import load_pipeline_config
+from detret.embed import stage as embed_stage
+from detret.embed.artifact import read_descriptors
+from detret.evaluate.metrics import ranking
+from detret.evaluate.stage import run_eval
+from detret.retrieval.model import build_retrieval_net, save_checkpoint
+from detret.runs.stage import stage_status
+from detret.search.stage import run_search
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    from detret.data.synth.generate import SynthConfig, generate
+
+    root = tmp_path_factory.mktemp("tiny_embed")
+    generate(SynthConfig(seed=11, n_products=22, n_distractors=11, n_modanet_train=2, n_modanet_val=1), root)
+    ckpts = []
+    for i, (size, resize) in enumerate(((64, "square"), (80, "longest"))):
+        torch.manual_seed(i)
+        model = build_retrieval_net("resnet18", dim=16 + 8 * i, pretrained=False, image_size=size, resize=resize)
+        path = root / f"m{i}.pt"
+        save_checkpoint(path, model)
+        ckpts.append(path)
+    return root, ckpts
+
+
+def _cfg(root, run):
+    return load_pipeline_config(root / "detret.yaml", ["device=cpu", f"run_dir={run}"])
+
+
+def test_ensemble_is_normalised_concatenation_of_singles(setup, tmp_path):
+    root, (m0, m1) = setup
+    cfg = _cfg(root, tmp_path)
+    kw = dict(gallery_crops="full", workers=0, batch_size=8, shard_size=16)
+    s0 = embed_stage.run_embed(cfg, models=[str(m0)], name="one", **kw)
+    embed_stage.run_embed(cfg, models=[str(m1)], name="two", **kw)
+    both = embed_stage.run_embed(cfg, models=[str(m0), str(m1)], name="both", **kw)
+    assert both["dim"] == 16 + 24 and s0["dim"] == 16
+    for side in ("gallery", "queries"):
+        a, rows_a = read_descriptors(tmp_path / "embed-one", side)
+        b, _ = read_descriptors(tmp_path / "embed-two", side)
+        e, rows_e = read_descriptors(tmp_path / "embed-both", side)
+        assert rows_a == rows_e and e.dtype == np.float32 and e.flags["C_CONTIGUOUS"]
+        assert np.allclose(np.linalg.norm(e, axis=1), 1, atol=1e-5)
+        assert np.allclose(e, np.concatenate([a, b], 1) / np.sqrt(2), atol=1e-5)
+    assert stage_status(tmp_path / "embed-both").state == "done"
+
+
+def test_search_equals_brute_force_within_category(setup, tmp_path):
+    root, (m0, _) = setup
+    cfg = _cfg(root, tmp_path)
+    embed_stage.run_embed(cfg, models=[str(m0)], name="one", gallery_crops="full", workers=0)
+    run_search(cfg, "one", k=5, use_gpu=False)
+    g, grows = read_descriptors(tmp_path / "embed-one", "gallery")
+    q, qrows = read_descriptors(tmp_path / "embed-one", "queries")
+    top = np.load(tmp_path / "search-one" / "topk_rows.npy")
+    for qi, r in enumerate(qrows):
+        idx = np.array([j for j, gr in enumerate(grows) if gr.category == r.category])
+        expected = idx[ranking(q[qi] @ g[idx].T)[:5]]
+        assert np.array_equal(top[qi][:len(expected)], expected)
+    lines = (tmp_path / "search-one" / "rankings.jsonl").read_text().splitlines()
+    assert len(lines) == len(qrows) and len(json.loads(lines[0])["results"]) == 5
+    assert (tmp_path / "search-one" / "indexes").is_dir()
+
+
+def test_embed_resumes_shards(setup, tmp_path, monkeypatch):
+    root, (m0, _) = setup
+    cfg = _cfg(root, tmp_path / "a")
+    ref = embed_stage.run_embed(cfg, models=[str(m0)], name="r", gallery_crops="full", workers=0, shard_size=8)
+    cfg_b = _cfg(root, tmp_path / "b")
+    real = embed_stage._embed_model
+    calls = {"n": 0}
+
+    def dying(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt("killed")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(embed_stage, "_embed_model", dying)
+    with pytest.raises(KeyboardInterrupt):
+        embed_stage.run_embed(cfg_b, models=[str(m0)], name="r", gallery_crops="full", workers=0, shard_size=8)
+    assert stage_status(tmp_path / "b" / "embed-r").state == "running"
+    monkeypatch.setattr(embed_stage, "_embed_model", real)
+    embed_stage.run_embed(cfg_b, models=[str(m0)], name="r", gallery_crops="full", workers=0, shard_size=8)
+    for name in ("gallery.npy", "queries.npy", "gallery_rows.jsonl"):
+        assert (tmp_path / "a" / "embed-r" / name).read_bytes() == (tmp_path / "b" / "embed-r" / name).read_bytes()
+    assert ref["gallery"] > 0
+
+
+def test_eval_table_and_cli(setup, tmp_path, capsys):
+    root, (m0, m1) = setup
+    cfg = _cfg(root, tmp_path)
+    for name, models in (("one", [str(m0)]), ("both", [str(m0), str(m1)])):
+        embed_stage.run_embed(cfg, models=models, name=name, gallery_crops="full", workers=0)
+    results = run_eval(cfg, ["one", "both"], ks=(1, 20))
+    assert set(results) == {"one", "both"}
+    table = (tmp_path / "eval" / "table.md").read_text()
+    assert "| Category | Metric | one | both |" in table and "Acc@20" in table
+    assert (tmp_path / "eval" / "acc_at_k.png").stat().st_size > 1000
+    for r in results.values():
+        assert 0 <= r["mean_over_categories"]["mAP"] <= 1
+    with pytest.raises(SystemExit) as exc:
+        main(["--config", str(root / "detret.yaml"), "--set", f"run_dir={tmp_path}", "--set", "device=cpu",
+              "eval", "one", "both", "--per-category"])
+    assert exc.value.code in (0, None)
+    out = capsys.readouterr().out
+    assert "mean over categories" in out and "bags" in out
