@@ -10,7 +10,8 @@ def small_model():
     from detectron2.modeling import build_model
 
     torch.manual_seed(0)
-    cfg = build_detector_cfg("mask_rcnn_R_18_FPN_synth_cpu.yaml", ["MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0"])
+    cfg = build_detector_cfg("mask_rcnn_R_18_FPN_synth_cpu.yaml",
+                             ["MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0", "MODEL.MASK_ON", "True"])
     return build_model(cfg).eval()
 
 
