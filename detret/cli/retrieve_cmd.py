@@ -28,6 +28,9 @@ def embed_cmd(
     name: Optional[str] = typer.Option(None, help="Name of the descriptor run (default: model names joined by +)."),
     batch_size: int = typer.Option(32, min=1, help="Crops decoded per DataLoader batch."),
     workers: int = typer.Option(2, min=0, help="DataLoader workers decoding photos."),
+    combine: Optional[List[str]] = typer.Option(
+        None, "--combine", help="Instead of embedding: an ensemble of descriptor runs already computed (repeat; "
+        "each keeps its own crops), e.g. --combine tri-full --combine tri-crops --name Tris."),
     force: bool = typer.Option(False, "--force", help="Recompute even if the descriptors were built differently."),
 ) -> None:
     """Descriptors of the gallery (shop crops) and the queries (street crops of the test pairs).
@@ -35,11 +38,16 @@ def embed_cmd(
     Writes <run_dir>/embed-<name>/: gallery.npy and queries.npy (float32 [N, D]),
     their row tables (*_rows.jsonl), skipped.jsonl, models.json. Resumable.
     """
-    from ..embed.stage import run_embed
+    from ..embed.stage import run_combine, run_embed
 
     pcfg = state(ctx).pipeline_config()
-    summary = run_embed(pcfg, models=model, gallery_crops=gallery_crops, scales=_floats(scales), name=name,
-                        batch_size=batch_size, workers=workers, force=force, command=rerun_command(ctx))
+    if combine:
+        if not name:
+            raise typer.BadParameter("--combine needs --name for the ensemble")
+        summary = run_combine(pcfg, combine, name, force=force, command=rerun_command(ctx))
+    else:
+        summary = run_embed(pcfg, models=model, gallery_crops=gallery_crops, scales=_floats(scales), name=name,
+                            batch_size=batch_size, workers=workers, force=force, command=rerun_command(ctx))
     typer.echo(f"embed-{summary['name']}: {summary['gallery']} gallery and {summary['queries']} query "
                f"descriptors of dimension {summary['dim']}, {summary['skipped']} photos skipped")
 

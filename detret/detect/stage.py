@@ -8,6 +8,7 @@ annotated box (Section 3.3), with the detector's output recorded beside it
 """
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -136,8 +137,6 @@ def run_detect(
     partial_path = stage_dir / PARTIAL_NAME
     if state == "done":
         logger.info("%s: complete and up to date, reused", stage_dir)
-        import json
-
         return json.loads((stage_dir / "summary.json").read_text())
     if state == "fresh" and partial_path.exists():
         partial_path.unlink()

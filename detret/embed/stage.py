@@ -124,7 +124,9 @@ def resolve_models(pcfg: DictConfig, names: Optional[Sequence[str]]) -> List[Tup
     if names:
         configured = {m.name: m.checkpoint for m in pcfg.retrieval.models}
         for n in names:
-            if Path(n).suffix == ".pt" and Path(n).is_file():
+            if Path(n).suffix == ".pt":
+                if not Path(n).is_file():
+                    raise FileNotFoundError(f"{n}: retrieval checkpoint not found")
                 refs.append((Path(n).stem, n))
             else:
                 refs.append((n, configured.get(n)))
@@ -155,7 +157,7 @@ def run_embed(pcfg: DictConfig, *, models: Optional[Sequence[str]] = None, galle
     device = resolve_device(pcfg.device)
     run_dir = Path(pcfg.run_dir)
     chosen = resolve_models(pcfg, models)
-    name = name or "+".join(n for n, _ in chosen) + ("" if gallery_crops == "detected" else "@full")
+    name = name or "+".join(n for n, _ in chosen)
     out = run_dir / f"embed-{name}"
     root = Path(pcfg.data.street2shop.root)
     inputs = {"annotations": root / "meta" / "json", "photos": root / "images"}
@@ -228,4 +230,49 @@ def run_embed(pcfg: DictConfig, *, models: Optional[Sequence[str]] = None, galle
     for p in parts.iterdir():
         p.unlink()
     parts.rmdir()
+    return summary
+
+
+def _row_key(r: Row) -> tuple:
+    return (r.domain, r.category, r.photo_id, r.record)
+
+
+def run_combine(pcfg: DictConfig, names: Sequence[str], name: str, *, force: bool = False,
+                command: Optional[str] = None) -> Dict:
+    """An ensemble from descriptor runs already computed: concatenate row-aligned descriptors, L2-normalise.
+
+    Each member keeps its own crops (e.g. Tri DB F with whole shop photos and
+    Tri DB C with detected crops, the paper's "Tris"); rows are matched by
+    (domain, category, photo, record), and only rows present in every member are kept.
+    """
+    if len(names) < 2:
+        raise ValueError(f"an ensemble needs at least two descriptor runs, got {list(names)}")
+    run_dir = Path(pcfg.run_dir)
+    folders = [run_dir / f"embed-{n}" for n in names]
+    for n, f in zip(names, folders):
+        require_fresh(f, f"the descriptors '{n}' (detret embed)")
+    out = run_dir / f"embed-{name}"
+    inputs = {f"{n}:{side}": f / f"{side}.npy" for n, f in zip(names, folders) for side in ("gallery", "queries")}
+    stage = Stage(out, f"embed-{name}", config={"combine": list(names)}, inputs=inputs, command=command)
+    if stage.begin(force=force) == "done":
+        return json.loads((out / "summary.json").read_text())
+    from .artifact import read_descriptors
+
+    counts = {}
+    for side in ("gallery", "queries"):
+        members = [read_descriptors(f, side) for f in folders]
+        keys = [{_row_key(r): i for i, r in enumerate(rows)} for _, rows in members]
+        base_rows = members[0][1]
+        common = [r for r in base_rows if all(_row_key(r) in k for k in keys[1:])]
+        parts = [desc[[k[_row_key(r)] for r in common]] for (desc, _), k in zip(members, keys)]
+        combined = F.normalize(torch.from_numpy(np.concatenate(parts, axis=1)), dim=1).numpy()
+        write_descriptors(out, side, combined, common)
+        counts[side] = len(common)
+    summary = {"name": name, "combine": list(names), "gallery": counts["gallery"], "queries": counts["queries"],
+               "skipped": 0, "dim": int(combined.shape[1]), "models": list(names), "gallery_crops": "per member"}
+    atomic_write_text(out / "skipped.jsonl", "")
+    atomic_write_json(out / "models.json", {"combine": list(names)})
+    atomic_write_json(out / "summary.json", summary)
+    stage.complete({"gallery": "gallery.npy", "gallery_rows": "gallery_rows.jsonl", "queries": "queries.npy",
+                    "query_rows": "queries_rows.jsonl", "summary": "summary.json"})
     return summary

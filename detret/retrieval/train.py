@@ -248,6 +248,16 @@ def run_train_retrieval(pcfg: DictConfig, loss: str, shop_crops: str, *, name: O
             _calibrate(model, tset, reader, device, tcfg, np.random.default_rng([tcfg.seed, 1_000_000]))
         untrained = validate(model, tset, reader, device, tcfg.chunk_size)
         history = [{"epoch": -1, "val_map": untrained["map"], "val_per_category": untrained["per_category"]}]
+        if tcfg.classifier_epochs > 0:
+            from .classifier import pretrain_classifier
+
+            model.train()
+            set_batchnorm_eval(model)
+            records = pretrain_classifier(model, tset, reader, device, epochs=tcfg.classifier_epochs, lr=tcfg.lr,
+                                          batch_size=tcfg.batch_size, seed=tcfg.seed)
+            after = validate(model, tset, reader, device, tcfg.chunk_size)
+            history.append({"epoch": -1, "phase": "classifier", "classifier": records, "val_map": after["map"],
+                            "val_per_category": after["per_category"]})
         atomic_write_json(out / "metrics.json", history)
     for epoch in range(start_epoch, tcfg.epochs):
         t0 = time.perf_counter()
@@ -283,7 +293,8 @@ def run_train_retrieval(pcfg: DictConfig, loss: str, shop_crops: str, *, name: O
         atomic_write_json(out / "metrics.json", history)
     summary = {"name": name, "loss": loss, "shop_crops": shop_crops, "epochs": tcfg.epochs,
                "untrained_val_map": history[0]["val_map"] if history and history[0]["epoch"] == -1 else None,
-               "best_val_map": max((h["val_map"] for h in history[1:] if h["val_map"] is not None), default=None),
+               "best_val_map": max((h["val_map"] for h in history if h["epoch"] >= 0 and h["val_map"] is not None),
+                                   default=None),
                "queries": {"train": len(tset.train_queries), "val": len(tset.val_queries)},
                "shop_crops_count": len(tset.shop), "skipped": tset.skipped, "config": asdict_safe(train_cfg)}
     atomic_write_json(out / "summary.json", summary)

@@ -52,6 +52,14 @@ def test_ensemble_is_normalised_concatenation_of_singles(setup, tmp_path):
         assert np.allclose(np.linalg.norm(e, axis=1), 1, atol=1e-5)
         assert np.allclose(e, np.concatenate([a, b], 1) / np.sqrt(2), atol=1e-5)
     assert stage_status(tmp_path / "embed-both").state == "done"
+    # the same ensemble made from the two descriptor runs (each could have its own crops)
+    embed_stage.run_combine(cfg, ["one", "two"], "combined")
+    for side in ("gallery", "queries"):
+        e, rows_e = read_descriptors(tmp_path / "embed-both", side)
+        c, rows_c = read_descriptors(tmp_path / "embed-combined", side)
+        assert rows_c == rows_e and np.allclose(c, e, atol=1e-6)
+    with pytest.raises(ValueError, match="at least two"):
+        embed_stage.run_combine(cfg, ["one"], "x")
 
 
 def test_search_equals_brute_force_within_category(setup, tmp_path):

@@ -80,3 +80,13 @@ def test_detected_crops_need_the_detect_stage(tiny, tmp_path):
 
     with pytest.raises(StaleArtifactError, match="detect --split shop"):
         train_mod.run_train_retrieval(_cfg(tiny, tmp_path / "run"), "ap", "detected")
+
+
+def test_classifier_pretraining_runs_before_the_ranking_loss(tiny, tmp_path):
+    cfg = _cfg(tiny, tmp_path / "run", "retrieval.train.epochs=1", "retrieval.train.classifier_epochs=1")
+    summary = train_mod.run_train_retrieval(cfg, "triplet", "full", name="cls")
+    metrics = json.loads((tmp_path / "run" / "retrieval-cls" / "metrics.json").read_text())
+    assert [m.get("phase") for m in metrics] == [None, "classifier", None]
+    record = metrics[1]["classifier"][0]
+    assert record["loss"] > 0 and 0 <= record["train_accuracy"] <= 1
+    assert summary["best_val_map"] == metrics[2]["val_map"]

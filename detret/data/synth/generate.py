@@ -254,6 +254,18 @@ data:
 detector:
   # The small detector that trains in minutes on a CPU (detectron_configs/).
   config_file: mask_rcnn_R_18_FPN_synth_cpu.yaml
+retrieval:
+  # Small and from scratch, so that it trains in minutes on a CPU with no download
+  # (the paper: ResNet-50 from ImageNet weights, 800 px).
+  train:
+    architecture: resnet18
+    pretrained: false
+    dim: 128
+    image_size: 128
+    resize: square
+    batch_size: 16
+    lr: 0.0003
+    epochs: 3
 """
 
 
