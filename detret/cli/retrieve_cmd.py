@@ -1,6 +1,7 @@
 """`detret embed`, `detret search`, `detret eval`."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import List, Optional
 
 import typer
@@ -28,6 +29,8 @@ def embed_cmd(
     name: Optional[str] = typer.Option(None, help="Name of the descriptor run (default: model names joined by +)."),
     batch_size: int = typer.Option(32, min=1, help="Crops decoded per DataLoader batch."),
     workers: int = typer.Option(2, min=0, help="DataLoader workers decoding photos."),
+    dataset: str = typer.Option("street2shop", help="street2shop, or deepfashion2 (every item of --split)."),
+    split: str = typer.Option("validation", help="DeepFashion2 split folder."),
     combine: Optional[List[str]] = typer.Option(
         None, "--combine", help="Instead of embedding: an ensemble of descriptor runs already computed (repeat; "
         "each keeps its own crops), e.g. --combine tri-full --combine tri-crops --name Tris."),
@@ -41,6 +44,16 @@ def embed_cmd(
     from ..embed.stage import run_combine, run_embed
 
     pcfg = state(ctx).pipeline_config()
+    if dataset == "deepfashion2":
+        from ..embed.deepfashion2 import run_embed_df2
+
+        summary = run_embed_df2(pcfg, split=split, models=model, name=name, workers=workers, force=force,
+                                command=rerun_command(ctx))
+        typer.echo(f"embed-df2-{summary['name']}: {summary['consumer']} consumer and {summary['shop']} shop items "
+                   f"({summary['skipped']} skipped)")
+        return
+    if dataset != "street2shop":
+        raise typer.BadParameter(f"--dataset must be street2shop or deepfashion2, got {dataset!r}")
     if combine:
         if not name:
             raise typer.BadParameter("--combine needs --name for the ensemble")
@@ -78,18 +91,29 @@ def eval_cmd(
     ctx: typer.Context,
     names: Optional[List[str]] = typer.Argument(None, help="Descriptor runs to compare (default: every embed-*)."),
     per_category: bool = typer.Option(False, "--per-category", help="Print every category, not only the means."),
-    ks: str = typer.Option("1,20", help="Comma-separated K of Acc@K."),
+    ks: Optional[str] = typer.Option(None, help="Comma-separated K (default: 1,20; DeepFashion2: 1,5,10,20)."),
+    dataset: str = typer.Option("street2shop", help="street2shop (Table 1) or deepfashion2 (Recall@K both ways)."),
     force: bool = typer.Option(False, "--force", help="Recompute even if the metrics exist."),
 ) -> None:
     """mAP, Acc@1 and Acc@20 per category and averaged, as the paper's Table 1, one column per run.
 
-    Writes <run_dir>/eval/: metrics.json, table.md, table.csv, acc_at_k.png.
+    Writes <run_dir>/eval/: metrics.json, table.md, table.csv, acc_at_k.png. With
+    --dataset deepfashion2: Recall@K consumer-to-shop and shop-to-consumer in <run_dir>/eval-df2/.
     """
     from ..evaluate.report import table_rows
     from ..evaluate.stage import run_eval
 
     pcfg = state(ctx).pipeline_config()
-    ks_list = [int(k) for k in _floats(ks)]
+    if dataset == "deepfashion2":
+        from ..embed.deepfashion2 import run_eval_df2
+
+        if not names:
+            raise typer.BadParameter("name the DeepFashion2 descriptor runs to evaluate (embed-df2-<name>)")
+        run_eval_df2(pcfg, names, ks=[int(k) for k in _floats(ks or "1,5,10,20")], force=force,
+                     command=rerun_command(ctx))
+        typer.echo((Path(pcfg.run_dir) / "eval-df2" / "table.md").read_text())
+        return
+    ks_list = [int(k) for k in _floats(ks or "1,20")]
     results = run_eval(pcfg, names or [], ks=ks_list, force=force, command=rerun_command(ctx))
     table = Table(title="Exact Street2Shop retrieval (%), within category")
     table.add_column("category")
