@@ -28,6 +28,11 @@ def train_retrieval_cmd(
     name: Optional[str] = typer.Option(None, help="Run name (default: tri-crops, tri-full, ap-crops, ap-full)."),
     epochs: Optional[int] = typer.Option(None, min=1, help="Overrides retrieval.train.epochs."),
     force: bool = typer.Option(False, "--force", help="Retrain even if the run holds a model trained differently."),
+    num_gpus: int = typer.Option(0, min=0, help="Processes per machine (GPUs; on CPUs, gloo processes); 0 or 1: "
+                                                "this process."),
+    num_machines: int = typer.Option(1, min=1, help="Machines taking part (data-parallel)."),
+    machine_rank: int = typer.Option(0, min=0, help="This machine's rank."),
+    dist_url: str = typer.Option("auto", help="Rendezvous URL of rank 0, e.g. tcp://10.0.0.1:29500."),
 ) -> None:
     """Train the GeM retrieval network: street crops (annotated boxes) against shop crops.
 
@@ -41,7 +46,8 @@ def train_retrieval_cmd(
     extra = [f"retrieval.train.epochs={epochs}"] if epochs else []
     pcfg = state(ctx).pipeline_config(extra)
     summary = run_train_retrieval(pcfg, loss.value, shop_crops.value, name=name, force=force,
-                                  command=rerun_command(ctx))
+                                  command=rerun_command(ctx), num_gpus=num_gpus, num_machines=num_machines,
+                                  machine_rank=machine_rank, dist_url=dist_url)
 
     def fmt(v):
         return "n/a" if v is None else f"{100 * v:.1f}"

@@ -16,6 +16,7 @@ deterministic forward (BatchNorm statistics frozen, no dropout), which
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Callable, List, Sequence
 
 import torch
@@ -51,7 +52,12 @@ def multistage_backward(
     if not loss.requires_grad:  # e.g. no valid query: nothing to propagate
         return loss.detach()
     (grad,) = torch.autograd.grad(loss, descriptors)
-    for start in range(0, len(images), chunk_size):
-        out = _forward_chunk(model, images[start:start + chunk_size])
-        out.backward(grad[start:start + chunk_size])
+    starts = list(range(0, len(images), chunk_size))
+    for n, start in enumerate(starts):
+        # Under DistributedDataParallel, gradients are all-reduced once per step, on the
+        # last chunk's backward; the earlier chunks accumulate locally (no_sync).
+        sync = n == len(starts) - 1 or not hasattr(model, "no_sync")
+        with contextlib.nullcontext() if sync else model.no_sync():
+            out = _forward_chunk(model, images[start:start + chunk_size])
+            out.backward(grad[start:start + chunk_size])
     return loss.detach()

@@ -144,52 +144,94 @@ def _calibrate(model, tset: TrainingSet, reader, device, tcfg, rng: np.random.Ge
     calibrate_batchnorm(model, batches_)
 
 
+def _item_rng(tcfg, epoch: int, kind: int, index: int) -> np.random.Generator:
+    """The generator of one query's sampling or one image's augmentation: a function of
+    (seed, epoch, item) alone, so batches do not depend on how they are split across processes."""
+    return np.random.default_rng([tcfg.seed, epoch, kind, int(index)])
+
+
+def _read_one(reader: CropReader, item: CropItem, device, rng) -> Optional[torch.Tensor]:
+    try:
+        return reader(item, rng).to(device)
+    except PhotoError as exc:
+        logger.warning("skipping %s", exc)
+        return None
+
+
 def _step(model, optimizer, tset: TrainingSet, batch: np.ndarray, loss: str, tcfg, mined, reader, device,
-          rng: np.random.Generator) -> Optional[float]:
-    queries = [tset.train_queries[i] for i in batch]
-    positives = [tset.shop[int(rng.choice(tset.shop_by_product[q.product]))] for q in queries]
-    if loss == "triplet" and tcfg.negatives == "offline":
-        negatives = []
-        for i, q in zip(batch, queries):
+          epoch: int) -> Optional[float]:
+    """One optimiser step on the queries `batch` (this process's share of the global batch).
+
+    Images that cannot be read drop the triplets (or AP items) they belong to. Under
+    DistributedDataParallel every process must take part in the step, so an empty
+    share still runs a zero-loss backward.
+    """
+    b_queries, b_pos, b_neg = [], [], []
+    for i in batch:
+        rq = _item_rng(tcfg, epoch, 0, i)
+        q = tset.train_queries[i]
+        b_queries.append(i)
+        b_pos.append(int(rq.choice(tset.shop_by_product[q.product])))
+        if loss == "triplet" and tcfg.negatives == "offline":
             pool = mined[i] if len(mined[i]) else np.array(
                 [j for j, s in enumerate(tset.shop) if s.product != q.product])
-            negatives.append(tset.shop[int(rng.choice(pool))])
-        items = queries + positives + negatives
-    elif loss == "triplet":
-        items = queries + positives
-    else:
-        chosen = {tset.shop.index(p) for p in positives}
-        for i in batch:
+            b_neg.append(int(rq.choice(pool)))
+        elif loss == "ap":
             pool = mined[i]
-            chosen.update(int(j) for j in rng.choice(pool, size=min(tcfg.ap_negatives, len(pool)), replace=False))
-        shop_items = [tset.shop[j] for j in sorted(chosen)]
-        items = queries + shop_items
-    tensors, ok = _read_many(reader, items, device, rng)
-    if len(ok) != len(items):
-        return None  # an unreadable photo in the batch: skip this step (logged by _read_many)
-    b = len(queries)
+            b_neg.extend(int(j) for j in rq.choice(pool, size=min(tcfg.ap_negatives, len(pool)), replace=False))
+    q_tensors = {i: _read_one(reader, tset.train_queries[i], device, _item_rng(tcfg, epoch, 1, i)) for i in b_queries}
+    shop_ids = sorted(set(b_pos) | set(b_neg))
+    s_tensors = {j: _read_one(reader, tset.shop[j], device, _item_rng(tcfg, epoch, 2, j)) for j in shop_ids}
     if loss == "triplet" and tcfg.negatives == "offline":
+        rows = [(i, p, n) for i, p, n in zip(b_queries, b_pos, b_neg)
+                if q_tensors[i] is not None and s_tensors[p] is not None and s_tensors[n] is not None]
+        images = [q_tensors[i] for i, _, _ in rows] + [s_tensors[p] for _, p, _ in rows] + \
+                 [s_tensors[n] for _, _, n in rows]
+        b = len(rows)
+
         def loss_fn(d):
             return triplet_loss(d[:b], d[b:2 * b], d[2 * b:], tcfg.margin)
     elif loss == "triplet":
-        keys = {p: n for n, p in enumerate(sorted({q.product for q in queries}))}
-        labels = torch.tensor([keys[q.product] for q in queries], device=device)
+        rows = [(i, p) for i, p in zip(b_queries, b_pos) if q_tensors[i] is not None and s_tensors[p] is not None]
+        images = [q_tensors[i] for i, _ in rows] + [s_tensors[p] for _, p in rows]
+        b = len(rows)
+        keys = {p: n for n, p in enumerate(sorted({tset.train_queries[i].product for i, _ in rows}))}
+        labels = torch.tensor([keys[tset.train_queries[i].product] for i, _ in rows], device=device)
 
         def loss_fn(d):
             return hardest_negative_triplet_loss(d[:b], d[b:], labels, tcfg.margin)
     else:
-        labels = torch.tensor([[float(s.product == q.product) for s in items[b:]] for q in queries], device=device)
+        qs = [i for i in b_queries if q_tensors[i] is not None]
+        items = [j for j in shop_ids if s_tensors[j] is not None]
+        images = [q_tensors[i] for i in qs] + [s_tensors[j] for j in items]
+        b = len(qs)
+        labels = torch.tensor([[float(tset.shop[j].product == tset.train_queries[i].product) for j in items]
+                               for i in qs], device=device).reshape(b, len(items))
 
         def loss_fn(d):
             return ap_loss(d[:b] @ d[b:].T, labels, nq=tcfg.ap_bins)[0]
     optimizer.zero_grad(set_to_none=True)
-    value = multistage_backward(model, tensors, loss_fn, tcfg.chunk_size)
+    if b == 0 or len(images) == b:
+        if not _is_distributed():
+            return None
+        blank = torch.zeros(1, 3, 32, 32, device=device)
+        (model(blank).sum() * 0.0).backward()  # take part in the gradient all-reduce
+        optimizer.step()
+        return None
+    value = multistage_backward(model, images, loss_fn, tcfg.chunk_size)
     optimizer.step()
     return float(value)
 
 
+def _is_distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
 def run_train_retrieval(pcfg: DictConfig, loss: str, shop_crops: str, *, name: Optional[str] = None,
-                        force: bool = False, command: Optional[str] = None) -> Dict:
+                        force: bool = False, command: Optional[str] = None, num_gpus: int = 0,
+                        num_machines: int = 1, machine_rank: int = 0, dist_url: str = "auto") -> Dict:
+    """The train-retrieval stage; data-parallel over `num_gpus` processes x `num_machines` when > 1
+    (Detectron2's ``launch``: NCCL on GPUs, gloo on CPUs)."""
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
     if shop_crops not in SHOP_CROPS:
@@ -197,17 +239,15 @@ def run_train_retrieval(pcfg: DictConfig, loss: str, shop_crops: str, *, name: O
     if not pcfg.data.street2shop.root:
         raise ValueError("data.street2shop.root is not set in the pipeline config")
     tcfg = pcfg.retrieval.train
-    device = resolve_device(pcfg.device)
+    resolve_device(pcfg.device)  # a config asking for a missing GPU fails now
     run_dir = Path(pcfg.run_dir)
     name = name or default_name(loss, shop_crops)
     out = run_dir / f"retrieval-{name}"
     root = Path(pcfg.data.street2shop.root)
     inputs = {"annotations": root / "meta" / "json", "photos": root / "images"}
-    shop_boxes = None
     if shop_crops == "detected":
         require_fresh(run_dir / "detect-shop", "the shop crops (detret detect --split shop)")
         inputs["shop_crops"] = run_dir / "detect-shop" / "detections.jsonl"
-        shop_boxes = load_shop_boxes(inputs["shop_crops"])
     if tcfg.pretrained and tcfg.backbone_weights:
         inputs["backbone_weights"] = Path(tcfg.backbone_weights)
     train_cfg = OmegaConf.to_container(tcfg, resolve=True)
@@ -217,7 +257,34 @@ def run_train_retrieval(pcfg: DictConfig, loss: str, shop_crops: str, *, name: O
     if state == "done":
         logger.info("%s: already trained with this config and data, reused", out)
         return json.loads((out / "summary.json").read_text())
+    world = max(num_gpus, 1) * num_machines
+    args = (OmegaConf.to_yaml(pcfg), loss, shop_crops, name, state == "resume")
+    if world > 1:
+        from detectron2.engine import launch
 
+        launch(_train_worker, max(num_gpus, 1), num_machines=num_machines, machine_rank=machine_rank,
+               dist_url=dist_url, args=args)
+    else:
+        _train_worker(*args)
+    if machine_rank == 0:
+        stage.complete({"model": "model.pt", "metrics": "metrics.json", "summary": "summary.json"})
+    return json.loads((out / "summary.json").read_text())
+
+
+def _train_worker(pcfg_yaml: str, loss: str, shop_crops: str, name: str, resume: bool) -> None:
+    """The training itself, in one process of a data-parallel group (or alone)."""
+    from detectron2.utils import comm
+
+    pcfg = OmegaConf.create(pcfg_yaml)
+    tcfg = pcfg.retrieval.train
+    rank, world = comm.get_rank(), comm.get_world_size()
+    device = resolve_device(pcfg.device)
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", comm.get_local_rank())
+    run_dir = Path(pcfg.run_dir)
+    out = run_dir / f"retrieval-{name}"
+    root = Path(pcfg.data.street2shop.root)
+    shop_boxes = load_shop_boxes(run_dir / "detect-shop" / "detections.jsonl") if shop_crops == "detected" else None
     data = load_street2shop(root, splits=("train",))
     tset = build_training_set(data, shop_boxes, val_fraction=tcfg.val_fraction, seed=tcfg.seed)
     if not tset.train_queries:
@@ -225,6 +292,7 @@ def run_train_retrieval(pcfg: DictConfig, loss: str, shop_crops: str, *, name: O
     logger.info("%d training queries, %d validation queries, %d shop crops (skipped: %s)",
                 len(tset.train_queries), len(tset.val_queries), len(tset.shop), tset.skipped)
     torch.manual_seed(tcfg.seed)
+    config = {"loss": loss, "shop_crops": shop_crops, "train": OmegaConf.to_container(tcfg, resolve=True)}
     model = build_retrieval_net(tcfg.architecture, tcfg.dim, pretrained=tcfg.pretrained,
                                 backbone_weights=tcfg.backbone_weights, image_size=tcfg.image_size,
                                 resize=tcfg.resize, training={**config, "name": name}).to(device)
@@ -235,7 +303,7 @@ def run_train_retrieval(pcfg: DictConfig, loss: str, shop_crops: str, *, name: O
     best = -1.0
     start_epoch = 0
     last = out / "checkpoint_last.pt"
-    if state == "resume" and last.is_file():
+    if resume and last.is_file():
         _, ckpt = load_checkpoint(last)
         model.load_state_dict(ckpt["state_dict"])
         optimizer.load_state_dict(ckpt["optimizer"])
@@ -246,11 +314,14 @@ def run_train_retrieval(pcfg: DictConfig, loss: str, shop_crops: str, *, name: O
     else:
         if not tcfg.pretrained:
             _calibrate(model, tset, reader, device, tcfg, np.random.default_rng([tcfg.seed, 1_000_000]))
-        untrained = validate(model, tset, reader, device, tcfg.chunk_size)
-        history = [{"epoch": -1, "val_map": untrained["map"], "val_per_category": untrained["per_category"]}]
+        if rank == 0:
+            untrained = validate(model, tset, reader, device, tcfg.chunk_size)
+            history = [{"epoch": -1, "val_map": untrained["map"], "val_per_category": untrained["per_category"]}]
         if tcfg.classifier_epochs > 0:
             from .classifier import pretrain_classifier
 
+            if world > 1:
+                raise ValueError("classifier pre-training runs in one process; drop --num-gpus for it")
             model.train()
             set_batchnorm_eval(model)
             records = pretrain_classifier(model, tset, reader, device, epochs=tcfg.classifier_epochs, lr=tcfg.lr,
@@ -258,7 +329,12 @@ def run_train_retrieval(pcfg: DictConfig, loss: str, shop_crops: str, *, name: O
             after = validate(model, tset, reader, device, tcfg.chunk_size)
             history.append({"epoch": -1, "phase": "classifier", "classifier": records, "val_map": after["map"],
                             "val_per_category": after["per_category"]})
-        atomic_write_json(out / "metrics.json", history)
+        if rank == 0:
+            atomic_write_json(out / "metrics.json", history)
+    net = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False)
     for epoch in range(start_epoch, tcfg.epochs):
         t0 = time.perf_counter()
         rng = np.random.default_rng([tcfg.seed, epoch])
@@ -274,32 +350,37 @@ def run_train_retrieval(pcfg: DictConfig, loss: str, shop_crops: str, *, name: O
         losses = []
         for batch in progress(batches(len(tset.train_queries), tcfg.batch_size, rng), f"epoch {epoch}",
                               unit="batch"):
-            value = _step(model, optimizer, tset, batch, loss, tcfg, mined, reader, device, rng)
+            if len(batch) < world:
+                continue  # every process needs a share of the batch
+            value = _step(net, optimizer, tset, batch[rank::world], loss, tcfg, mined, reader, device, epoch)
             if value is not None:
                 losses.append(value)
         scheduler.step()
-        val = validate(model, tset, reader, device, tcfg.chunk_size)
-        record = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else None, "val_map": val["map"],
-                  "val_per_category": val["per_category"], "gem_p": model.pool.p.item(),
-                  "seconds": time.perf_counter() - t0, "lr": scheduler.get_last_lr()[0]}
-        history.append(record)
-        logger.info("epoch %d: loss %s, validation mAP %s", epoch, record["loss"], record["val_map"])
-        score = val["map"] if val["map"] is not None else -record["loss"] if record["loss"] is not None else 0.0
-        if score > best or not (out / "model.pt").is_file():
-            best = score
-            save_checkpoint(out / "model.pt", model, epoch=epoch, val_map=val["map"])
-        save_checkpoint(last, model, epoch=epoch, best_map=best, optimizer=optimizer.state_dict(),
-                        scheduler=scheduler.state_dict())
-        atomic_write_json(out / "metrics.json", history)
-    summary = {"name": name, "loss": loss, "shop_crops": shop_crops, "epochs": tcfg.epochs,
-               "untrained_val_map": history[0]["val_map"] if history and history[0]["epoch"] == -1 else None,
-               "best_val_map": max((h["val_map"] for h in history if h["epoch"] >= 0 and h["val_map"] is not None),
-                                   default=None),
-               "queries": {"train": len(tset.train_queries), "val": len(tset.val_queries)},
-               "shop_crops_count": len(tset.shop), "skipped": tset.skipped, "config": asdict_safe(train_cfg)}
-    atomic_write_json(out / "summary.json", summary)
-    stage.complete({"model": "model.pt", "metrics": "metrics.json", "summary": "summary.json"})
-    return summary
+        if rank == 0:
+            val = validate(model, tset, reader, device, tcfg.chunk_size)
+            record = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else None, "val_map": val["map"],
+                      "val_per_category": val["per_category"], "gem_p": model.pool.p.item(),
+                      "seconds": time.perf_counter() - t0, "lr": scheduler.get_last_lr()[0], "processes": world}
+            history.append(record)
+            logger.info("epoch %d: loss %s, validation mAP %s", epoch, record["loss"], record["val_map"])
+            score = val["map"] if val["map"] is not None else -record["loss"] if record["loss"] is not None else 0.0
+            if score > best or not (out / "model.pt").is_file():
+                best = score
+                save_checkpoint(out / "model.pt", model, epoch=epoch, val_map=val["map"])
+            save_checkpoint(last, model, epoch=epoch, best_map=best, optimizer=optimizer.state_dict(),
+                            scheduler=scheduler.state_dict())
+            atomic_write_json(out / "metrics.json", history)
+        comm.synchronize()
+    if rank == 0:
+        summary = {"name": name, "loss": loss, "shop_crops": shop_crops, "epochs": tcfg.epochs,
+                   "untrained_val_map": history[0]["val_map"] if history and history[0]["epoch"] == -1 else None,
+                   "best_val_map": max((h["val_map"] for h in history if h["epoch"] >= 0 and h["val_map"] is not None),
+                                       default=None),
+                   "queries": {"train": len(tset.train_queries), "val": len(tset.val_queries)},
+                   "shop_crops_count": len(tset.shop), "skipped": tset.skipped,
+                   "config": asdict_safe(config["train"]), "processes": world}
+        atomic_write_json(out / "summary.json", summary)
+    comm.synchronize()
 
 
 def asdict_safe(obj):
