@@ -40,7 +40,11 @@ def status(
             details = "; ".join(r.reasons)
             if r.state in ("stale", "running") and r.command:
                 details += f"\nrerun: {r.command}"
-            table.add_row(r.stage, f"[{_STYLE[r.state]}]{r.state}[/]", str(r.stage_dir), details)
+            try:
+                folder = str(Path(r.stage_dir).resolve().relative_to(Path(cfg.run_dir).resolve()))
+            except ValueError:  # outside the run directory (a generated dataset)
+                folder = str(r.stage_dir)
+            table.add_row(r.stage, f"[{_STYLE[r.state]}]{r.state}[/]", folder, details)
         Console().print(table)
     if any(r.state == "stale" for r in rows):
         raise typer.Exit(1)
