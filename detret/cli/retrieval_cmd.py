@@ -49,6 +49,10 @@ def train_retrieval_cmd(
                                   command=rerun_command(ctx), num_gpus=num_gpus, num_machines=num_machines,
                                   machine_rank=machine_rank, dist_url=dist_url)
 
+    if "machine_rank" in summary:
+        typer.echo(f"machine {summary['machine_rank']}: done (the artifacts are on machine 0)")
+        return
+
     def fmt(v):
         return "n/a" if v is None else f"{100 * v:.1f}"
 

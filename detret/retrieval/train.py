@@ -266,8 +266,9 @@ def run_train_retrieval(pcfg: DictConfig, loss: str, shop_crops: str, *, name: O
                dist_url=dist_url, args=args)
     else:
         _train_worker(*args)
-    if machine_rank == 0:
-        stage.complete({"model": "model.pt", "metrics": "metrics.json", "summary": "summary.json"})
+    if machine_rank != 0:
+        return {"name": name, "machine_rank": machine_rank}  # rank 0's machine holds the artifacts
+    stage.complete({"model": "model.pt", "metrics": "metrics.json", "summary": "summary.json"})
     return json.loads((out / "summary.json").read_text())
 
 

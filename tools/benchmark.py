@@ -1,0 +1,159 @@
+#!/usr/bin/env python
+"""Benchmarks as ratios against a baseline measured in the same run on the same data.
+
+    python tools/benchmark.py search [--gallery 40000 --queries 2000 --dim 512]
+    python tools/benchmark.py eval   [--gallery 20000 --queries 2000 --dim 256]
+
+- search: detret's per-category FAISS search (exact inner product) against a NumPy
+  brute force (matmul + argpartition + sort) on the same descriptors, split by the
+  real Exact Street2Shop category proportions; checks that the top-20 are identical.
+- eval: full-gallery mAP by counting, per positive, the items ranked before it
+  (detret.evaluate.metrics.full_gallery_ap) against the sort-based definition
+  (sort the whole gallery, then eq. 4); checks that the values agree.
+
+Each prints and writes JSON (``--out``) with absolute times, the ratio and the
+machine description. The machine is noisy: every timing is the best of `--repeat`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from typing import Callable, Dict, List
+
+import numpy as np
+
+# Shop photos per category of Exact Street2Shop (Kiapour et al. 2015; 404,683 in all), for the category split.
+S2S_GALLERY = {"bags": 16308, "belts": 1252, "dresses": 169827, "eyewear": 1595, "footwear": 75943,
+               "hats": 2551, "leggings": 8219, "outerwear": 34695, "pants": 7640, "skirts": 18281,
+               "tops": 68372}
+
+
+def machine() -> Dict:
+    import faiss
+    import torch
+
+    return {"python": platform.python_version(), "cpu": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(), "numpy": np.__version__, "faiss": faiss.__version__,
+            "faiss_gpus": faiss.get_num_gpus(), "torch_threads": torch.get_num_threads()}
+
+
+def best_of(fn: Callable[[], object], repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def _split(n: int, rng: np.random.Generator) -> List[str]:
+    cats = list(S2S_GALLERY)
+    p = np.array([S2S_GALLERY[c] for c in cats], float)
+    return list(rng.choice(cats, size=n, p=p / p.sum()))
+
+
+def bench_search(args) -> Dict:
+    from detret.search.index import build_index, search
+
+    rng = np.random.default_rng(0)
+    g = rng.normal(size=(args.gallery, args.dim)).astype(np.float32)
+    g /= np.linalg.norm(g, axis=1, keepdims=True)
+    q = rng.normal(size=(args.queries, args.dim)).astype(np.float32)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    gcat, qcat = np.array(_split(len(g), rng)), np.array(_split(len(q), rng))
+    cats = sorted(set(gcat))
+    groups = {c: (np.flatnonzero(gcat == c), np.flatnonzero(qcat == c)) for c in cats}
+    indexes = {c: build_index(g[gi]) for c, (gi, _) in groups.items()}
+    k = 20
+
+    def faiss_search():
+        out = {}
+        for c, (gi, qi) in groups.items():
+            if len(qi):
+                out[c] = gi[search(indexes[c], q[qi], k)[1]]
+        return out
+
+    def numpy_search():
+        out = {}
+        for c, (gi, qi) in groups.items():
+            if not len(qi):
+                continue
+            s = q[qi] @ g[gi].T
+            kk = min(k, len(gi))
+            part = np.argpartition(-s, kk - 1, axis=1)[:, :kk]
+            rows = []
+            for i, cand in enumerate(part):
+                order = np.lexsort((cand, -s[i, cand]))
+                rows.append(cand[order])
+            out[c] = gi[np.array(rows)]
+        return out
+
+    a, b = faiss_search(), numpy_search()
+    identical = all(np.array_equal(a[c], b[c]) for c in a)
+    # Where the lists differ, the swapped items must tie at float32 precision (FAISS and
+    # NumPy sum the inner products in different orders).
+    worst_gap = 0.0
+    for c in a:
+        qi = groups[c][1]
+        for row, (x, y) in enumerate(zip(a[c], b[c])):
+            if not np.array_equal(x, y):
+                worst_gap = max(worst_gap, float(np.abs(g[x] @ q[qi[row]] - g[y] @ q[qi[row]]).max()))
+    t_faiss, t_numpy = best_of(faiss_search, args.repeat), best_of(numpy_search, args.repeat)
+    return {"benchmark": "search", "gallery": args.gallery, "queries": args.queries, "dim": args.dim, "k": k,
+            "faiss_s": t_faiss, "numpy_bruteforce_s": t_numpy, "speedup": t_numpy / t_faiss,
+            "identical_top20": identical, "max_score_gap_where_different": worst_gap,
+            "identical_up_to_float_ties": worst_gap < 1e-5, "queries_per_s": args.queries / t_faiss}
+
+
+def bench_eval(args) -> Dict:
+    from detret.evaluate.metrics import average_precision, full_gallery_ap
+
+    rng = np.random.default_rng(1)
+    scores = rng.normal(size=(args.queries, args.gallery)).astype(np.float32)
+    positives = np.zeros_like(scores, dtype=bool)
+    for i in range(args.queries):
+        positives[i, rng.choice(args.gallery, size=int(rng.integers(1, 6)), replace=False)] = True
+
+    def fast():
+        return [full_gallery_ap(scores[i], positives[i]) for i in range(args.queries)]
+
+    def by_sort():
+        out = []
+        for i in range(args.queries):
+            order = np.lexsort((np.arange(args.gallery), -scores[i]))
+            out.append(average_precision(positives[i, order].astype(int), int(positives[i].sum())))
+        return out
+
+    agree = np.allclose(fast(), by_sort(), atol=1e-9)
+    t_fast, t_sort = best_of(fast, args.repeat), best_of(by_sort, args.repeat)
+    return {"benchmark": "eval", "gallery": args.gallery, "queries": args.queries, "fast_s": t_fast,
+            "sort_reference_s": t_sort, "speedup": t_sort / t_fast, "values_agree": bool(agree)}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("which", choices=["search", "eval"])
+    parser.add_argument("--gallery", type=int, default=None)
+    parser.add_argument("--queries", type=int, default=2000)
+    parser.add_argument("--dim", type=int, default=512)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--out", default=None, help="write the result JSON here")
+    args = parser.parse_args(argv)
+    if args.gallery is None:
+        args.gallery = 40000 if args.which == "search" else 20000
+    result = (bench_search if args.which == "search" else bench_eval)(args)
+    result["machine"] = machine()
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out:
+        with open(args.out, "w") as fh:
+            fh.write(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
