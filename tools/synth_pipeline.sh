@@ -6,7 +6,8 @@
 #   bash tools/synth_pipeline.sh [OUT]        (default OUT: runs/synth)
 set -euo pipefail
 OUT="${1:-runs/synth}"
-detret() { "${DETRET:-.venv/bin/detret}" "$@"; }
+repo_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+detret() { "${DETRET:-$repo_dir/.venv/bin/detret}" "$@"; }
 D=(--config "$OUT/detret.yaml")
 
 detret data synth --out "$OUT"

@@ -28,6 +28,8 @@ def train_retrieval_cmd(
     name: Optional[str] = typer.Option(None, help="Run name (default: tri-crops, tri-full, ap-crops, ap-full)."),
     epochs: Optional[int] = typer.Option(None, min=1, help="Overrides retrieval.train.epochs."),
     force: bool = typer.Option(False, "--force", help="Retrain even if the run holds a model trained differently."),
+    resume: bool = typer.Option(False, "--resume", help="Require an interrupted run to continue (a plain rerun "
+                                                        "also resumes one when there is one)."),
     num_gpus: int = typer.Option(0, min=0, help="Processes per machine (GPUs; on CPUs, gloo processes); 0 or 1: "
                                                 "this process."),
     num_machines: int = typer.Option(1, min=1, help="Machines taking part (data-parallel)."),
@@ -45,7 +47,7 @@ def train_retrieval_cmd(
 
     extra = [f"retrieval.train.epochs={epochs}"] if epochs else []
     pcfg = state(ctx).pipeline_config(extra)
-    summary = run_train_retrieval(pcfg, loss.value, shop_crops.value, name=name, force=force,
+    summary = run_train_retrieval(pcfg, loss.value, shop_crops.value, name=name, force=force, resume=resume,
                                   command=rerun_command(ctx), num_gpus=num_gpus, num_machines=num_machines,
                                   machine_rank=machine_rank, dist_url=dist_url)
 

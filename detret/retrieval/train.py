@@ -228,7 +228,7 @@ def _is_distributed() -> bool:
 
 
 def run_train_retrieval(pcfg: DictConfig, loss: str, shop_crops: str, *, name: Optional[str] = None,
-                        force: bool = False, command: Optional[str] = None, num_gpus: int = 0,
+                        force: bool = False, resume: bool = False, command: Optional[str] = None, num_gpus: int = 0,
                         num_machines: int = 1, machine_rank: int = 0, dist_url: str = "auto") -> Dict:
     """The train-retrieval stage; data-parallel over `num_gpus` processes x `num_machines` when > 1
     (Detectron2's ``launch``: NCCL on GPUs, gloo on CPUs)."""
@@ -253,6 +253,12 @@ def run_train_retrieval(pcfg: DictConfig, loss: str, shop_crops: str, *, name: O
     train_cfg = OmegaConf.to_container(tcfg, resolve=True)
     config = {"loss": loss, "shop_crops": shop_crops, "train": train_cfg}
     stage = Stage(out, f"train-retrieval-{name}", config=config, inputs=inputs, command=command)
+    if resume:
+        from ..runs.manifest import read_manifest
+
+        previous = read_manifest(out)
+        if previous is None or previous.state != "running" or not (out / "checkpoint_last.pt").is_file():
+            raise ValueError(f"{out}: --resume given, but there is no interrupted run with a checkpoint to continue")
     state = stage.begin(force=force)
     if state == "done":
         logger.info("%s: already trained with this config and data, reused", out)

@@ -70,9 +70,14 @@ def test_interrupted_training_resumes_after_last_epoch(tiny, tmp_path, monkeypat
     assert [m["epoch"] for m in json.loads((out / "metrics.json").read_text())] == [-1, 0]
     monkeypatch.setattr(train_mod, "_step", real_step)
     monkeypatch.setattr(train_mod, "validate", real_validate)
-    train_mod.run_train_retrieval(cfg, "triplet", "full")
+    train_mod.run_train_retrieval(cfg, "triplet", "full", resume=True)
     assert [m["epoch"] for m in json.loads((out / "metrics.json").read_text())] == [-1, 0, 1]
     assert stage_status(out).state == "done"
+
+
+def test_resume_without_interrupted_run_is_an_error(tiny, tmp_path):
+    with pytest.raises(ValueError, match="no interrupted run"):
+        train_mod.run_train_retrieval(_cfg(tiny, tmp_path / "run"), "triplet", "full", resume=True)
 
 
 def test_detected_crops_need_the_detect_stage(tiny, tmp_path):
