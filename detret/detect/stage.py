@@ -132,7 +132,7 @@ def run_detect(
         inputs["weights"] = choice.config_source
         config["detector_cfg"] = _hashed_cfg_text(choice.cfg)
     stage = Stage(stage_dir, f"detect-{split}" + (f"-{subset}" if split == "street" else ""), config=config,
-                  inputs=inputs, command=command)
+                  inputs=inputs, command=command, pipeline_config=pcfg)
     state = stage.begin(force=force)
     partial_path = stage_dir / PARTIAL_NAME
     if state == "done":

@@ -156,7 +156,7 @@ def run_train_detector(
     if init_weights:
         inputs["init_weights"] = Path(init_weights)
     stage = Stage(out, "train-detector", config={"detector_cfg": _hashed_cfg_text(cfg)}, inputs=inputs,
-                  command=command)
+                  command=command, pipeline_config=pcfg)
     state = stage.begin(force=force)
     if state == "done":
         logger.info("%s: detector already trained with this config and data, reused", out)

@@ -45,7 +45,7 @@ def run_embed_df2(pcfg: DictConfig, *, split: str = "validation", models: Option
     inputs = {"annotations": root / split / "annos", "photos": root / split / "image"}
     inputs.update({f"model_{i}_{n}": p for i, (n, p) in enumerate(chosen)})
     stage = Stage(out, f"embed-df2-{name}", config={"split": split, "models": [n for n, _ in chosen]},
-                  inputs=inputs, command=command)
+                  inputs=inputs, command=command, pipeline_config=pcfg)
     if stage.begin(force=force) == "done":
         return json.loads((out / "summary.json").read_text())
     data = load_deepfashion2(root, split)
@@ -93,7 +93,8 @@ def run_eval_df2(pcfg: DictConfig, names: Sequence[str], *, ks: Sequence[int] = 
         require_fresh(folder, f"the DeepFashion2 descriptors '{n}' (detret embed --dataset deepfashion2)")
         inputs.update({f"{n}:{d}": folder / f"{d}.npy" for d in DOMAINS})
     out = run_dir / "eval-df2"
-    stage = Stage(out, "eval-df2", config={"runs": list(names), "ks": list(ks)}, inputs=inputs, command=command)
+    stage = Stage(out, "eval-df2", config={"runs": list(names), "ks": list(ks)}, inputs=inputs,
+                  command=command, pipeline_config=pcfg)
     if stage.begin(force=force) == "done":
         return json.loads((out / "metrics.json").read_text())
     results: Dict[str, Dict] = {}

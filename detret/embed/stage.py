@@ -170,7 +170,7 @@ def run_embed(pcfg: DictConfig, *, models: Optional[Sequence[str]] = None, galle
         inputs["shop_crops"] = run_dir / "detect-shop" / "detections.jsonl"
         shop_crops = {(r.category, r.photo_id): r for r in read_artifact(inputs["shop_crops"])}
     config = {"models": [n for n, _ in chosen], "gallery_crops": gallery_crops, "scales": list(scales)}
-    stage = Stage(out, f"embed-{name}", config=config, inputs=inputs, command=command)
+    stage = Stage(out, f"embed-{name}", config=config, inputs=inputs, command=command, pipeline_config=pcfg)
     state = stage.begin(force=force)
     if state == "done":
         logger.info("%s: descriptors up to date, reused", out)
@@ -253,7 +253,8 @@ def run_combine(pcfg: DictConfig, names: Sequence[str], name: str, *, force: boo
         require_fresh(f, f"the descriptors '{n}' (detret embed)")
     out = run_dir / f"embed-{name}"
     inputs = {f"{n}:{side}": f / f"{side}.npy" for n, f in zip(names, folders) for side in ("gallery", "queries")}
-    stage = Stage(out, f"embed-{name}", config={"combine": list(names)}, inputs=inputs, command=command)
+    stage = Stage(out, f"embed-{name}", config={"combine": list(names)}, inputs=inputs,
+                  command=command, pipeline_config=pcfg)
     if stage.begin(force=force) == "done":
         return json.loads((out / "summary.json").read_text())
     from .artifact import read_descriptors

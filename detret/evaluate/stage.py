@@ -42,7 +42,8 @@ def run_eval(pcfg: DictConfig, names: Sequence[str], *, ks: Sequence[int] = DEFA
             inputs[f"{name}:{side}"] = folder / f"{side}.npy"
             inputs[f"{name}:{side}_rows"] = folder / f"{side}_rows.jsonl"
     out = run_dir / out_name
-    stage = Stage(out, "eval", config={"runs": list(names), "ks": ks}, inputs=inputs, command=command)
+    stage = Stage(out, "eval", config={"runs": list(names), "ks": ks}, inputs=inputs,
+                  command=command, pipeline_config=pcfg)
     if stage.begin(force=force) == "done":
         return json.loads((out / "metrics.json").read_text())
     results = {}

@@ -252,7 +252,7 @@ def run_train_retrieval(pcfg: DictConfig, loss: str, shop_crops: str, *, name: O
         inputs["backbone_weights"] = Path(tcfg.backbone_weights)
     train_cfg = OmegaConf.to_container(tcfg, resolve=True)
     config = {"loss": loss, "shop_crops": shop_crops, "train": train_cfg}
-    stage = Stage(out, f"train-retrieval-{name}", config=config, inputs=inputs, command=command)
+    stage = Stage(out, f"train-retrieval-{name}", config=config, inputs=inputs, command=command, pipeline_config=pcfg)
     if resume:
         from ..runs.manifest import read_manifest
 

@@ -101,8 +101,10 @@ class Stage:
         config: Mapping[str, Any],
         inputs: Mapping[str, Path],
         command: Optional[str] = None,
+        pipeline_config: Optional[Any] = None,
     ) -> None:
         self.stage_dir = Path(stage_dir)
+        self.pipeline_config = pipeline_config  # written beside the manifest (not hashed: `config` is)
         self.stage = stage
         self.config = dict(config)
         self.input_paths = {k: Path(v) for k, v in inputs.items()}
@@ -131,6 +133,14 @@ class Stage:
           built from something else, and silently mixing them is what we refuse.
         """
         fresh = self._new_manifest()
+        if self.pipeline_config is not None:
+            from omegaconf import OmegaConf
+
+            from .atomic import atomic_write_text
+
+            atomic_write_text(self.stage_dir / "pipeline_config.yaml",
+                              "# The merged pipeline config this stage ran with.\n"
+                              + OmegaConf.to_yaml(self.pipeline_config, resolve=True))
         try:
             old = read_manifest(self.stage_dir)
         except ValueError:

@@ -46,7 +46,8 @@ def run_search(pcfg: DictConfig, embed_name: str, *, k: int = 50, factory: str =
     out = run_dir / f"search-{embed_name}"
     inputs = {"gallery": embed_dir / "gallery.npy", "queries": embed_dir / "queries.npy",
               "gallery_rows": embed_dir / "gallery_rows.jsonl", "query_rows": embed_dir / "queries_rows.jsonl"}
-    stage = Stage(out, f"search-{embed_name}", config={"k": k, "factory": factory}, inputs=inputs, command=command)
+    stage = Stage(out, f"search-{embed_name}", config={"k": k, "factory": factory}, inputs=inputs,
+                  command=command, pipeline_config=pcfg)
     if stage.begin(force=force) == "done":
         logger.info("%s: rankings up to date, reused", out)
         return json.loads((out / "summary.json").read_text())

@@ -75,3 +75,13 @@ def test_complete_requires_declared_outputs(tmp_path, inp):
     st.begin()
     with pytest.raises(RuntimeError, match="was not written"):
         st.complete({"x": "missing.npy"})
+
+
+def test_merged_pipeline_config_written_beside_the_manifest(tmp_path, inp):
+    from detret.config.pipeline import load_pipeline_config
+
+    pcfg = load_pipeline_config(None, ["seed=5"], cwd=tmp_path)
+    st = Stage(tmp_path / "s", "s", config={}, inputs={"ann": inp}, command="detret s", pipeline_config=pcfg)
+    st.begin()
+    text = (tmp_path / "s" / "pipeline_config.yaml").read_text()
+    assert "seed: 5" in text and "run_dir:" in text
