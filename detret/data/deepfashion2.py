@@ -108,7 +108,7 @@ def parse_annotation(path: Path, categories: Tuple[str, ...]) -> List[DF2Item]:
     if not isinstance(doc, dict):
         raise ValueError(f"{path}: expected a JSON object")
     source = doc.get("source")
-    if source not in _DOMAINS:
+    if not isinstance(source, str) or source not in _DOMAINS:
         raise ValueError(f"{path}: 'source' must be 'user' or 'shop', got {source!r}")
     pair_id = _number(doc.get("pair_id"), path, "'pair_id'")
     items = []

@@ -70,13 +70,27 @@ def _check_file(json_path: Path, labels: Tuple[str, ...]) -> int:
     for i, im in enumerate(images):
         if not isinstance(im, dict) or not all(k in im for k in ("id", "file_name", "width", "height")):
             raise ValueError(f"{json_path}: images[{i}] must have id, file_name, width, height; got {im!r}")
+        if not all(_is_int(im[k]) for k in ("id", "width", "height")) or not isinstance(im["file_name"], str):
+            raise ValueError(f"{json_path}: images[{i}]: id, width, height must be integers and file_name a "
+                             f"string; got {im!r}")
         image_ids.add(im["id"])
     orphans = 0
     for i, ann in enumerate(anns):
-        box = ann.get("bbox") if isinstance(ann, dict) else None
+        if not isinstance(ann, dict):
+            raise ValueError(f"{json_path}: annotations[{i}] must be an object, got {ann!r}")
+        if not _is_int(ann.get("image_id")):
+            raise ValueError(f"{json_path}: annotations[{i}] (id {ann.get('id')}): image_id must be an integer, "
+                             f"got {ann.get('image_id')!r}")
+        segm = ann.get("segmentation", [])
+        if not isinstance(segm, list) or not all(
+                isinstance(p, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in p)
+                for p in segm):
+            raise ValueError(f"{json_path}: annotations[{i}] (id {ann.get('id')}): segmentation must be a list of "
+                             f"polygons [x0, y0, x1, y1, ...], got {segm!r}"[:300])
+        box = ann.get("bbox")
         if not (isinstance(box, list) and len(box) == 4
                 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in box)):
-            raise ValueError(f"{json_path}: annotations[{i}] (id {ann.get('id') if isinstance(ann, dict) else '?'}): "
+            raise ValueError(f"{json_path}: annotations[{i}] (id {ann.get('id')}): "
                              f"'bbox' must be [x, y, w, h] numbers, got {box!r}")
         if not isinstance(ann.get("category_id"), int) or not 1 <= ann["category_id"] <= len(labels):
             raise ValueError(f"{json_path}: annotations[{i}] (id {ann.get('id')}): category_id "
@@ -84,6 +98,10 @@ def _check_file(json_path: Path, labels: Tuple[str, ...]) -> int:
         orphans += ann.get("image_id") not in image_ids
     _check_categories(json_path, cats, labels)
     return orphans
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def _check_categories(json_path: Path, cats, labels: Tuple[str, ...]) -> None:

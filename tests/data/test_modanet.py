@@ -77,10 +77,13 @@ def test_foreign_categories_and_bad_files(tmp_path, subset):
     bad.write_text("[1, 2]")
     with pytest.raises(ValueError, match="bad.json"):
         load_modanet(bad, tmp_path)
-    orphan = dict(raw, annotations=raw["annotations"][:3] + [dict(raw["annotations"][3], image_id="x")])
+    orphan = dict(raw, annotations=raw["annotations"][:3] + [dict(raw["annotations"][3], image_id=999999999)])
     bad.write_text(json.dumps(orphan))
     dicts, report = load_modanet(bad, tmp_path)
     assert report.annotations_without_image == 1 and report.annotations == 3
+    bad.write_text(json.dumps(dict(raw, annotations=[dict(raw["annotations"][0], image_id="x")])))
+    with pytest.raises(ValueError, match=r"annotations\[0\] \(id \d+\): image_id must be an integer"):
+        load_modanet(bad, tmp_path)
     for field, value, message in (("bbox", [1, 2, 3], r"annotations\[1\] \(id \d+\): 'bbox'"),
                                   ("bbox", [1, 2, "3", 4], "'bbox' must be"),
                                   ("category_id", 14, r"category_id 14 is not in 1..13")):
