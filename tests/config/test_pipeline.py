@@ -114,3 +114,28 @@ def test_find_config_file_order(tmp_path, monkeypatch):
 def test_config_hash_ignores_key_order():
     assert config_hash({"a": 1, "b": [1, 2]}) == config_hash({"b": [1, 2], "a": 1})
     assert config_hash({"a": 1}) != config_hash({"a": 2})
+
+
+def test_fuzzed_config_files_give_config_errors_only(tmp_path_factory):
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    leaves = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=6)
+    tree = st.recursive(leaves, lambda c: st.lists(c, max_size=3) | st.dictionaries(
+        st.sampled_from(["run_dir", "device", "seed", "data", "modanet", "root", "detector", "opts", "x"]), c,
+        max_size=3), max_leaves=10)
+
+    @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(doc=st.dictionaries(st.sampled_from(["run_dir", "device", "seed", "data", "detector", "retrieval",
+                                                "nope"]), tree, max_size=4))
+    def check(doc):
+        import yaml
+
+        path = tmp_path_factory.mktemp("cfg") / "detret.yaml"
+        path.write_text(yaml.safe_dump(doc))
+        try:
+            load_pipeline_config(path, cwd=path.parent)
+        except ConfigError as exc:
+            assert str(path) in str(exc) or "device" in str(exc)
+
+    check()
