@@ -3,6 +3,7 @@
 
     python tools/benchmark.py search [--gallery 40000 --queries 2000 --dim 512]
     python tools/benchmark.py eval   [--gallery 20000 --queries 2000 --dim 256]
+    python tools/benchmark.py embed  [--arch resnet50 --size 224 --images 64 --batch 16]
 
 - search: detret's per-category FAISS search (exact inner product) against a NumPy
   brute force (matmul + argpartition + sort) on the same descriptors, split by the
@@ -10,6 +11,8 @@
 - eval: full-gallery mAP by counting, per positive, the items ranked before it
   (detret.evaluate.metrics.full_gallery_ap) against the sort-based definition
   (sort the whole gallery, then eq. 4); checks that the values agree.
+- embed: batched channels-last bf16-autocast embedding against a per-image eager fp32
+  loop with the same model and crops; reports the lowest cosine similarity between them.
 
 Each prints and writes JSON (``--out``) with absolute times, the ratio and the
 machine description. The machine is noisy: every timing is the best of `--repeat`.
@@ -134,9 +137,55 @@ def bench_eval(args) -> Dict:
             "sort_reference_s": t_sort, "speedup": t_sort / t_fast, "values_agree": bool(agree)}
 
 
+def bench_embed(args) -> Dict:
+    """detret's batched (channels-last, inference mode, bf16 autocast) embedding of crops vs a
+    plain per-image eager fp32 loop with the same model, crops and resolution. Decoding is
+    left out of both (the crops are in memory), so this measures the network side only."""
+    import torch
+
+    from detret.embed.stage import _embed_model
+    from detret.retrieval.model import build_retrieval_net
+    from detret.retrieval.preprocess import resize_normalise, to_tensor
+
+    torch.manual_seed(0)
+    model = build_retrieval_net(args.arch, dim=512, pretrained=False, image_size=args.size, resize="square").eval()
+    rng = np.random.default_rng(2)
+    crops = [rng.integers(0, 255, (int(rng.integers(200, 400)), int(rng.integers(150, 300)), 3), dtype=np.uint8)
+             for _ in range(args.images)]
+    meta = model.meta
+
+    def baseline():
+        out = []
+        with torch.no_grad():
+            for c in crops:
+                x = resize_normalise(to_tensor(c), meta["image_size"], meta["resize"], meta["mean"], meta["std"])
+                out.append(model(x[None])[0])
+        return torch.stack(out)
+
+    def batched(precision):
+        parts = [_embed_model(model, crops[i:i + args.batch], (1.0,), "cpu", precision)
+                 for i in range(0, len(crops), args.batch)]
+        return torch.cat(parts)
+
+    ref = baseline()
+    cos_fp32 = float((ref * batched("fp32")).sum(1).min())
+    cos_bf16 = float((ref * batched("bf16")).sum(1).min())
+    t_base = best_of(baseline, args.repeat)
+    t_fp32 = best_of(lambda: batched("fp32"), args.repeat)
+    t_bf16 = best_of(lambda: batched("bf16"), args.repeat)
+    return {"benchmark": "embed", "architecture": args.arch, "image_size": args.size, "images": args.images,
+            "batch": args.batch, "baseline_per_image_fp32_s": t_base, "batched_fp32_s": t_fp32,
+            "batched_bf16_s": t_bf16, "speedup_fp32": t_base / t_fp32, "speedup_bf16": t_base / t_bf16,
+            "images_per_s_bf16": args.images / t_bf16, "min_cosine_fp32": cos_fp32, "min_cosine_bf16": cos_bf16}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("which", choices=["search", "eval"])
+    parser.add_argument("which", choices=["search", "eval", "embed"])
+    parser.add_argument("--arch", default="resnet50", help="embed: backbone")
+    parser.add_argument("--size", type=int, default=224, help="embed: image size (square)")
+    parser.add_argument("--images", type=int, default=64, help="embed: crops")
+    parser.add_argument("--batch", type=int, default=16, help="embed: batch size")
     parser.add_argument("--gallery", type=int, default=None)
     parser.add_argument("--queries", type=int, default=2000)
     parser.add_argument("--dim", type=int, default=512)
@@ -145,7 +194,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.gallery is None:
         args.gallery = 40000 if args.which == "search" else 20000
-    result = (bench_search if args.which == "search" else bench_eval)(args)
+    result = {"search": bench_search, "eval": bench_eval, "embed": bench_embed}[args.which](args)
     result["machine"] = machine()
     text = json.dumps(result, indent=2)
     print(text)
