@@ -21,3 +21,16 @@ def synth_small(tmp_path_factory):
     out = tmp_path_factory.mktemp("synth_small")
     summary = generate(cfg, out)
     return out, cfg, summary
+
+
+@pytest.fixture(scope="session")
+def demo_quick(tmp_path_factory):
+    """`detret demo --quick` run once per test session: every stage on a tiny synthetic dataset.
+
+    Returns (out folder, run_demo's result). Tests must not modify it.
+    """
+    from detret.demo.run import run_demo
+
+    out = tmp_path_factory.mktemp("demo_quick")
+    result = run_demo(out, quick=True, overrides=["device=cpu"])
+    return out, result

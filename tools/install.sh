@@ -25,6 +25,12 @@
 #   DETRET_TORCH_SPEC           default "torch==2.14.1 torchvision==0.29.1".
 #   DETRET_FAISS_SPEC           default "faiss-gpu==1.15.1" (runs its CPU indexes
 #                               where there is no GPU).
+#   DETRET_BROWSER=apt          (default) install Debian's Chromium with apt-get when it
+#                               is missing and this runs as root: the report's test
+#                               opens the page in headless Chromium (through Playwright,
+#                               which never downloads a browser of its own here).
+#   DETRET_BROWSER=skip         leave the system alone (then install chromium yourself,
+#                               or point $DETRET_CHROMIUM at a Chromium/Chrome binary).
 set -euo pipefail
 
 repo_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -42,6 +48,19 @@ stamp_inputs() {
   cat "$repo_dir/tools/install.sh" "$repo_dir/pyproject.toml"
   printf '%s|%s|%s\n' "$d2_mode" "$torch_spec" "$faiss_spec"
 }
+ensure_chromium() {
+  if [[ -n "${DETRET_CHROMIUM:-}" ]] || command -v chromium >/dev/null 2>&1; then
+    return 0
+  fi
+  if [[ "${DETRET_BROWSER:-apt}" == "apt" && "$(id -u)" == "0" ]] && command -v apt-get >/dev/null 2>&1; then
+    log "installing Debian's chromium (for the report's browser test)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    log "warning: no chromium found; the report's browser test will fail (apt-get install chromium)"
+  fi
+}
+ensure_chromium
+
 stamp_value="$(stamp_inputs | sha256sum | cut -d' ' -f1)"
 stamp_file="$venv/.detret-install-stamp"
 

@@ -115,6 +115,8 @@ def _register_commands() -> None:
     from . import detect_cmd  # noqa: F401
     from . import retrieval_cmd  # noqa: F401
     from . import retrieve_cmd  # noqa: F401
+    from . import query_cmd  # noqa: F401
+    from . import demo_cmd  # noqa: F401
     from . import status_cmd  # noqa: F401
     from . import config_cmd  # noqa: F401
 

@@ -16,6 +16,17 @@ from typing import Any, Iterator, Union
 PathLike = Union[str, "os.PathLike[str]"]
 
 
+def _process_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp creates 0600 files; artifacts get the permissions of any file the
+# user writes (0666 less the umask), so a run directory can be shared.
+_FILE_MODE = 0o666 & ~_process_umask()
+
+
 @contextlib.contextmanager
 def atomic_path(target: PathLike, *, fsync: bool = True) -> Iterator[Path]:
     """Yield a temporary path to write to; on success it replaces `target`.
@@ -34,6 +45,7 @@ def atomic_path(target: PathLike, *, fsync: bool = True) -> Iterator[Path]:
         if fsync:
             with open(tmp, "rb") as fh:
                 os.fsync(fh.fileno())
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, target)
     finally:
         if tmp.exists():

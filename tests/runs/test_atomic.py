@@ -30,3 +30,16 @@ def test_json_is_canonical(tmp_path):
     atomic_write_json(tmp_path / "b.json", {"a": [1, 2], "b": 1})
     assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
     assert json.loads((tmp_path / "a.json").read_text()) == {"a": [1, 2], "b": 1}
+
+
+def test_written_files_get_umask_permissions_not_mkstemp_0600(tmp_path):
+    import os
+    import stat
+
+    from detret.runs import atomic
+
+    target = tmp_path / "a.json"
+    atomic.atomic_write_json(target, {"x": 1})
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~mask

@@ -1,0 +1,68 @@
+"""`detret query`."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .app import app, state
+
+
+def _box(text: Optional[str]):
+    if text is None:
+        return None
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != 4:
+        raise typer.BadParameter(f"--box must be x0,y0,x1,y1 in pixels, got {text!r}")
+    return tuple(values)
+
+
+@app.command("query")
+def query_cmd(
+    ctx: typer.Context,
+    photo: Path = typer.Argument(..., help="A street photo (any format Pillow reads)."),
+    category: str = typer.Option(..., "--category", help="Retrieval category of the garment, e.g. dresses."),
+    box: Optional[str] = typer.Option(None, "--box", help="x0,y0,x1,y1 pixels of the garment; default: the run's "
+                                                          "detector and crop policy."),
+    run: Optional[str] = typer.Option(None, "--run", help="Descriptor run to search (default: the best evaluated)."),
+    k: int = typer.Option(10, min=1, help="Results to show."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", file_okay=False,
+                                       help="Also write query.json and query.png (the photo, its crop, the results) "
+                                            "into this folder."),
+) -> None:
+    """Search one photo against a built run: crop (given box or detector), embed, search its category."""
+    from ..query.run import run_query
+
+    pcfg = state(ctx).pipeline_config()
+    result = run_query(pcfg, photo, category, box=_box(box), run=run, k=k)
+    x0, y0, x1, y1 = result.crop.box_xyxy
+    table = Table(title=f"{photo} · {category} · run {result.run} · crop {result.crop.rule} "
+                        f"[{x0:.0f}, {y0:.0f}, {x1:.0f}, {y1:.0f}]")
+    for col in ("rank", "score", "shop photo", "product", "path"):
+        table.add_column(col, justify="left" if col == "path" else "right")
+    for rank, photo_id, product_id, score, path, _ in result.results:
+        table.add_row(str(rank), f"{score:.4f}", str(photo_id), str(product_id), str(path))
+    console = Console() if Console().is_terminal else Console(width=200)
+    console.print(table)
+    if out is not None:
+        write_query_outputs(out, result)
+        console.print(f"written: {out / 'query.json'}, {out / 'query.png'}")
+
+
+def write_query_outputs(out: Path, result) -> None:
+    import json
+
+    from ..data.images import read_rgb
+    from ..report.figures import RetrievalExample, plot_retrieval_examples
+    from ..runs.atomic import atomic_write_text
+
+    shown = [(read_rgb(path), box, None, score) for _, _, _, score, path, box in result.results]
+    plot_retrieval_examples(out / "query.png", [RetrievalExample(read_rgb(result.photo), result.crop.box_xyxy,
+                                                                 f"{result.category} · {result.crop.rule}", shown)])
+    atomic_write_text(out / "query.json", json.dumps(result.to_json(), indent=2, sort_keys=True) + "\n")

@@ -1,0 +1,1 @@
+"""`detret demo`: the paper's whole experiment in miniature on the embedded synthetic dataset."""

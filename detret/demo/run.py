@@ -1,0 +1,172 @@
+"""`detret demo`: the paper's Table 1 in miniature, every stage in order, reusing finished ones.
+
+Steps (each is one CLI command; the demo calls the same functions in one
+process, so torch and Detectron2 are imported once):
+
+1. ``data synth``: the embedded dataset (ModaNet + Exact Street2Shop formats);
+2. ``train-detector``: the small R18-FPN detector, evaluated on the held-out split;
+3. ``detect --split shop`` / ``--split street``: one crop per photo;
+4. ``train-retrieval`` x 4: triplet / AP loss x whole shop photos / detected crops;
+5. ``embed`` x 4, then ``embed --combine`` x 4: the paper's ensembles;
+6. ``search`` x 8, ``eval``, ``report``.
+
+``<out>/demo/timings.json`` records, per step, the command, whether it ran or
+was reused, and its wall time in seconds (the "end to end" benchmark of the
+pipeline); a rerun keeps the seconds measured when a reused step last ran.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+
+from ..config.pipeline import load_pipeline_config
+from ..runs.atomic import atomic_write_json, atomic_write_text
+from ..runs.stage import stage_status
+from .profiles import PROFILES, DemoProfile
+
+SINGLE_MODELS = (  # (run name, loss, shop crops for training, gallery crops for embedding)
+    ("tri-full", "triplet", "full", "full"),
+    ("tri-crops", "triplet", "detected", "detected"),
+    ("ap-full", "ap", "full", "full"),
+    ("ap-crops", "ap", "detected", "detected"),
+)
+ENSEMBLE_MODELS = (("Tris", "tri-full", "tri-crops"), ("mAPs", "ap-full", "ap-crops"),
+                   ("Fulls", "tri-full", "ap-full"), ("Crops", "tri-crops", "ap-crops"))
+TABLE_RUNS = tuple(m[0] for m in SINGLE_MODELS) + tuple(e[0] for e in ENSEMBLE_MODELS)
+DEMO_CONFIG_NAME = "demo.yaml"
+
+
+@dataclass
+class Step:
+    title: str                         # what it does, for the progress display
+    command: str                       # the equivalent CLI command (also recorded in the manifest)
+    stage_dir: Optional[Path]          # where its manifest lives (None: always runs; cheap)
+    run: Callable[[DictConfig, str], object]
+
+
+def write_demo_config(out: Path, profile: DemoProfile) -> Path:
+    """``<out>/demo.yaml``: the synthetic dataset's detret.yaml with the profile's overrides."""
+    base = OmegaConf.load(out / "detret.yaml")
+    merged = OmegaConf.merge(base, OmegaConf.create(profile.overrides))
+    path = out / DEMO_CONFIG_NAME
+    atomic_write_text(path, f"# Pipeline config of `detret demo` ({profile.name} profile): the dataset's detret.yaml\n"
+                            "# plus the demo's settings. Rerun any stage with `detret --config <this file> ...`.\n"
+                            + OmegaConf.to_yaml(merged))
+    return path
+
+
+def demo_steps(config_path: Path, profile: DemoProfile, run_dir: Path) -> List[Step]:
+    """The pipeline's steps, in order, with the CLI command each one stands for."""
+    from ..detect.stage import run_detect
+    from ..detect.train import run_train_detector
+    from ..embed.stage import run_combine, run_embed
+    from ..evaluate.stage import run_eval
+    from ..report.stage import run_report
+    from ..retrieval.train import run_train_retrieval
+    from ..search.stage import run_search
+
+    prefix = f"detret --config {config_path}"
+    timings = config_path.parent / "demo" / "timings.json"
+    steps = [
+        Step("train the detector", f"{prefix} train-detector", run_dir / "detector",
+             lambda c, cmd: run_train_detector(c, command=cmd)),
+        Step("detect shop photos", f"{prefix} detect --split shop", run_dir / "detect-shop",
+             lambda c, cmd: run_detect(c, "shop", command=cmd)),
+        Step("crop street photos", f"{prefix} detect --split street", run_dir / "detect-street-test",
+             lambda c, cmd: run_detect(c, "street", command=cmd)),
+    ]
+    for name, loss, shop_crops, _ in SINGLE_MODELS:
+        steps.append(Step(f"train {name}", f"{prefix} train-retrieval --loss {loss} --shop-crops {shop_crops}",
+                          run_dir / f"retrieval-{name}",
+                          lambda c, cmd, loss=loss, sc=shop_crops: run_train_retrieval(c, loss, sc, command=cmd)))
+    for name, _, _, gallery_crops in SINGLE_MODELS:
+        steps.append(Step(f"embed {name}", f"{prefix} embed -m {name} --gallery-crops {gallery_crops}",
+                          run_dir / f"embed-{name}",
+                          lambda c, cmd, n=name, g=gallery_crops: run_embed(c, models=[n], gallery_crops=g,
+                                                                          command=cmd)))
+    for name, a, b in ENSEMBLE_MODELS:
+        steps.append(Step(f"ensemble {name}", f"{prefix} embed --combine {a} --combine {b} --name {name}",
+                          run_dir / f"embed-{name}",
+                          lambda c, cmd, n=name, a=a, b=b: run_combine(c, [a, b], n, command=cmd)))
+    for name in TABLE_RUNS:
+        steps.append(Step(f"search {name}", f"{prefix} search {name} --k {profile.search_k}",
+                          run_dir / f"search-{name}",
+                          lambda c, cmd, n=name: run_search(c, n, k=profile.search_k, command=cmd)))
+    steps.append(Step("evaluate (Table 1)", f"{prefix} eval {' '.join(TABLE_RUNS)} --per-category",
+                      run_dir / "eval", lambda c, cmd: run_eval(c, list(TABLE_RUNS), command=cmd)))
+    steps.append(Step("write the report", f"{prefix} report", run_dir / "report",
+                      lambda c, cmd: run_report(c, list(TABLE_RUNS), timings=timings, command=cmd)))
+    return steps
+
+
+def _load_timings(path: Path) -> Dict[str, Dict]:
+    if not path.is_file():
+        return {}
+    try:
+        return {r["command"]: r for r in json.loads(path.read_text())["steps"]}
+    except (ValueError, KeyError, TypeError):
+        return {}  # an unreadable timing file only loses old timings, never results
+
+
+def run_demo(out: Path, *, quick: bool = False, seed: int = 0, overrides: Sequence[str] = (),
+             console: Optional[Console] = None) -> Dict:
+    """Run (or finish) the demo in ``out``; returns {"config", "run_dir", "steps", "results", "findings"}."""
+    from ..data.synth.generate import generate
+    from ..evaluate.reading import read_table, reading_markdown
+
+    console = console or Console()
+    profile = PROFILES["quick" if quick else "full"]
+    synth_cfg = profile.synth if seed == profile.synth.seed else type(profile.synth)(
+        **{**profile.synth.__dict__, "seed": seed})
+    out = Path(out)
+    timings_path = out / "demo" / "timings.json"
+    old = _load_timings(timings_path)
+    records: List[Dict] = []
+
+    def record(title: str, command: str, status: str, seconds: float) -> None:
+        entry = {"step": title, "command": command, "status": status, "seconds": round(seconds, 2)}
+        if status == "reused" and command in old:
+            entry["seconds_when_run"] = old[command].get("seconds_when_run", old[command]["seconds"])
+        records.append(entry)
+        total_run = sum(r.get("seconds_when_run", r["seconds"]) for r in records)
+        atomic_write_json(timings_path, {"profile": profile.name, "steps": records,
+                                         "total_seconds_when_run": round(total_run, 2)})
+
+    started = time.perf_counter()
+    data_cmd = f"detret data synth --out {out} --seed {seed}" + (
+        f" --products {synth_cfg.n_products} --distractors {synth_cfg.n_distractors} "
+        f"--modanet-images {synth_cfg.n_modanet_train}" if quick else "")
+    n = 1 + len(demo_steps(out / DEMO_CONFIG_NAME, profile, out))
+    console.rule(f"[bold]detret demo ({profile.name})[/bold]: [1/{n}] generate the dataset")
+    reused = stage_status(out).state == "done"
+    t0 = time.perf_counter()
+    generate(synth_cfg, out, command=data_cmd)
+    record("generate the dataset", data_cmd, "reused" if reused else "ran", time.perf_counter() - t0)
+
+    config_path = write_demo_config(out, profile)
+    pcfg = load_pipeline_config(config_path, list(overrides))
+    run_dir = Path(pcfg.run_dir)
+    steps = demo_steps(config_path, profile, run_dir)
+    for i, step in enumerate(steps, start=2):
+        reused = step.stage_dir is not None and stage_status(step.stage_dir).state == "done"
+        console.rule(f"[{i}/{n}] {step.title}" + (" (finished earlier: reused)" if reused else ""))
+        console.print(f"[dim]$ {step.command}[/dim]")
+        t0 = time.perf_counter()
+        step.run(pcfg, step.command)
+        seconds = time.perf_counter() - t0
+        record(step.title, step.command, "reused" if reused else "ran", seconds)
+        if not reused:
+            console.print(f"[green]done[/green] in {seconds:.0f} s")
+
+    results = json.loads((run_dir / "eval" / "metrics.json").read_text())
+    results = {r: results[r] for r in TABLE_RUNS}
+    findings = read_table(results)
+    atomic_write_text(out / "demo" / "reading.md", "# What the demo's Table 1 says\n\n" + reading_markdown(findings))
+    return {"config": config_path, "run_dir": run_dir, "steps": records, "results": results, "findings": findings,
+            "seconds": time.perf_counter() - started, "profile": profile.name}

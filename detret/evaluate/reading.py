@@ -1,0 +1,122 @@
+"""A reading of Table 1: the paper's three questions answered from measured numbers.
+
+The paper (Section 4.3) draws three conclusions from its Table 1:
+
+1. cropping the database photos with the detector helps both losses
+   (Tri DB F -> Tri DB C, mAP DB F -> mAP DB C);
+2. the triplet and AP losses reach similar mAP and Acc@1, the AP loss a lower Acc@20;
+3. every ensemble beats its members, most of all when the two losses are
+   combined (Crops = Tri DB C + mAP DB C: +3.5 mAP over the best cropped model).
+
+:func:`read_table` states, for the runs present in an evaluation, what our
+numbers say on each question: the differences are computed, never assumed, and
+each finding says whether it agrees with the paper. Runs are recognised by the
+names ``detret demo`` and ``tools/synth_pipeline.sh`` give them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, List, Mapping, Optional, Tuple
+
+# The paper's runs under our names: (loss, database crops) and ensembles' members.
+SINGLE_RUNS: Dict[str, Tuple[str, str]] = {
+    "tri-full": ("triplet", "full"), "tri-crops": ("triplet", "crops"),
+    "ap-full": ("ap", "full"), "ap-crops": ("ap", "crops"),
+}
+ENSEMBLES: Dict[str, Tuple[str, str]] = {
+    "Tris": ("tri-full", "tri-crops"), "mAPs": ("ap-full", "ap-crops"),
+    "Fulls": ("tri-full", "ap-full"), "Crops": ("tri-crops", "ap-crops"),
+}
+TABLE_ORDER = tuple(SINGLE_RUNS) + tuple(ENSEMBLES)  # Table 1's columns
+PAPER_NAMES = {"tri-full": "Tri DB F", "tri-crops": "Tri DB C", "ap-full": "mAP DB F", "ap-crops": "mAP DB C"}
+
+
+@dataclass(frozen=True)
+class Finding:
+    question: str        # "cropping" | "losses" | "ensembles"
+    text: str            # one sentence with the measured numbers (percentage points)
+    agrees_with_paper: Optional[bool]  # None where the paper makes no claim to compare with
+
+
+def table_order(names) -> List[str]:
+    """Run names in Table 1's column order; other names after them, sorted."""
+    names = list(names)
+    return [n for n in TABLE_ORDER if n in names] + sorted(n for n in names if n not in TABLE_ORDER)
+
+
+def _mean(results: Mapping[str, Dict], run: str, metric: str) -> Optional[float]:
+    value = results[run]["mean_over_categories"].get(metric)
+    return None if value is None else 100.0 * value
+
+
+def _fmt(delta: float) -> str:
+    return f"{delta:+.1f}"
+
+
+def read_table(results: Mapping[str, Dict]) -> List[Finding]:
+    """Findings on the paper's questions for the runs in ``results`` (eval's metrics.json)."""
+    findings: List[Finding] = []
+    have = set(results)
+    # 1. Cropping the database: DB F -> DB C for each loss, mean over categories.
+    for loss, full, crops in (("triplet", "tri-full", "tri-crops"), ("AP", "ap-full", "ap-crops")):
+        if {full, crops} <= have:
+            d_map = _mean(results, crops, "mAP") - _mean(results, full, "mAP")
+            d_acc1 = _mean(results, crops, "Acc@1") - _mean(results, full, "Acc@1")
+            helps = d_map > 0
+            findings.append(Finding(
+                "cropping",
+                f"With the {loss} loss, cropping the shop photos ({PAPER_NAMES[full]} -> {PAPER_NAMES[crops]}) "
+                f"changes mean mAP by {_fmt(d_map)} and Acc@1 by {_fmt(d_acc1)} points: cropping "
+                f"{'helps' if helps else 'does not help'} here"
+                f"{', as in the paper' if helps else ', unlike the paper'}.",
+                helps))
+    # 2. Triplet vs AP loss at equal database crops.
+    for crops_name, tri, ap in (("whole", "tri-full", "ap-full"), ("cropped", "tri-crops", "ap-crops")):
+        if {tri, ap} <= have:
+            d = {m: _mean(results, ap, m) - _mean(results, tri, m) for m in ("mAP", "Acc@1", "Acc@20")
+                 if _mean(results, ap, m) is not None and _mean(results, tri, m) is not None}
+            parts = ", ".join(f"{m} {_fmt(v)}" for m, v in d.items())
+            findings.append(Finding(
+                "losses",
+                f"On {crops_name} shop photos, the AP loss differs from the triplet loss by {parts} points "
+                "(the paper: similar mAP and Acc@1, lower Acc@20 for the AP loss).",
+                None))
+    # 3. Ensembles against their best member.
+    for ens, (a, b) in ENSEMBLES.items():
+        if {ens, a, b} <= have:
+            best = max((a, b), key=lambda r: _mean(results, r, "mAP"))
+            d_map = _mean(results, ens, "mAP") - _mean(results, best, "mAP")
+            d_acc1 = _mean(results, ens, "Acc@1") - _mean(results, best, "Acc@1")
+            better = d_map > 0
+            findings.append(Finding(
+                "ensembles",
+                f"{ens} ({a} + {b}) against its best member {best}: mAP {_fmt(d_map)}, Acc@1 {_fmt(d_acc1)} "
+                f"points; the ensemble {'improves on' if better else 'does not improve on'} its members"
+                f"{', as in the paper' if better else ', unlike the paper'}.",
+                better))
+    if {"Crops", "Tris", "mAPs"} <= have:
+        cross = _mean(results, "Crops", "mAP")
+        same = max(_mean(results, "Tris", "mAP"), _mean(results, "mAPs", "mAP"))
+        complementary = cross > same
+        findings.append(Finding(
+            "ensembles",
+            f"Combining the two losses (Crops, mAP {cross:.1f}) against combining crops and whole photos under one "
+            f"loss (best of Tris/mAPs, mAP {same:.1f}): the losses {'are' if complementary else 'are not'} the more "
+            f"complementary pair here{', as in the paper' if complementary else ', unlike the paper'}.",
+            complementary))
+    return findings
+
+
+def reading_markdown(findings: List[Finding]) -> str:
+    if not findings:
+        return "No run pairs of the paper's Table 1 (tri-full, tri-crops, ap-full, ap-crops, Tris, ...) to compare.\n"
+    titles = {"cropping": "Does cropping the database help?", "losses": "Triplet loss or AP loss?",
+              "ensembles": "Do the ensembles help?"}
+    out = []
+    for question in ("cropping", "losses", "ensembles"):
+        items = [f for f in findings if f.question == question]
+        if items:
+            out.append(f"**{titles[question]}**\n")
+            out.extend(f"- {f.text}" for f in items)
+            out.append("")
+    return "\n".join(out)

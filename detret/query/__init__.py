@@ -1,0 +1,1 @@
+"""`detret query`: search one photo against a built run."""

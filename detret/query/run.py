@@ -1,0 +1,162 @@
+"""`detret query`: one photo against a built run (detect -> embed -> search in its category).
+
+The photo goes through exactly what a street query of the run went through:
+
+- crop: the given box (clipped, like an annotated street box), or else the run's
+  detector and the crop policy of ``detect --split shop`` (the best detection of
+  a label mapped to the category, whole photo as fallback);
+- descriptor: the models of the descriptor run (``embed-<run>/models.json``),
+  each at its image size and scales, L2-normalised and concatenated; for an
+  ensemble made with ``embed --combine``, the members' descriptors concatenated
+  and L2-normalised, recursively, as ``run_combine`` does;
+- search: the category's FAISS index saved by ``search <run>``, ties broken by
+  gallery row as everywhere else.
+
+So a test street photo queried with its annotated box gets the ranking that
+``search`` wrote for it (tested).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig
+
+from ..data.categories import load_categories
+from ..data.images import read_rgb
+from ..data.street2shop import PHOTO_NAME
+from ..detect.crops import Crop, Detection, ground_truth_crop, select_crop
+from ..embed.artifact import read_descriptors
+from ..retrieval.model import load_checkpoint
+from ..retrieval.preprocess import crop_rgb
+from ..runs.stage import require_fresh, stage_status
+from ..utils.device import resolve_device
+
+Box = Tuple[float, float, float, float]
+
+
+@dataclass
+class QueryResult:
+    photo: Path
+    category: str
+    run: str
+    crop: Crop
+    detections: List[Detection] = field(default_factory=list)
+    # (rank from 1, gallery photo id, product id, score, shop photo path, the shop crop box or None)
+    results: List[Tuple[int, int, int, float, Path, Optional[Box]]] = field(default_factory=list)
+
+    def to_json(self) -> Dict:
+        return {"photo": str(self.photo), "category": self.category, "run": self.run,
+                "crop": {"box_xyxy": [round(float(v), 2) for v in self.crop.box_xyxy], "rule": self.crop.rule},
+                "results": [{"rank": r, "photo_id": p, "product_id": pid, "score": round(s, 6), "path": str(path),
+                             "crop_box_xyxy": list(box) if box else None}
+                            for r, p, pid, s, path, box in self.results]}
+
+
+def default_run(run_dir: Path) -> str:
+    """The evaluated descriptor run with the best mean mAP that has a finished search."""
+    metrics_path = run_dir / "eval" / "metrics.json"
+    searched = sorted(p.name[len("search-"):] for p in run_dir.glob("search-*")
+                      if stage_status(p).state == "done")
+    if not searched:
+        raise ValueError(f"{run_dir}: no finished search to query; run `detret search <name>` first")
+    if metrics_path.is_file():
+        metrics = json.loads(metrics_path.read_text())
+        ranked = [n for n in searched if n in metrics]
+        if ranked:
+            return max(ranked, key=lambda n: metrics[n]["mean_over_categories"]["mAP"])
+    if len(searched) == 1:
+        return searched[0]
+    raise ValueError(f"{run_dir}: several searched runs ({', '.join(searched)}) and no evaluation to pick the best; "
+                     "choose one with --run")
+
+
+def describe(crop: np.ndarray, embed_dir: Path, device: torch.device) -> np.ndarray:
+    """[D] float32 descriptor of one crop, computed as the descriptor run ``embed_dir`` computed its rows."""
+    from ..embed.stage import _embed_model
+
+    spec = json.loads((embed_dir / "models.json").read_text())
+    if "combine" in spec:
+        parts = [describe(crop, embed_dir.parent / f"embed-{m}", device) for m in spec["combine"]]
+        joined = np.concatenate(parts)
+        return (joined / np.linalg.norm(joined)).astype(np.float32)
+    parts = []
+    for m in spec["models"]:
+        model, _ = load_checkpoint(Path(m["checkpoint"]), device)
+        parts.append(_embed_model(model, [crop], spec["scales"], device))
+    return F.normalize(torch.cat(parts, dim=1), dim=1)[0].numpy().astype(np.float32)
+
+
+def detect_crop(pcfg: DictConfig, photo: Path, category: str, size_wh: Tuple[int, int], device: torch.device
+                ) -> Tuple[Crop, List[Detection]]:
+    """The run's detector on one photo, then the shop photos' crop policy for ``category``."""
+    from ..detect.inference import detect_photos, load_detector
+    from ..detect.stage import choose_detector
+
+    cats = load_categories(pcfg.data.category_map)
+    choice = choose_detector(pcfg, device, [])
+    model = load_detector(choice.cfg, choice.weights, device)
+    found: List = []
+    for _ in detect_photos(model, choice.cfg, [(0, photo)], cats.modanet, device, found.extend):
+        pass
+    if found[0].status != "ok":
+        raise ValueError(f"{photo}: {found[0].reason}")
+    dets = found[0].detections
+    crop = select_crop(dets, category, cats.street2shop_to_modanet, size_wh,
+                       objectness_thresh=float(choice.cfg.DETRET.CROP.OBJECTNESS_THRESH),
+                       policy=choice.cfg.DETRET.CROP.POLICY)
+    return crop, dets
+
+
+def run_query(pcfg: DictConfig, photo: Path, category: str, *, box: Optional[Box] = None, run: Optional[str] = None,
+              k: int = 10) -> QueryResult:
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    import faiss
+
+    from ..search.index import search
+    from ..search.stage import _safe
+
+    run_dir = Path(pcfg.run_dir)
+    run = run or default_run(run_dir)
+    embed_dir, search_dir = run_dir / f"embed-{run}", run_dir / f"search-{run}"
+    require_fresh(embed_dir, f"the descriptors '{run}' (detret embed)")
+    require_fresh(search_dir, f"the search of '{run}' (detret search {run})")
+    _, gallery_rows = read_descriptors(embed_dir, "gallery")
+    categories = sorted({r.category for r in gallery_rows})
+    if category not in categories:
+        raise ValueError(f"unknown category {category!r} for run '{run}': its gallery has {', '.join(categories)}")
+    device = resolve_device(pcfg.device)
+    photo = Path(photo)
+    rgb = read_rgb(photo)  # PhotoError (a ValueError) names the file and the problem
+    size_wh = (rgb.shape[1], rgb.shape[0])
+    detections: List[Detection] = []
+    if box is not None:
+        crop = ground_truth_crop(box, size_wh)
+        if crop.rule != "ground_truth":
+            raise ValueError(f"--box {list(box)} is empty inside {photo} ({size_wh[0]}x{size_wh[1]} px)")
+        crop = Crop(crop.box_xyxy, "given box", None)
+    else:
+        crop, detections = detect_crop(pcfg, photo, category, size_wh, device)
+    descriptor = describe(crop_rgb(rgb, crop.box_xyxy), embed_dir, device)
+
+    rows = [r for r in gallery_rows if r.category == category]  # the index's order (search stage)
+    index = faiss.read_index(str(search_dir / "indexes" / f"{_safe(category)}.faiss"))
+    if index.ntotal != len(rows) or index.d != descriptor.shape[0]:
+        raise ValueError(f"{search_dir}: index of {category} ({index.ntotal} x {index.d}) does not match the "
+                         f"descriptors ({len(rows)} x {descriptor.shape[0]}); rerun `detret search {run} --force`")
+    scores, ids = search(index, descriptor[None], k)
+    root = Path(pcfg.data.street2shop.root)
+    results = []
+    for rank, (j, s) in enumerate(zip(ids[0], scores[0]), start=1):
+        if j < 0:
+            break
+        r = rows[j]
+        results.append((rank, r.photo_id, r.product_id, float(s), root / "images" / PHOTO_NAME.format(photo_id=r.photo_id),
+                        tuple(r.box_xyxy) if r.box_xyxy else None))
+    return QueryResult(photo, category, run, crop, detections, results)

@@ -1,0 +1,1 @@
+"""`detret report`: the HTML report and figures of a run."""
