@@ -22,6 +22,7 @@ from omegaconf import DictConfig
 
 from ..config.pipeline import ConfigError, find_config_file, load_pipeline_config
 from ..runs.stage import StaleArtifactError
+from ..utils.disk import DiskSpaceError
 
 app = typer.Typer(
     name="detret",
@@ -35,7 +36,7 @@ app = typer.Typer(
 )
 
 # Errors a user can act on: reported in one line, never as a traceback.
-USER_ERRORS = (ConfigError, StaleArtifactError, FileNotFoundError, ValueError, KeyError)
+USER_ERRORS = (ConfigError, StaleArtifactError, FileNotFoundError, ValueError, KeyError, DiskSpaceError)
 
 
 @dataclass

@@ -27,7 +27,7 @@ from rich.console import Console
 
 from ..config.pipeline import load_pipeline_config
 from ..runs.atomic import atomic_write_json, atomic_write_text
-from ..runs.stage import stage_status
+from ..runs.stage import StaleArtifactError, stage_status
 from .profiles import PROFILES, DemoProfile
 
 SINGLE_MODELS = (  # (run name, loss, shop crops for training, gallery crops for embedding)
@@ -47,7 +47,7 @@ class Step:
     title: str                         # what it does, for the progress display
     command: str                       # the equivalent CLI command (also recorded in the manifest)
     stage_dir: Optional[Path]          # where its manifest lives (None: always runs; cheap)
-    run: Callable[[DictConfig, str], object]
+    run: Callable[[DictConfig, str, bool], object]   # (pipeline config, command, force)
 
 
 def write_demo_config(out: Path, profile: DemoProfile) -> Path:
@@ -75,33 +75,34 @@ def demo_steps(config_path: Path, profile: DemoProfile, run_dir: Path) -> List[S
     timings = config_path.parent / "demo" / "timings.json"
     steps = [
         Step("train the detector", f"{prefix} train-detector", run_dir / "detector",
-             lambda c, cmd: run_train_detector(c, command=cmd)),
+             lambda c, cmd, f: run_train_detector(c, command=cmd, force=f)),
         Step("detect shop photos", f"{prefix} detect --split shop", run_dir / "detect-shop",
-             lambda c, cmd: run_detect(c, "shop", command=cmd)),
+             lambda c, cmd, f: run_detect(c, "shop", command=cmd, force=f)),
         Step("crop street photos", f"{prefix} detect --split street", run_dir / "detect-street-test",
-             lambda c, cmd: run_detect(c, "street", command=cmd)),
+             lambda c, cmd, f: run_detect(c, "street", command=cmd, force=f)),
     ]
     for name, loss, shop_crops, _ in SINGLE_MODELS:
         steps.append(Step(f"train {name}", f"{prefix} train-retrieval --loss {loss} --shop-crops {shop_crops}",
                           run_dir / f"retrieval-{name}",
-                          lambda c, cmd, loss=loss, sc=shop_crops: run_train_retrieval(c, loss, sc, command=cmd)))
+                          lambda c, cmd, f, loss=loss, sc=shop_crops: run_train_retrieval(c, loss, sc, command=cmd,
+                                                                                          force=f)))
     for name, _, _, gallery_crops in SINGLE_MODELS:
         steps.append(Step(f"embed {name}", f"{prefix} embed -m {name} --gallery-crops {gallery_crops}",
                           run_dir / f"embed-{name}",
-                          lambda c, cmd, n=name, g=gallery_crops: run_embed(c, models=[n], gallery_crops=g,
-                                                                          command=cmd)))
+                          lambda c, cmd, f, n=name, g=gallery_crops: run_embed(c, models=[n], gallery_crops=g,
+                                                                             command=cmd, force=f)))
     for name, a, b in ENSEMBLE_MODELS:
         steps.append(Step(f"ensemble {name}", f"{prefix} embed --combine {a} --combine {b} --name {name}",
                           run_dir / f"embed-{name}",
-                          lambda c, cmd, n=name, a=a, b=b: run_combine(c, [a, b], n, command=cmd)))
+                          lambda c, cmd, f, n=name, a=a, b=b: run_combine(c, [a, b], n, command=cmd, force=f)))
     for name in TABLE_RUNS:
         steps.append(Step(f"search {name}", f"{prefix} search {name} --k {profile.search_k}",
                           run_dir / f"search-{name}",
-                          lambda c, cmd, n=name: run_search(c, n, k=profile.search_k, command=cmd)))
+                          lambda c, cmd, f, n=name: run_search(c, n, k=profile.search_k, command=cmd, force=f)))
     steps.append(Step("evaluate (Table 1)", f"{prefix} eval {' '.join(TABLE_RUNS)} --per-category",
-                      run_dir / "eval", lambda c, cmd: run_eval(c, list(TABLE_RUNS), command=cmd)))
+                      run_dir / "eval", lambda c, cmd, f: run_eval(c, list(TABLE_RUNS), command=cmd, force=f)))
     steps.append(Step("write the report", f"{prefix} report", run_dir / "report",
-                      lambda c, cmd: run_report(c, list(TABLE_RUNS), timings=timings, command=cmd)))
+                      lambda c, cmd, f: run_report(c, list(TABLE_RUNS), timings=timings, command=cmd, force=f)))
     return steps
 
 
@@ -139,14 +140,18 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 0, overrides: Sequen
                                          "total_seconds_when_run": round(total_run, 2)})
 
     started = time.perf_counter()
-    data_cmd = f"detret data synth --out {out} --seed {seed}" + (
-        f" --products {synth_cfg.n_products} --distractors {synth_cfg.n_distractors} "
-        f"--modanet-images {synth_cfg.n_modanet_train}" if quick else "")
+    data_cmd = (f"detret data synth --out {out} --seed {seed} --products {synth_cfg.n_products} "
+                f"--distractors {synth_cfg.n_distractors} --modanet-images {synth_cfg.n_modanet_train}")
     n = 1 + len(demo_steps(out / DEMO_CONFIG_NAME, profile, out))
     console.rule(f"[bold]detret demo ({profile.name})[/bold]: [1/{n}] generate the dataset")
     reused = stage_status(out).state == "done"
     t0 = time.perf_counter()
-    generate(synth_cfg, out, command=data_cmd)
+    try:
+        generate(synth_cfg, out, command=data_cmd)
+    except StaleArtifactError as exc:
+        console.print(f"[yellow]regenerating[/yellow]: {exc}")
+        reused = False
+        generate(synth_cfg, out, command=data_cmd, force=True)
     record("generate the dataset", data_cmd, "reused" if reused else "ran", time.perf_counter() - t0)
 
     config_path = write_demo_config(out, profile)
@@ -158,7 +163,14 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 0, overrides: Sequen
         console.rule(f"[{i}/{n}] {step.title}" + (" (finished earlier: reused)" if reused else ""))
         console.print(f"[dim]$ {step.command}[/dim]")
         t0 = time.perf_counter()
-        step.run(pcfg, step.command)
+        try:
+            step.run(pcfg, step.command, False)
+        except StaleArtifactError as exc:
+            # The demo owns its run directory: a stage built from other settings (an older
+            # profile, other --set overrides) or from changed inputs is rebuilt, and said so.
+            console.print(f"[yellow]rebuilding[/yellow]: {exc}")
+            reused = False
+            step.run(pcfg, step.command, True)
         seconds = time.perf_counter() - t0
         record(step.title, step.command, "reused" if reused else "ran", seconds)
         if not reused:

@@ -23,6 +23,8 @@ import os
 from pathlib import Path
 from typing import Dict, Optional
 
+import torch
+from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import CfgNode
 from detectron2.engine import DefaultTrainer, launch
 from detectron2.evaluation import COCOEvaluator
@@ -30,10 +32,39 @@ from detectron2.utils import comm
 from detectron2.utils.events import CommonMetricPrinter, JSONWriter
 from omegaconf import DictConfig, OmegaConf
 
+from ..runs.atomic import atomic_path, atomic_write_text
+
 logger = logging.getLogger(__name__)
 
 
+class AtomicDetectionCheckpointer(DetectionCheckpointer):
+    """Detectron2's checkpointer with atomic writes: its own ``save`` opens the
+    checkpoint and ``last_checkpoint`` for writing in place, so a run killed while
+    saving leaves a torn file that ``--resume`` would then load."""
+
+    def save(self, name: str, **kwargs) -> None:
+        if not self.save_dir or not self.save_to_disk:
+            return
+        data = {"model": self.model.state_dict()}
+        data.update({key: obj.state_dict() for key, obj in self.checkpointables.items()})
+        data.update(kwargs)
+        basename = f"{name}.pth"
+        self.logger.info("Saving checkpoint to %s", os.path.join(self.save_dir, basename))
+        with atomic_path(os.path.join(self.save_dir, basename)) as tmp:
+            torch.save(data, tmp)
+        self.tag_last_checkpoint(basename)
+
+    def tag_last_checkpoint(self, last_filename_basename: str) -> None:
+        atomic_write_text(os.path.join(self.save_dir, "last_checkpoint"), last_filename_basename)
+
+
 class DetectorTrainer(DefaultTrainer):
+    def __init__(self, cfg: CfgNode) -> None:
+        super().__init__(cfg)
+        # DefaultTrainer builds its checkpointer and hands it to the PeriodicCheckpointer
+        # hook inside __init__; retyping that one object makes every save atomic.
+        self.checkpointer.__class__ = AtomicDetectionCheckpointer
+
     @classmethod
     def build_evaluator(cls, cfg: CfgNode, dataset_name: str, output_folder: Optional[str] = None):
         tasks = ("bbox", "segm") if cfg.MODEL.MASK_ON else ("bbox",)
@@ -63,6 +94,12 @@ def _worker(cfg_yaml: str, pipeline_yaml: str, resume: bool) -> Dict:
     cfg.freeze()
     pcfg = OmegaConf.create(pipeline_yaml)
     setup_logger(output=cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="detectron2")
+    # Detectron2's own seeding (as its default_setup does): initial weights, sampler
+    # order and augmentation follow cfg.SEED, which run_train_detector sets from the
+    # pipeline seed, so the same seed on the same CPU trains the same detector.
+    from detectron2.utils.env import seed_all_rng
+
+    seed_all_rng(None if cfg.SEED < 0 else cfg.SEED + comm.get_rank())
     register_datasets(pcfg)
     trainer = DetectorTrainer(cfg)
     trainer.resume_or_load(resume=resume)
@@ -97,7 +134,7 @@ def train_detector(
     """Train (or resume), evaluate on the held-out split, write config and evaluation; returns metrics."""
     out = Path(cfg.OUTPUT_DIR)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(cfg.dump())
+    atomic_write_text(out / "config.yaml", cfg.dump())
     args = (cfg.dump(), OmegaConf.to_yaml(pcfg), resume)
     if num_gpus > 1 or num_machines > 1:
         launch(_worker, max(num_gpus, 1), num_machines=num_machines, machine_rank=machine_rank,
@@ -147,6 +184,10 @@ def run_train_detector(
     out = Path(pcfg.run_dir) / DETECTOR_DIR
     cfg = build_detector_cfg(pcfg.detector.config_file, list(pcfg.detector.opts) + list(opts),
                              weights=pcfg.detector.weights, device=str(device), output_dir=str(out))
+    if cfg.SEED < 0:  # Detectron2's default -1 means a random seed: take the pipeline's
+        cfg.defrost()
+        cfg.SEED = int(pcfg.seed)
+        cfg.freeze()
     init_weights = check_weights_available(cfg)  # fail now, not after building data loaders
     register_datasets(pcfg)
     n_train = len(dataset_dicts(cfg.DATASETS.TRAIN[0]))  # loads and validates the annotations now

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -62,3 +62,11 @@ def read_descriptors(folder: Path, side: str) -> Tuple[np.ndarray, List[Row]]:
     if len(rows) != arr.shape[0]:
         raise ValueError(f"{folder}: {side}.npy has {arr.shape[0]} rows but {side}_rows.jsonl has {len(rows)}")
     return np.ascontiguousarray(arr), rows
+
+
+def read_skipped(folder: Path) -> List[Dict]:
+    """``skipped.jsonl`` of a descriptor run: {"side", "category", "photo_id", "reason"} per photo left out."""
+    path = Path(folder) / "skipped.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -36,8 +36,9 @@ from ..runs.atomic import atomic_path, atomic_write_json, atomic_write_text
 from ..runs.manifest import sha256_file
 from ..runs.stage import Stage, require_fresh
 from ..utils.device import resolve_device
+from ..utils.disk import require_free_space
 from ..utils.progress import progress
-from .artifact import Row, write_descriptors
+from .artifact import Row, read_skipped, write_descriptors
 
 logger = logging.getLogger(__name__)
 
@@ -221,8 +222,11 @@ def run_embed(pcfg: DictConfig, *, models: Optional[Sequence[str]] = None, galle
         query_boxes.append(q.box_xyxy)
 
     loaded = [load_checkpoint(p, device)[0] for _, p in chosen]
+    n_rows, dim = len(gallery_rows) + len(query_rows), sum(m.dim for m in loaded)
+    # float32 rows written twice (shards, then the final arrays) before the shards are deleted
+    require_free_space(out, 2 * 4 * n_rows * dim, f"{n_rows:,} descriptors of dimension {dim}")
     results = {}
-    all_skipped = list(skipped_by_detect)
+    all_skipped = [{"side": "gallery", **s} for s in skipped_by_detect]
     for side, rows, paths, boxes in (("gallery", gallery_rows, gallery_paths, gallery_boxes),
                                      ("queries", query_rows, query_paths, query_boxes)):
         desc, skipped = embed_rows(loaded, paths, boxes, parts, side, scales=scales, device=device,
@@ -287,9 +291,16 @@ def run_combine(pcfg: DictConfig, names: Sequence[str], name: str, *, force: boo
         combined = F.normalize(torch.from_numpy(np.concatenate(parts, axis=1)), dim=1).numpy()
         write_descriptors(out, side, combined, common)
         counts[side] = len(common)
+    # A row missing from any member is missing from the ensemble: the members' skipped rows, once each.
+    skipped = {}
+    for f in folders:
+        for s in read_skipped(f):
+            skipped.setdefault((s["side"], s["category"], s["photo_id"]), s)
     summary = {"name": name, "combine": list(names), "gallery": counts["gallery"], "queries": counts["queries"],
-               "skipped": 0, "dim": int(combined.shape[1]), "models": list(names), "gallery_crops": "per member"}
-    atomic_write_text(out / "skipped.jsonl", "")
+               "skipped": len(skipped), "dim": int(combined.shape[1]), "models": list(names),
+               "gallery_crops": "per member"}
+    atomic_write_text(out / "skipped.jsonl", "".join(json.dumps(skipped[k], sort_keys=True) + "\n"
+                                                      for k in sorted(skipped)))
     atomic_write_json(out / "models.json", {"combine": list(names)})
     atomic_write_json(out / "summary.json", summary)
     stage.complete({"gallery": "gallery.npy", "gallery_rows": "gallery_rows.jsonl", "queries": "queries.npy",

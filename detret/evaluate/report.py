@@ -34,8 +34,13 @@ def table_rows(results: Dict[str, Dict], ks: List[int]) -> List[List[str]]:
 
 def counts_rows(results: Dict[str, Dict]) -> List[List[str]]:
     first = next(iter(results.values()))
-    return [[cat, str(r["queries"]), str(r["queries_without_positive"]), str(r["gallery"])]
+    return [[cat, str(r["queries"]), str(r["queries_without_positive"]), str(r.get("queries_unreadable", 0)),
+             str(r["gallery"]), str(r.get("gallery_unreadable", 0))]
             for cat, r in sorted(first["per_category"].items())]
+
+
+COUNTS_HEADER = ["category", "queries", "without positive (excluded)", "unreadable queries (excluded)",
+                 "gallery photos", "unreadable gallery photos (left out)"]
 
 
 def markdown(results: Dict[str, Dict], ks: List[int]) -> str:
@@ -46,7 +51,8 @@ def markdown(results: Dict[str, Dict], ks: List[int]) -> str:
     for row in table_rows(results, ks):
         out.write("| " + " | ".join(row) + " |\n")
     out.write("\nValues in %. mAP over the whole category gallery (eq. 4); Acc@K (eq. 6).\n\n")
-    out.write("| Category | Queries | Without positive (excluded) | Gallery photos |\n|---|---:|---:|---:|\n")
+    out.write("| " + " | ".join(c.capitalize() if i == 0 else c for i, c in enumerate(COUNTS_HEADER)) + " |\n")
+    out.write("|---|" + "---:|" * (len(COUNTS_HEADER) - 1) + "\n")
     for row in counts_rows(results):
         out.write("| " + " | ".join(row) + " |\n")
     return out.getvalue()

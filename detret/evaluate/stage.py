@@ -14,13 +14,28 @@ from typing import Dict, Optional, Sequence
 
 from omegaconf import DictConfig
 
-from ..embed.artifact import read_descriptors
+from ..embed.artifact import read_descriptors, read_skipped
 from ..runs.atomic import atomic_write_json
 from ..runs.stage import Stage, require_fresh
 from .protocol import DEFAULT_KS, evaluate_descriptors
 from .report import plot_acc_curve, write_tables
 
 logger = logging.getLogger(__name__)
+
+
+def add_unreadable_counts(result: Dict, skipped: Sequence[Dict]) -> None:
+    """Photos the descriptor run could not read are excluded from the metrics (they have no
+    descriptor); each category records how many: ``queries_unreadable``, ``gallery_unreadable``,
+    and the run's totals under ``unreadable``."""
+    counts: Dict[tuple, int] = {}
+    for s in skipped:
+        key = (s.get("side", "gallery"), s["category"])
+        counts[key] = counts.get(key, 0) + 1
+    for cat, row in result["per_category"].items():
+        row["queries_unreadable"] = counts.get(("queries", cat), 0)
+        row["gallery_unreadable"] = counts.get(("gallery", cat), 0)
+    result["unreadable"] = {side: sum(n for (s, _), n in counts.items() if s == side)
+                            for side in ("gallery", "queries")}
 
 
 def run_eval(pcfg: DictConfig, names: Sequence[str], *, ks: Sequence[int] = DEFAULT_KS, out_name: str = "eval",
@@ -52,6 +67,7 @@ def run_eval(pcfg: DictConfig, names: Sequence[str], *, ks: Sequence[int] = DEFA
         gallery, grows = read_descriptors(folder, "gallery")
         queries, qrows = read_descriptors(folder, "queries")
         results[name] = evaluate_descriptors(gallery, grows, queries, qrows, ks)
+        add_unreadable_counts(results[name], read_skipped(folder))
     atomic_write_json(out / "metrics.json", results)
     write_tables(out, results, ks)
     plot_acc_curve(out / "acc_at_k.png", results)

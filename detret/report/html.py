@@ -12,6 +12,8 @@ from html import escape
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence
 
+from ..evaluate.report import COUNTS_HEADER
+
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
 h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 2em; }
@@ -52,7 +54,7 @@ def _figure(png: Path, caption: str, fig_id: str) -> str:
 def build_page(*, title: str, run_dir: Path, table_header: Sequence[str], table_rows: List[List[str]],
                counts_rows: List[List[str]], findings: Sequence, figures: Sequence[tuple],
                fallback_rows: List[List[str]], manifest_rows: List[List[str]], versions: Dict[str, str],
-               timings: Optional[List[Dict]] = None) -> str:
+               paper_rows: Optional[List[List[str]]] = None, timings: Optional[List[Dict]] = None) -> str:
     """The whole page. ``figures``: (png path, caption, id) in display order."""
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
@@ -66,7 +68,13 @@ def build_page(*, title: str, run_dir: Path, table_header: Sequence[str], table_
                row_classes=["mean" if r[0].startswith("mean") else "" for r in table_rows], text_columns=2),
         "<p>mAP over the whole category gallery (eq. 4); Acc@K: a matching shop photo among the top K (eq. 6). "
         "Queries without a matching shop photo are excluded (counted below).</p>",
-        _table(["category", "queries", "without positive (excluded)", "gallery photos"], counts_rows, "counts"),
+        _table(COUNTS_HEADER, counts_rows, "counts"),
+    ]
+    if paper_rows:
+        parts += ["<p>For comparison, the paper's Table 1 on the real Exact Street2Shop (ResNet-50 from ImageNet, "
+                  "800 px, X101 detector), mean over categories (%):</p>",
+                  _table(["metric"] + list(table_header[2:]), paper_rows, "paper")]
+    parts += [
         "<h2>Reading</h2>",
     ]
     if findings:

@@ -28,7 +28,7 @@ from omegaconf import DictConfig
 from ..data.images import PhotoError, read_rgb
 from ..data.street2shop import PHOTO_NAME
 from ..detect.artifact import read_artifact
-from ..evaluate.reading import read_table, table_order
+from ..evaluate.reading import PAPER_MEANS, read_table, table_order
 from ..evaluate.report import counts_rows, plot_acc_curve, table_rows
 from ..runs.atomic import atomic_write_json, atomic_write_text
 from ..runs.manifest import package_versions, read_manifest
@@ -219,7 +219,9 @@ def run_report(pcfg: DictConfig, names: Optional[Sequence[str]] = None, *, examp
         title=f"detret report: {run_dir}", run_dir=run_dir,
         table_header=["category", "metric"] + names, table_rows=table_rows(results, ks),
         counts_rows=counts_rows(results), findings=read_table(results), figures=figures,
-        fallback_rows=fallback_rows, manifest_rows=manifest_rows, versions=package_versions(), timings=timing_rows)
+        fallback_rows=fallback_rows, manifest_rows=manifest_rows, versions=package_versions(), timings=timing_rows,
+        paper_rows=[[m] + [f"{PAPER_MEANS[n][m]:.1f}" if n in PAPER_MEANS else "" for n in names]
+                    for m in ("mAP", "Acc@1", "Acc@20")] if any(n in PAPER_MEANS for n in names) else None)
     atomic_write_text(out / "index.html", page)
     atomic_write_json(out / "examples.json", chosen)
     stage.complete({"html": "index.html", "figures": "figures", "examples": "examples.json"})

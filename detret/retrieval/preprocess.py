@@ -41,11 +41,19 @@ def to_tensor(rgb: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(255.0)
 
 
-def resize_normalise(img: torch.Tensor, image_size: int, resize: str, mean: Sequence[float],
+def resize(img: torch.Tensor, image_size: int, resize: str) -> torch.Tensor:
+    """[3, H, W] -> [3, H', W'] at the network's input size (bilinear, antialiased)."""
+    size = target_size(img.shape[1], img.shape[2], image_size, resize)
+    return F.interpolate(img[None], size=size, mode="bilinear", align_corners=False, antialias=True)[0]
+
+
+def normalise(img: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    m = torch.tensor(mean, dtype=img.dtype).view(3, 1, 1)
+    s = torch.tensor(std, dtype=img.dtype).view(3, 1, 1)
+    return (img - m) / s
+
+
+def resize_normalise(img: torch.Tensor, image_size: int, resize_mode: str, mean: Sequence[float],
                      std: Sequence[float]) -> torch.Tensor:
     """[3, H, W] in [0, 1] -> [3, H', W'] resized (bilinear, antialiased) and normalised."""
-    size = target_size(img.shape[1], img.shape[2], image_size, resize)
-    out = F.interpolate(img[None], size=size, mode="bilinear", align_corners=False, antialias=True)[0]
-    m = torch.tensor(mean, dtype=out.dtype).view(3, 1, 1)
-    s = torch.tensor(std, dtype=out.dtype).view(3, 1, 1)
-    return (out - m) / s
+    return normalise(resize(img, image_size, resize_mode), mean, std)

@@ -167,10 +167,21 @@ class Stage:
             else:
                 self._manifest = fresh
                 write_manifest(self.stage_dir, fresh)
+                self._remove_torn_temporaries()
                 return "resume"
         self._manifest = fresh
         write_manifest(self.stage_dir, fresh)
+        self._remove_torn_temporaries()
         return "fresh"
+
+    def _remove_torn_temporaries(self) -> None:
+        """Temporary files of atomic writes cut short by a kill (``.<name>.*.tmp*``, see atomic.py).
+
+        Only this stage writes into its folder, so at its start any such file is a leftover."""
+        if self.stage_dir.is_dir():
+            for tmp in self.stage_dir.rglob(".*.tmp*"):
+                if tmp.is_file():
+                    tmp.unlink()
 
     def complete(self, outputs: Mapping[str, str]) -> Manifest:
         """Record the outputs (paths relative to the stage folder) and mark the stage complete."""

@@ -26,6 +26,7 @@ from ..embed.artifact import read_descriptors
 from ..runs.atomic import atomic_path, atomic_write_json, atomic_write_text
 from ..runs.manifest import sha256_file
 from ..runs.stage import Stage, require_fresh
+from ..utils.disk import require_free_space
 from ..utils.progress import progress
 from .index import build_index, for_search, search
 
@@ -55,6 +56,8 @@ def run_search(pcfg: DictConfig, embed_name: str, *, k: int = 50, factory: str =
     queries, qrows = read_descriptors(embed_dir, "queries")
     if gallery.shape[1] != queries.shape[1]:
         raise ValueError(f"{embed_dir}: gallery dimension {gallery.shape[1]} != query dimension {queries.shape[1]}")
+    # the indexes (exact: a copy of the gallery) and the top-k arrays
+    require_free_space(out, gallery.nbytes + queries.shape[0] * k * 12, "the FAISS indexes and rankings")
     g_by_cat, q_by_cat = defaultdict(list), defaultdict(list)
     for i, r in enumerate(grows):
         g_by_cat[r.category].append(i)
