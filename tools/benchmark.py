@@ -4,6 +4,7 @@
     python tools/benchmark.py search [--gallery 40000 --queries 2000 --dim 512]
     python tools/benchmark.py eval   [--gallery 20000 --queries 2000 --dim 256]
     python tools/benchmark.py embed  [--arch resnet50 --size 224 --images 64 --batch 16]
+    python tools/benchmark.py detect --config runs/demo/demo.yaml [--photos 200]
 
 - search: detret's per-category FAISS search (exact inner product) against a NumPy
   brute force (matmul + argpartition + sort) on the same descriptors, split by the
@@ -13,6 +14,8 @@
   (sort the whole gallery, then eq. 4); checks that the values agree.
 - embed: batched channels-last bf16-autocast embedding against a per-image eager fp32
   loop with the same model and crops; reports the lowest cosine similarity between them.
+- detect: `detret detect`'s batched detection against Detectron2's DefaultPredictor photo
+  by photo, same photos and weights; reports the share of photos whose crops agree (IoU >= 0.95).
 
 Each prints and writes JSON (``--out``) with absolute times, the ratio and the
 machine description. The machine is noisy: every timing is the best of `--repeat`.
@@ -179,9 +182,86 @@ def bench_embed(args) -> Dict:
             "images_per_s_bf16": args.images / t_bf16, "min_cosine_fp32": cos_fp32, "min_cosine_bf16": cos_bf16}
 
 
+def _iou(a, b) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 1.0
+
+
+def bench_detect(args) -> Dict:
+    """`detret detect`'s batched detection (decoding in DataLoader workers, batches of
+    DETRET.DETECT.BATCH_SIZE, inference mode) against Detectron2's DefaultPredictor called
+    photo by photo, on the same shop photos with the same trained detector; both decode
+    the photos and choose the crop with the paper's policy. Needs a run with a trained
+    detector (`--config runs/demo/demo.yaml` after `detret demo`)."""
+    import cv2
+    import torch
+    from detectron2.engine import DefaultPredictor
+
+    from detret.config.pipeline import load_pipeline_config
+    from detret.data.categories import load_categories
+    from detret.data.street2shop import load_street2shop
+    from detret.detect.crops import select_crop
+    from detret.detect.inference import detect_photos, inference_cfg, load_detector, to_detections
+    from detret.detect.stage import choose_detector
+
+    if not args.config:
+        raise SystemExit("detect: pass --config of a run with a trained detector, e.g. runs/demo/demo.yaml "
+                         "after `detret demo` (or `detret demo --quick`)")
+    pcfg = load_pipeline_config(args.config, ["device=cpu"])
+    device = torch.device("cpu")
+    cats = load_categories(pcfg.data.category_map)
+    data = load_street2shop(pcfg.data.street2shop.root, splits=())
+    shop = sorted(((s.photo_id, c) for c in data.categories for s in data.gallery[c]))[:args.photos]
+    items = [(pid, data.photo_path(pid)) for pid, _ in shop]
+    category = dict(shop)
+    choice = choose_detector(pcfg, device, [])
+    cfg = inference_cfg(choice.cfg)
+    cfg.defrost()
+    cfg.MODEL.WEIGHTS = choice.weights
+    cfg.MODEL.DEVICE = "cpu"
+    cfg.freeze()
+    thresh, policy = float(cfg.DETRET.CROP.OBJECTNESS_THRESH), cfg.DETRET.CROP.POLICY
+
+    def crop_of(pid, dets, size):
+        return select_crop(dets, category[pid], cats.street2shop_to_modanet, size, objectness_thresh=thresh,
+                           policy=policy).box_xyxy
+
+    predictor = DefaultPredictor(cfg)
+
+    def baseline():
+        crops = {}
+        for pid, path in items:
+            bgr = cv2.imread(str(path))
+            inst = predictor(bgr)["instances"].to("cpu")
+            crops[pid] = crop_of(pid, to_detections(inst, cats.modanet), (bgr.shape[1], bgr.shape[0]))
+        return crops
+
+    model = load_detector(cfg, choice.weights, device)
+
+    def batched():
+        found = []
+        for _ in detect_photos(model, cfg, items, cats.modanet, device, found.extend):
+            pass
+        return {r.photo_id: crop_of(r.photo_id, r.detections, (r.width, r.height)) for r in found}
+
+    ref, ours = baseline(), batched()
+    ious = [_iou(ref[pid], ours[pid]) for pid, _ in items]
+    t_base = best_of(baseline, args.repeat)
+    t_ours = best_of(batched, args.repeat)
+    return {"benchmark": "detect", "photos": len(items), "batch_size": int(cfg.DETRET.DETECT.BATCH_SIZE),
+            "workers": int(cfg.DETRET.DETECT.NUM_WORKERS), "baseline_default_predictor_s": t_base,
+            "detret_batched_s": t_ours, "speedup": t_base / t_ours, "photos_per_s": len(items) / t_ours,
+            "share_crops_iou_ge_0.95": float(np.mean([v >= 0.95 for v in ious])), "min_crop_iou": float(min(ious))}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("which", choices=["search", "eval", "embed"])
+    parser.add_argument("which", choices=["search", "eval", "embed", "detect"])
+    parser.add_argument("--config", default=None, help="detect: pipeline config of a run with a trained detector")
+    parser.add_argument("--photos", type=int, default=200, help="detect: shop photos")
     parser.add_argument("--arch", default="resnet50", help="embed: backbone")
     parser.add_argument("--size", type=int, default=224, help="embed: image size (square)")
     parser.add_argument("--images", type=int, default=64, help="embed: crops")
@@ -194,7 +274,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.gallery is None:
         args.gallery = 40000 if args.which == "search" else 20000
-    result = {"search": bench_search, "eval": bench_eval, "embed": bench_embed}[args.which](args)
+    result = {"search": bench_search, "eval": bench_eval, "embed": bench_embed,
+              "detect": bench_detect}[args.which](args)
     result["machine"] = machine()
     text = json.dumps(result, indent=2)
     print(text)

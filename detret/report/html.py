@@ -34,13 +34,14 @@ def _e(value) -> str:
 
 def _table(header: Sequence[str], rows: Iterable[Sequence], table_id: str = "", row_classes: Optional[List[str]] = None,
            text_columns: int = 1) -> str:
-    out = [f'<table{f" id={chr(34)}{table_id}{chr(34)}" if table_id else ""}>',
-           "<thead><tr>" + "".join(f"<th>{_e(h)}</th>" for h in header) + "</tr></thead><tbody>"]
+    """A table; the first ``text_columns`` columns are left-aligned text, the others numbers."""
+    id_attr = f' id="{_e(table_id)}"' if table_id else ""
+    out = [f"<table{id_attr}>", "<thead><tr>" + "".join(f"<th>{_e(h)}</th>" for h in header) + "</tr></thead><tbody>"]
     for i, row in enumerate(rows):
-        cls = row_classes[i] if row_classes and row_classes[i] else ""
-        cells = "".join(f'<td{" class=" + chr(34) + "text" + chr(34) if j < text_columns else ""}>{_e(v)}</td>'
+        cls = row_classes[i] if row_classes else ""
+        cells = "".join((f'<td class="text">{_e(v)}</td>' if j < text_columns else f"<td>{_e(v)}</td>")
                         for j, v in enumerate(row))
-        out.append(f'<tr{f" class={chr(34)}{cls}{chr(34)}" if cls else ""}>{cells}</tr>')
+        out.append((f'<tr class="{_e(cls)}">' if cls else "<tr>") + cells + "</tr>")
     out.append("</tbody></table>")
     return "\n".join(out)
 
