@@ -5,6 +5,7 @@
     python tools/benchmark.py eval   [--gallery 20000 --queries 2000 --dim 256]
     python tools/benchmark.py embed  [--arch resnet50 --size 224 --images 64 --batch 16]
     python tools/benchmark.py detect --config runs/demo/demo.yaml [--photos 200]
+    python tools/benchmark.py search-full [--scale 1.0 --compressed PCA256,Flat]
 
 - search: detret's per-category FAISS search (exact inner product) against a NumPy
   brute force (matmul + argpartition + sort) on the same descriptors, split by the
@@ -113,6 +114,66 @@ def bench_search(args) -> Dict:
             "faiss_s": t_faiss, "numpy_bruteforce_s": t_numpy, "speedup": t_numpy / t_faiss,
             "identical_top20": identical, "max_score_gap_where_different": worst_gap,
             "identical_up_to_float_ties": worst_gap < 1e-5, "queries_per_s": args.queries / t_faiss}
+
+
+def bench_search_full(args) -> Dict:
+    """Search at full Exact Street2Shop scale: 404,683 shop descriptors split by the real
+    category sizes, 20,357 street queries, D = 2048, float32 (3.3 GB of gallery). Descriptors
+    are synthetic but structured: each product is a random direction, its shop photos and
+    street queries noisy copies of it (queries noisier), so neighbours are meaningful.
+    Reports the exact per-category search's time and the process's peak memory, then a
+    compressed index (``--compressed``, a FAISS factory string; default a learned PCA
+    projection to 256 dimensions) with its recall@20 against exact search and its memory ratio.
+    ``--scale`` shrinks every count (e.g. 0.1) for a quicker run."""
+    import resource
+
+    import faiss
+
+    from detret.search.index import build_index, search
+
+    rng = np.random.default_rng(0)
+    k, dim = 20, args.dim
+    n_queries = int(round(20357 * args.scale))
+    total = sum(S2S_GALLERY.values())
+    exact_t = build_t = comp_t = comp_build_t = 0.0
+    exact_bytes = comp_bytes = 0
+    hits = 0
+    for cat, g_size in S2S_GALLERY.items():
+        n_g = max(512, int(round(g_size * args.scale)))  # the floor matters only with --scale < 1
+        n_q = max(1, int(round(n_queries * g_size / total)))
+        n_products = max(1, n_g // 3)
+        centres = rng.standard_normal((n_products, dim), dtype=np.float32)
+        owner = rng.integers(0, n_products, n_g)
+        gallery = centres[owner] + 0.6 * rng.standard_normal((n_g, dim), dtype=np.float32)
+        gallery /= np.linalg.norm(gallery, axis=1, keepdims=True)
+        queries = centres[rng.integers(0, n_products, n_q)] + 1.0 * rng.standard_normal((n_q, dim), dtype=np.float32)
+        queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+        t0 = time.perf_counter()
+        index = build_index(gallery, "Flat")
+        build_t += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        _, exact_ids = search(index, queries, k)
+        exact_t += time.perf_counter() - t0
+        exact_bytes += gallery.nbytes
+        del index
+        t0 = time.perf_counter()
+        comp = build_index(gallery, args.compressed)
+        comp_build_t += time.perf_counter() - t0
+        comp_bytes += faiss.serialize_index(comp).nbytes
+        t0 = time.perf_counter()
+        _, comp_ids = search(comp, queries, k)
+        comp_t += time.perf_counter() - t0
+        hits += sum(len(set(a) & set(b)) for a, b in zip(exact_ids.tolist(), comp_ids.tolist()))
+        del comp, gallery, centres
+        print(f"  {cat}: {n_g} gallery x {n_q} queries done", file=sys.stderr)
+    peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    n_gallery = sum(max(512, int(round(v * args.scale))) for v in S2S_GALLERY.values())
+    return {"benchmark": "search-full", "scale": args.scale, "gallery": n_gallery, "queries": n_queries, "dim": dim,
+            "k": k, "exact_build_s": build_t, "exact_search_s": exact_t, "exact_queries_per_s": n_queries / exact_t,
+            "exact_index_gib": exact_bytes / 2**30, "compressed": args.compressed,
+            "compressed_build_s": comp_build_t, "compressed_search_s": comp_t,
+            "compressed_index_gib": comp_bytes / 2**30, "memory_ratio": exact_bytes / comp_bytes,
+            "recall_at_20": hits / (n_queries * k), "peak_rss_gib": peak_gib}
 
 
 def bench_eval(args) -> Dict:
@@ -259,7 +320,9 @@ def bench_detect(args) -> Dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("which", choices=["search", "eval", "embed", "detect"])
+    parser.add_argument("which", choices=["search", "search-full", "eval", "embed", "detect"])
+    parser.add_argument("--scale", type=float, default=1.0, help="search-full: share of the real counts")
+    parser.add_argument("--compressed", default="PCA256,Flat", help="search-full: compressed FAISS index")
     parser.add_argument("--config", default=None, help="detect: pipeline config of a run with a trained detector")
     parser.add_argument("--photos", type=int, default=200, help="detect: shop photos")
     parser.add_argument("--arch", default="resnet50", help="embed: backbone")
@@ -274,7 +337,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.gallery is None:
         args.gallery = 40000 if args.which == "search" else 20000
-    result = {"search": bench_search, "eval": bench_eval, "embed": bench_embed,
+    if args.which == "search-full" and args.dim == 512 and "--dim" not in (argv or sys.argv):
+        args.dim = 2048
+    result = {"search": bench_search, "search-full": bench_search_full, "eval": bench_eval, "embed": bench_embed,
               "detect": bench_detect}[args.which](args)
     result["machine"] = machine()
     text = json.dumps(result, indent=2)

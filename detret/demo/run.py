@@ -16,6 +16,7 @@ pipeline); a rerun keeps the seconds measured when a reused step last ran.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -123,8 +124,7 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 0, overrides: Sequen
 
     console = console or Console()
     profile = PROFILES["quick" if quick else "full"]
-    synth_cfg = profile.synth if seed == profile.synth.seed else type(profile.synth)(
-        **{**profile.synth.__dict__, "seed": seed})
+    synth_cfg = dataclasses.replace(profile.synth, seed=seed)
     out = Path(out)
     timings_path = out / "demo" / "timings.json"
     old = _load_timings(timings_path)
