@@ -71,6 +71,11 @@ def detect_cmd(
     run_detector: bool = typer.Option(True, "--run-detector/--no-run-detector",
                                       help="For street photos: also record the detector's output (for figures)."),
     force: bool = typer.Option(False, "--force", help="Recompute even if the artifact was built differently."),
+    num_gpus: int = typer.Option(0, min=0, help="Processes per machine (GPUs; on CPUs, gloo processes); 0 or 1: "
+                                                "this process."),
+    num_machines: int = typer.Option(1, min=1, help="Machines taking part (run_dir on a shared filesystem)."),
+    machine_rank: int = typer.Option(0, min=0, help="This machine's rank."),
+    dist_url: str = typer.Option("auto", help="Rendezvous URL of rank 0, e.g. tcp://10.0.0.1:29500."),
 ) -> None:
     """Crop every photo of a split: detector + the paper's policy (shop), annotated boxes (street).
 
@@ -91,7 +96,11 @@ def detect_cmd(
             opts += [key, str(value)]
     pcfg = state(ctx).pipeline_config()
     summary = run_detect(pcfg, split.value, subset=subset, run_detector=run_detector, extra_opts=opts,
-                         force=force, command=rerun_command(ctx))
+                         force=force, command=rerun_command(ctx), num_processes=num_gpus,
+                         num_machines=num_machines, machine_rank=machine_rank, dist_url=dist_url)
+    if not summary:
+        typer.echo(f"machine {machine_rank}: done (machine 0 writes the artifact)")
+        return
     table = Table(title=f"detect --split {split.value}")
     for col in ("category", "photos", "skipped", "detection", "fallback", "ground truth", "fallback rate",
                 "mean score"):

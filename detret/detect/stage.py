@@ -101,6 +101,38 @@ def summarise(records: List[CropRecord]) -> Dict[str, Dict]:
     return out
 
 
+def read_partials(stage_dir: Path) -> Dict[int, PhotoDetections]:
+    """Every cache of the stage: one process's ``photos.partial.jsonl`` and those of data-parallel ranks."""
+    done: Dict[int, PhotoDetections] = {}
+    for path in sorted(Path(stage_dir).glob("photos.partial*.jsonl")):
+        done.update(read_partial(path))
+    return done
+
+
+def _detect_worker(cfg_text: str, weights: str, items: List[Tuple[int, str]], stage_dir: str, labels: List[str],
+                   device_name: str) -> None:
+    """One process of a data-parallel detection: every W-th photo, cached to its own file."""
+    import os
+
+    from detectron2.utils import comm
+
+    rank, world = comm.get_rank(), comm.get_world_size()
+    device = torch.device(device_name)
+    if device.type == "cuda":
+        device = torch.device("cuda", comm.get_local_rank())
+    else:  # share the cores instead of oversubscribing them
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // comm.get_local_size()))
+    cfg = CfgNode.load_cfg(cfg_text)
+    cfg.freeze()
+    mine = [(p, Path(path)) for p, path in items[rank::world]]
+    cache = Path(stage_dir) / f"photos.partial.r{rank}.jsonl"
+    if mine:
+        model = load_detector(cfg, weights, device)
+        for _ in detect_photos(model, cfg, mine, labels, device, lambda results: append_partial(cache, results)):
+            pass
+    comm.synchronize()
+
+
 def run_detect(
     pcfg: DictConfig,
     split: str,
@@ -110,8 +142,19 @@ def run_detect(
     extra_opts: Optional[List[str]] = None,
     force: bool = False,
     command: Optional[str] = None,
+    num_processes: int = 1,
+    num_machines: int = 1,
+    machine_rank: int = 0,
+    dist_url: str = "auto",
 ) -> Dict:
-    """Run the stage; returns the per-category summary."""
+    """Run the stage; returns the per-category summary.
+
+    ``num_processes`` > 1 (per machine) or ``num_machines`` > 1: data-parallel through
+    Detectron2's ``launch`` (one GPU per process, or gloo processes on CPUs); process r
+    of W detects photos r, r + W, ... and appends to its own cache
+    ``photos.partial.r<r>.jsonl``; machine 0 then merges every cache into the one artifact
+    (several machines need the run directory on a shared filesystem). The artifact is
+    sorted, so it does not depend on the split."""
     if split not in ("shop", "street"):
         raise ValueError(f"split must be 'shop' or 'street', got {split!r}")
     if split == "shop" and not run_detector:
@@ -138,14 +181,29 @@ def run_detect(
     if state == "done":
         logger.info("%s: complete and up to date, reused", stage_dir)
         return json.loads((stage_dir / "summary.json").read_text())
-    if state == "fresh" and partial_path.exists():
-        partial_path.unlink()
-    done = read_partial(partial_path)
+    if state == "fresh":
+        for old in stage_dir.glob("photos.partial*.jsonl"):
+            old.unlink()
+    done = read_partials(stage_dir)
+    world = max(num_processes, 1) * num_machines
     if choice is not None:
         todo = [(p, path) for p, path in photos if p not in done]
-        logger.info("%s: %d photos, %d cached, %d to detect on %s", stage_dir, len(photos), len(done), len(todo),
-                    device)
-        if todo:
+        logger.info("%s: %d photos, %d cached, %d to detect on %s%s", stage_dir, len(photos), len(done), len(todo),
+                    device, f" in {world} processes" if world > 1 else "")
+        if todo and world > 1:
+            from detectron2.engine import launch
+
+            launch(_detect_worker, max(num_processes, 1), num_machines=num_machines, machine_rank=machine_rank,
+                   dist_url=dist_url, args=(choice.cfg.dump(), choice.weights, [(p, str(path)) for p, path in todo],
+                                            str(stage_dir), list(cats.modanet), str(device)))
+            if machine_rank != 0:
+                return {}  # machine 0 merges the caches and writes the artifact
+            done = read_partials(stage_dir)
+            missing = [p for p, _ in todo if p not in done]
+            if missing:
+                raise RuntimeError(f"{stage_dir}: {len(missing)} photos have no result after the data-parallel run "
+                                   f"(e.g. {missing[:5]}); rerun the command to finish them")
+        elif todo:
             model = load_detector(choice.cfg, choice.weights, device)
 
             def on_batch(results: List[PhotoDetections]) -> None:
@@ -186,6 +244,6 @@ def run_detect(
     summary = summarise(records)
     atomic_write_json(stage_dir / "summary.json", summary)
     stage.complete({"detections": ARTIFACT_NAME, "summary": "summary.json"})
-    if partial_path.exists():
-        partial_path.unlink()
+    for cache in stage_dir.glob("photos.partial*.jsonl"):
+        cache.unlink()
     return summary

@@ -126,3 +126,30 @@ def test_detect_refuses_stale_detector(trained, tmp_path):
     weights.write_bytes(weights.read_bytes() + b"\0")
     with pytest.raises(StaleArtifactError, match=r"stale.*model_final.pth.*Rerun `detret train-detector"):
         detect_stage.run_detect(_cfg(root, tmp_path / "run"), "shop")
+
+
+def test_two_processes_give_the_artifact_of_one(trained, tmp_path):
+    """Data-parallel detection over 2 gloo processes (Detectron2's launch) merges into the same artifact."""
+    root, pcfg, _ = trained
+    one, two = tmp_path / "one", tmp_path / "two"
+    for run in (one, two):
+        shutil.copytree(Path(pcfg.run_dir) / "detector", run / "detector")
+    detect_stage.run_detect(_cfg(root, one), "shop")
+    summary = detect_stage.run_detect(_cfg(root, two), "shop", num_processes=2)
+    assert sorted((two / "detect-shop").glob("photos.partial*.jsonl")) == []  # caches merged and removed
+    a = [r.to_json() for r in read_artifact(one / "detect-shop" / ARTIFACT_NAME)]
+    b = [r.to_json() for r in read_artifact(two / "detect-shop" / ARTIFACT_NAME)]
+    assert [(r["category"], r["photo_id"]) for r in a] == [(r["category"], r["photo_id"]) for r in b]
+    for ra, rb in zip(a, b):
+        # each process batches its own photos: equal up to float summation order
+        assert len(ra["detections"]) == len(rb["detections"]) and ra["crop"]["rule"] == rb["crop"]["rule"]
+        for da, db in zip(ra["detections"], rb["detections"]):
+            assert da["label"] == db["label"] and abs(da["score"] - db["score"]) < 1e-3
+            assert max(abs(x - y) for x, y in zip(da["box_xyxy"], db["box_xyxy"])) < 0.1
+    reference = json.loads((one / "detect-shop" / "summary.json").read_text())
+    assert summary.keys() == reference.keys()
+    for cat, row in reference.items():
+        assert {k: v for k, v in summary[cat].items() if k != "mean_score"} == \
+            {k: v for k, v in row.items() if k != "mean_score"}
+        assert summary[cat]["mean_score"] == pytest.approx(row["mean_score"], abs=1e-3)
+    assert stage_status(two / "detect-shop").state == "done"
