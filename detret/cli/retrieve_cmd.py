@@ -37,6 +37,11 @@ def embed_cmd(
         None, "--combine", help="Instead of embedding: an ensemble of descriptor runs already computed (repeat; "
         "each keeps its own crops), e.g. --combine tri-full --combine tri-crops --name Tris."),
     force: bool = typer.Option(False, "--force", help="Recompute even if the descriptors were built differently."),
+    num_gpus: int = typer.Option(0, min=0, help="Processes per machine (GPUs; on CPUs, gloo processes); 0 or 1: "
+                                                "this process."),
+    num_machines: int = typer.Option(1, min=1, help="Machines taking part (run_dir on a shared filesystem)."),
+    machine_rank: int = typer.Option(0, min=0, help="This machine's rank."),
+    dist_url: str = typer.Option("auto", help="Rendezvous URL of rank 0, e.g. tcp://10.0.0.1:29500."),
 ) -> None:
     """Descriptors of the gallery (shop crops) and the queries (street crops of the test pairs).
 
@@ -63,7 +68,11 @@ def embed_cmd(
     else:
         summary = run_embed(pcfg, models=model, gallery_crops=gallery_crops, scales=_floats(scales), name=name,
                             batch_size=batch_size, workers=workers, precision=precision, force=force,
-                            command=rerun_command(ctx))
+                            command=rerun_command(ctx), num_processes=num_gpus, num_machines=num_machines,
+                            machine_rank=machine_rank, dist_url=dist_url)
+        if "machine_rank" in summary:
+            typer.echo(f"machine {machine_rank}: done (machine 0 assembles the descriptors)")
+            return
     typer.echo(f"embed-{summary['name']}: {summary['gallery']} gallery and {summary['queries']} query "
                f"descriptors of dimension {summary['dim']}, {summary['skipped']} photos skipped")
 

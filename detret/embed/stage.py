@@ -13,6 +13,11 @@
   computed under ``torch.inference_mode`` in batches of same-size images.
 - Resumable: descriptors are written in shards of `shard_size` rows
   (``parts/``); a rerun computes only the missing shards.
+- Data-parallel: with ``num_processes`` > 1 (or several machines sharing the run
+  directory) Detectron2's ``launch`` starts one process per GPU (gloo processes on
+  CPUs); process r computes shards r, r + W, ... and machine 0 assembles them: the
+  rows of one process's artifact, descriptors equal up to float summation order (a
+  CPU process uses its share of the cores).
 """
 from __future__ import annotations
 
@@ -96,8 +101,11 @@ def _embed_model(model: RetrievalNet, crops: List[np.ndarray], scales: Sequence[
 
 def embed_rows(models: List[RetrievalNet], paths: List[Path], boxes: List, parts_dir: Path, side: str, *,
                scales: Sequence[float], device, batch_size: int, workers: int, shard_size: int,
-               precision: str = "fp32") -> Tuple[np.ndarray, List[Dict]]:
-    """(descriptors [N, D] with zero rows for skipped photos, skipped records); resumable by shard."""
+               precision: str = "fp32", rank: int = 0, world: int = 1) -> Tuple[np.ndarray, List[Dict]]:
+    """(descriptors [N, D] with zero rows for skipped photos, skipped records); resumable by shard.
+
+    With ``world`` > 1 this process computes only the missing shards ``rank, rank + world, ...``
+    (a data-parallel worker; its return value is then partial)."""
     n = len(paths)
     dim = sum(m.dim for m in models)
     out = np.zeros((n, dim), np.float32)
@@ -110,6 +118,8 @@ def embed_rows(models: List[RetrievalNet], paths: List[Path], boxes: List, parts
             out[start:stop] = np.load(shard_path)
             skipped.extend(json.loads(skip_path.read_text()))
             continue
+        if (start // shard_size) % world != rank:
+            continue  # another process's shard
         shard = np.zeros((stop - start, dim), np.float32)
         shard_skipped = []
         loader = DataLoader(CropDataset(paths[start:stop], boxes[start:stop]), batch_size=batch_size,
@@ -129,6 +139,31 @@ def embed_rows(models: List[RetrievalNet], paths: List[Path], boxes: List, parts
         out[start:stop] = shard
         skipped.extend(shard_skipped)
     return out, skipped
+
+
+def world_size(num_processes: int, num_machines: int) -> int:
+    return max(num_processes, 1) * num_machines
+
+
+def _embed_worker(checkpoints: List[str], device_name: str, parts: str, sides: List[Tuple], scales: List[float],
+                  batch_size: int, workers: int, shard_size: int, precision: str) -> None:
+    """One process of a data-parallel embedding: its share of the shards of both sides."""
+    import os
+
+    from detectron2.utils import comm
+
+    rank, world = comm.get_rank(), comm.get_world_size()
+    device = torch.device(device_name)
+    if device.type == "cuda":
+        device = torch.device("cuda", comm.get_local_rank())
+    else:  # share the cores instead of oversubscribing them
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // comm.get_local_size()))
+    models = [load_checkpoint(Path(c), device)[0] for c in checkpoints]
+    for side, paths, boxes in sides:
+        embed_rows(models, [Path(p) for p in paths], boxes, Path(parts), side, scales=scales, device=device,
+                   batch_size=batch_size, workers=workers, shard_size=shard_size, precision=precision,
+                   rank=rank, world=world)
+    comm.synchronize()
 
 
 def resolve_models(pcfg: DictConfig, names: Optional[Sequence[str]]) -> List[Tuple[str, Path]]:
@@ -164,7 +199,8 @@ def resolve_models(pcfg: DictConfig, names: Optional[Sequence[str]]) -> List[Tup
 def run_embed(pcfg: DictConfig, *, models: Optional[Sequence[str]] = None, gallery_crops: str = "detected",
               scales: Sequence[float] = (1.0,), name: Optional[str] = None, batch_size: int = 32,
               workers: int = 2, shard_size: int = 512, precision: str = "fp32", force: bool = False,
-              command: Optional[str] = None) -> Dict:
+              command: Optional[str] = None, num_processes: int = 1, num_machines: int = 1, machine_rank: int = 0,
+              dist_url: str = "auto") -> Dict:
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if gallery_crops not in ("detected", "full"):
@@ -221,6 +257,16 @@ def run_embed(pcfg: DictConfig, *, models: Optional[Sequence[str]] = None, galle
         query_paths.append(data.photo_path(q.photo_id))
         query_boxes.append(q.box_xyxy)
 
+    if world_size(num_processes, num_machines) > 1:
+        from detectron2.engine import launch
+
+        launch(_embed_worker, max(num_processes, 1), num_machines=num_machines, machine_rank=machine_rank,
+               dist_url=dist_url, args=([str(p) for _, p in chosen], str(device), str(parts),
+                                        [("gallery", [str(p) for p in gallery_paths], gallery_boxes),
+                                         ("queries", [str(p) for p in query_paths], query_boxes)],
+                                        list(scales), batch_size, workers, shard_size, precision))
+        if machine_rank != 0:
+            return {"name": name, "machine_rank": machine_rank}  # machine 0 assembles the shards
     loaded = [load_checkpoint(p, device)[0] for _, p in chosen]
     n_rows, dim = len(gallery_rows) + len(query_rows), sum(m.dim for m in loaded)
     # float32 rows written twice (shards, then the final arrays) before the shards are deleted

@@ -122,3 +122,20 @@ def test_eval_table_and_cli(setup, tmp_path, capsys):
     assert exc.value.code in (0, None)
     out = capsys.readouterr().out
     assert "mean over categories" in out and "bags" in out
+
+
+def test_two_processes_give_the_descriptors_of_one(setup, tmp_path):
+    """Data-parallel embedding over 2 gloo processes: each computes every other shard; same rows and descriptors."""
+    root, (m0, _) = setup
+    kw = dict(models=[str(m0)], name="r", gallery_crops="full", workers=0, shard_size=8)
+    embed_stage.run_embed(_cfg(root, tmp_path / "one"), **kw)
+    summary = embed_stage.run_embed(_cfg(root, tmp_path / "two"), num_processes=2, **kw)
+    assert summary["gallery"] > 16  # several shards, so both processes had work
+    for name in ("gallery_rows.jsonl", "queries_rows.jsonl", "skipped.jsonl"):
+        assert (tmp_path / "one" / "embed-r" / name).read_bytes() == (tmp_path / "two" / "embed-r" / name).read_bytes()
+    for side in ("gallery", "queries"):
+        # each process runs on its share of the cores: equal up to float summation order
+        a, _ = read_descriptors(tmp_path / "one" / "embed-r", side)
+        b, _ = read_descriptors(tmp_path / "two" / "embed-r", side)
+        assert a.shape == b.shape and float((a * b).sum(1).min()) > 1 - 1e-5
+    assert stage_status(tmp_path / "two" / "embed-r").state == "done"
