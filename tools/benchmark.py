@@ -207,7 +207,7 @@ def bench_embed(args) -> Dict:
     left out of both (the crops are in memory), so this measures the network side only."""
     import torch
 
-    from detret.embed.stage import _embed_model
+    from detret.embed.stage import embed_crops
     from detret.retrieval.model import build_retrieval_net
     from detret.retrieval.preprocess import resize_normalise, to_tensor
 
@@ -227,7 +227,7 @@ def bench_embed(args) -> Dict:
         return torch.stack(out)
 
     def batched(precision):
-        parts = [_embed_model(model, crops[i:i + args.batch], (1.0,), "cpu", precision)
+        parts = [embed_crops(model, crops[i:i + args.batch], (1.0,), "cpu", precision)
                  for i in range(0, len(crops), args.batch)]
         return torch.cat(parts)
 

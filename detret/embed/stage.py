@@ -71,7 +71,7 @@ def _collate(batch):
 PRECISIONS = ("fp32", "bf16")
 
 
-def _embed_model(model: RetrievalNet, crops: List[np.ndarray], scales: Sequence[float], device,
+def embed_crops(model: RetrievalNet, crops: List[np.ndarray], scales: Sequence[float], device,
                  precision: str = "fp32") -> torch.Tensor:
     """[n, D] descriptors of one model for a list of crops (averaged over scales, L2-normalised).
 
@@ -130,7 +130,7 @@ def embed_rows(models: List[RetrievalNet], paths: List[Path], boxes: List, parts
                               for b in batch if "error" in b]
             if not ok:
                 continue
-            parts = [_embed_model(m, [b["crop"] for b in ok], scales, device, precision) for m in models]
+            parts = [embed_crops(m, [b["crop"] for b in ok], scales, device, precision) for m in models]
             desc = F.normalize(torch.cat(parts, dim=1), dim=1).numpy()
             shard[[b["i"] for b in ok]] = desc
         with atomic_path(shard_path) as tmp:
@@ -285,7 +285,7 @@ def run_embed(pcfg: DictConfig, *, models: Optional[Sequence[str]] = None, galle
                          "reason": s["reason"]} for s in skipped]
         results[side] = len(keep)
     atomic_write_text(out / "skipped.jsonl", "".join(json.dumps(s, sort_keys=True) + "\n" for s in all_skipped))
-    atomic_write_json(out / "models.json", {"scales": list(scales), "models": [
+    atomic_write_json(out / "models.json", {"scales": list(scales), "precision": precision, "models": [
         {"name": n, "checkpoint": str(p), "sha256": sha256_file(p), "meta": m.meta}
         for (n, p), m in zip(chosen, loaded)]})
     summary = {"name": name, "gallery": results["gallery"], "queries": results["queries"],

@@ -78,7 +78,7 @@ def default_run(run_dir: Path) -> str:
 
 def describe(crop: np.ndarray, embed_dir: Path, device: torch.device) -> np.ndarray:
     """[D] float32 descriptor of one crop, computed as the descriptor run ``embed_dir`` computed its rows."""
-    from ..embed.stage import _embed_model
+    from ..embed.stage import embed_crops
 
     spec = json.loads((embed_dir / "models.json").read_text())
     if "combine" in spec:
@@ -88,7 +88,7 @@ def describe(crop: np.ndarray, embed_dir: Path, device: torch.device) -> np.ndar
     parts = []
     for m in spec["models"]:
         model, _ = load_checkpoint(Path(m["checkpoint"]), device)
-        parts.append(_embed_model(model, [crop], spec["scales"], device))
+        parts.append(embed_crops(model, [crop], spec["scales"], device, spec.get("precision", "fp32")))
     return F.normalize(torch.cat(parts, dim=1), dim=1)[0].numpy().astype(np.float32)
 
 
@@ -120,7 +120,7 @@ def run_query(pcfg: DictConfig, photo: Path, category: str, *, box: Optional[Box
     import faiss
 
     from ..search.index import search
-    from ..search.stage import _safe
+    from ..search.stage import index_file_name
 
     run_dir = Path(pcfg.run_dir)
     run = run or default_run(run_dir)
@@ -146,7 +146,7 @@ def run_query(pcfg: DictConfig, photo: Path, category: str, *, box: Optional[Box
     descriptor = describe(crop_rgb(rgb, crop.box_xyxy), embed_dir, device)
 
     rows = [r for r in gallery_rows if r.category == category]  # the index's order (search stage)
-    index = faiss.read_index(str(search_dir / "indexes" / f"{_safe(category)}.faiss"))
+    index = faiss.read_index(str(search_dir / "indexes" / index_file_name(category)))
     if index.ntotal != len(rows) or index.d != descriptor.shape[0]:
         raise ValueError(f"{search_dir}: index of {category} ({index.ntotal} x {index.d}) does not match the "
                          f"descriptors ({len(rows)} x {descriptor.shape[0]}); rerun `detret search {run} --force`")

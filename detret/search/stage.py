@@ -33,8 +33,9 @@ from .index import build_index, for_search, search
 logger = logging.getLogger(__name__)
 
 
-def _safe(category: str) -> str:
-    return category.replace("/", "_")
+def index_file_name(category: str) -> str:
+    """``indexes/<this>``: the saved FAISS index of a category (a "/" in a name would make a folder)."""
+    return category.replace("/", "_") + ".faiss"
 
 
 def run_search(pcfg: DictConfig, embed_name: str, *, k: int = 50, factory: str = "Flat", use_gpu: bool = True,
@@ -77,7 +78,7 @@ def run_search(pcfg: DictConfig, embed_name: str, *, k: int = 50, factory: str =
         if len(g_idx) == 0:
             empty_categories.append(cat)
             continue
-        path = index_dir / f"{_safe(cat)}.faiss"
+        path = index_dir / index_file_name(cat)
         if cached and path.is_file():
             index = faiss.read_index(str(path))
         else:

@@ -84,7 +84,7 @@ def test_embed_resumes_shards(setup, tmp_path, monkeypatch):
     cfg = _cfg(root, tmp_path / "a")
     ref = embed_stage.run_embed(cfg, models=[str(m0)], name="r", gallery_crops="full", workers=0, shard_size=8)
     cfg_b = _cfg(root, tmp_path / "b")
-    real = embed_stage._embed_model
+    real = embed_stage.embed_crops
     calls = {"n": 0}
 
     def dying(*args, **kwargs):
@@ -93,11 +93,11 @@ def test_embed_resumes_shards(setup, tmp_path, monkeypatch):
             raise KeyboardInterrupt("killed")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(embed_stage, "_embed_model", dying)
+    monkeypatch.setattr(embed_stage, "embed_crops", dying)
     with pytest.raises(KeyboardInterrupt):
         embed_stage.run_embed(cfg_b, models=[str(m0)], name="r", gallery_crops="full", workers=0, shard_size=8)
     assert stage_status(tmp_path / "b" / "embed-r").state == "running"
-    monkeypatch.setattr(embed_stage, "_embed_model", real)
+    monkeypatch.setattr(embed_stage, "embed_crops", real)
     embed_stage.run_embed(cfg_b, models=[str(m0)], name="r", gallery_crops="full", workers=0, shard_size=8)
     for name in ("gallery.npy", "queries.npy", "gallery_rows.jsonl"):
         assert (tmp_path / "a" / "embed-r" / name).read_bytes() == (tmp_path / "b" / "embed-r" / name).read_bytes()

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from detret.embed.stage import _embed_model
+from detret.embed.stage import embed_crops
 from detret.retrieval.model import build_retrieval_net
 
 
@@ -13,11 +13,11 @@ def test_bf16_descriptors_match_fp32():
     rng = np.random.default_rng(0)
     crops = [rng.integers(0, 255, (int(rng.integers(60, 120)), int(rng.integers(50, 110)), 3), dtype=np.uint8)
              for _ in range(6)]
-    fp32 = _embed_model(model, crops, (1.0,), "cpu", "fp32")
-    bf16 = _embed_model(model, crops, (1.0,), "cpu", "bf16")
+    fp32 = embed_crops(model, crops, (1.0,), "cpu", "fp32")
+    bf16 = embed_crops(model, crops, (1.0,), "cpu", "bf16")
     assert fp32.dtype == bf16.dtype == torch.float32
     assert (fp32 * bf16).sum(1).min().item() >= 0.999
-    single = torch.cat([_embed_model(model, [c], (1.0,), "cpu", "fp32") for c in crops])
+    single = torch.cat([embed_crops(model, [c], (1.0,), "cpu", "fp32") for c in crops])
     assert torch.allclose(single, fp32, atol=1e-5)  # batching by shape changes nothing
 
 
