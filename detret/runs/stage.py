@@ -177,11 +177,18 @@ class Stage:
     def _remove_torn_temporaries(self) -> None:
         """Temporary files of atomic writes cut short by a kill (``.<name>.*.tmp*``, see atomic.py).
 
-        Only this stage writes into its folder, so at its start any such file is a leftover."""
-        if self.stage_dir.is_dir():
-            for tmp in self.stage_dir.rglob(".*.tmp*"):
-                if tmp.is_file():
-                    tmp.unlink()
+        Only this stage writes into its folder, so at its start any such file is a leftover.
+        Sub-folders holding a manifest of their own are other stages (a dataset folder may
+        hold the run directory) and are left alone: they may be running."""
+        import os
+
+        if not self.stage_dir.is_dir():
+            return
+        for root, dirs, files in os.walk(self.stage_dir):
+            dirs[:] = [d for d in dirs if not (Path(root) / d / "manifest.json").exists()]
+            for name in files:
+                if name.startswith(".") and ".tmp" in name:
+                    (Path(root) / name).unlink()
 
     def complete(self, outputs: Mapping[str, str]) -> Manifest:
         """Record the outputs (paths relative to the stage folder) and mark the stage complete."""

@@ -85,3 +85,18 @@ def test_merged_pipeline_config_written_beside_the_manifest(tmp_path, inp):
     st.begin()
     text = (tmp_path / "s" / "pipeline_config.yaml").read_text()
     assert "seed: 5" in text and "run_dir:" in text
+
+
+def test_leftover_temporaries_are_removed_but_not_those_of_nested_stages(tmp_path):
+    from detret.runs.stage import Stage
+
+    outer, inner = tmp_path / "data", tmp_path / "data" / "runs" / "embed-x"
+    inner_stage = Stage(inner, "embed-x", config={}, inputs={})
+    inner_stage.begin()
+    (inner / ".gallery.abc.tmp.npy").write_bytes(b"being written by a running stage")
+    (outer / "images").mkdir(parents=True)
+    torn = outer / "images" / ".000000001.xyz.tmp.jpg"
+    torn.write_bytes(b"torn")
+    Stage(outer, "data-synth", config={}, inputs={}).begin()
+    assert not torn.exists()
+    assert (inner / ".gallery.abc.tmp.npy").exists()
