@@ -23,7 +23,7 @@ from ..data.categories import load_categories
 from ..data.street2shop import Street2Shop, load_street2shop
 from ..runs.atomic import atomic_write_json
 from ..runs.stage import Stage, require_fresh
-from ..utils.device import resolve_device
+from ..utils.device import data_parallel_device, resolve_device
 from ..utils.progress import progress
 from .artifact import ARTIFACT_NAME, PARTIAL_NAME, CropRecord, PhotoDetections, append_partial, read_partial, \
     write_artifact
@@ -112,16 +112,10 @@ def read_partials(stage_dir: Path) -> Dict[int, PhotoDetections]:
 def _detect_worker(cfg_text: str, weights: str, items: List[Tuple[int, str]], stage_dir: str, labels: List[str],
                    device_name: str) -> None:
     """One process of a data-parallel detection: every W-th photo, cached to its own file."""
-    import os
-
     from detectron2.utils import comm
 
     rank, world = comm.get_rank(), comm.get_world_size()
-    device = torch.device(device_name)
-    if device.type == "cuda":
-        device = torch.device("cuda", comm.get_local_rank())
-    else:  # share the cores instead of oversubscribing them
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // comm.get_local_size()))
+    device = data_parallel_device(device_name)
     cfg = CfgNode.load_cfg(cfg_text)
     cfg.freeze()
     mine = [(p, Path(path)) for p, path in items[rank::world]]

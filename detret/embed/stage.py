@@ -40,7 +40,7 @@ from ..retrieval.preprocess import crop_rgb, resize_normalise, to_tensor
 from ..runs.atomic import atomic_path, atomic_write_json, atomic_write_text
 from ..runs.manifest import sha256_file
 from ..runs.stage import Stage, require_fresh
-from ..utils.device import resolve_device
+from ..utils.device import data_parallel_device, resolve_device
 from ..utils.disk import require_free_space
 from ..utils.progress import progress
 from .artifact import Row, read_skipped, write_descriptors
@@ -148,16 +148,10 @@ def world_size(num_processes: int, num_machines: int) -> int:
 def _embed_worker(checkpoints: List[str], device_name: str, parts: str, sides: List[Tuple], scales: List[float],
                   batch_size: int, workers: int, shard_size: int, precision: str) -> None:
     """One process of a data-parallel embedding: its share of the shards of both sides."""
-    import os
-
     from detectron2.utils import comm
 
     rank, world = comm.get_rank(), comm.get_world_size()
-    device = torch.device(device_name)
-    if device.type == "cuda":
-        device = torch.device("cuda", comm.get_local_rank())
-    else:  # share the cores instead of oversubscribing them
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // comm.get_local_size()))
+    device = data_parallel_device(device_name)
     models = [load_checkpoint(Path(c), device)[0] for c in checkpoints]
     for side, paths, boxes in sides:
         embed_rows(models, [Path(p) for p in paths], boxes, Path(parts), side, scales=scales, device=device,

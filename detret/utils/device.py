@@ -27,3 +27,20 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError("device 'mps' asked for, but MPS is not available here")
     return device
+
+
+def data_parallel_device(device_name: str) -> torch.device:
+    """The device of this process inside a Detectron2 ``launch`` group.
+
+    CUDA: the process's own GPU (its local rank). CPU: the process takes its share of
+    the cores (``torch.set_num_threads``) instead of every process using all of them.
+    """
+    import os
+
+    from detectron2.utils import comm
+
+    device = torch.device(device_name)
+    if device.type == "cuda":
+        return torch.device("cuda", comm.get_local_rank())
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // comm.get_local_size()))
+    return device
