@@ -40,12 +40,13 @@ S2S_GALLERY = {"bags": 16308, "belts": 1252, "dresses": 169827, "eyewear": 1595,
 
 
 def machine() -> Dict:
-    import faiss
     import torch
+
+    from detret.search.faiss_lib import faiss, faiss_blas_core
 
     return {"python": platform.python_version(), "cpu": platform.processor() or platform.machine(),
             "cores": os.cpu_count(), "numpy": np.__version__, "faiss": faiss.__version__,
-            "faiss_gpus": faiss.get_num_gpus(), "torch_threads": torch.get_num_threads()}
+            "faiss_gpus": faiss.get_num_gpus(), "faiss_blas_kernels": faiss_blas_core(), "torch_threads": torch.get_num_threads()}
 
 
 def best_of(fn: Callable[[], object], repeat: int) -> float:
@@ -127,7 +128,7 @@ def bench_search_full(args) -> Dict:
     ``--scale`` shrinks every count (e.g. 0.1) for a quicker run."""
     import resource
 
-    import faiss
+    from detret.search.faiss_lib import faiss
 
     from detret.search.index import build_index, search
 

@@ -28,7 +28,7 @@ def main() -> int:
         out = model([{"image": torch.zeros(3, 64, 96, dtype=torch.uint8), "height": 64, "width": 96}])
     assert "instances" in out[0], "Mask R-CNN returned no instances field"
 
-    import faiss
+    from detret.search.faiss_lib import faiss, faiss_blas_core
 
     xb = np.random.default_rng(0).standard_normal((100, 16)).astype("float32")
     index = faiss.IndexFlatIP(16)
@@ -40,7 +40,7 @@ def main() -> int:
 
     print(
         f"ok: detret {detret.__version__}, detectron2 {detectron2.__version__}, torch {torch.__version__}, "
-        f"faiss {faiss.__version__} ({faiss.get_num_gpus()} GPU), cuda available: {torch.cuda.is_available()}"
+        f"faiss {faiss.__version__} ({faiss.get_num_gpus()} GPU, BLAS kernels {faiss_blas_core()}), cuda available: {torch.cuda.is_available()}"
     )
     return 0
 

@@ -117,7 +117,7 @@ def run_query(pcfg: DictConfig, photo: Path, category: str, *, box: Optional[Box
               k: int = 10) -> QueryResult:
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
-    import faiss
+    from ..search.faiss_lib import faiss
 
     from ..search.index import search
     from ..search.stage import index_file_name

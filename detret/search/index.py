@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Tuple
 
-import faiss
+from .faiss_lib import faiss
 import numpy as np
 
 

@@ -18,7 +18,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Dict, Optional
 
-import faiss
+from .faiss_lib import faiss
 import numpy as np
 from omegaconf import DictConfig
 
