@@ -1,11 +1,14 @@
 #!/usr/bin/env python
 """Benchmarks as ratios against a baseline measured in the same run on the same data.
 
+    python tools/benchmark.py all --quick        # every target below, met or not, in a few minutes
+    python tools/benchmark.py all [--config runs/demo/demo.yaml]   # the README's sizes
     python tools/benchmark.py search [--gallery 40000 --queries 2000 --dim 512]
     python tools/benchmark.py eval   [--gallery 20000 --queries 2000 --dim 256]
     python tools/benchmark.py embed  [--arch resnet50 --size 224 --images 64 --batch 16]
     python tools/benchmark.py detect --config runs/demo/demo.yaml [--photos 200]
-    python tools/benchmark.py search-full [--scale 1.0 --compressed PCA256,Flat]
+    python tools/benchmark.py search-full [--scale 1.0 --compressed SQ8]
+    python tools/benchmark.py embed-map --config runs/demo/demo.yaml [--model tri-crops]
 
 - search: detret's per-category FAISS search (exact inner product) against a NumPy
   brute force (matmul + argpartition + sort) on the same descriptors, split by the
@@ -15,8 +18,12 @@
   (sort the whole gallery, then eq. 4); checks that the values agree.
 - embed: batched channels-last bf16-autocast embedding against a per-image eager fp32
   loop with the same model and crops; reports the lowest cosine similarity between them.
-- detect: `detret detect`'s batched detection against Detectron2's DefaultPredictor photo
-  by photo, same photos and weights; reports the share of photos whose crops agree (IoU >= 0.95).
+- detect: `detret detect`'s batched detection (fp32, and bf16 bottom-up) against Detectron2's
+  DefaultPredictor photo by photo, same photos and weights; reports the share of photos whose
+  crops agree (IoU >= 0.95).
+- embed-map: a demo model's mean mAP with bf16 descriptors against its fp32 ones.
+- all: runs the demo (or reuses ``--config``), then all of the above, and writes
+  ``benchmarks/report[_quick].md`` and ``.json``: each target, met or not, and why not.
 
 Each prints and writes JSON (``--out``) with absolute times, the ratio and the
 machine description. The machine is noisy: every timing is the best of `--repeat`.
@@ -29,6 +36,7 @@ import os
 import platform
 import sys
 import time
+from pathlib import Path
 from typing import Callable, Dict, List
 
 import numpy as np
@@ -82,7 +90,8 @@ def bench_search(args) -> Dict:
         out = {}
         for c, (gi, qi) in groups.items():
             if len(qi):
-                out[c] = gi[search(indexes[c], q[qi], k)[1]]
+                ids = search(indexes[c], q[qi], k)[1]
+                out[c] = np.where(ids >= 0, gi[np.clip(ids, 0, None)], -1)  # -1 past a small category's end
         return out
 
     def numpy_search():
@@ -96,8 +105,8 @@ def bench_search(args) -> Dict:
             rows = []
             for i, cand in enumerate(part):
                 order = np.lexsort((cand, -s[i, cand]))
-                rows.append(cand[order])
-            out[c] = gi[np.array(rows)]
+                rows.append(np.concatenate([gi[cand[order]], np.full(k - kk, -1)]))
+            out[c] = np.array(rows)
         return out
 
     a, b = faiss_search(), numpy_search()
@@ -123,8 +132,8 @@ def bench_search_full(args) -> Dict:
     are synthetic but structured: each product is a random direction, its shop photos and
     street queries noisy copies of it (queries noisier), so neighbours are meaningful.
     Reports the exact per-category search's time and the process's peak memory, then a
-    compressed index (``--compressed``, a FAISS factory string; default a learned PCA
-    projection to 256 dimensions) with its recall@20 against exact search and its memory ratio.
+    compressed index (``--compressed``, a FAISS factory string; default "SQ8", FAISS's
+    8-bit scalar quantiser, 4x smaller) with its recall@20 against exact search and its memory ratio.
     ``--scale`` shrinks every count (e.g. 0.1) for a quicker run."""
     import resource
 
@@ -301,29 +310,229 @@ def bench_detect(args) -> Dict:
             crops[pid] = crop_of(pid, to_detections(inst, cats.modanet), (bgr.shape[1], bgr.shape[0]))
         return crops
 
-    model = load_detector(cfg, choice.weights, device)
+    def batched(precision):
+        c = cfg.clone()
+        c.defrost()
+        c.DETRET.DETECT.PRECISION = precision
+        c.freeze()
+        model = load_detector(c, choice.weights, device)
 
-    def batched():
-        found = []
-        for _ in detect_photos(model, cfg, items, cats.modanet, device, found.extend):
-            pass
-        return {r.photo_id: crop_of(r.photo_id, r.detections, (r.width, r.height)) for r in found}
+        def run():
+            found = []
+            for _ in detect_photos(model, c, items, cats.modanet, device, found.extend):
+                pass
+            return {r.photo_id: crop_of(r.photo_id, r.detections, (r.width, r.height)) for r in found}
+        return run
 
-    ref, ours = baseline(), batched()
-    ious = [_iou(ref[pid], ours[pid]) for pid, _ in items]
+    ref = baseline()
     t_base = best_of(baseline, args.repeat)
-    t_ours = best_of(batched, args.repeat)
-    return {"benchmark": "detect", "photos": len(items), "batch_size": int(cfg.DETRET.DETECT.BATCH_SIZE),
-            "workers": int(cfg.DETRET.DETECT.NUM_WORKERS), "baseline_default_predictor_s": t_base,
-            "detret_batched_s": t_ours, "speedup": t_base / t_ours, "photos_per_s": len(items) / t_ours,
-            "share_crops_iou_ge_0.95": float(np.mean([v >= 0.95 for v in ious])), "min_crop_iou": float(min(ious))}
+    result = {"benchmark": "detect", "photos": len(items), "batch_size": int(cfg.DETRET.DETECT.BATCH_SIZE),
+              "workers": int(cfg.DETRET.DETECT.NUM_WORKERS), "detector": f"R{cfg.MODEL.RESNETS.DEPTH}-FPN "
+              f"{cfg.INPUT.MIN_SIZE_TEST}-{cfg.INPUT.MAX_SIZE_TEST} px", "baseline_default_predictor_s": t_base}
+    for precision in ("fp32", "bf16"):
+        run = batched(precision)
+        ours = run()
+        ious = [_iou(ref[pid], ours[pid]) for pid, _ in items]
+        t_ours = best_of(run, args.repeat)
+        result.update({f"detret_{precision}_s": t_ours, f"speedup_{precision}": t_base / t_ours,
+                       f"photos_per_s_{precision}": len(items) / t_ours,
+                       f"share_crops_iou_ge_0.95_{precision}": float(np.mean([v >= 0.95 for v in ious])),
+                       f"min_crop_iou_{precision}": float(min(ious))})
+    return result
+
+
+def bench_embed_map(args) -> Dict:
+    """The demo's mAP with bf16 descriptors against fp32 ones: embeds one of a run's trained
+    models again with ``precision="bf16"`` (the same crops), evaluates both, and removes
+    the extra descriptors and evaluation afterwards (they would otherwise join the run's table)."""
+    import shutil
+
+    from detret.config.pipeline import load_pipeline_config
+    from detret.embed.artifact import read_descriptors
+    from detret.embed.stage import run_embed
+    from detret.evaluate.stage import run_eval
+
+    if not args.config:
+        raise SystemExit("embed-map: pass --config of a demo run, e.g. runs/demo/demo.yaml")
+    pcfg = load_pipeline_config(args.config, ["device=cpu"])
+    run_dir = Path(pcfg.run_dir)
+    model = args.model
+    if not (run_dir / f"embed-{model}").is_dir():
+        raise SystemExit(f"embed-map: {run_dir} has no descriptors 'embed-{model}' (run `detret demo` first)")
+    gallery_crops = json.loads((run_dir / f"embed-{model}" / "summary.json").read_text()).get("gallery_crops",
+                                                                                                "detected")
+    name, eval_name = f"bench-bf16-{model}", "bench-eval-bf16"
+    try:
+        t0 = time.perf_counter()
+        run_embed(pcfg, models=[model], gallery_crops=gallery_crops, name=name, precision="bf16", force=True)
+        t_bf16 = time.perf_counter() - t0
+        results = run_eval(pcfg, [model, name], out_name=eval_name, force=True)
+        cosines = []
+        for side in ("gallery", "queries"):
+            a, _ = read_descriptors(run_dir / f"embed-{model}", side)
+            b, _ = read_descriptors(run_dir / f"embed-{name}", side)
+            cosines.append(float((a * b).sum(1).min()))
+    finally:
+        for folder in (run_dir / f"embed-{name}", run_dir / eval_name):
+            shutil.rmtree(folder, ignore_errors=True)
+    means = {k: results[k]["mean_over_categories"] for k in (model, name)}
+    return {"benchmark": "embed-map", "run": str(run_dir), "model": model, "gallery_crops": gallery_crops,
+            "bf16_embed_s": t_bf16, "fp32": means[model], "bf16": means[name],
+            "map_change_points": 100 * abs(means[name]["mAP"] - means[model]["mAP"]),
+            "min_cosine_bf16_vs_fp32": min(cosines)}
+
+
+# What each target of issue #8 asks, how it is read off the results, and, when it is not
+# met, what stands in the way (measured on this project's 2-core Xeon; see README "Benchmarks").
+WHY_NOT = {
+    "search": "FAISS's exact CPU search and the NumPy reference spend most of their time in the same fp32 "
+              "sgemm; FAISS saves NumPy's argpartition (a heap instead), which bounds the ratio near "
+              "(sgemm + argpartition) / sgemm. Faster exact search on this CPU needs a bf16 (AMX) product with "
+              "exact fp32 re-scoring: tried, but on isotropic synthetic descriptors the rigorous bf16 error "
+              "window kept ~950 candidates per query at D = 2048 and it was slower. On GPUs faiss-gpu's flat "
+              "index is used (no GPU here to measure it).",
+    "detect": "In fp32 the network is ~90% of the time for both; batching and decoding in workers save the "
+              "rest. bf16 (DETRET.DETECT.PRECISION bf16) brings the speed but changes the crop of photos whose "
+              "detections' scores or objectness lie within bf16 precision of each other or of the threshold "
+              "(frequent with the demo's small, briefly trained detector).",
+    "embed": "The ratio comes from bf16 autocast on AMX; on CPUs without fast bf16 only batching and "
+             "channels-last remain (about 1.2x).",
+    "embed-map": "bf16 descriptors differ from fp32 ones in the 3rd-4th digit; on a small gallery that can swap "
+                 "near-tied neighbours.",
+    "eval": "",
+}
+
+
+def _sub(**kwargs) -> argparse.Namespace:
+    return argparse.Namespace(**kwargs)
+
+
+def _run_demo(out: Path, quick: bool) -> Path:
+    import subprocess
+
+    cmd = [sys.executable, "-m", "detret", "demo", "--out", str(out)] + (["--quick"] if quick else [])
+    print(f"== {' '.join(cmd)}", file=sys.stderr)
+    subprocess.run(cmd, check=True)
+    return out / "demo.yaml"
+
+
+def _targets(r: Dict) -> List[Dict]:
+    """One row per target: what was measured, the threshold, met or not, and why not."""
+    rows = []
+
+    def row(target, what, measured, threshold, met, note=""):
+        rows.append({"target": target, "what": what, "measured": measured, "threshold": threshold,
+                     "met": bool(met), "why_not": "" if met else (note or WHY_NOT.get(target, ""))})
+
+    e = r["embed"]
+    row("embed", "detret embed (batched, channels-last, bf16) vs per-image eager fp32 loop",
+        f"{e['speedup_bf16']:.2f}x ({e['batched_bf16_s']:.2f} s vs {e['baseline_per_image_fp32_s']:.2f} s); "
+        f"fp32 batched {e['speedup_fp32']:.2f}x", ">= 4x", e["speedup_bf16"] >= 4)
+    row("embed-cosine", "lowest cosine similarity, bf16 vs fp32 descriptors (same model and crops)",
+        f"{e['min_cosine_bf16']:.6f}", ">= 0.999", e["min_cosine_bf16"] >= 0.999)
+    if "embed_map" in r:
+        m = r["embed_map"]
+        row("embed-map", f"demo mAP ({m['model']}), bf16 vs fp32 descriptors",
+            f"{100 * m['bf16']['mAP']:.2f} vs {100 * m['fp32']['mAP']:.2f}: {m['map_change_points']:.2f} point",
+            "< 0.5 point", m["map_change_points"] < 0.5)
+    d = r["detect"]
+    best = max(("fp32", "bf16"), key=lambda p: (d[f"share_crops_iou_ge_0.95_{p}"] >= 0.99, d[f"speedup_{p}"]))
+    row("detect", f"detret detect vs DefaultPredictor photo by photo ({d['photos']} photos, {d['detector']})",
+        "; ".join(f"{p}: {d[f'speedup_{p}']:.2f}x, crops IoU>=0.95 on {100 * d[f'share_crops_iou_ge_0.95_{p}']:.1f}%"
+                  for p in ("fp32", "bf16")),
+        ">= 2x with IoU >= 0.95 on >= 99% of photos",
+        d[f"speedup_{best}"] >= 2 and d[f"share_crops_iou_ge_0.95_{best}"] >= 0.99)
+    for s in r["search"]:
+        row("search", f"per-category FAISS exact vs NumPy brute force (D = {s['dim']}, {s['gallery']} gallery, "
+            f"{s['queries']} queries)", f"{s['speedup']:.2f}x ({s['faiss_s']:.3f} s vs {s['numpy_bruteforce_s']:.3f} s)"
+            f"; top-20 identical{'' if s['identical_top20'] else ' up to fp32 ties' if s['identical_up_to_float_ties'] else ' NO'}",
+            ">= 3x, identical top-20", s["speedup"] >= 3 and s["identical_up_to_float_ties"])
+    f = r["search_full"]
+    row("search-full", f"exact search at {f['scale']:g} x Exact Street2Shop ({f['gallery']} x {f['dim']} gallery, "
+        f"{f['queries']} queries)", f"completes: {f['exact_search_s']:.1f} s, peak RSS {f['peak_rss_gib']:.2f} GiB; "
+        f"{f['compressed']}: recall@20 {f['recall_at_20']:.3f}, {f['memory_ratio']:.1f}x less memory, "
+        f"{f['compressed_search_s']:.1f} s", "completes; compressed index reports recall@20 and memory",
+        True)
+    v = r["eval"]
+    row("eval", f"exact full-gallery mAP, {v['queries']} queries x {v['gallery']} gallery vs sort reference",
+        f"{v['speedup']:.1f}x ({v['fast_s']:.2f} s vs {v['sort_reference_s']:.2f} s), values agree: "
+        f"{v['values_agree']}", ">= 5x", v["speedup"] >= 5 and v["values_agree"])
+    t = r["end_to_end"]
+    row("end-to-end", f"time per stage of `detret demo{' --quick' if t['profile'] == 'quick' else ''}`",
+        f"{t['total_s']:.0f} s in all; " + ", ".join(f"{k} {v:.0f} s" for k, v in t["per_step_s"].items()),
+        "reported", True)
+    return rows
+
+
+def _markdown(rows: List[Dict], r: Dict) -> str:
+    lines = [f"# detret benchmarks ({r['mode']})", "", f"Command: `{r['command']}`  ", f"Machine: {json.dumps(r['machine'])}",
+             "", "| target | what | measured | threshold | met |", "|---|---|---|---|---|"]
+    for x in rows:
+        lines.append(f"| {x['target']} | {x['what']} | {x['measured']} | {x['threshold']} | "
+                     f"{'yes' if x['met'] else '**no**'} |")
+    unmet = [x for x in rows if not x["met"]]
+    if unmet:
+        lines += ["", "## Not met, and why", ""]
+        lines += [f"- **{x['target']}**: {x['why_not']}" for x in unmet]
+    return "\n".join(lines) + "\n"
+
+
+def bench_all(args) -> Dict:
+    """Every target of the performance issue in one run; writes report.json and report.md
+    to ``--out-dir``. ``--quick``: `detret demo --quick` and smaller sizes (a few minutes);
+    without it, the full demo (about 15 min) and the sizes of the README's figures.
+    ``--config`` reuses a finished demo run instead of running the demo."""
+    quick = args.quick
+    work = Path(args.work or ("runs/bench-quick" if quick else "runs/bench"))
+    if args.config:
+        config = Path(args.config)
+    else:
+        config = _run_demo(work, quick)
+    timings = json.loads((Path(config).parent / "demo" / "timings.json").read_text())
+    r: Dict = {"mode": "quick" if quick else "full", "command": " ".join(["python tools/benchmark.py"] + sys.argv[1:])}
+    steps = {s["step"]: s.get("seconds_when_run", s["seconds"]) for s in timings["steps"]}
+    r["end_to_end"] = {"profile": timings["profile"], "per_step_s": steps, "total_s": sum(steps.values()),
+                       "timings": str(Path(config).parent / "demo" / "timings.json")}
+
+    def step(name, fn, ns):
+        print(f"== {name}", file=sys.stderr)
+        t0 = time.perf_counter()
+        out = fn(ns)
+        print(f"   {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+        return out
+
+    r["embed"] = step("embed", bench_embed, _sub(arch="resnet50", size=224, images=32 if quick else 64, batch=16,
+                                                 repeat=2 if quick else 3))
+    r["embed_map"] = step("embed-map", bench_embed_map, _sub(config=str(config), model=args.model))
+    r["detect"] = step("detect", bench_detect, _sub(config=str(config), photos=60 if quick else 200,
+                                                    repeat=1 if quick else 3))
+    r["search"] = [step(f"search D={dim}", bench_search, _sub(gallery=40000, queries=2000, dim=dim,
+                                                              repeat=2 if quick else 3)) for dim in (512, 2048)]
+    r["eval"] = step("eval", bench_eval, _sub(gallery=20000, queries=5000 if quick else 20000, repeat=1))
+    r["search_full"] = step("search-full", bench_search_full, _sub(scale=0.05 if quick else 1.0, dim=2048,
+                                                                   compressed=args.compressed))
+    r["machine"] = machine()
+    rows = _targets(r)
+    r["targets"] = rows
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = "report_quick" if quick else "report"
+    (out_dir / f"{stem}.json").write_text(json.dumps(r, indent=2) + "\n")
+    (out_dir / f"{stem}.md").write_text(_markdown(rows, r))
+    print(_markdown(rows, r))
+    return {"benchmark": "all", "report": str(out_dir / f"{stem}.md"),
+            "met": [x["target"] for x in rows if x["met"]], "not_met": [x["target"] for x in rows if not x["met"]]}
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("which", choices=["search", "search-full", "eval", "embed", "detect"])
+    parser.add_argument("which", choices=["all", "search", "search-full", "eval", "embed", "embed-map", "detect"])
+    parser.add_argument("--quick", action="store_true", help="all: the quick demo and smaller sizes (minutes)")
+    parser.add_argument("--work", default=None, help="all: where the demo runs (default runs/bench-quick, runs/bench)")
+    parser.add_argument("--out-dir", default="benchmarks", help="all: where report[_quick].json/.md go")
+    parser.add_argument("--model", default="tri-crops", help="embed-map: the demo model embedded again in bf16")
     parser.add_argument("--scale", type=float, default=1.0, help="search-full: share of the real counts")
-    parser.add_argument("--compressed", default="PCA256,Flat", help="search-full: compressed FAISS index")
+    parser.add_argument("--compressed", default="SQ8", help="search-full: compressed FAISS index")
     parser.add_argument("--config", default=None, help="detect: pipeline config of a run with a trained detector")
     parser.add_argument("--photos", type=int, default=200, help="detect: shop photos")
     parser.add_argument("--arch", default="resnet50", help="embed: backbone")
@@ -340,8 +549,8 @@ def main(argv=None) -> int:
         args.gallery = 40000 if args.which == "search" else 20000
     if args.which == "search-full" and args.dim == 512 and "--dim" not in (argv or sys.argv):
         args.dim = 2048
-    result = {"search": bench_search, "search-full": bench_search_full, "eval": bench_eval, "embed": bench_embed,
-              "detect": bench_detect}[args.which](args)
+    result = {"all": bench_all, "search": bench_search, "search-full": bench_search_full, "eval": bench_eval,
+              "embed": bench_embed, "embed-map": bench_embed_map, "detect": bench_detect}[args.which](args)
     result["machine"] = machine()
     text = json.dumps(result, indent=2)
     print(text)

@@ -68,6 +68,8 @@ def detect_cmd(
     objectness: Optional[float] = typer.Option(None, min=0.0, max=1.0, help="Objectness threshold (paper: 0.5)."),
     batch_size: Optional[int] = typer.Option(None, min=1, help="Photos per forward pass."),
     workers: Optional[int] = typer.Option(None, min=0, help="DataLoader workers decoding photos."),
+    precision: Optional[str] = typer.Option(None, help="fp32 (DefaultPredictor's crops) or bf16 (ResNet under "
+                                                       "bfloat16 autocast: faster on CPUs with AMX and on GPUs)."),
     run_detector: bool = typer.Option(True, "--run-detector/--no-run-detector",
                                       help="For street photos: also record the detector's output (for figures)."),
     force: bool = typer.Option(False, "--force", help="Recompute even if the artifact was built differently."),
@@ -91,7 +93,7 @@ def detect_cmd(
     opts: List[str] = []
     for key, value in (("DETRET.CROP.POLICY", policy.value if policy else None),
                        ("DETRET.CROP.OBJECTNESS_THRESH", objectness), ("DETRET.DETECT.BATCH_SIZE", batch_size),
-                       ("DETRET.DETECT.NUM_WORKERS", workers)):
+                       ("DETRET.DETECT.NUM_WORKERS", workers), ("DETRET.DETECT.PRECISION", precision)):
         if value is not None:
             opts += [key, str(value)]
     pcfg = state(ctx).pipeline_config()

@@ -44,6 +44,14 @@ def add_detret_config(cfg: CfgNode) -> None:
     cfg.DETRET.DETECT = CfgNode()
     cfg.DETRET.DETECT.BATCH_SIZE = 4      # photos per forward pass
     cfg.DETRET.DETECT.NUM_WORKERS = 2     # DataLoader workers decoding photos
+    # "fp32", or "bf16": the ResNet bottom-up under bfloat16 autocast, channels-last (faster
+    # on CPUs with AMX/AVX512-BF16 and on GPUs; FPN, RPN and box heads stay fp32).
+    # fp32 gives DefaultPredictor's crops; bf16 may change a crop where two detections' scores
+    # are within bf16 precision of each other (measured with tools/benchmark.py detect).
+    cfg.DETRET.DETECT.PRECISION = "fp32"
+
+
+DETECT_PRECISIONS = ("fp32", "bf16")
 
 
 def resolve_config_file(name: str) -> str:
@@ -103,6 +111,8 @@ def build_detector_cfg(
         cfg.MODEL.ROI_HEADS.NUM_CLASSES = n_labels
     if cfg.DETRET.CROP.POLICY not in CROP_POLICIES:
         raise ValueError(f"DETRET.CROP.POLICY {cfg.DETRET.CROP.POLICY!r} is not one of {CROP_POLICIES}")
+    if cfg.DETRET.DETECT.PRECISION not in DETECT_PRECISIONS:
+        raise ValueError(f"DETRET.DETECT.PRECISION {cfg.DETRET.DETECT.PRECISION!r} is not one of {DETECT_PRECISIONS}")
     if weights is not None:
         cfg.MODEL.WEIGHTS = str(weights)
     cfg.MODEL.DEVICE = device

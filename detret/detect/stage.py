@@ -69,6 +69,8 @@ def _hashed_cfg_text(cfg: CfgNode) -> str:
     c.MODEL.DEVICE = ""
     c.DETRET.DETECT.BATCH_SIZE = 0
     c.DETRET.DETECT.NUM_WORKERS = 0
+    if c.DETRET.DETECT.PRECISION == "fp32":  # the default: left out, so runs from before the key stay valid
+        del c.DETRET.DETECT["PRECISION"]
     return c.dump()
 
 

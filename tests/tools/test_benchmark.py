@@ -1,0 +1,77 @@
+"""tools/benchmark.py: small runs of the benchmarks (their own checks agree) and the met/unmet report."""
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("detret_benchmark", ROOT / "tools" / "benchmark.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["detret_benchmark"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_search_and_eval_benchmarks_check_their_results(bench, tmp_path):
+    out = tmp_path / "search.json"
+    assert bench.main(["search", "--gallery", "3000", "--queries", "200", "--dim", "64", "--repeat", "1",
+                       "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["identical_up_to_float_ties"] and result["speedup"] > 0
+    assert result["machine"]["faiss_blas_kernels"] in (None, "SkylakeX", "Haswell", "Zen", "Prescott") or \
+        isinstance(result["machine"]["faiss_blas_kernels"], str)
+    out = tmp_path / "eval.json"
+    assert bench.main(["eval", "--gallery", "500", "--queries", "50", "--repeat", "1", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["values_agree"] is True
+
+
+def test_embed_map_measures_bf16_descriptors_and_leaves_the_run_as_it_was(bench, demo_quick):
+    out, _ = demo_quick
+    run_dir = out / "runs"
+    before = sorted(p.name for p in run_dir.iterdir())
+    result = bench.bench_embed_map(bench._sub(config=str(out / "demo.yaml"), model="tri-crops"))
+    assert sorted(p.name for p in run_dir.iterdir()) == before
+    assert result["min_cosine_bf16_vs_fp32"] > 0.99
+    fp32 = json.loads((run_dir / "eval" / "metrics.json").read_text())["tri-crops"]["mean_over_categories"]
+    assert result["fp32"] == pytest.approx(fp32)  # the fp32 side is the run's own evaluation
+    assert result["map_change_points"] == pytest.approx(100 * abs(result["bf16"]["mAP"] - fp32["mAP"]))
+
+
+def _result(**changes):
+    r = {"mode": "quick", "command": "python tools/benchmark.py all --quick", "machine": {"cores": 2},
+         "embed": {"speedup_bf16": 4.3, "batched_bf16_s": 1.0, "baseline_per_image_fp32_s": 4.3, "speedup_fp32": 1.2,
+                   "min_cosine_bf16": 0.99998},
+         "embed_map": {"model": "tri-crops", "bf16": {"mAP": 0.250}, "fp32": {"mAP": 0.247}, "map_change_points": 0.3},
+         "detect": {"photos": 60, "detector": "R18-FPN 256-512 px", "speedup_fp32": 1.1, "speedup_bf16": 2.5,
+                    "share_crops_iou_ge_0.95_fp32": 1.0, "share_crops_iou_ge_0.95_bf16": 0.97},
+         "search": [{"dim": 512, "gallery": 40000, "queries": 2000, "speedup": 1.5, "faiss_s": 0.16,
+                     "numpy_bruteforce_s": 0.24, "identical_top20": True, "identical_up_to_float_ties": True}],
+         "search_full": {"scale": 0.05, "gallery": 20000, "dim": 2048, "queries": 1018, "exact_search_s": 1.0,
+                         "peak_rss_gib": 0.5, "compressed": "SQ8", "recall_at_20": 0.99, "memory_ratio": 4.0,
+                         "compressed_search_s": 3.0},
+         "eval": {"queries": 5000, "gallery": 20000, "speedup": 18.0, "fast_s": 0.7, "sort_reference_s": 12.6,
+                  "values_agree": True},
+         "end_to_end": {"profile": "quick", "total_s": 130.0, "per_step_s": {"train the detector": 30.0}}}
+    r.update(changes)
+    return r
+
+
+def test_targets_are_read_off_the_results(bench):
+    rows = {x["target"]: x for x in bench._targets(_result())}
+    assert rows["embed"]["met"] and rows["embed-cosine"]["met"] and rows["embed-map"]["met"] and rows["eval"]["met"]
+    # detect: fp32 agrees but is slow, bf16 is fast but changes 3% of the crops -> not met
+    assert not rows["detect"]["met"] and "bf16" in rows["detect"]["why_not"]
+    assert not rows["search"]["met"] and rows["search"]["why_not"]
+    assert rows["search-full"]["met"] and rows["end-to-end"]["met"]
+    met = {x["target"]: x["met"] for x in bench._targets(_result(detect={
+        **_result()["detect"], "share_crops_iou_ge_0.95_bf16": 0.995}))}
+    assert met["detect"]  # bf16 at 2.5x with 99.5% of crops agreeing meets the target
+    text = bench._markdown(bench._targets(_result()), _result())
+    assert "| detect |" in text and "## Not met, and why" in text and "**search**" in text
+    assert text.count("**no**") == 2
