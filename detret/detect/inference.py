@@ -2,8 +2,8 @@
 
 Photos are decoded and resized in DataLoader workers (the same resize as
 Detectron2's ``DefaultPredictor``: shortest edge to ``INPUT.MIN_SIZE_TEST``,
-longest at most ``INPUT.MAX_SIZE_TEST``); the model sees ``DETRET.DETECT.BATCH_SIZE``
-photos per forward pass under ``torch.inference_mode``. The mask head is
+longest at most ``INPUT.MAX_SIZE_TEST``); the model sees up to ``DETRET.DETECT.BATCH_SIZE``
+photos of one padded shape per forward pass under ``torch.inference_mode``. The mask head is
 switched off: the crop needs boxes only. A photo that cannot be decoded is
 recorded with the reason and the run goes on. ``DETRET.DETECT.PRECISION: bf16`` runs
 the ResNet bottom-up (most of the compute) channels-last under bfloat16 autocast and
@@ -13,9 +13,8 @@ CPU (casts around every head op) and changed more crops.
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Sequence, Tuple
+from typing import Callable, Dict, Iterable, Iterator, List, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -53,10 +52,6 @@ class PhotoDataset(Dataset):
         resized = self.resize.get_transform(img).apply_image(img)
         tensor = torch.as_tensor(np.ascontiguousarray(resized.transpose(2, 0, 1)))  # [3, H', W'] uint8
         return {"photo_id": photo_id, "image": tensor, "height": height, "width": width}
-
-
-def _collate(batch: List[Dict]) -> List[Dict]:
-    return batch
 
 
 def inference_cfg(cfg: CfgNode) -> CfgNode:
@@ -113,6 +108,43 @@ def to_detections(instances, labels: Sequence[str]) -> List[Detection]:
     return [Detection(tuple(b), labels[c], s, o) for b, c, s, o in zip(boxes, classes, scores, objectness)]
 
 
+def _padded_shape(image: torch.Tensor, divisibility: int) -> Tuple[int, int]:
+    """The (H, W) Detectron2's ``ImageList`` pads this image to when it is alone in a batch."""
+    d = max(int(divisibility), 1)
+    return -(-image.shape[1] // d) * d, -(-image.shape[2] // d) * d
+
+
+def shape_batches(samples: Iterable[Dict], batch_size: int, divisibility: int,
+                  max_waiting: int) -> Iterator[List[Dict]]:
+    """Group decoded photos into batches of one padded shape each.
+
+    A batch is padded to its largest photo, so a portrait and a landscape photo together
+    cost about twice their own compute, and their features near the padding differ from
+    single-photo inference. Photos wait in one bucket per padded shape; a bucket leaves
+    when it is full, the fullest one when `max_waiting` photos wait (memory stays bounded),
+    and all at the end. Unreadable photos (``"error"``) leave at once.
+    """
+    buckets: Dict[Tuple[int, int], List[Dict]] = {}
+    waiting = 0
+    for sample in samples:
+        if "error" in sample:
+            yield [sample]
+            continue
+        key = _padded_shape(sample["image"], divisibility)
+        bucket = buckets.setdefault(key, [])
+        bucket.append(sample)
+        waiting += 1
+        if len(bucket) >= batch_size:
+            waiting -= len(bucket)
+            yield buckets.pop(key)
+        elif waiting > max_waiting:
+            fullest = max(buckets, key=lambda k: len(buckets[k]))
+            waiting -= len(buckets[fullest])
+            yield buckets.pop(fullest)
+    for key in list(buckets):
+        yield buckets.pop(key)
+
+
 def detect_photos(
     model: torch.nn.Module,
     cfg: CfgNode,
@@ -120,15 +152,17 @@ def detect_photos(
     labels: Sequence[str],
     device: torch.device,
     on_batch: Callable[[List[PhotoDetections]], None],
-) -> Iterator[float]:
-    """Run the detector over `items`, handing each batch's results to `on_batch`; yields photos/s."""
+) -> Iterator[int]:
+    """Run the detector over `items`, handing each batch's results to `on_batch`; yields the
+    number of photos each batch handled. Batches hold photos of one padded shape (see
+    ``shape_batches``), so every photo's detections are those of single-photo inference."""
     dataset = PhotoDataset(items, cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST, cfg.INPUT.FORMAT)
     workers = int(cfg.DETRET.DETECT.NUM_WORKERS)
-    loader = DataLoader(dataset, batch_size=int(cfg.DETRET.DETECT.BATCH_SIZE), shuffle=False,
-                        num_workers=workers, collate_fn=_collate, persistent_workers=False,
-                        prefetch_factor=2 if workers else None)
-    start, seen = time.perf_counter(), 0
-    for batch in loader:
+    batch_size = int(cfg.DETRET.DETECT.BATCH_SIZE)
+    loader = DataLoader(dataset, batch_size=None, shuffle=False, num_workers=workers, persistent_workers=False,
+                        prefetch_factor=2 * batch_size if workers else None)
+    divisibility = getattr(model.backbone, "size_divisibility", 0)
+    for batch in shape_batches(loader, batch_size, divisibility, max_waiting=4 * batch_size):
         results = [PhotoDetections(b["photo_id"], status="skipped", reason=b["error"]) for b in batch if "error" in b]
         ok = [b for b in batch if "error" not in b]
         if ok:
@@ -139,5 +173,4 @@ def detect_photos(
                 inst = out["instances"].to("cpu")
                 results.append(PhotoDetections(b["photo_id"], b["width"], b["height"], to_detections(inst, labels)))
         on_batch(results)
-        seen += len(batch)
-        yield seen / max(time.perf_counter() - start, 1e-9)
+        yield len(batch)

@@ -24,7 +24,7 @@ from ..data.street2shop import Street2Shop, load_street2shop
 from ..runs.atomic import atomic_write_json
 from ..runs.stage import Stage, require_fresh
 from ..utils.device import data_parallel_device, resolve_device
-from ..utils.progress import progress
+from ..utils.progress import counter, progress
 from .artifact import ARTIFACT_NAME, PARTIAL_NAME, CropRecord, PhotoDetections, append_partial, read_partial, \
     write_artifact
 from .config import build_detector_cfg, check_weights_available
@@ -206,12 +206,9 @@ def run_detect(
                 append_partial(partial_path, results)
                 done.update((r.photo_id, r) for r in results)
 
-            bar = progress(detect_photos(model, choice.cfg, todo, cats.modanet, device, on_batch),
-                           f"detect {split}", unit="batch",
-                           total=-(-len(todo) // int(choice.cfg.DETRET.DETECT.BATCH_SIZE)))
-            for rate in bar:
-                if hasattr(bar, "set_postfix_str"):
-                    bar.set_postfix_str(f"{rate:.1f} photos/s")
+            with counter(f"detect {split}", len(todo)) as bar:
+                for n_photos in detect_photos(model, choice.cfg, todo, cats.modanet, device, on_batch):
+                    bar.update(n_photos)
     else:
         from ..data.images import PhotoError, photo_size
 

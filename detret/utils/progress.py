@@ -14,3 +14,8 @@ T = TypeVar("T")
 
 def progress(items: Iterable[T], desc: str, unit: str = "photo", total: Optional[int] = None) -> Iterable[T]:
     return tqdm(items, desc=desc, unit=unit, total=total, leave=False, disable=None, dynamic_ncols=True)
+
+
+def counter(desc: str, total: Optional[int], unit: str = "photo") -> tqdm:
+    """A bar advanced by hand (``bar.update(n)``) for work that arrives in uneven chunks."""
+    return tqdm(desc=desc, unit=unit, total=total, leave=False, disable=None, dynamic_ncols=True)

@@ -1,4 +1,5 @@
 """detret.detect.inference: the bf16 bottom-up against the fp32 one, on a real Detectron2 model."""
+import numpy as np
 import torch
 
 from detret.detect.config import build_detector_cfg
@@ -57,3 +58,76 @@ def test_unknown_precision_is_refused(tmp_path):
 
     with pytest.raises(ValueError, match="DETRET.DETECT.PRECISION 'fp16'"):
         _cfg("DETRET.DETECT.PRECISION", "fp16")
+
+
+def _sample(i, h, w):
+    return {"photo_id": i, "image": torch.zeros(3, h, w, dtype=torch.uint8), "height": h, "width": w}
+
+
+def test_shape_batches_hold_one_padded_shape_each_and_lose_nothing():
+    import random
+
+    from detret.detect.inference import _padded_shape, shape_batches
+
+    rng = random.Random(0)
+    samples = []
+    for i in range(200):
+        if i % 17 == 0:
+            samples.append({"photo_id": i, "error": "cannot decode"})
+        else:
+            samples.append(_sample(i, rng.choice([256, 250, 320, 300]), rng.choice([256, 320, 330, 512])))
+    consumed = 0
+
+    def source():
+        nonlocal consumed
+        for sample in samples:
+            consumed += 1
+            yield sample
+
+    seen, most_waiting = [], 0
+    for batch in shape_batches(source(), 4, 32, max_waiting=6):
+        most_waiting = max(most_waiting, consumed - len(seen))  # read but not yet handed on, this batch included
+        assert 1 <= len(batch) <= 4
+        if "error" in batch[0]:
+            assert len(batch) == 1
+        else:
+            assert len({_padded_shape(b["image"], 32) for b in batch}) == 1
+        seen += [b["photo_id"] for b in batch]
+    assert sorted(seen) == list(range(200))
+    assert most_waiting <= 6 + 1  # memory stays bounded whatever the mix of shapes
+    assert _padded_shape(torch.zeros(3, 250, 330), 32) == (256, 352)
+    assert _padded_shape(torch.zeros(3, 250, 330), 0) == (250, 330)
+
+
+def test_batched_detection_of_mixed_shapes_equals_photo_by_photo(tmp_path):
+    from PIL import Image
+
+    from detret.data.categories import load_categories
+    from detret.detect.inference import detect_photos
+
+    rng = np.random.default_rng(0)
+    items = []
+    for i, (h, w) in enumerate([(300, 200), (200, 300), (300, 200), (240, 240), (200, 300), (300, 200)]):
+        path = tmp_path / f"{i}.jpg"
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(path)
+        items.append((i, path))
+    labels = load_categories().modanet
+
+    def run(batch_size):
+        cfg = _cfg("DETRET.DETECT.BATCH_SIZE", str(batch_size), "DETRET.DETECT.NUM_WORKERS", "0",
+                   "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0")
+        model = load_detector(cfg, weights, torch.device("cpu"))
+        found = []
+        assert sum(detect_photos(model, cfg, items, labels, torch.device("cpu"), found.extend)) == len(items)
+        return {r.photo_id: r for r in found}
+
+    weights = _weights(tmp_path, _cfg())
+    one, four = run(1), run(4)
+    assert sorted(one) == sorted(four) == list(range(len(items)))
+    assert sum(len(r.detections) for r in one.values()) > 0
+    for i in one:
+        a, b = one[i].detections, four[i].detections
+        assert len(a) == len(b), i
+        for x, y in zip(a, b):
+            assert x.label == y.label
+            assert np.allclose(x.box_xyxy, y.box_xyxy, atol=1e-2) and abs(x.score - y.score) < 1e-4
