@@ -23,7 +23,7 @@ def test_search_and_eval_benchmarks_check_their_results(bench, tmp_path):
     assert bench.main(["search", "--gallery", "3000", "--queries", "200", "--dim", "64", "--repeat", "1",
                        "--out", str(out)]) == 0
     result = json.loads(out.read_text())
-    assert result["identical_up_to_float_ties"] and result["speedup"] > 0
+    assert result["identical_up_to_float_ties"] and result["speedup"] > 0 and 0 < result["numpy_matmul_share"]
     assert result["machine"]["faiss_blas_kernels"] in (None, "SkylakeX", "Haswell", "Zen", "Prescott") or \
         isinstance(result["machine"]["faiss_blas_kernels"], str)
     out = tmp_path / "eval.json"
@@ -41,17 +41,20 @@ def test_embed_map_measures_bf16_descriptors_and_leaves_the_run_as_it_was(bench,
     fp32 = json.loads((run_dir / "eval" / "metrics.json").read_text())["tri-crops"]["mean_over_categories"]
     assert result["fp32"] == pytest.approx(fp32)  # the fp32 side is the run's own evaluation
     assert result["map_change_points"] == pytest.approx(100 * abs(result["bf16"]["mAP"] - fp32["mAP"]))
+    assert result["queries"] > 0 and result["one_query_weight_points"] >= 100 / result["queries"]
 
 
 def _result(**changes):
     r = {"mode": "quick", "command": "python tools/benchmark.py all --quick", "machine": {"cores": 2},
          "embed": {"speedup_bf16": 4.3, "batched_bf16_s": 1.0, "baseline_per_image_fp32_s": 4.3, "speedup_fp32": 1.2,
                    "min_cosine_bf16": 0.99998},
-         "embed_map": {"model": "tri-crops", "bf16": {"mAP": 0.250}, "fp32": {"mAP": 0.247}, "map_change_points": 0.3},
+         "embed_map": {"model": "tri-crops", "bf16": {"mAP": 0.250}, "fp32": {"mAP": 0.247}, "map_change_points": 0.3,
+                       "queries": 157, "one_query_weight_points": 0.2},
          "detect": {"photos": 60, "detector": "R18-FPN 256-512 px", "speedup_fp32": 1.1, "speedup_bf16": 2.5,
                     "share_crops_iou_ge_0.95_fp32": 1.0, "share_crops_iou_ge_0.95_bf16": 0.97},
          "search": [{"dim": 512, "gallery": 40000, "queries": 2000, "speedup": 1.5, "faiss_s": 0.16,
-                     "numpy_bruteforce_s": 0.24, "identical_top20": True, "identical_up_to_float_ties": True}],
+                     "numpy_bruteforce_s": 0.24, "identical_top20": True, "identical_up_to_float_ties": True,
+                     "numpy_matmul_only_s": 0.15, "numpy_matmul_share": 0.62}],
          "search_full": {"scale": 0.05, "gallery": 20000, "dim": 2048, "queries": 1018, "exact_search_s": 1.0,
                          "peak_rss_gib": 0.5, "compressed": "SQ8", "recall_at_20": 0.99, "memory_ratio": 4.0,
                          "compressed_search_s": 3.0},
