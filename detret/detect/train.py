@@ -17,6 +17,8 @@ GPUs, gloo on CPU).
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import logging
 import os
@@ -33,6 +35,7 @@ from detectron2.utils.events import CommonMetricPrinter, JSONWriter
 from omegaconf import DictConfig, OmegaConf
 
 from ..runs.atomic import atomic_path, atomic_write_text
+from . import roi_heads  # noqa: F401  -- registers detret's ROI heads in spawned workers too
 
 logger = logging.getLogger(__name__)
 
@@ -58,9 +61,28 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
         atomic_write_text(os.path.join(self.save_dir, "last_checkpoint"), last_filename_basename)
 
 
+@contextlib.contextmanager
+def _ddp_on_cpu(device: str):
+    """Detectron2's ``create_ddp_model`` (called inside ``DefaultTrainer.__init__``) always
+    passes ``device_ids=[local rank]``, which ``DistributedDataParallel`` refuses for a CPU
+    module; for CPU training in several (gloo) processes it gets ``device_ids=None``."""
+    from detectron2.engine import defaults
+
+    if torch.device(device).type != "cpu" or comm.get_world_size() == 1:
+        yield
+        return
+    original = defaults.create_ddp_model
+    defaults.create_ddp_model = functools.partial(original, device_ids=None)
+    try:
+        yield
+    finally:
+        defaults.create_ddp_model = original
+
+
 class DetectorTrainer(DefaultTrainer):
     def __init__(self, cfg: CfgNode) -> None:
-        super().__init__(cfg)
+        with _ddp_on_cpu(cfg.MODEL.DEVICE):
+            super().__init__(cfg)
         # DefaultTrainer builds its checkpointer and hands it to the PeriodicCheckpointer
         # hook inside __init__; retyping that one object makes every save atomic.
         self.checkpointer.__class__ = AtomicDetectionCheckpointer
@@ -94,6 +116,10 @@ def _worker(cfg_yaml: str, pipeline_yaml: str, resume: bool) -> Dict:
     cfg.freeze()
     pcfg = OmegaConf.create(pipeline_yaml)
     setup_logger(output=cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="detectron2")
+    if comm.get_world_size() > 1:
+        from ..utils.device import data_parallel_device
+
+        data_parallel_device(cfg.MODEL.DEVICE)  # CPU processes share the cores
     # Detectron2's own seeding (as its default_setup does): initial weights, sampler
     # order and augmentation follow cfg.SEED, which run_train_detector sets from the
     # pipeline seed, so the same seed on the same CPU trains the same detector.
@@ -155,7 +181,7 @@ def _read_coco_results(out: Path) -> Dict:
         rec = json.loads(line)
         if any(k.startswith("bbox/") for k in rec):
             last = rec
-    return {"bbox": {k[5:]: v for k, v in last.items() if k.startswith("bbox/")}} if last else {}
+    return _json_safe({"bbox": {k[5:]: v for k, v in last.items() if k.startswith("bbox/")}}) if last else {}
 
 
 def run_train_detector(
