@@ -512,7 +512,11 @@ def bench_all(args) -> Dict:
         config = Path(args.config)
     else:
         config = _run_demo(work, quick)
-    timings = json.loads((Path(config).parent / "demo" / "timings.json").read_text())
+    timings_path = Path(config).parent / "demo" / "timings.json"
+    if not timings_path.is_file():
+        raise SystemExit(f"all: {timings_path} is missing: --config must be the demo.yaml of a finished "
+                         f"`detret demo` (or leave --config out to run the demo)")
+    timings = json.loads(timings_path.read_text())
     r: Dict = {"mode": "quick" if quick else "full", "command": " ".join(["python tools/benchmark.py"] + sys.argv[1:])}
     steps = {s["step"]: s.get("seconds_when_run", s["seconds"]) for s in timings["steps"]}
     r["end_to_end"] = {"profile": timings["profile"], "per_step_s": steps, "total_s": sum(steps.values()),

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import glob
+import logging
 import os
 import sys
 from pathlib import Path
@@ -78,3 +79,17 @@ def faiss_blas_core() -> Optional[str]:
         lib.openblas_get_corename.restype = ctypes.c_char_p
         return lib.openblas_get_corename().decode()
     return None
+
+
+def _warn_if_generic() -> None:
+    """faiss imported before detret (so too late to choose its kernels) on a CPU that has better ones."""
+    expected = openblas_coretype(cpu_flags())
+    core = faiss_blas_core()
+    if expected is not None and core == "Prescott":
+        logging.getLogger(__name__).warning(
+            "FAISS's bundled OpenBLAS runs its generic kernels on this CPU (faiss was imported before detret); "
+            "exact search is several times slower. Set OPENBLAS_CORETYPE=%s in the environment, or import "
+            "detret before faiss.", expected)
+
+
+_warn_if_generic()

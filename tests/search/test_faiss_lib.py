@@ -54,3 +54,17 @@ def test_a_users_own_coretype_wins():
     core, kept = _in_child(dict(os.environ, OPENBLAS_CORETYPE="Haswell"))
     assert kept == "Haswell"
     assert core in ("Haswell", "None")  # None: faiss links a BLAS other than a bundled OpenBLAS
+
+
+def test_faiss_imported_first_gets_a_warning_naming_the_fix():
+    flags = cpu_flags()
+    expected = openblas_coretype(flags)
+    code = ("import logging; logging.basicConfig(); import faiss; import detret.search.faiss_lib as f; "
+            "print('CORE', f.faiss_blas_core())")
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    core = run.stdout.split("CORE")[-1].split()[0]
+    if expected is not None and core == "Prescott":  # the wheel's OpenBLAS does not know this CPU
+        assert f"OPENBLAS_CORETYPE={expected}" in run.stderr
+    else:
+        assert "generic kernels" not in run.stderr
