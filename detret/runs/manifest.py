@@ -55,12 +55,25 @@ _TRACKED_DISTRIBUTIONS = (
 )
 
 
+# sha256 by (path, inode, size, mtime in ns): within one process a file is read once however
+# many stages name it (`detret report` and `detret demo` check every stage's inputs and
+# outputs; at full scale the descriptor files are GBs). detret replaces files by atomic
+# rename, which gives a new inode, and any in-place write moves the mtime.
+_SHA256_SEEN: Dict[tuple, str] = {}
+
+
 def sha256_file(path: Path) -> str:
+    st = os.stat(path)
+    key = (os.path.realpath(path), st.st_ino, st.st_size, st.st_mtime_ns)
+    known = _SHA256_SEEN.get(key)
+    if known is not None:
+        return known
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(_HASH_CHUNK_BYTES), b""):
             digest.update(chunk)
-    return digest.hexdigest()
+    _SHA256_SEEN[key] = digest.hexdigest()
+    return _SHA256_SEEN[key]
 
 
 def fingerprint(path: Path) -> Dict[str, Any]:
