@@ -37,6 +37,7 @@ import json
 import os
 import platform
 import subprocess
+import time
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -58,8 +59,12 @@ _TRACKED_DISTRIBUTIONS = (
 # sha256 by (path, inode, size, mtime in ns): within one process a file is read once however
 # many stages name it (`detret report` and `detret demo` check every stage's inputs and
 # outputs; at full scale the descriptor files are GBs). detret replaces files by atomic
-# rename, which gives a new inode, and any in-place write moves the mtime.
+# rename, which gives a new inode, and an in-place write moves the mtime; but the kernel's
+# file clock is coarse (milliseconds), so, as git does with its index, a file modified in
+# the last seconds is not remembered: a same-size rewrite within one clock tick would
+# keep its key.
 _SHA256_SEEN: Dict[tuple, str] = {}
+_RACY_NS = 3 * 10 ** 9
 
 
 def sha256_file(path: Path) -> str:
@@ -72,8 +77,9 @@ def sha256_file(path: Path) -> str:
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(_HASH_CHUNK_BYTES), b""):
             digest.update(chunk)
-    _SHA256_SEEN[key] = digest.hexdigest()
-    return _SHA256_SEEN[key]
+    if time.time_ns() - st.st_mtime_ns > _RACY_NS:
+        _SHA256_SEEN[key] = digest.hexdigest()
+    return digest.hexdigest()
 
 
 def fingerprint(path: Path) -> Dict[str, Any]:

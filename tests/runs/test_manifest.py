@@ -79,25 +79,30 @@ def test_versions_include_detret():
 def test_a_file_is_read_once_per_process_until_it_changes(tmp_path, monkeypatch):
     import builtins
     import os
+    import time
 
     from detret.runs import manifest as manifest_mod
     from detret.runs.atomic import atomic_write_text
 
     path = tmp_path / "gallery.npy"
     path.write_bytes(b"a" * 5000)
+    old_ns = time.time_ns() - 60 * 10 ** 9  # written a minute ago: not "racy"
+    os.utime(path, ns=(old_ns, old_ns))
     opened = []
     real_open = builtins.open
     monkeypatch.setattr(builtins, "open", lambda f, *a, **k: (opened.append(str(f)), real_open(f, *a, **k))[1])
     first = manifest_mod.sha256_file(path)
     assert manifest_mod.sha256_file(path) == first == hashlib.sha256(b"a" * 5000).hexdigest()
     assert opened.count(str(path)) == 1
-    # replaced the way detret writes (atomic rename: a new inode), same size and content length
+    # replaced the way detret writes (atomic rename: a new inode), same size
     atomic_write_text(path, "b" * 5000)
     assert manifest_mod.sha256_file(path) == hashlib.sha256(b"b" * 5000).hexdigest()
-    # written in place, same size: the mtime moves
+    # just written, then rewritten in place at the same size within one tick of the file clock:
+    # not remembered while racy, so the new content is seen
     st = os.stat(path)
     with real_open(path, "wb") as fh:
         fh.write(b"c" * 5000)
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert os.stat(path).st_ino == st.st_ino and os.stat(path).st_mtime_ns == st.st_mtime_ns
     assert manifest_mod.sha256_file(path) == hashlib.sha256(b"c" * 5000).hexdigest()
     assert opened.count(str(path)) == 3
