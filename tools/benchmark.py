@@ -26,7 +26,8 @@
   ``benchmarks/report[_quick].md`` and ``.json``: each target, met or not, and why not.
 
 Each prints and writes JSON (``--out``) with absolute times, the ratio and the
-machine description. The machine is noisy: every timing is the best of `--repeat`.
+machine description. The machine is noisy: every timing is the best of `--repeat`
+rounds, and within a round the baseline and detret's code run in turn.
 """
 from __future__ import annotations
 
@@ -57,13 +58,17 @@ def machine() -> Dict:
             "faiss_gpus": faiss.get_num_gpus(), "faiss_blas_kernels": faiss_blas_core(), "torch_threads": torch.get_num_threads()}
 
 
-def best_of(fn: Callable[[], object], repeat: int) -> float:
-    times = []
+def best_of(fns: Dict[str, Callable[[], object]], repeat: int) -> Dict[str, float]:
+    """The best time of each function over `repeat` rounds, run in turn within each round
+    (baseline, ours, baseline, ours, ...), so that a slow spell of this shared machine
+    falls on both sides rather than on whichever ran second."""
+    times: Dict[str, List[float]] = {name: [] for name in fns}
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: min(ts) for name, ts in times.items()}
 
 
 def _split(n: int, rng: np.random.Generator) -> List[str]:
@@ -122,8 +127,8 @@ def bench_search(args) -> Dict:
     def numpy_matmul_only():
         return [q[qi] @ g[gi].T for gi, qi in groups.values() if len(qi)]
 
-    t_faiss, t_numpy = best_of(faiss_search, args.repeat), best_of(numpy_search, args.repeat)
-    t_matmul = best_of(numpy_matmul_only, args.repeat)
+    t = best_of({"faiss": faiss_search, "numpy": numpy_search, "matmul": numpy_matmul_only}, args.repeat)
+    t_faiss, t_numpy, t_matmul = t["faiss"], t["numpy"], t["matmul"]
     return {"benchmark": "search", "numpy_matmul_only_s": t_matmul,
             # the share of NumPy's time in the products, which an exact fp32 search must also compute
             "numpy_matmul_share": t_matmul / t_numpy, "gallery": args.gallery, "queries": args.queries, "dim": args.dim, "k": k,
@@ -212,7 +217,8 @@ def bench_eval(args) -> Dict:
         return out
 
     agree = np.allclose(fast(), by_sort(), atol=1e-9)
-    t_fast, t_sort = best_of(fast, args.repeat), best_of(by_sort, args.repeat)
+    t = best_of({"fast": fast, "sort": by_sort}, args.repeat)
+    t_fast, t_sort = t["fast"], t["sort"]
     return {"benchmark": "eval", "gallery": args.gallery, "queries": args.queries, "fast_s": t_fast,
             "sort_reference_s": t_sort, "speedup": t_sort / t_fast, "values_agree": bool(agree)}
 
@@ -250,9 +256,8 @@ def bench_embed(args) -> Dict:
     ref = baseline()
     cos_fp32 = float((ref * batched("fp32")).sum(1).min())
     cos_bf16 = float((ref * batched("bf16")).sum(1).min())
-    t_base = best_of(baseline, args.repeat)
-    t_fp32 = best_of(lambda: batched("fp32"), args.repeat)
-    t_bf16 = best_of(lambda: batched("bf16"), args.repeat)
+    t = best_of({"base": baseline, "fp32": lambda: batched("fp32"), "bf16": lambda: batched("bf16")}, args.repeat)
+    t_base, t_fp32, t_bf16 = t["base"], t["fp32"], t["bf16"]
     return {"benchmark": "embed", "architecture": args.arch, "image_size": args.size, "images": args.images,
             "batch": args.batch, "baseline_per_image_fp32_s": t_base, "batched_fp32_s": t_fp32,
             "batched_bf16_s": t_bf16, "speedup_fp32": t_base / t_fp32, "speedup_bf16": t_base / t_bf16,
@@ -331,15 +336,16 @@ def bench_detect(args) -> Dict:
         return run
 
     ref = baseline()
-    t_base = best_of(baseline, args.repeat)
+    runs = {precision: batched(precision) for precision in ("fp32", "bf16")}
+    crops = {precision: run() for precision, run in runs.items()}
+    t = best_of({"base": baseline, **runs}, args.repeat)
+    t_base = t["base"]
     result = {"benchmark": "detect", "photos": len(items), "batch_size": int(cfg.DETRET.DETECT.BATCH_SIZE),
               "workers": int(cfg.DETRET.DETECT.NUM_WORKERS), "detector": f"R{cfg.MODEL.RESNETS.DEPTH}-FPN "
               f"{cfg.INPUT.MIN_SIZE_TEST}-{cfg.INPUT.MAX_SIZE_TEST} px", "baseline_default_predictor_s": t_base}
-    for precision in ("fp32", "bf16"):
-        run = batched(precision)
-        ours = run()
+    for precision, ours in crops.items():
         ious = [_iou(ref[pid], ours[pid]) for pid, _ in items]
-        t_ours = best_of(run, args.repeat)
+        t_ours = t[precision]
         result.update({f"detret_{precision}_s": t_ours, f"speedup_{precision}": t_base / t_ours,
                        f"photos_per_s_{precision}": len(items) / t_ours,
                        f"share_crops_iou_ge_0.95_{precision}": float(np.mean([v >= 0.95 for v in ious])),
