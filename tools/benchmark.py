@@ -405,7 +405,7 @@ WHY_NOT = {
     "search": "FAISS's exact CPU search and the NumPy reference spend most of their time in the same fp32 "
               "sgemm (FAISS's bundled OpenBLAS now on the CPU's AVX-512 kernels, see detret/search/faiss_lib.py); "
               "FAISS saves NumPy's argpartition (a heap instead) and its blocked products stay in cache, but "
-              "NumPy's matmul alone is 50-75% of NumPy's time, so 3x would need products 2x faster than NumPy's "
+              "NumPy's matmul alone is 40-75% of NumPy's time, so 3x would need products 2x faster than NumPy's "
               "sgemm. Faster exact search on this CPU needs a bf16 (AMX) product with "
               "exact fp32 re-scoring: tried, but on isotropic synthetic descriptors the rigorous bf16 error "
               "window kept ~950 candidates per query at D = 2048 and it was slower. On GPUs faiss-gpu's flat "
@@ -415,7 +415,7 @@ WHY_NOT = {
               "detections' scores or objectness lie within bf16 precision of each other or of the threshold "
               "(frequent with the demo's small, briefly trained detector).",
     "embed": "The ratio comes from bf16 autocast on AMX (batching and channels-last alone give about 1.0-1.2x). "
-             "On this shared 2-core VM the same code and sizes measured 4.27x once and 2.4-3.8x in other runs: "
+             "On this shared 2-core VM the same code and sizes measured 2.4-4.3x across runs (3.5-4.3x in most): "
              "its bf16 throughput varies between runs more than its fp32 throughput.",
     "embed-map": "bf16 descriptors differ from fp32 ones in the 3rd-4th digit; on a small gallery that can swap "
                  "near-tied neighbours.",
