@@ -23,7 +23,7 @@ from ..data.categories import load_categories
 from ..data.street2shop import Street2Shop, load_street2shop
 from ..runs.atomic import atomic_write_json
 from ..runs.stage import Stage, require_fresh
-from ..utils.device import data_parallel_device, resolve_device
+from ..utils.device import data_parallel_device, resolve_device, world_size
 from ..utils.progress import counter, progress
 from .artifact import ARTIFACT_NAME, PARTIAL_NAME, CropRecord, PhotoDetections, append_partial, read_partial, \
     write_artifact
@@ -181,7 +181,7 @@ def run_detect(
         for old in stage_dir.glob("photos.partial*.jsonl"):
             old.unlink()
     done = read_partials(stage_dir)
-    world = max(num_processes, 1) * num_machines
+    world = world_size(num_processes, num_machines)
     if choice is not None:
         todo = [(p, path) for p, path in photos if p not in done]
         logger.info("%s: %d photos, %d cached, %d to detect on %s%s", stage_dir, len(photos), len(done), len(todo),

@@ -35,6 +35,7 @@ from detectron2.utils.events import CommonMetricPrinter, JSONWriter
 from omegaconf import DictConfig, OmegaConf
 
 from ..runs.atomic import atomic_path, atomic_write_text
+from ..utils.device import world_size
 from . import roi_heads  # noqa: F401  -- registers detret's ROI heads in spawned workers too
 
 logger = logging.getLogger(__name__)
@@ -162,7 +163,7 @@ def train_detector(
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.yaml", cfg.dump())
     args = (cfg.dump(), OmegaConf.to_yaml(pcfg), resume)
-    if num_gpus > 1 or num_machines > 1:
+    if world_size(num_gpus, num_machines) > 1:
         launch(_worker, max(num_gpus, 1), num_machines=num_machines, machine_rank=machine_rank,
                dist_url=dist_url, args=args)
         results = _read_coco_results(out)

@@ -40,7 +40,7 @@ from ..retrieval.preprocess import crop_rgb, resize_normalise, to_tensor
 from ..runs.atomic import atomic_path, atomic_write_json, atomic_write_text
 from ..runs.manifest import sha256_file
 from ..runs.stage import Stage, require_fresh
-from ..utils.device import data_parallel_device, resolve_device
+from ..utils.device import data_parallel_device, resolve_device, world_size
 from ..utils.disk import require_free_space
 from ..utils.progress import progress
 from .artifact import Row, read_skipped, write_descriptors
@@ -139,10 +139,6 @@ def embed_rows(models: List[RetrievalNet], paths: List[Path], boxes: List, parts
         out[start:stop] = shard
         skipped.extend(shard_skipped)
     return out, skipped
-
-
-def world_size(num_processes: int, num_machines: int) -> int:
-    return max(num_processes, 1) * num_machines
 
 
 def _embed_worker(checkpoints: List[str], device_name: str, parts: str, sides: List[Tuple], scales: List[float],

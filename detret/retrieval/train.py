@@ -38,7 +38,7 @@ from ..data.street2shop import load_street2shop
 from ..evaluate.metrics import full_gallery_ap
 from ..runs.atomic import atomic_write_json
 from ..runs.stage import Stage, require_fresh
-from ..utils.device import resolve_device
+from ..utils.device import resolve_device, world_size
 from ..utils.progress import progress
 from .data import CropItem, CropReader, TrainingSet, batches, build_training_set, load_shop_boxes
 from .losses import ap_loss, hardest_negative_triplet_loss, triplet_loss
@@ -263,7 +263,7 @@ def run_train_retrieval(pcfg: DictConfig, loss: str, shop_crops: str, *, name: O
     if state == "done":
         logger.info("%s: already trained with this config and data, reused", out)
         return json.loads((out / "summary.json").read_text())
-    world = max(num_gpus, 1) * num_machines
+    world = world_size(num_gpus, num_machines)
     args = (OmegaConf.to_yaml(pcfg), loss, shop_crops, name, state == "resume")
     if world > 1:
         from detectron2.engine import launch

@@ -29,6 +29,11 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def world_size(num_processes: int, num_machines: int) -> int:
+    """Processes in a data-parallel run of ``num_processes`` per machine (0 or 1: one) on ``num_machines``."""
+    return max(num_processes, 1) * num_machines
+
+
 def data_parallel_device(device_name: str) -> torch.device:
     """The device of this process inside a Detectron2 ``launch`` group.
 
