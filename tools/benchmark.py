@@ -264,14 +264,6 @@ def bench_embed(args) -> Dict:
             "images_per_s_bf16": args.images / t_bf16, "min_cosine_fp32": cos_fp32, "min_cosine_bf16": cos_bf16}
 
 
-def _iou(a, b) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 1.0
-
-
 def bench_detect(args) -> Dict:
     """`detret detect`'s batched detection (decoding in DataLoader workers, batches of
     DETRET.DETECT.BATCH_SIZE, inference mode) against Detectron2's DefaultPredictor called
@@ -281,6 +273,8 @@ def bench_detect(args) -> Dict:
     import cv2
     import torch
     from detectron2.engine import DefaultPredictor
+    from detectron2.structures import Boxes
+    from detectron2.structures.boxes import matched_pairwise_iou
 
     from detret.config.pipeline import load_pipeline_config
     from detret.data.categories import load_categories
@@ -344,7 +338,8 @@ def bench_detect(args) -> Dict:
               "workers": int(cfg.DETRET.DETECT.NUM_WORKERS), "detector": f"R{cfg.MODEL.RESNETS.DEPTH}-FPN "
               f"{cfg.INPUT.MIN_SIZE_TEST}-{cfg.INPUT.MAX_SIZE_TEST} px", "baseline_default_predictor_s": t_base}
     for precision, ours in crops.items():
-        ious = [_iou(ref[pid], ours[pid]) for pid, _ in items]
+        ious = matched_pairwise_iou(Boxes(torch.tensor([ref[pid] for pid, _ in items])),
+                                    Boxes(torch.tensor([ours[pid] for pid, _ in items]))).tolist()
         t_ours = t[precision]
         result.update({f"detret_{precision}_s": t_ours, f"speedup_{precision}": t_base / t_ours,
                        f"photos_per_s_{precision}": len(items) / t_ours,
