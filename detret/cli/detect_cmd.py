@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .app import app, rerun_command, state
+from .parallel_options import dist_url_option, machine_rank_option, num_gpus_option, num_machines_option
 
 
 class Split(str, Enum):
@@ -31,10 +32,10 @@ def train_detector_cmd(
         None, "--detector-config", help="Detectron2 config: a file, a name in detectron_configs/, or zoo:<path>."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint of the run."),
     force: bool = typer.Option(False, "--force", help="Retrain even if the run holds a detector trained differently."),
-    num_gpus: int = typer.Option(0, min=0, help="Processes per machine (GPUs); 0 or 1: this process."),
-    num_machines: int = typer.Option(1, min=1, help="Machines taking part (data-parallel)."),
-    machine_rank: int = typer.Option(0, min=0, help="This machine's rank."),
-    dist_url: str = typer.Option("auto", help="Rendezvous URL of rank 0, e.g. tcp://10.0.0.1:29500."),
+    num_gpus: int = num_gpus_option(),
+    num_machines: int = num_machines_option(shared_run_dir=False),
+    machine_rank: int = machine_rank_option(),
+    dist_url: str = dist_url_option(),
 ) -> None:
     """Train the clothing detector on ModaNet with Detectron2, then evaluate it on the held-out split.
 
@@ -73,11 +74,10 @@ def detect_cmd(
     run_detector: bool = typer.Option(True, "--run-detector/--no-run-detector",
                                       help="For street photos: also record the detector's output (for figures)."),
     force: bool = typer.Option(False, "--force", help="Recompute even if the artifact was built differently."),
-    num_gpus: int = typer.Option(0, min=0, help="Processes per machine (GPUs; on CPUs, gloo processes); 0 or 1: "
-                                                "this process."),
-    num_machines: int = typer.Option(1, min=1, help="Machines taking part (run_dir on a shared filesystem)."),
-    machine_rank: int = typer.Option(0, min=0, help="This machine's rank."),
-    dist_url: str = typer.Option("auto", help="Rendezvous URL of rank 0, e.g. tcp://10.0.0.1:29500."),
+    num_gpus: int = num_gpus_option(),
+    num_machines: int = num_machines_option(shared_run_dir=True),
+    machine_rank: int = machine_rank_option(),
+    dist_url: str = dist_url_option(),
 ) -> None:
     """Crop every photo of a split: detector + the paper's policy (shop), annotated boxes (street).
 

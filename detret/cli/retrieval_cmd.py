@@ -7,6 +7,7 @@ from typing import Optional
 import typer
 
 from .app import app, rerun_command, state
+from .parallel_options import dist_url_option, machine_rank_option, num_gpus_option, num_machines_option
 
 
 class Loss(str, Enum):
@@ -30,11 +31,10 @@ def train_retrieval_cmd(
     force: bool = typer.Option(False, "--force", help="Retrain even if the run holds a model trained differently."),
     resume: bool = typer.Option(False, "--resume", help="Require an interrupted run to continue (a plain rerun "
                                                         "also resumes one when there is one)."),
-    num_gpus: int = typer.Option(0, min=0, help="Processes per machine (GPUs; on CPUs, gloo processes); 0 or 1: "
-                                                "this process."),
-    num_machines: int = typer.Option(1, min=1, help="Machines taking part (data-parallel)."),
-    machine_rank: int = typer.Option(0, min=0, help="This machine's rank."),
-    dist_url: str = typer.Option("auto", help="Rendezvous URL of rank 0, e.g. tcp://10.0.0.1:29500."),
+    num_gpus: int = num_gpus_option(),
+    num_machines: int = num_machines_option(shared_run_dir=False),
+    machine_rank: int = machine_rank_option(),
+    dist_url: str = dist_url_option(),
 ) -> None:
     """Train the GeM retrieval network: street crops (annotated boxes) against shop crops.
 

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .app import app, rerun_command, state
+from .parallel_options import dist_url_option, machine_rank_option, num_gpus_option, num_machines_option
 
 
 def _floats(text: str) -> List[float]:
@@ -37,11 +38,10 @@ def embed_cmd(
         None, "--combine", help="Instead of embedding: an ensemble of descriptor runs already computed (repeat; "
         "each keeps its own crops), e.g. --combine tri-full --combine tri-crops --name Tris."),
     force: bool = typer.Option(False, "--force", help="Recompute even if the descriptors were built differently."),
-    num_gpus: int = typer.Option(0, min=0, help="Processes per machine (GPUs; on CPUs, gloo processes); 0 or 1: "
-                                                "this process."),
-    num_machines: int = typer.Option(1, min=1, help="Machines taking part (run_dir on a shared filesystem)."),
-    machine_rank: int = typer.Option(0, min=0, help="This machine's rank."),
-    dist_url: str = typer.Option("auto", help="Rendezvous URL of rank 0, e.g. tcp://10.0.0.1:29500."),
+    num_gpus: int = num_gpus_option(),
+    num_machines: int = num_machines_option(shared_run_dir=True),
+    machine_rank: int = machine_rank_option(),
+    dist_url: str = dist_url_option(),
 ) -> None:
     """Descriptors of the gallery (shop crops) and the queries (street crops of the test pairs).
 
