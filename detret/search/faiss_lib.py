@@ -49,13 +49,9 @@ def openblas_coretype(flags: set) -> Optional[str]:
     return None
 
 
-def _import_faiss():
-    if "faiss" in sys.modules or "OPENBLAS_CORETYPE" in os.environ:
-        import faiss
-
-        return faiss
-    core = openblas_coretype(cpu_flags())
-    if core is None:
+def _import_faiss(core: Optional[str]):
+    """faiss, loaded with ``OPENBLAS_CORETYPE=core`` unless the user set it or faiss is loaded already."""
+    if core is None or "faiss" in sys.modules or "OPENBLAS_CORETYPE" in os.environ:
         import faiss
 
         return faiss
@@ -67,7 +63,9 @@ def _import_faiss():
     return faiss
 
 
-faiss = _import_faiss()
+_CORETYPE = openblas_coretype(cpu_flags())
+_LOADED_BEFORE = "faiss" in sys.modules
+faiss = _import_faiss(_CORETYPE)
 
 
 def faiss_blas_core() -> Optional[str]:
@@ -83,13 +81,12 @@ def faiss_blas_core() -> Optional[str]:
 
 def _warn_if_generic() -> None:
     """faiss imported before detret (so too late to choose its kernels) on a CPU that has better ones."""
-    expected = openblas_coretype(cpu_flags())
-    core = faiss_blas_core()
-    if expected is not None and core == "Prescott":
+    if _CORETYPE is not None and faiss_blas_core() == "Prescott":
         logging.getLogger(__name__).warning(
             "FAISS's bundled OpenBLAS runs its generic kernels on this CPU (faiss was imported before detret); "
             "exact search is several times slower. Set OPENBLAS_CORETYPE=%s in the environment, or import "
-            "detret before faiss.", expected)
+            "detret before faiss.", _CORETYPE)
 
 
-_warn_if_generic()
+if _LOADED_BEFORE:
+    _warn_if_generic()
