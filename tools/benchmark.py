@@ -14,7 +14,7 @@
   brute force (matmul + argpartition + sort) on the same descriptors, split by the
   real Exact Street2Shop category proportions; checks that the top-20 are identical.
 - eval: full-gallery mAP by counting, per positive, the items ranked before it
-  (detret.evaluate.metrics.full_gallery_ap) against the sort-based definition
+  (detret.retrieval.metrics.full_gallery_ap) against the sort-based definition
   (sort the whole gallery, then eq. 4); checks that the values agree.
 - embed: batched channels-last bf16-autocast embedding against a per-image eager fp32
   loop with the same model and crops; reports the lowest cosine similarity between them.
@@ -198,7 +198,7 @@ def bench_search_full(args) -> Dict:
 
 
 def bench_eval(args) -> Dict:
-    from detret.evaluate.metrics import average_precision, full_gallery_ap
+    from detret.retrieval.metrics import average_precision, full_gallery_ap
 
     rng = np.random.default_rng(1)
     scores = rng.normal(size=(args.queries, args.gallery)).astype(np.float32)
@@ -229,7 +229,7 @@ def bench_embed(args) -> Dict:
     left out of both (the crops are in memory), so this measures the network side only."""
     import torch
 
-    from detret.embed.stage import embed_crops
+    from detret.embed.inference import embed_crops
     from detret.retrieval.model import build_retrieval_net
     from detret.retrieval.preprocess import resize_normalise, to_tensor
 

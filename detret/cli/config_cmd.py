@@ -4,10 +4,9 @@ from __future__ import annotations
 import typer
 
 from ..config.pipeline import config_to_yaml, find_config_file, valid_keys
-from .app import app, state
+from .context import state
 
 config_app = typer.Typer(help="Show the pipeline config and its valid keys.", no_args_is_help=True)
-app.add_typer(config_app, name="config")
 
 
 @config_app.command("show")

@@ -3,18 +3,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import fields
-from enum import Enum
 from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from .app import app, rerun_command
+from ..config.choices import Dataset, DeepFashion2Split
+from .context import console, rerun_command
 
 data_app = typer.Typer(help="Datasets: generate the embedded synthetic dataset, validate a dataset on disk.", no_args_is_help=True)
-app.add_typer(data_app, name="data")
 
 
 @data_app.command("synth")
@@ -60,28 +58,22 @@ def _print_summary(summary: dict, out: Path) -> None:
         table.add_column(col, justify="right" if col != "category" else "left")
     for cat, row in summary["street2shop"].items():
         table.add_row(cat, str(row["gallery"]), str(row["train_pairs"]), str(row["test_pairs"]))
-    console = Console()
-    console.print(table)
+    printer = console()
+    printer.print(table)
     m = summary["modanet"]
-    console.print(
+    printer.print(
         f"ModaNet-style: {m['train']['images']} annotated photos ({m['train']['annotations']} garments), "
         f"{m['val']['images']} unannotated val photos in {out / 'modanet'}\n"
         f"Pipeline config: {out / 'detret.yaml'}"
     )
 
 
-class DatasetName(str, Enum):
-    modanet = "modanet"
-    street2shop = "street2shop"
-    deepfashion2 = "deepfashion2"
-
-
 @data_app.command("check")
 def check(
-    dataset: DatasetName = typer.Option(..., "--dataset", "-d", help="Which dataset format ROOT holds."),
+    dataset: Dataset = typer.Option(..., "--dataset", "-d", help="Which dataset format ROOT holds."),
     root: Path = typer.Option(..., "--root", "-r", help="Dataset folder, laid out as in datasets/README.md.",
                               file_okay=False),
-    split: str = typer.Option("validation", help="DeepFashion2 split folder (train, validation)."),
+    split: DeepFashion2Split = typer.Option(DeepFashion2Split.VALIDATION, help="DeepFashion2 split folder."),
     annotations: Optional[Path] = typer.Option(
         None, help="ModaNet annotation JSON (default: ROOT/annotations/modanet2018_instances_train.json).",
         dir_okay=False),
@@ -98,7 +90,7 @@ def check(
     """
     from ..data.check import check_dataset
 
-    report = check_dataset(dataset.value, root, split=split, annotations=annotations, decode=decode,
+    report = check_dataset(dataset.value, root, split=split.value, annotations=annotations, decode=decode,
                            workers=workers)
     if as_json:
         typer.echo(json.dumps(report, indent=2, sort_keys=True, default=str))
@@ -109,9 +101,7 @@ def check(
 
 
 def _print_check(report: dict) -> None:
-    console = Console()
-    if not console.is_terminal:  # piped or logged: do not squeeze the table into 80 columns
-        console = Console(width=200)
+    out = console()
     cats = report["categories"]
     columns = list(next(iter(cats.values())).keys()) if cats else []
     table = Table(title=f"{report['dataset']} in {report['root']}")
@@ -122,12 +112,12 @@ def _print_check(report: dict) -> None:
         table.add_row(name, *(str(row[c]) for c in columns))
     if report.get("totals"):
         table.add_row("[bold]all[/]", *(f"[bold]{report['totals'].get(c, '')}[/]" for c in columns))
-    console.print(table)
+    out.print(table)
     p = report["photos"]
-    console.print(f"photos checked: {p['checked']}, missing: {p['missing']}, undecodable: {p['undecodable']}")
+    out.print(f"photos checked: {p['checked']}, missing: {p['missing']}, undecodable: {p['undecodable']}")
     if report["ok"]:
-        console.print("[green]no problem found[/]")
+        out.print("[green]no problem found[/]")
     else:
-        console.print(f"[red]{report['n_problems']} problem(s)[/]; the first ones:")
+        out.print(f"[red]{report['n_problems']} problem(s)[/]; the first ones:")
         for line in report["problems"]:
-            console.print(f"  {line}", markup=False, highlight=False)
+            out.print(f"  {line}", markup=False, highlight=False)

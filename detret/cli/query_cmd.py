@@ -5,10 +5,9 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from .app import app, state
+from .context import console, state
 
 
 def _box(text: Optional[str]):
@@ -23,8 +22,7 @@ def _box(text: Optional[str]):
     return tuple(values)
 
 
-@app.command("query")
-def query_cmd(
+def query(
     ctx: typer.Context,
     photo: Path = typer.Argument(..., help="A street photo (any format Pillow reads)."),
     category: str = typer.Option(..., "--category", help="Retrieval category of the garment, e.g. dresses."),
@@ -37,6 +35,7 @@ def query_cmd(
                                             "into this folder."),
 ) -> None:
     """Search one photo against a built run: crop (given box or detector), embed, search its category."""
+    from ..query.outputs import write_query_outputs
     from ..query.run import run_query
 
     pcfg = state(ctx).pipeline_config()
@@ -48,21 +47,8 @@ def query_cmd(
         table.add_column(col, justify="left" if col == "path" else "right")
     for rank, photo_id, product_id, score, path, _ in result.results:
         table.add_row(str(rank), f"{score:.4f}", str(photo_id), str(product_id), str(path))
-    console = Console() if Console().is_terminal else Console(width=200)
-    console.print(table)
+    printer = console()
+    printer.print(table)
     if out is not None:
         write_query_outputs(out, result)
-        console.print(f"written: {out / 'query.json'}, {out / 'query.png'}")
-
-
-def write_query_outputs(out: Path, result) -> None:
-    import json
-
-    from ..data.images import read_rgb
-    from ..report.figures import RetrievalExample, plot_retrieval_examples
-    from ..runs.atomic import atomic_write_text
-
-    shown = [(read_rgb(path), box, None, score) for _, _, _, score, path, box in result.results]
-    plot_retrieval_examples(out / "query.png", [RetrievalExample(read_rgb(result.photo), result.crop.box_xyxy,
-                                                                 f"{result.category} · {result.crop.rule}", shown)])
-    atomic_write_text(out / "query.json", json.dumps(result.to_json(), indent=2, sort_keys=True) + "\n")
+        printer.print(f"written: {out / 'query.json'}, {out / 'query.png'}")

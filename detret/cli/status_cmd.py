@@ -11,12 +11,11 @@ from rich.table import Table
 
 from ..runs.stage import StageStatus
 from ..runs.status import run_status
-from .app import app, state
+from .context import state
 
 _STYLE = {"done": "green", "stale": "red", "running": "yellow", "missing": "dim"}
 
 
-@app.command("status")
 def status(
     ctx: typer.Context,
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),

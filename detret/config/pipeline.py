@@ -20,8 +20,6 @@ The detector itself is configured by Detectron2's own yacs config
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -32,11 +30,14 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
+from ..errors import InputError
+from .choices import Architecture, Negatives, Optimizer, Resize, values
+
 DEFAULT_CONFIG_NAME = "detret.yaml"
 CONFIG_ENV_VAR = "DETRET_CONFIG"
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A pipeline config that cannot be used; the message says where and why."""
 
 
@@ -140,6 +141,15 @@ class PipelineConfig:
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
 
 
+# Keys whose value is one of a fixed set, checked when the config is read.
+CHOICE_KEYS = {
+    "retrieval.train.architecture": Architecture,
+    "retrieval.train.resize": Resize,
+    "retrieval.train.optimizer": Optimizer,
+    "retrieval.train.negatives": Negatives,
+}
+_DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
 # Keys holding file or folder paths, resolved relative to the config file.
 PATH_KEYS: Sequence[str] = (
     "run_dir",
@@ -187,7 +197,7 @@ def _explain(exc: OmegaConfBaseException, source: str) -> ConfigError:
         listing = ", ".join(_section_keys(key) if key else valid_keys())
         return ConfigError(f"{source}: unknown key '{key}'. Valid keys here: {listing}")
     msg = str(exc).splitlines()[0]
-    return ConfigError(f"{source}: bad value for '{key}': {msg}. Valid keys: {', '.join(valid_keys())}")
+    return ConfigError(f"{source}: bad value for '{key}': {msg}")
 
 
 def _is_config_name(key: str, value: str) -> bool:
@@ -264,18 +274,21 @@ def load_pipeline_config(
         except OmegaConfBaseException as exc:
             raise _explain(exc, "command line") from exc
     _resolve_paths(cfg, cwd)  # defaults that are still relative
-    if not re.match(r"^(auto|cpu|mps|cuda(:\d+)?)$", cfg.device):
-        raise ConfigError(f"device: {cfg.device!r} is not one of auto, cpu, mps, cuda, cuda:N")
+    check_choices(cfg, source=str(path) if path is not None else "defaults")
     OmegaConf.set_readonly(cfg, True)
     return cfg
 
 
+def check_choices(cfg: DictConfig, source: str) -> None:
+    """ConfigError naming the key, the value and the valid values, for the first bad choice."""
+    origin = f"{source} and the command line" if source != "defaults" else "the command line"
+    for key, choice in CHOICE_KEYS.items():
+        value = OmegaConf.select(cfg, key)
+        if value not in {member.value for member in choice}:
+            raise ConfigError(f"{key}: {value!r} (from {origin}) is not one of {values(choice)}")
+    if not _DEVICE_PATTERN.match(cfg.device):
+        raise ConfigError(f"device: {cfg.device!r} (from {origin}) is not one of auto, cpu, mps, cuda, cuda:N")
+
+
 def config_to_yaml(cfg: DictConfig) -> str:
     return OmegaConf.to_yaml(cfg, resolve=True)
-
-
-def config_hash(cfg: Any) -> str:
-    """sha256 of a config's canonical JSON form (sorted keys)."""
-    plain = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
-    text = json.dumps(plain, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()

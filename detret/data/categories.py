@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 import yaml
+from ..errors import InputError, MissingFileError, UnknownNameError
 
 _REQUIRED_KEYS = ("modanet", "street2shop", "deepfashion2", "street2shop_to_modanet", "deepfashion2_to_modanet")
 
@@ -28,30 +29,30 @@ class Categories:
         try:
             return self.modanet.index(label)
         except ValueError:
-            raise KeyError(f"unknown ModaNet label {label!r}; known: {', '.join(self.modanet)}") from None
+            raise UnknownNameError(f"unknown ModaNet label {label!r}; known: {', '.join(self.modanet)}") from None
 
     def detector_labels_for(self, category: str, dataset: str = "street2shop") -> Tuple[str, ...]:
         """Detector labels whose detections may crop a photo of this retrieval category."""
         table = self.street2shop_to_modanet if dataset == "street2shop" else self.deepfashion2_to_modanet
         if category not in table:
-            raise KeyError(f"unknown {dataset} category {category!r} in {self.source}; known: {', '.join(table)}")
+            raise UnknownNameError(f"unknown {dataset} category {category!r} in {self.source}; known: {', '.join(table)}")
         return table[category]
 
 
 def _check_map(name: str, table: dict, keys: List[str], labels: List[str], source: str) -> Dict[str, Tuple[str, ...]]:
     if not isinstance(table, dict):
-        raise ValueError(f"{source}: '{name}' must be a mapping of category -> list of ModaNet labels")
+        raise InputError(f"{source}: '{name}' must be a mapping of category -> list of ModaNet labels")
     missing = [k for k in keys if k not in table]
     extra = [k for k in table if k not in keys]
     if missing or extra:
-        raise ValueError(f"{source}: '{name}' must map exactly the categories {keys}; missing {missing}, unknown {extra}")
+        raise InputError(f"{source}: '{name}' must map exactly the categories {keys}; missing {missing}, unknown {extra}")
     out = {}
     for cat, targets in table.items():
         if not isinstance(targets, list) or not targets:
-            raise ValueError(f"{source}: '{name}.{cat}' must be a non-empty list of ModaNet labels")
+            raise InputError(f"{source}: '{name}.{cat}' must be a non-empty list of ModaNet labels")
         unknown = [t for t in targets if t not in labels]
         if unknown:
-            raise ValueError(f"{source}: '{name}.{cat}' names unknown ModaNet labels {unknown}; known: {labels}")
+            raise InputError(f"{source}: '{name}.{cat}' names unknown ModaNet labels {unknown}; known: {labels}")
         out[cat] = tuple(targets)
     return out
 
@@ -64,11 +65,11 @@ def load_categories(path: Optional[Path] = None) -> Categories:
     else:
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: category map file not found")
+            raise MissingFileError(f"{path}: category map file not found")
         text, source = path.read_text(), str(path)
     raw = yaml.safe_load(text)
     if not isinstance(raw, dict) or any(k not in raw for k in _REQUIRED_KEYS):
-        raise ValueError(f"{source}: expected the keys {list(_REQUIRED_KEYS)}")
+        raise InputError(f"{source}: expected the keys {list(_REQUIRED_KEYS)}")
     modanet = [str(x) for x in raw["modanet"]]
     s2s = [str(x) for x in raw["street2shop"]]
     df2 = [str(x) for x in raw["deepfashion2"]]

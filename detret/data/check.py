@@ -22,6 +22,7 @@ from typing import Dict, Iterable, List, Optional, Tuple
 
 from ..utils.progress import progress
 from .images import PhotoError, photo_size, read_rgb
+from ..errors import InputError
 
 MAX_LISTED = 50
 _OUTSIDE_TOLERANCE_PX = 1.0
@@ -175,4 +176,4 @@ def check_dataset(dataset: str, root: Path, *, split: Optional[str] = None, anno
         return check_modanet(json_path, root / "images", decode=decode, workers=workers)
     if dataset == "deepfashion2":
         return check_deepfashion2(root, split or "validation", decode=decode, workers=workers)
-    raise ValueError(f"unknown dataset {dataset!r}; known: modanet, street2shop, deepfashion2")
+    raise InputError(f"unknown dataset {dataset!r}; known: modanet, street2shop, deepfashion2")

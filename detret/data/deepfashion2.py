@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 from .categories import load_categories
+from ..errors import InputError, MissingFileError
 
 _ITEM_KEY = re.compile(r"^item(\d+)$")
 _DOMAINS = {"user": "consumer", "shop": "shop"}
@@ -89,13 +90,13 @@ def _target_domain(direction: str) -> str:
         return "shop"
     if direction == "shop2consumer":
         return "consumer"
-    raise ValueError(f"direction must be 'consumer2shop' or 'shop2consumer', got {direction!r}")
+    raise InputError(f"direction must be 'consumer2shop' or 'shop2consumer', got {direction!r}")
 
 
 def _number(value, path: Path, where: str, integer: bool = True):
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and int(value) != value):
         kind = "an integer" if integer else "a number"
-        raise ValueError(f"{path}: {where} must be {kind}, got {value!r}")
+        raise InputError(f"{path}: {where} must be {kind}, got {value!r}")
     return int(value) if integer else float(value)
 
 
@@ -104,27 +105,27 @@ def parse_annotation(path: Path, categories: Tuple[str, ...]) -> List[DF2Item]:
     try:
         doc = json.loads(Path(path).read_text())
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc})") from exc
+        raise InputError(f"{path}: not valid JSON ({exc})") from exc
     if not isinstance(doc, dict):
-        raise ValueError(f"{path}: expected a JSON object")
+        raise InputError(f"{path}: expected a JSON object")
     source = doc.get("source")
     if not isinstance(source, str) or source not in _DOMAINS:
-        raise ValueError(f"{path}: 'source' must be 'user' or 'shop', got {source!r}")
+        raise InputError(f"{path}: 'source' must be 'user' or 'shop', got {source!r}")
     pair_id = _number(doc.get("pair_id"), path, "'pair_id'")
     items = []
     for key in sorted((k for k in doc if _ITEM_KEY.match(k)), key=lambda k: int(_ITEM_KEY.match(k).group(1))):
         rec = doc[key]
         if not isinstance(rec, dict):
-            raise ValueError(f"{path}: '{key}' must be an object")
+            raise InputError(f"{path}: '{key}' must be an object")
         cat_id = _number(rec.get("category_id"), path, f"{key}.category_id")
         if not 1 <= cat_id <= len(categories):
-            raise ValueError(f"{path}: {key}.category_id {cat_id} is not in 1..{len(categories)}")
+            raise InputError(f"{path}: {key}.category_id {cat_id} is not in 1..{len(categories)}")
         box = rec.get("bounding_box")
         if not isinstance(box, list) or len(box) != 4:
-            raise ValueError(f"{path}: {key}.bounding_box must be [x1, y1, x2, y2], got {box!r}")
+            raise InputError(f"{path}: {key}.bounding_box must be [x1, y1, x2, y2], got {box!r}")
         x1, y1, x2, y2 = (_number(v, path, f"{key}.bounding_box", integer=False) for v in box)
         if x2 <= x1 or y2 <= y1:
-            raise ValueError(f"{path}: {key}.bounding_box {box} has no area")
+            raise InputError(f"{path}: {key}.bounding_box {box} has no area")
         items.append(DF2Item(
             image_id=Path(path).stem, item=int(_ITEM_KEY.match(key).group(1)), domain=_DOMAINS[source],
             pair_id=pair_id, style=_number(rec.get("style", 0), path, f"{key}.style"), category_id=cat_id,
@@ -142,7 +143,7 @@ def load_deepfashion2(root: Path, split: str) -> DeepFashion2:
     root = Path(root)
     annos = root / split / "annos"
     if not annos.is_dir():
-        raise FileNotFoundError(f"{annos}: no DeepFashion2 annotation folder (expected <root>/<split>/annos/)")
+        raise MissingFileError(f"{annos}: no DeepFashion2 annotation folder (expected <root>/<split>/annos/)")
     categories = load_categories().deepfashion2
     items: List[DF2Item] = []
     for path in sorted(annos.glob("*.json")):

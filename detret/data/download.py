@@ -44,6 +44,7 @@ from PIL import Image
 from ..runs.atomic import atomic_write_bytes, atomic_write_json
 from ..runs.manifest import sha256_file
 from ..utils.progress import progress
+from ..errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ def read_url_list(path: Path) -> List[Tuple[int, str]]:
                 continue
             head, sep, url = line.partition(",")
             if not sep or not head.strip().isdigit() or not url.strip():
-                raise ValueError(f"{path}:{n}: expected '<photo id>,<url>', got {line[:120]!r}")
+                raise InputError(f"{path}:{n}: expected '<photo id>,<url>', got {line[:120]!r}")
             pairs.append((int(head), url.strip()))
     return pairs
 
@@ -155,7 +156,7 @@ def download_photos(
     if manifest_path.is_file():
         old = json.loads(manifest_path.read_text())
         if old.get("format") != MANIFEST_FORMAT:
-            raise ValueError(f"{manifest_path}: not a detret download manifest")
+            raise InputError(f"{manifest_path}: not a detret download manifest")
         photos = {k: v for k, v in old.get("photos", {}).items()
                   if _still_ok(v, out_dir / f"{int(k):09d}.jpg") or (v.get("status") == "dead" and not retry_dead)}
     todo = [(i, u) for i, u in pairs if str(i) not in photos]

@@ -19,10 +19,12 @@ from typing import Tuple
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ..errors import InputError
+
 MIN_SIDE_PX = 8  # smaller photos cannot be cropped or embedded meaningfully
 
 
-class PhotoError(ValueError):
+class PhotoError(InputError):
     """A photo that cannot be used: `path` and `reason` say which and why."""
 
     def __init__(self, path: Path, reason: str) -> None:

@@ -29,6 +29,7 @@ import numpy as np
 from ..runs.atomic import atomic_write_json
 from ..runs.manifest import sha256_file
 from .categories import load_categories
+from ..errors import InputError, MissingFileError
 
 logger = logging.getLogger(__name__)
 
@@ -62,38 +63,38 @@ def _check_file(json_path: Path, labels: Tuple[str, ...]) -> int:
         doc = json.loads(Path(json_path).read_text())
         cats = doc.get("categories")
     except (json.JSONDecodeError, AttributeError) as exc:
-        raise ValueError(f"{json_path}: not a COCO instances JSON object ({exc})") from exc
+        raise InputError(f"{json_path}: not a COCO instances JSON object ({exc})") from exc
     images, anns = doc.get("images"), doc.get("annotations", [])
     if not isinstance(images, list) or not isinstance(anns, list):
-        raise ValueError(f"{json_path}: 'images' and 'annotations' must be lists")
+        raise InputError(f"{json_path}: 'images' and 'annotations' must be lists")
     image_ids = set()
     for i, im in enumerate(images):
         if not isinstance(im, dict) or not all(k in im for k in ("id", "file_name", "width", "height")):
-            raise ValueError(f"{json_path}: images[{i}] must have id, file_name, width, height; got {im!r}")
+            raise InputError(f"{json_path}: images[{i}] must have id, file_name, width, height; got {im!r}")
         if not all(_is_int(im[k]) for k in ("id", "width", "height")) or not isinstance(im["file_name"], str):
-            raise ValueError(f"{json_path}: images[{i}]: id, width, height must be integers and file_name a "
+            raise InputError(f"{json_path}: images[{i}]: id, width, height must be integers and file_name a "
                              f"string; got {im!r}")
         image_ids.add(im["id"])
     orphans = 0
     for i, ann in enumerate(anns):
         if not isinstance(ann, dict):
-            raise ValueError(f"{json_path}: annotations[{i}] must be an object, got {ann!r}")
+            raise InputError(f"{json_path}: annotations[{i}] must be an object, got {ann!r}")
         if not _is_int(ann.get("image_id")):
-            raise ValueError(f"{json_path}: annotations[{i}] (id {ann.get('id')}): image_id must be an integer, "
+            raise InputError(f"{json_path}: annotations[{i}] (id {ann.get('id')}): image_id must be an integer, "
                              f"got {ann.get('image_id')!r}")
         segm = ann.get("segmentation", [])
         if not isinstance(segm, list) or not all(
                 isinstance(p, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in p)
                 for p in segm):
-            raise ValueError(f"{json_path}: annotations[{i}] (id {ann.get('id')}): segmentation must be a list of "
+            raise InputError(f"{json_path}: annotations[{i}] (id {ann.get('id')}): segmentation must be a list of "
                              f"polygons [x0, y0, x1, y1, ...], got {segm!r}"[:300])
         box = ann.get("bbox")
         if not (isinstance(box, list) and len(box) == 4
                 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in box)):
-            raise ValueError(f"{json_path}: annotations[{i}] (id {ann.get('id')}): "
+            raise InputError(f"{json_path}: annotations[{i}] (id {ann.get('id')}): "
                              f"'bbox' must be [x, y, w, h] numbers, got {box!r}")
         if not isinstance(ann.get("category_id"), int) or not 1 <= ann["category_id"] <= len(labels):
-            raise ValueError(f"{json_path}: annotations[{i}] (id {ann.get('id')}): category_id "
+            raise InputError(f"{json_path}: annotations[{i}] (id {ann.get('id')}): category_id "
                              f"{ann.get('category_id')!r} is not in 1..{len(labels)}")
         orphans += ann.get("image_id") not in image_ids
     _check_categories(json_path, cats, labels)
@@ -106,14 +107,14 @@ def _is_int(v) -> bool:
 
 def _check_categories(json_path: Path, cats, labels: Tuple[str, ...]) -> None:
     if not isinstance(cats, list):
-        raise ValueError(f"{json_path}: no 'categories' list")
+        raise InputError(f"{json_path}: no 'categories' list")
     try:
         by_id = {int(c["id"]): str(c["name"]) for c in cats}
     except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"{json_path}: a category lacks an integer 'id' or a 'name' ({exc})") from exc
+        raise InputError(f"{json_path}: a category lacks an integer 'id' or a 'name' ({exc})") from exc
     expected = {i + 1: name for i, name in enumerate(labels)}
     if by_id != expected:
-        raise ValueError(f"{json_path}: categories {by_id} are not ModaNet's {expected}")
+        raise InputError(f"{json_path}: categories {by_id} are not ModaNet's {expected}")
 
 
 def load_modanet(
@@ -133,16 +134,16 @@ def load_modanet(
     from detectron2.structures import BoxMode
 
     if box_source not in ("annotation", "polygon"):
-        raise ValueError(f"box_source must be 'annotation' or 'polygon', got {box_source!r}")
+        raise InputError(f"box_source must be 'annotation' or 'polygon', got {box_source!r}")
     json_path, image_root = Path(json_path), Path(image_root)
     if not json_path.is_file():
-        raise FileNotFoundError(f"{json_path}: ModaNet annotation file not found")
+        raise MissingFileError(f"{json_path}: ModaNet annotation file not found")
     labels = load_categories().modanet
     orphans = _check_file(json_path, labels)
     try:
         records = load_coco_json(str(json_path), str(image_root), dataset_name=None)
     except (AssertionError, KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"{json_path}: not a valid COCO instances file: {exc!r}") from exc
+        raise InputError(f"{json_path}: not a valid COCO instances file: {exc!r}") from exc
     keep = None if image_ids is None else set(int(i) for i in image_ids)
     report = ModaNetReport(annotations_without_image=orphans)
     out = []
@@ -183,10 +184,10 @@ def load_modanet(
 def holdout_split(image_ids: Sequence[int], fraction: float, seed: int) -> Tuple[List[int], List[int]]:
     """(train ids, holdout ids): a seeded random `fraction` of the ids held out (at least one)."""
     if not 0.0 < fraction < 1.0:
-        raise ValueError(f"holdout fraction must lie strictly between 0 and 1, got {fraction}")
+        raise InputError(f"holdout fraction must lie strictly between 0 and 1, got {fraction}")
     ids = np.array(sorted(set(int(i) for i in image_ids)), dtype=np.int64)
     if len(ids) < 2:
-        raise ValueError(f"cannot hold out images from {len(ids)} image(s)")
+        raise InputError(f"cannot hold out images from {len(ids)} image(s)")
     order = np.random.default_rng(seed).permutation(len(ids))
     n_holdout = min(len(ids) - 1, max(1, int(round(fraction * len(ids)))))
     holdout = sorted(ids[order[:n_holdout]].tolist())
@@ -206,9 +207,9 @@ def load_or_create_split(split_path: Path, json_path: Path, fraction: float, see
     if split_path.is_file():
         saved = json.loads(split_path.read_text())
         if saved.get("format") != SPLIT_FORMAT:
-            raise ValueError(f"{split_path}: not a detret ModaNet split file")
+            raise InputError(f"{split_path}: not a detret ModaNet split file")
         if (saved["fraction"], saved["seed"]) != (fraction, seed) or saved["source_sha256"] != source_sha:
-            raise ValueError(
+            raise InputError(
                 f"{split_path} was drawn with fraction {saved['fraction']}, seed {saved['seed']} from an annotation "
                 f"file with sha256 {saved['source_sha256'][:12]}; now fraction {fraction}, seed {seed}, "
                 f"{json_path} sha256 {source_sha[:12]}. Delete it to draw a new split, or use another run directory"

@@ -21,6 +21,7 @@ from typing import Dict
 from ..runs.atomic import atomic_write_bytes
 from ..utils.progress import progress
 from .download import _decodes
+from ..errors import InputError, MissingFileError
 
 
 def export_modanet_images(lmdb_path: Path, annotations: Path, out_dir: Path) -> Dict:
@@ -31,11 +32,11 @@ def export_modanet_images(lmdb_path: Path, annotations: Path, out_dir: Path) -> 
         raise ImportError("exporting from PaperDoll needs the 'lmdb' package: pip install lmdb") from exc
     lmdb_path, annotations, out_dir = Path(lmdb_path), Path(annotations), Path(out_dir)
     if not lmdb_path.exists():
-        raise FileNotFoundError(f"{lmdb_path}: PaperDoll photos.lmdb not found")
+        raise MissingFileError(f"{lmdb_path}: PaperDoll photos.lmdb not found")
     doc = json.loads(annotations.read_text())
     images = doc.get("images")
     if not isinstance(images, list):
-        raise ValueError(f"{annotations}: no 'images' list")
+        raise InputError(f"{annotations}: no 'images' list")
     report: Dict = {"exported": 0, "already_present": 0, "missing_in_database": [], "undecodable": []}
     env = lmdb.open(str(lmdb_path), readonly=True, lock=False, subdir=lmdb_path.is_dir())
     try:

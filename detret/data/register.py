@@ -24,12 +24,10 @@ from omegaconf import DictConfig
 
 from .categories import load_categories
 from .modanet import load_modanet, load_or_create_split
+from ..errors import InputError, UnknownNameError
+from ..runs.layout import RunLayout
 
 MODANET_NAMES = ("modanet_train", "modanet_holdout", "modanet_all")
-
-
-def modanet_split_path(run_dir: Path) -> Path:
-    return Path(run_dir) / "data" / "modanet_split.json"
 
 
 def _load_subset(json_path: str, image_root: str, split_path: str, fraction: float, seed: int, subset: str,
@@ -52,7 +50,7 @@ def register_datasets(cfg: DictConfig, *, box_source: str = "annotation") -> Lis
     modanet = cfg.data.modanet
     if modanet.annotations:
         if not modanet.images:
-            raise ValueError("data.modanet.annotations is set but data.modanet.images is not")
+            raise InputError("data.modanet.annotations is set but data.modanet.images is not")
         labels = list(load_categories(cfg.data.category_map).modanet)
         for name in MODANET_NAMES:
             subset = name.split("_", 1)[1]
@@ -61,7 +59,7 @@ def register_datasets(cfg: DictConfig, *, box_source: str = "annotation") -> Lis
                 MetadataCatalog.remove(name)
             DatasetCatalog.register(name, partial(
                 _load_subset, str(modanet.annotations), str(modanet.images),
-                str(modanet_split_path(Path(cfg.run_dir))), float(modanet.holdout_fraction),
+                str(RunLayout(cfg.run_dir).modanet_split), float(modanet.holdout_fraction),
                 int(modanet.holdout_seed), subset, box_source))
             MetadataCatalog.get(name).set(thing_classes=labels, evaluator_type="coco",
                                           image_root=str(modanet.images))
@@ -75,6 +73,6 @@ def dataset_dicts(name: str) -> List[Dict]:
 
     registered = DatasetCatalog.list()
     if name not in registered:
-        raise KeyError(f"dataset {name!r} is not registered; registered: {', '.join(sorted(registered)) or 'none'}. "
+        raise UnknownNameError(f"dataset {name!r} is not registered; registered: {', '.join(sorted(registered)) or 'none'}. "
                        "Set data.modanet.annotations and data.modanet.images in the pipeline config")
     return DatasetCatalog.get(name)

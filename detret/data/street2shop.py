@@ -23,7 +23,9 @@ What one query is, and how the files' known defects are treated:
   loader does not open photos).
 - **Gallery.** ``gallery[cat]`` holds each shop photo of ``retrieval_<cat>.json``
   once (a repeated record is dropped and counted). The positives of a query are
-  the gallery photos listed for its product in its category.
+  the gallery photos listed for its product in its category. A photo listed for
+  several products of one category (an outfit shot) is one gallery row showing all
+  of them (``ShopPhoto.product_ids``): a positive for each.
 - **Products with no gallery photo.** Their queries have no positive: AP is
   undefined for them, so evaluation excludes them from mAP and Acc@K and
   reports how many there were (``queries_without_positive``).
@@ -41,6 +43,7 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from .categories import load_categories
+from ..errors import InputError, MissingFileError, UnknownNameError
 
 logger = logging.getLogger(__name__)
 
@@ -59,8 +62,13 @@ class StreetQuery:
 @dataclass(frozen=True)
 class ShopPhoto:
     photo_id: int
-    product_id: int
+    product_id: int                 # the first product the category's retrieval file lists it for
     category: str
+    product_ids: Tuple[int, ...] = ()  # every product listed for it in the category (product_id first)
+
+    @property
+    def products(self) -> Tuple[int, ...]:
+        return self.product_ids or (self.product_id,)
 
 
 @dataclass
@@ -91,9 +99,9 @@ class Street2Shop:
 
     def queries(self, split: str) -> List[StreetQuery]:
         if split not in ("train", "test"):
-            raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+            raise InputError(f"split must be 'train' or 'test', got {split!r}")
         if split not in self.splits:
-            raise ValueError(f"the {split} pairs of {self.root} were not loaded (splits={self.splits})")
+            raise InputError(f"the {split} pairs of {self.root} were not loaded (splits={self.splits})")
         return self.train_queries if split == "train" else self.test_queries
 
     def positives(self, query: StreetQuery) -> Tuple[int, ...]:
@@ -111,20 +119,20 @@ class Street2Shop:
 
 def _read_list(path: Path) -> list:
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: Street2Shop file missing")
+        raise MissingFileError(f"{path}: Street2Shop file missing")
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc})") from exc
+        raise InputError(f"{path}: not valid JSON ({exc})") from exc
     if not isinstance(data, list):
-        raise ValueError(f"{path}: expected a JSON list of records, got {type(data).__name__}")
+        raise InputError(f"{path}: expected a JSON list of records, got {type(data).__name__}")
     return data
 
 
 def _int_field(rec: dict, key: str, path: Path, i: int) -> int:
     value = rec.get(key) if isinstance(rec, dict) else None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
-        raise ValueError(f"{path}: record {i}: '{key}' must be an integer id, got {value!r} in {rec!r}")
+        raise InputError(f"{path}: record {i}: '{key}' must be an integer id, got {value!r} in {rec!r}")
     return int(value)
 
 
@@ -132,12 +140,12 @@ def _box(rec: dict, path: Path, i: int, report: LoadReport) -> Optional[Tuple[fl
     box = rec.get("bbox")
     keys = ("left", "top", "width", "height")
     if not isinstance(box, dict) or any(k not in box for k in keys):
-        raise ValueError(f"{path}: record {i}: 'bbox' must have {list(keys)}, got {box!r}")
+        raise InputError(f"{path}: record {i}: 'bbox' must have {list(keys)}, got {box!r}")
     vals = []
     for k in keys:
         v = box[k]
         if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v:  # v != v: NaN
-            raise ValueError(f"{path}: record {i}: bbox '{k}' must be a number, got {v!r}")
+            raise InputError(f"{path}: record {i}: bbox '{k}' must be a number, got {v!r}")
         vals.append(float(v))
     if any(isinstance(box[k], float) for k in keys):
         report.float_boxes += 1
@@ -168,32 +176,30 @@ def load_street2shop(
     root = Path(root)
     meta = root / "meta" / "json"
     if not meta.is_dir():
-        raise FileNotFoundError(f"{meta}: no Street2Shop meta/json folder under {root}")
+        raise MissingFileError(f"{meta}: no Street2Shop meta/json folder under {root}")
     known = load_categories().street2shop
     cats = tuple(categories) if categories is not None else known
     unknown = [c for c in cats if c not in known]
     if unknown:
-        raise KeyError(f"unknown Street2Shop categories {unknown}; known: {', '.join(known)}")
+        raise UnknownNameError(f"unknown Street2Shop categories {unknown}; known: {', '.join(known)}")
     report = LoadReport()
     gallery: Dict[str, List[ShopPhoto]] = {}
     positives: Dict[Tuple[str, int], List[int]] = defaultdict(list)
     for cat in cats:
         path = meta / f"retrieval_{cat}.json"
-        rows, seen, photos = [], set(), set()
+        products_of: Dict[int, List[int]] = {}  # photo -> its products, in file order (dicts keep it)
         for i, rec in enumerate(_read_list(path)):
             photo, product = _int_field(rec, "photo", path, i), _int_field(rec, "product", path, i)
-            if (photo, product) in seen:
+            if product in products_of.get(photo, ()):
                 report.repeated_gallery_records += 1
                 continue
-            seen.add((photo, product))
-            if photo not in photos:  # one gallery row per photo, even if listed for two products
-                photos.add(photo)
-                rows.append(ShopPhoto(photo, product, cat))
+            products_of.setdefault(photo, []).append(product)
             positives[(cat, product)].append(photo)
-        gallery[cat] = rows
+        # one gallery row per photo, showing every product it is listed for
+        gallery[cat] = [ShopPhoto(photo, prods[0], cat, tuple(prods)) for photo, prods in products_of.items()]
     bad_splits = [sp for sp in splits if sp not in ("train", "test")]
     if bad_splits:
-        raise ValueError(f"unknown splits {bad_splits}; Street2Shop has 'train' and 'test'")
+        raise InputError(f"unknown splits {bad_splits}; Street2Shop has 'train' and 'test'")
     loaded = {"train": [], "test": []}
     for split in splits:
         queries = []

@@ -29,17 +29,10 @@ from rich.console import Console
 from ..config.pipeline import load_pipeline_config
 from ..runs.atomic import atomic_write_json, atomic_write_text
 from ..runs.stage import StaleArtifactError, stage_status
+from ..runs.layout import METRICS_FILE, PAPER_ENSEMBLES, PAPER_MODELS, TABLE_ORDER, RunLayout
 from .profiles import PROFILES, DemoProfile
 
-SINGLE_MODELS = (  # (run name, loss, shop crops for training, gallery crops for embedding)
-    ("tri-full", "triplet", "full", "full"),
-    ("tri-crops", "triplet", "detected", "detected"),
-    ("ap-full", "ap", "full", "full"),
-    ("ap-crops", "ap", "detected", "detected"),
-)
-ENSEMBLE_MODELS = (("Tris", "tri-full", "tri-crops"), ("mAPs", "ap-full", "ap-crops"),
-                   ("Fulls", "tri-full", "ap-full"), ("Crops", "tri-crops", "ap-crops"))
-TABLE_RUNS = tuple(m[0] for m in SINGLE_MODELS) + tuple(e[0] for e in ENSEMBLE_MODELS)
+TABLE_RUNS = TABLE_ORDER  # the runs of Table 1, in its column order
 DEMO_CONFIG_NAME = "demo.yaml"
 
 
@@ -62,49 +55,54 @@ def write_demo_config(out: Path, profile: DemoProfile) -> Path:
     return path
 
 
+def _model_steps(prefix: str, layout: RunLayout, search_k: int) -> List[Step]:
+    """Train and embed Table 1's four models, build its four ensembles, search all eight."""
+    from ..embed.combine import run_combine
+    from ..embed.stage import run_embed
+    from ..retrieval.train import run_train_retrieval
+    from ..search.stage import run_search
+
+    steps = [Step(f"train {m.name}", f"{prefix} train-retrieval --loss {m.loss} --shop-crops {m.shop_crops}",
+                  layout.retrieval(m.name),
+                  lambda c, cmd, f, m=m: run_train_retrieval(c, m.loss, m.shop_crops, command=cmd, force=f))
+             for m in PAPER_MODELS]
+    steps += [Step(f"embed {m.name}", f"{prefix} embed -m {m.name} --gallery-crops {m.shop_crops}",
+                   layout.embed(m.name),
+                   lambda c, cmd, f, m=m: run_embed(c, models=[m.name], gallery_crops=m.shop_crops, command=cmd,
+                                                    force=f))
+              for m in PAPER_MODELS]
+    steps += [Step(f"ensemble {name}", f"{prefix} embed --combine {a} --combine {b} --name {name}",
+                   layout.embed(name), lambda c, cmd, f, n=name, a=a, b=b: run_combine(c, [a, b], n, command=cmd,
+                                                                                     force=f))
+              for name, (a, b) in PAPER_ENSEMBLES.items()]
+    steps += [Step(f"search {name}", f"{prefix} search {name} --k {search_k}", layout.search(name),
+                   lambda c, cmd, f, n=name: run_search(c, n, k=search_k, command=cmd, force=f))
+              for name in TABLE_RUNS]
+    return steps
+
+
 def demo_steps(config_path: Path, profile: DemoProfile, run_dir: Path) -> List[Step]:
     """The pipeline's steps, in order, with the CLI command each one stands for."""
     from ..detect.stage import run_detect
     from ..detect.train import run_train_detector
-    from ..embed.stage import run_combine, run_embed
     from ..evaluate.stage import run_eval
     from ..report.stage import run_report
-    from ..retrieval.train import run_train_retrieval
-    from ..search.stage import run_search
 
     prefix = f"detret --config {config_path}"
-    timings = config_path.parent / "demo" / "timings.json"
-    steps = [
-        Step("train the detector", f"{prefix} train-detector", run_dir / "detector",
+    layout = RunLayout(run_dir)
+    return [
+        Step("train the detector", f"{prefix} train-detector", layout.detector,
              lambda c, cmd, f: run_train_detector(c, command=cmd, force=f)),
-        Step("detect shop photos", f"{prefix} detect --split shop", run_dir / "detect-shop",
+        Step("detect shop photos", f"{prefix} detect --split shop", layout.detect_shop,
              lambda c, cmd, f: run_detect(c, "shop", command=cmd, force=f)),
-        Step("crop street photos", f"{prefix} detect --split street", run_dir / "detect-street-test",
+        Step("crop street photos", f"{prefix} detect --split street", layout.detect("street", "test"),
              lambda c, cmd, f: run_detect(c, "street", command=cmd, force=f)),
+        *_model_steps(prefix, layout, profile.search_k),
+        Step("evaluate (Table 1)", f"{prefix} eval {' '.join(TABLE_RUNS)} --per-category", layout.eval,
+             lambda c, cmd, f: run_eval(c, list(TABLE_RUNS), command=cmd, force=f)),
+        Step("write the report", f"{prefix} report", layout.report,
+             lambda c, cmd, f: run_report(c, list(TABLE_RUNS), timings=layout.demo_timings, command=cmd, force=f)),
     ]
-    for name, loss, shop_crops, _ in SINGLE_MODELS:
-        steps.append(Step(f"train {name}", f"{prefix} train-retrieval --loss {loss} --shop-crops {shop_crops}",
-                          run_dir / f"retrieval-{name}",
-                          lambda c, cmd, f, loss=loss, sc=shop_crops: run_train_retrieval(c, loss, sc, command=cmd,
-                                                                                          force=f)))
-    for name, _, _, gallery_crops in SINGLE_MODELS:
-        steps.append(Step(f"embed {name}", f"{prefix} embed -m {name} --gallery-crops {gallery_crops}",
-                          run_dir / f"embed-{name}",
-                          lambda c, cmd, f, n=name, g=gallery_crops: run_embed(c, models=[n], gallery_crops=g,
-                                                                             command=cmd, force=f)))
-    for name, a, b in ENSEMBLE_MODELS:
-        steps.append(Step(f"ensemble {name}", f"{prefix} embed --combine {a} --combine {b} --name {name}",
-                          run_dir / f"embed-{name}",
-                          lambda c, cmd, f, n=name, a=a, b=b: run_combine(c, [a, b], n, command=cmd, force=f)))
-    for name in TABLE_RUNS:
-        steps.append(Step(f"search {name}", f"{prefix} search {name} --k {profile.search_k}",
-                          run_dir / f"search-{name}",
-                          lambda c, cmd, f, n=name: run_search(c, n, k=profile.search_k, command=cmd, force=f)))
-    steps.append(Step("evaluate (Table 1)", f"{prefix} eval {' '.join(TABLE_RUNS)} --per-category",
-                      run_dir / "eval", lambda c, cmd, f: run_eval(c, list(TABLE_RUNS), command=cmd, force=f)))
-    steps.append(Step("write the report", f"{prefix} report", run_dir / "report",
-                      lambda c, cmd, f: run_report(c, list(TABLE_RUNS), timings=timings, command=cmd, force=f)))
-    return steps
 
 
 def _load_timings(path: Path) -> Dict[str, Dict]:
@@ -176,7 +174,7 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 0, overrides: Sequen
         if not reused:
             console.print(f"[green]done[/green] in {seconds:.0f} s")
 
-    results = json.loads((run_dir / "eval" / "metrics.json").read_text())
+    results = json.loads((RunLayout(run_dir).eval / METRICS_FILE).read_text())
     results = {r: results[r] for r in TABLE_RUNS}
     findings = read_table(results)
     atomic_write_text(out / "demo" / "reading.md", "# What the demo's Table 1 says\n\n" + reading_markdown(findings))

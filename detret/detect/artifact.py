@@ -28,9 +28,11 @@ from pathlib import Path
 from typing import Dict, Iterable, Iterator, List, Optional
 
 from ..runs.atomic import atomic_path
+from ..runs.layout import DETECTIONS_FILE
 from .crops import Crop, Detection
+from ..errors import InputError
 
-ARTIFACT_NAME = "detections.jsonl"
+ARTIFACT_NAME = DETECTIONS_FILE
 PARTIAL_NAME = "photos.partial.jsonl"
 
 
@@ -147,4 +149,4 @@ def read_artifact(path: Path) -> Iterator[CropRecord]:
             try:
                 yield CropRecord.from_json(json.loads(line))
             except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                raise ValueError(f"{path}:{n}: not a detection record ({exc})") from exc
+                raise InputError(f"{path}:{n}: not a detection record ({exc})") from exc

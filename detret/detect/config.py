@@ -14,22 +14,27 @@ ModaNet labels: ``MODEL.ROI_HEADS.NUM_CLASSES`` is set to 13.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence
 
 from detectron2.config import CfgNode, get_cfg
+from omegaconf import DictConfig
 
+from ..config.choices import CropPolicy, Precision, check_choice
 from ..data.categories import load_categories
+from ..runs.layout import RunLayout
+from ..runs.stage import require_built
 from .roi_heads import OBJECTNESS_HEADS  # noqa: F401  (imports register the heads)
+from ..errors import InputError, MissingFileError
 
 logger = logging.getLogger(__name__)
 
 REPO_CONFIG_DIR = Path(__file__).resolve().parents[2] / "detectron_configs"
 ZOO_PREFIX = "zoo:"
-CROP_POLICIES = ("category", "top1", "full")
 
 
-class WeightsUnavailable(FileNotFoundError):
+class WeightsUnavailable(MissingFileError):
     """Pretrained weights named by the config cannot be had here; the message says what to do."""
 
 
@@ -51,8 +56,6 @@ def add_detret_config(cfg: CfgNode) -> None:
     cfg.DETRET.DETECT.PRECISION = "fp32"
 
 
-DETECT_PRECISIONS = ("fp32", "bf16")
-
 
 def resolve_config_file(name: str) -> str:
     """A config name -> a file Detectron2 can merge (see module docstring)."""
@@ -62,7 +65,7 @@ def resolve_config_file(name: str) -> str:
         try:
             return model_zoo.get_config_file(name[len(ZOO_PREFIX):])
         except RuntimeError as exc:
-            raise FileNotFoundError(f"{name}: not a config of Detectron2's model zoo ({exc})") from exc
+            raise MissingFileError(f"{name}: not a config of Detectron2's model zoo ({exc})") from exc
     path = Path(name).expanduser()
     if path.is_file():
         return str(path)
@@ -70,7 +73,7 @@ def resolve_config_file(name: str) -> str:
     if local.is_file():
         return str(local)
     known = ", ".join(sorted(p.name for p in REPO_CONFIG_DIR.glob("*.yaml"))) if REPO_CONFIG_DIR.is_dir() else ""
-    raise FileNotFoundError(f"{name}: detector config not found (detectron_configs/ has: {known}; "
+    raise MissingFileError(f"{name}: detector config not found (detectron_configs/ has: {known}; "
                             f"or use zoo:<model zoo config>)")
 
 
@@ -89,30 +92,28 @@ def build_detector_cfg(
     try:
         cfg.merge_from_file(path)
     except KeyError as exc:
-        raise ValueError(f"{path}: {exc.args[0] if exc.args else exc}") from exc
+        raise InputError(f"{path}: {exc.args[0] if exc.args else exc}") from exc
     if config_file.startswith(ZOO_PREFIX):
         cfg.DATASETS.TRAIN = ("modanet_train",)
         cfg.DATASETS.TEST = ("modanet_holdout",)
     if len(opts) % 2:
-        raise ValueError(f"detector overrides must be KEY VALUE pairs, got an odd number: {list(opts)}")
+        raise InputError(f"detector overrides must be KEY VALUE pairs, got an odd number: {list(opts)}")
     try:
         cfg.merge_from_list(list(opts))
     except (KeyError, ValueError, AssertionError) as exc:
-        raise ValueError(f"detector overrides {list(opts)}: {exc}") from exc
+        raise InputError(f"detector overrides {list(opts)}: {exc}") from exc
     if cfg.MODEL.ROI_HEADS.NAME in OBJECTNESS_HEADS:
         cfg.MODEL.ROI_HEADS.NAME = OBJECTNESS_HEADS[cfg.MODEL.ROI_HEADS.NAME]
     if cfg.MODEL.ROI_HEADS.NAME not in OBJECTNESS_HEADS.values():
-        raise ValueError(f"{path}: MODEL.ROI_HEADS.NAME {cfg.MODEL.ROI_HEADS.NAME!r} gives no proposal "
+        raise InputError(f"{path}: MODEL.ROI_HEADS.NAME {cfg.MODEL.ROI_HEADS.NAME!r} gives no proposal "
                          f"objectness; use one of {sorted(OBJECTNESS_HEADS.values())}")
     n_labels = len(load_categories().modanet)
     if cfg.MODEL.ROI_HEADS.NUM_CLASSES != n_labels:
         logger.info("MODEL.ROI_HEADS.NUM_CLASSES %d -> %d (the ModaNet labels)", cfg.MODEL.ROI_HEADS.NUM_CLASSES,
                     n_labels)
         cfg.MODEL.ROI_HEADS.NUM_CLASSES = n_labels
-    if cfg.DETRET.CROP.POLICY not in CROP_POLICIES:
-        raise ValueError(f"DETRET.CROP.POLICY {cfg.DETRET.CROP.POLICY!r} is not one of {CROP_POLICIES}")
-    if cfg.DETRET.DETECT.PRECISION not in DETECT_PRECISIONS:
-        raise ValueError(f"DETRET.DETECT.PRECISION {cfg.DETRET.DETECT.PRECISION!r} is not one of {DETECT_PRECISIONS}")
+    check_choice(cfg.DETRET.CROP.POLICY, CropPolicy, f"{path}: DETRET.CROP.POLICY")
+    check_choice(cfg.DETRET.DETECT.PRECISION, Precision, f"{path}: DETRET.DETECT.PRECISION")
     if weights is not None:
         cfg.MODEL.WEIGHTS = str(weights)
     cfg.MODEL.DEVICE = device
@@ -145,3 +146,38 @@ def check_weights_available(cfg: CfgNode) -> Optional[str]:
     if not Path(local).is_file():
         raise WeightsUnavailable(f"detector weights {weights}: no file at {local}")
     return local
+
+
+def detector_identity(cfg: CfgNode) -> str:
+    """The detector config as it decides the results, for manifests: device and batching left
+    out, so the same detection on CPU or GPU, or with other batch sizes, counts as the same."""
+    c = cfg.clone()
+    c.defrost()
+    c.MODEL.DEVICE = ""
+    c.DETRET.DETECT.BATCH_SIZE = 0
+    c.DETRET.DETECT.NUM_WORKERS = 0
+    if c.DETRET.DETECT.PRECISION == "fp32":  # the default: left out, so runs from before the key stay valid
+        del c.DETRET.DETECT["PRECISION"]
+    return c.dump()
+
+
+@dataclass
+class DetectorChoice:
+    cfg: CfgNode
+    weights: str           # MODEL.WEIGHTS: the file the detector loads
+    weights_file: Path     # the same as a local path, an input of the stages that use it
+
+
+def choose_detector(pcfg: DictConfig, device: str, extra_opts: Sequence[str] = ()) -> DetectorChoice:
+    """The pipeline's detector: ``detector.weights`` with ``detector.config_file``, else the run's
+    trained one (``<run_dir>/detector/``: its config.yaml and model_final.pth)."""
+    opts: List[str] = list(pcfg.detector.opts) + list(extra_opts)
+    if pcfg.detector.weights:
+        cfg = build_detector_cfg(pcfg.detector.config_file, opts, weights=pcfg.detector.weights, device=str(device))
+        check_weights_available(cfg)
+        return DetectorChoice(cfg, cfg.MODEL.WEIGHTS, Path(cfg.MODEL.WEIGHTS))
+    trained = RunLayout(pcfg.run_dir).detector
+    require_built(trained, "the trained detector (detret train-detector)")
+    cfg = build_detector_cfg(str(trained / "config.yaml"), opts, weights=str(trained / "model_final.pth"),
+                             device=str(device))
+    return DetectorChoice(cfg, cfg.MODEL.WEIGHTS, trained / "model_final.pth")

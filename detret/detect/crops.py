@@ -20,14 +20,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Mapping, Optional, Sequence, Tuple
+from ..errors import InputError, UnknownNameError
+from ..data.boxes import BoxXYXY
 
-Box = Tuple[float, float, float, float]
 RULES = ("detection", "fallback", "ground_truth", "full")
 
 
 @dataclass(frozen=True)
 class Detection:
-    box_xyxy: Box        # pixels of the original photo
+    box_xyxy: BoxXYXY        # pixels of the original photo
     label: str           # detector (ModaNet) label
     score: float         # probability of that label
     objectness: float    # sigmoid of the RPN proposal's logit
@@ -35,22 +36,22 @@ class Detection:
 
 @dataclass(frozen=True)
 class Crop:
-    box_xyxy: Box
+    box_xyxy: BoxXYXY
     rule: str                    # one of RULES
     detection: Optional[int]     # index of the chosen detection, if any
 
 
-def clip_box(box: Box, size_wh: Tuple[int, int]) -> Box:
+def clip_box(box: BoxXYXY, size_wh: Tuple[int, int]) -> BoxXYXY:
     w, h = size_wh
     x0, y0, x1, y1 = box
     return (min(max(x0, 0.0), w), min(max(y0, 0.0), h), min(max(x1, 0.0), w), min(max(y1, 0.0), h))
 
 
-def _usable(box: Box) -> bool:
+def _usable(box: BoxXYXY) -> bool:
     return box[2] - box[0] >= 1.0 and box[3] - box[1] >= 1.0
 
 
-def whole_photo(size_wh: Tuple[int, int]) -> Box:
+def whole_photo(size_wh: Tuple[int, int]) -> BoxXYXY:
     return (0.0, 0.0, float(size_wh[0]), float(size_wh[1]))
 
 
@@ -67,10 +68,10 @@ def select_crop(
     if policy == "full":
         return Crop(whole_photo(size_wh), "full", None)
     if policy not in ("category", "top1"):
-        raise ValueError(f"unknown crop policy {policy!r}; known: category, top1, full")
+        raise InputError(f"unknown crop policy {policy!r}; known: category, top1, full")
     if policy == "category":
         if category not in category_map:
-            raise KeyError(f"category {category!r} is not in the category map; known: {', '.join(category_map)}")
+            raise UnknownNameError(f"category {category!r} is not in the category map; known: {', '.join(category_map)}")
         allowed = set(category_map[category])
     best = None
     for i, det in enumerate(detections):
@@ -90,7 +91,7 @@ def select_crop(
     return Crop(best[2], "detection", best[1])
 
 
-def ground_truth_crop(box: Optional[Box], size_wh: Tuple[int, int]) -> Crop:
+def ground_truth_crop(box: Optional[BoxXYXY], size_wh: Tuple[int, int]) -> Crop:
     """A street query's annotated box, clipped; a missing or empty box falls back to the whole photo."""
     if box is not None:
         clipped = clip_box(box, size_wh)

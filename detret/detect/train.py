@@ -17,16 +17,12 @@ GPUs, gloo on CPU).
 """
 from __future__ import annotations
 
-import contextlib
-import functools
 import json
 import logging
 import os
 from pathlib import Path
 from typing import Dict, Optional
 
-import torch
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import CfgNode
 from detectron2.engine import DefaultTrainer, launch
 from detectron2.evaluation import COCOEvaluator
@@ -34,59 +30,26 @@ from detectron2.utils import comm
 from detectron2.utils.events import CommonMetricPrinter, JSONWriter
 from omegaconf import DictConfig, OmegaConf
 
-from ..runs.atomic import atomic_path, atomic_write_text
-from ..utils.device import world_size
+from ..data.register import dataset_dicts, register_datasets
+from ..runs.atomic import atomic_write_text
+from ..runs.layout import RunLayout
+from ..runs.stage import Stage
+from ..utils.device import resolve_device, world_size
 from . import roi_heads  # noqa: F401  -- registers detret's ROI heads in spawned workers too
+from .config import build_detector_cfg, check_weights_available, detector_identity
+from .d2_compat import ddp_on_cpu, make_checkpointer_atomic
+from ..errors import InputError
 
 logger = logging.getLogger(__name__)
 
-
-class AtomicDetectionCheckpointer(DetectionCheckpointer):
-    """Detectron2's checkpointer with atomic writes: its own ``save`` opens the
-    checkpoint and ``last_checkpoint`` for writing in place, so a run killed while
-    saving leaves a torn file that ``--resume`` would then load."""
-
-    def save(self, name: str, **kwargs) -> None:
-        if not self.save_dir or not self.save_to_disk:
-            return
-        data = {"model": self.model.state_dict()}
-        data.update({key: obj.state_dict() for key, obj in self.checkpointables.items()})
-        data.update(kwargs)
-        basename = f"{name}.pth"
-        self.logger.info("Saving checkpoint to %s", os.path.join(self.save_dir, basename))
-        with atomic_path(os.path.join(self.save_dir, basename)) as tmp:
-            torch.save(data, tmp)
-        self.tag_last_checkpoint(basename)
-
-    def tag_last_checkpoint(self, last_filename_basename: str) -> None:
-        atomic_write_text(os.path.join(self.save_dir, "last_checkpoint"), last_filename_basename)
-
-
-@contextlib.contextmanager
-def _ddp_on_cpu(device: str):
-    """Detectron2's ``create_ddp_model`` (called inside ``DefaultTrainer.__init__``) always
-    passes ``device_ids=[local rank]``, which ``DistributedDataParallel`` refuses for a CPU
-    module; for CPU training in several (gloo) processes it gets ``device_ids=None``."""
-    from detectron2.engine import defaults
-
-    if torch.device(device).type != "cpu" or comm.get_world_size() == 1:
-        yield
-        return
-    original = defaults.create_ddp_model
-    defaults.create_ddp_model = functools.partial(original, device_ids=None)
-    try:
-        yield
-    finally:
-        defaults.create_ddp_model = original
+EVALUATION_FILE = "evaluation.json"  # COCO metrics on the held-out split: {"dataset": [...], "results": {...}}
 
 
 class DetectorTrainer(DefaultTrainer):
     def __init__(self, cfg: CfgNode) -> None:
-        with _ddp_on_cpu(cfg.MODEL.DEVICE):
+        with ddp_on_cpu(cfg.MODEL.DEVICE):
             super().__init__(cfg)
-        # DefaultTrainer builds its checkpointer and hands it to the PeriodicCheckpointer
-        # hook inside __init__; retyping that one object makes every save atomic.
-        self.checkpointer.__class__ = AtomicDetectionCheckpointer
+        make_checkpointer_atomic(self)  # every save of the PeriodicCheckpointer hook atomic
 
     @classmethod
     def build_evaluator(cls, cfg: CfgNode, dataset_name: str, output_folder: Optional[str] = None):
@@ -110,8 +73,6 @@ class DetectorTrainer(DefaultTrainer):
 
 def _worker(cfg_yaml: str, pipeline_yaml: str, resume: bool) -> Dict:
     from detectron2.utils.logger import setup_logger
-
-    from ..data.register import register_datasets
 
     cfg = CfgNode.load_cfg(cfg_yaml)
     cfg.freeze()
@@ -185,6 +146,18 @@ def _read_coco_results(out: Path) -> Dict:
     return _json_safe({"bbox": {k[5:]: v for k, v in last.items() if k.startswith("bbox/")}}) if last else {}
 
 
+def _detector_cfg(pcfg: DictConfig, opts, out: Path) -> CfgNode:
+    """The merged Detectron2 config; Detectron2's default seed -1 (random) becomes the pipeline's seed."""
+    device = resolve_device(pcfg.device)
+    cfg = build_detector_cfg(pcfg.detector.config_file, list(pcfg.detector.opts) + list(opts),
+                             weights=pcfg.detector.weights, device=str(device), output_dir=str(out))
+    if cfg.SEED < 0:
+        cfg.defrost()
+        cfg.SEED = int(pcfg.seed)
+        cfg.freeze()
+    return cfg
+
+
 def run_train_detector(
     pcfg: DictConfig,
     *,
@@ -198,44 +171,32 @@ def run_train_detector(
     command: Optional[str] = None,
 ) -> Dict:
     """The train-detector stage: checks, manifest, training, evaluation.json; returns the evaluation."""
-    from ..data.register import dataset_dicts, modanet_split_path, register_datasets
-    from ..runs.atomic import atomic_write_json
-    from ..runs.stage import Stage
-    from ..utils.device import resolve_device
-    from .config import build_detector_cfg, check_weights_available
-    from .stage import DETECTOR_DIR, _hashed_cfg_text
-
     if not pcfg.data.modanet.annotations:
-        raise ValueError("data.modanet.annotations is not set in the pipeline config")
-    device = resolve_device(pcfg.device)
-    out = Path(pcfg.run_dir) / DETECTOR_DIR
-    cfg = build_detector_cfg(pcfg.detector.config_file, list(pcfg.detector.opts) + list(opts),
-                             weights=pcfg.detector.weights, device=str(device), output_dir=str(out))
-    if cfg.SEED < 0:  # Detectron2's default -1 means a random seed: take the pipeline's
-        cfg.defrost()
-        cfg.SEED = int(pcfg.seed)
-        cfg.freeze()
+        raise InputError("data.modanet.annotations is not set in the pipeline config")
+    layout = RunLayout(pcfg.run_dir)
+    out = layout.detector
+    cfg = _detector_cfg(pcfg, opts, out)
     init_weights = check_weights_available(cfg)  # fail now, not after building data loaders
     register_datasets(pcfg)
     n_train = len(dataset_dicts(cfg.DATASETS.TRAIN[0]))  # loads and validates the annotations now
     logger.info("training on %d photos of %s", n_train, cfg.DATASETS.TRAIN[0])
     inputs = {"annotations": Path(pcfg.data.modanet.annotations), "photos": Path(pcfg.data.modanet.images),
-              "split": modanet_split_path(Path(pcfg.run_dir))}
+              "split": layout.modanet_split}
     if init_weights:
         inputs["init_weights"] = Path(init_weights)
-    stage = Stage(out, "train-detector", config={"detector_cfg": _hashed_cfg_text(cfg)}, inputs=inputs,
+    stage = Stage(out, "train-detector", config={"detector_cfg": detector_identity(cfg)}, inputs=inputs,
                   command=command, pipeline_config=pcfg)
-    state = stage.begin(force=force)
-    if state == "done":
-        logger.info("%s: detector already trained with this config and data, reused", out)
-        return json.loads((out / "evaluation.json").read_text())
-    if state == "fresh":
+    reused = stage.reuse_or_begin(force=force, summary_name=EVALUATION_FILE)
+    if reused is not None:
+        return reused
+    if stage.state == "fresh":
         for old in list(out.glob("model_*.pth")) + [out / "last_checkpoint"]:
             if old.exists():
                 old.unlink()
-    results = train_detector(pcfg, cfg, resume=resume or state == "resume", num_gpus=num_gpus,
+    results = train_detector(pcfg, cfg, resume=resume or stage.state == "resume", num_gpus=num_gpus,
                              num_machines=num_machines, machine_rank=machine_rank, dist_url=dist_url)
+    evaluation = {"dataset": list(cfg.DATASETS.TEST), "results": results}
     if comm.is_main_process():
-        atomic_write_json(out / "evaluation.json", {"dataset": list(cfg.DATASETS.TEST), "results": results})
-        stage.complete({"weights": "model_final.pth", "config": "config.yaml", "evaluation": "evaluation.json"})
-    return {"dataset": list(cfg.DATASETS.TEST), "results": results}
+        stage.finish(evaluation, {"weights": "model_final.pth", "config": "config.yaml"},
+                     summary_name=EVALUATION_FILE)
+    return evaluation

@@ -4,9 +4,11 @@ In ``<run_dir>/embed-<name>/``, for each side (``gallery``, ``queries``):
 
 - ``<side>.npy``: float32 [N, D], C-contiguous, rows L2-normalised;
 - ``<side>_rows.jsonl``: line i describes row i:
-  ``{"photo_id", "product_id", "category", "domain": "shop"|"street", "record": int|null,
+  ``{"photo_id", "product_id", "product_ids", "category", "domain": "shop"|"street", "record": int|null,
   "crop_rule": "detection"|"fallback"|"ground_truth"|"full", "box_xyxy": [x0, y0, x1, y1]|null}``
-  (``record``: the query's index in ``test_pairs_<cat>.json``; null for gallery rows);
+  (``record``: the query's index in ``test_pairs_<cat>.json``; null for gallery rows;
+  ``product_ids``: every product a gallery photo is listed for in its category, ``product_id``
+  first; absent in files written before it, read as ``[product_id]``);
 - ``skipped.jsonl``: photos that could not be embedded, with the reason (they have no row).
 
 ``models.json`` lists the checkpoints (path, sha256, meta) whose descriptors were
@@ -21,10 +23,9 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
+from ..data.boxes import BoxXYXY
 from ..runs.atomic import atomic_path, atomic_write_text
-
-SIDES = ("gallery", "queries")
-
+from ..errors import InputError
 
 @dataclass(frozen=True)
 class Row:
@@ -34,7 +35,15 @@ class Row:
     domain: str
     record: Optional[int]
     crop_rule: str
-    box_xyxy: Optional[Tuple[float, float, float, float]]
+    box_xyxy: Optional[BoxXYXY]
+    product_ids: Tuple[int, ...] = ()  # a shop photo listed for several products of its category shows each
+
+    @property
+    def products(self) -> Tuple[int, ...]:
+        return self.product_ids or (self.product_id,)
+
+    def to_json(self) -> Dict:
+        return {**asdict(self), "product_ids": list(self.products)}
 
 
 def write_descriptors(folder: Path, side: str, descriptors: np.ndarray, rows: List[Row]) -> None:
@@ -44,23 +53,24 @@ def write_descriptors(folder: Path, side: str, descriptors: np.ndarray, rows: Li
     with atomic_path(Path(folder) / f"{side}.npy") as tmp:
         np.save(tmp, arr)
     atomic_write_text(Path(folder) / f"{side}_rows.jsonl",
-                      "".join(json.dumps(asdict(r), sort_keys=True) + "\n" for r in rows))
+                      "".join(json.dumps(r.to_json(), sort_keys=True) + "\n" for r in rows))
 
 
 def read_descriptors(folder: Path, side: str) -> Tuple[np.ndarray, List[Row]]:
     folder = Path(folder)
     arr = np.load(folder / f"{side}.npy", allow_pickle=False)
     if arr.dtype != np.float32 or arr.ndim != 2:
-        raise ValueError(f"{folder / (side + '.npy')}: expected float32 [N, D], got {arr.dtype} {arr.shape}")
+        raise InputError(f"{folder / (side + '.npy')}: expected float32 [N, D], got {arr.dtype} {arr.shape}")
     rows = []
     with open(folder / f"{side}_rows.jsonl", encoding="utf-8") as fh:
         for line in fh:
             obj = json.loads(line)
             box = obj.get("box_xyxy")
             rows.append(Row(obj["photo_id"], obj["product_id"], obj["category"], obj["domain"], obj.get("record"),
-                            obj["crop_rule"], None if box is None else tuple(box)))
+                            obj["crop_rule"], None if box is None else tuple(box),
+                            tuple(obj.get("product_ids") or (obj["product_id"],))))
     if len(rows) != arr.shape[0]:
-        raise ValueError(f"{folder}: {side}.npy has {arr.shape[0]} rows but {side}_rows.jsonl has {len(rows)}")
+        raise InputError(f"{folder}: {side}.npy has {arr.shape[0]} rows but {side}_rows.jsonl has {len(rows)}")
     return np.ascontiguousarray(arr), rows
 
 

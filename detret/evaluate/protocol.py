@@ -23,7 +23,7 @@ from typing import Dict, List, Sequence
 import numpy as np
 
 from ..embed.artifact import Row
-from .metrics import positive_ranks
+from ..retrieval.metrics import positive_ranks
 
 DEFAULT_KS = (1, 20)
 CURVE_MAX_K = 50
@@ -40,7 +40,10 @@ def category_ranks(gallery: np.ndarray, grows: List[Row], queries: np.ndarray, q
     out = {}
     for cat in sorted(q_by_cat):
         g_idx = np.array(g_by_cat.get(cat, []), np.int64)
-        products = np.array([grows[j].product_id for j in g_idx], np.int64)
+        # (gallery position, product) for every product a photo shows: a photo listed for two is a positive for each
+        pairs = [(pos, p) for pos, j in enumerate(g_idx) for p in grows[j].products]
+        pair_pos = np.array([pos for pos, _ in pairs], np.int64)
+        pair_product = np.array([p for _, p in pairs], np.int64)
         ranks: List = []
         if len(g_idx):
             g = gallery[g_idx]
@@ -48,7 +51,8 @@ def category_ranks(gallery: np.ndarray, grows: List[Row], queries: np.ndarray, q
                 chunk = q_by_cat[cat][start:start + 1024]
                 scores = queries[chunk] @ g.T  # [q, M]
                 for row, qi in zip(scores, chunk):
-                    positives = products == qrows[qi].product_id
+                    positives = np.zeros(len(g_idx), bool)
+                    positives[pair_pos[pair_product == qrows[qi].product_id]] = True
                     ranks.append(positive_ranks(row, positives) if positives.any() else None)
         else:
             ranks = [None] * len(q_by_cat[cat])

@@ -11,22 +11,15 @@ The paper (Section 4.3) draws three conclusions from its Table 1:
 :func:`read_table` states, for the runs present in an evaluation, what our
 numbers say on each question: the differences are computed, never assumed, and
 each finding says whether it agrees with the paper. Runs are recognised by the
-names ``detret demo`` gives them.
+names ``detret demo`` gives them (``detret.runs.layout.PAPER_MODELS``).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import Dict, List, Mapping, Optional
 
-# The paper's runs under our names: (loss, database crops) and ensembles' members.
-SINGLE_RUNS: Dict[str, Tuple[str, str]] = {
-    "tri-full": ("triplet", "full"), "tri-crops": ("triplet", "crops"),
-    "ap-full": ("ap", "full"), "ap-crops": ("ap", "crops"),
-}
-ENSEMBLES: Dict[str, Tuple[str, str]] = {
-    "Tris": ("tri-full", "tri-crops"), "mAPs": ("ap-full", "ap-crops"),
-    "Fulls": ("tri-full", "ap-full"), "Crops": ("tri-crops", "ap-crops"),
-}
+from ..runs.layout import PAPER_ENSEMBLES, PAPER_MODELS, TABLE_ORDER, default_model_name
+
 # The paper's Table 1, average over categories (%), on the real Exact Street2Shop (ResNet-50,
 # ImageNet weights, 800 px, X101 Mask R-CNN crops): the numbers a full-scale run compares with.
 PAPER_MEANS: Dict[str, Dict[str, float]] = {
@@ -39,8 +32,7 @@ PAPER_MEANS: Dict[str, Dict[str, float]] = {
     "Fulls": {"mAP": 28.19, "Acc@1": 32.09, "Acc@20": 58.11},
     "Crops": {"mAP": 29.67, "Acc@1": 34.42, "Acc@20": 60.36},
 }
-TABLE_ORDER = tuple(SINGLE_RUNS) + tuple(ENSEMBLES)  # Table 1's columns
-PAPER_NAMES = {"tri-full": "Tri DB F", "tri-crops": "Tri DB C", "ap-full": "mAP DB F", "ap-crops": "mAP DB C"}
+PAPER_NAMES = {m.name: m.paper_name for m in PAPER_MODELS}
 
 
 @dataclass(frozen=True)
@@ -70,20 +62,22 @@ def read_table(results: Mapping[str, Dict]) -> List[Finding]:
     findings: List[Finding] = []
     have = set(results)
     # 1. Cropping the database: DB F -> DB C for each loss, mean over categories.
-    for loss, full, crops in (("triplet", "tri-full", "tri-crops"), ("AP", "ap-full", "ap-crops")):
+    for loss, label in (("triplet", "triplet"), ("ap", "AP")):
+        full, crops = default_model_name(loss, "full"), default_model_name(loss, "detected")
         if {full, crops} <= have:
             d_map = _mean(results, crops, "mAP") - _mean(results, full, "mAP")
             d_acc1 = _mean(results, crops, "Acc@1") - _mean(results, full, "Acc@1")
             helps = d_map > 0
             findings.append(Finding(
                 "cropping",
-                f"With the {loss} loss, cropping the shop photos ({PAPER_NAMES[full]} -> {PAPER_NAMES[crops]}) "
+                f"With the {label} loss, cropping the shop photos ({PAPER_NAMES[full]} -> {PAPER_NAMES[crops]}) "
                 f"changes mean mAP by {_fmt(d_map)} and Acc@1 by {_fmt(d_acc1)} points: cropping "
                 f"{'helps' if helps else 'does not help'} here"
                 f"{', as in the paper' if helps else ', unlike the paper'}.",
                 helps))
     # 2. Triplet vs AP loss at equal database crops.
-    for crops_name, tri, ap in (("whole", "tri-full", "ap-full"), ("cropped", "tri-crops", "ap-crops")):
+    for crops_name, shop_crops in (("whole", "full"), ("cropped", "detected")):
+        tri, ap = default_model_name("triplet", shop_crops), default_model_name("ap", shop_crops)
         if {tri, ap} <= have:
             d = {m: _mean(results, ap, m) - _mean(results, tri, m) for m in ("mAP", "Acc@1", "Acc@20")
                  if _mean(results, ap, m) is not None and _mean(results, tri, m) is not None}
@@ -94,7 +88,7 @@ def read_table(results: Mapping[str, Dict]) -> List[Finding]:
                 "(the paper: similar mAP and Acc@1, lower Acc@20 for the AP loss).",
                 None))
     # 3. Ensembles against their best member.
-    for ens, (a, b) in ENSEMBLES.items():
+    for ens, (a, b) in PAPER_ENSEMBLES.items():
         if {ens, a, b} <= have:
             best = max((a, b), key=lambda r: _mean(results, r, "mAP"))
             d_map = _mean(results, ens, "mAP") - _mean(results, best, "mAP")

@@ -7,7 +7,6 @@ mAP, Acc@K, query and gallery counts, queries without positive, Acc@K curve),
 """
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Dict, Optional, Sequence
@@ -15,10 +14,12 @@ from typing import Dict, Optional, Sequence
 from omegaconf import DictConfig
 
 from ..embed.artifact import read_descriptors, read_skipped
-from ..runs.atomic import atomic_write_json
+from ..runs.layout import METRICS_FILE, RunLayout
 from ..runs.stage import Stage, require_fresh
 from .protocol import DEFAULT_KS, evaluate_descriptors
-from .report import plot_acc_curve, write_tables
+from .acc_curve import plot_acc_curve
+from .tables import write_tables
+from ..errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -38,39 +39,43 @@ def add_unreadable_counts(result: Dict, skipped: Sequence[Dict]) -> None:
                             for side in ("gallery", "queries")}
 
 
-def run_eval(pcfg: DictConfig, names: Sequence[str], *, ks: Sequence[int] = DEFAULT_KS, out_name: str = "eval",
-             force: bool = False, command: Optional[str] = None) -> Dict[str, Dict]:
-    run_dir = Path(pcfg.run_dir)
-    if not names:
-        found = sorted(p.name[len("embed-"):] for p in run_dir.glob("embed-*") if p.is_dir())
-        if not found:
-            raise ValueError(f"{run_dir}: no descriptors to evaluate; run detret embed first")
-        names = found
-    ks = sorted(set(int(k) for k in ks))
-    if not ks or ks[0] < 1:
-        raise ValueError(f"K values must be positive integers, got {list(ks)}")
+def _descriptor_inputs(layout: RunLayout, names: Sequence[str]) -> Dict[str, Path]:
     inputs = {}
     for name in names:
-        folder = run_dir / f"embed-{name}"
+        folder = layout.embed(name)
         require_fresh(folder, f"the descriptors '{name}' (detret embed)")
         for side in ("gallery", "queries"):
             inputs[f"{name}:{side}"] = folder / f"{side}.npy"
             inputs[f"{name}:{side}_rows"] = folder / f"{side}_rows.jsonl"
-    out = run_dir / out_name
-    stage = Stage(out, "eval", config={"runs": list(names), "ks": ks}, inputs=inputs,
-                  command=command, pipeline_config=pcfg)
-    if stage.begin(force=force) == "done":
-        return json.loads((out / "metrics.json").read_text())
-    results = {}
-    for name in names:
-        folder = run_dir / f"embed-{name}"
-        gallery, grows = read_descriptors(folder, "gallery")
-        queries, qrows = read_descriptors(folder, "queries")
-        results[name] = evaluate_descriptors(gallery, grows, queries, qrows, ks)
-        add_unreadable_counts(results[name], read_skipped(folder))
-    atomic_write_json(out / "metrics.json", results)
-    write_tables(out, results, ks)
-    plot_acc_curve(out / "acc_at_k.png", results)
-    stage.complete({"metrics": "metrics.json", "table_md": "table.md", "table_csv": "table.csv",
-                    "acc_curve": "acc_at_k.png"})
-    return results
+    return inputs
+
+
+def evaluate_run(folder: Path, ks: Sequence[int]) -> Dict:
+    """Table 1's metrics of one descriptor run (``embed-<name>``), unreadable photos counted."""
+    gallery, grows = read_descriptors(folder, "gallery")
+    queries, qrows = read_descriptors(folder, "queries")
+    result = evaluate_descriptors(gallery, grows, queries, qrows, ks)
+    add_unreadable_counts(result, read_skipped(folder))
+    return result
+
+
+def run_eval(pcfg: DictConfig, names: Sequence[str], *, ks: Sequence[int] = DEFAULT_KS, out_name: str = "eval",
+             force: bool = False, command: Optional[str] = None) -> Dict[str, Dict]:
+    """The stage; returns the metrics per run (as ``metrics.json``). ``out_name``: another folder than ``eval``."""
+    layout = RunLayout(pcfg.run_dir)
+    names = list(names) or layout.descriptor_runs()
+    if not names:
+        raise InputError(f"{layout.run_dir}: no descriptors to evaluate; run detret embed first")
+    ks = sorted(set(int(k) for k in ks))
+    if not ks or ks[0] < 1:
+        raise InputError(f"K values must be positive integers, got {list(ks)}")
+    stage = Stage(layout.run_dir / out_name, "eval", config={"runs": list(names), "ks": ks},
+                  inputs=_descriptor_inputs(layout, names), command=command, pipeline_config=pcfg)
+    reused = stage.reuse_or_begin(force=force, summary_name=METRICS_FILE)
+    if reused is not None:
+        return reused
+    results = {name: evaluate_run(layout.embed(name), ks) for name in names}
+    write_tables(stage.stage_dir, results, ks)
+    plot_acc_curve(stage.stage_dir / "acc_at_k.png", results)
+    return stage.finish(results, {"table_md": "table.md", "table_csv": "table.csv", "acc_curve": "acc_at_k.png"},
+                        summary_name=METRICS_FILE)

@@ -34,10 +34,12 @@ from ..detect.crops import Crop, Detection, ground_truth_crop, select_crop
 from ..embed.artifact import read_descriptors
 from ..retrieval.model import load_checkpoint
 from ..retrieval.preprocess import crop_rgb
+from ..runs.layout import METRICS_FILE, RunLayout
 from ..runs.stage import require_fresh, stage_status
 from ..utils.device import resolve_device
+from ..errors import InputError
+from ..data.boxes import BoxXYXY
 
-Box = Tuple[float, float, float, float]
 
 
 @dataclass
@@ -48,7 +50,7 @@ class QueryResult:
     crop: Crop
     detections: List[Detection] = field(default_factory=list)
     # (rank from 1, gallery photo id, product id, score, shop photo path, the shop crop box or None)
-    results: List[Tuple[int, int, int, float, Path, Optional[Box]]] = field(default_factory=list)
+    results: List[Tuple[int, int, int, float, Path, Optional[BoxXYXY]]] = field(default_factory=list)
 
     def to_json(self) -> Dict:
         return {"photo": str(self.photo), "category": self.category, "run": self.run,
@@ -60,11 +62,11 @@ class QueryResult:
 
 def default_run(run_dir: Path) -> str:
     """The evaluated descriptor run with the best mean mAP that has a finished search."""
-    metrics_path = run_dir / "eval" / "metrics.json"
-    searched = sorted(p.name[len("search-"):] for p in run_dir.glob("search-*")
-                      if stage_status(p).state == "done")
+    layout = RunLayout(run_dir)
+    metrics_path = layout.eval / METRICS_FILE
+    searched = [n for n in layout.searched_runs() if stage_status(layout.search(n)).state == "done"]
     if not searched:
-        raise ValueError(f"{run_dir}: no finished search to query; run `detret search <name>` first")
+        raise InputError(f"{run_dir}: no finished search to query; run `detret search <name>` first")
     if metrics_path.is_file():
         metrics = json.loads(metrics_path.read_text())
         ranked = [n for n in searched if n in metrics]
@@ -72,17 +74,17 @@ def default_run(run_dir: Path) -> str:
             return max(ranked, key=lambda n: metrics[n]["mean_over_categories"]["mAP"])
     if len(searched) == 1:
         return searched[0]
-    raise ValueError(f"{run_dir}: several searched runs ({', '.join(searched)}) and no evaluation to pick the best; "
+    raise InputError(f"{run_dir}: several searched runs ({', '.join(searched)}) and no evaluation to pick the best; "
                      "choose one with --run")
 
 
 def describe(crop: np.ndarray, embed_dir: Path, device: torch.device) -> np.ndarray:
     """[D] float32 descriptor of one crop, computed as the descriptor run ``embed_dir`` computed its rows."""
-    from ..embed.stage import embed_crops
+    from ..embed.inference import embed_crops
 
     spec = json.loads((embed_dir / "models.json").read_text())
     if "combine" in spec:
-        parts = [describe(crop, embed_dir.parent / f"embed-{m}", device) for m in spec["combine"]]
+        parts = [describe(crop, RunLayout(embed_dir.parent).embed(m), device) for m in spec["combine"]]
         joined = np.concatenate(parts)
         return (joined / np.linalg.norm(joined)).astype(np.float32)
     parts = []
@@ -95,8 +97,8 @@ def describe(crop: np.ndarray, embed_dir: Path, device: torch.device) -> np.ndar
 def detect_crop(pcfg: DictConfig, photo: Path, category: str, size_wh: Tuple[int, int], device: torch.device
                 ) -> Tuple[Crop, List[Detection]]:
     """The run's detector on one photo, then the shop photos' crop policy for ``category``."""
+    from ..detect.config import choose_detector
     from ..detect.inference import detect_photos, load_detector
-    from ..detect.stage import choose_detector
 
     cats = load_categories(pcfg.data.category_map)
     choice = choose_detector(pcfg, device, [])
@@ -105,7 +107,7 @@ def detect_crop(pcfg: DictConfig, photo: Path, category: str, size_wh: Tuple[int
     for _ in detect_photos(model, choice.cfg, [(0, photo)], cats.modanet, device, found.extend):
         pass
     if found[0].status != "ok":
-        raise ValueError(f"{photo}: {found[0].reason}")
+        raise InputError(f"{photo}: {found[0].reason}")
     dets = found[0].detections
     crop = select_crop(dets, category, cats.street2shop_to_modanet, size_wh,
                        objectness_thresh=float(choice.cfg.DETRET.CROP.OBJECTNESS_THRESH),
@@ -113,24 +115,23 @@ def detect_crop(pcfg: DictConfig, photo: Path, category: str, size_wh: Tuple[int
     return crop, dets
 
 
-def run_query(pcfg: DictConfig, photo: Path, category: str, *, box: Optional[Box] = None, run: Optional[str] = None,
+def run_query(pcfg: DictConfig, photo: Path, category: str, *, box: Optional[BoxXYXY] = None, run: Optional[str] = None,
               k: int = 10) -> QueryResult:
     if k < 1:
-        raise ValueError(f"k must be at least 1, got {k}")
+        raise InputError(f"k must be at least 1, got {k}")
     from ..search.faiss_lib import faiss
-
     from ..search.index import search
-    from ..search.stage import index_file_name
+    from ..search.stage import INDEX_DIR, index_file_name
 
     run_dir = Path(pcfg.run_dir)
     run = run or default_run(run_dir)
-    embed_dir, search_dir = run_dir / f"embed-{run}", run_dir / f"search-{run}"
+    embed_dir, search_dir = RunLayout(run_dir).embed(run), RunLayout(run_dir).search(run)
     require_fresh(embed_dir, f"the descriptors '{run}' (detret embed)")
     require_fresh(search_dir, f"the search of '{run}' (detret search {run})")
     _, gallery_rows = read_descriptors(embed_dir, "gallery")
     categories = sorted({r.category for r in gallery_rows})
     if category not in categories:
-        raise ValueError(f"unknown category {category!r} for run '{run}': its gallery has {', '.join(categories)}")
+        raise InputError(f"unknown category {category!r} for run '{run}': its gallery has {', '.join(categories)}")
     device = resolve_device(pcfg.device)
     photo = Path(photo)
     rgb = read_rgb(photo)  # PhotoError (a ValueError) names the file and the problem
@@ -139,16 +140,16 @@ def run_query(pcfg: DictConfig, photo: Path, category: str, *, box: Optional[Box
     if box is not None:
         crop = ground_truth_crop(box, size_wh)
         if crop.rule != "ground_truth":
-            raise ValueError(f"--box {list(box)} is empty inside {photo} ({size_wh[0]}x{size_wh[1]} px)")
+            raise InputError(f"--box {list(box)} is empty inside {photo} ({size_wh[0]}x{size_wh[1]} px)")
         crop = Crop(crop.box_xyxy, "given box", None)
     else:
         crop, detections = detect_crop(pcfg, photo, category, size_wh, device)
     descriptor = describe(crop_rgb(rgb, crop.box_xyxy), embed_dir, device)
 
     rows = [r for r in gallery_rows if r.category == category]  # the index's order (search stage)
-    index = faiss.read_index(str(search_dir / "indexes" / index_file_name(category)))
+    index = faiss.read_index(str(search_dir / INDEX_DIR / index_file_name(category)))
     if index.ntotal != len(rows) or index.d != descriptor.shape[0]:
-        raise ValueError(f"{search_dir}: index of {category} ({index.ntotal} x {index.d}) does not match the "
+        raise InputError(f"{search_dir}: index of {category} ({index.ntotal} x {index.d}) does not match the "
                          f"descriptors ({len(rows)} x {descriptor.shape[0]}); rerun `detret search {run} --force`")
     scores, ids = search(index, descriptor[None], k)
     root = Path(pcfg.data.street2shop.root)

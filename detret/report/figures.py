@@ -19,9 +19,9 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..runs.atomic import atomic_path
+from ..utils.plotting import pyplot, save_png
+from ..data.boxes import BoxXYXY
 
-Box = Tuple[float, float, float, float]
 MATCH_COLOUR = "#1a9850"
 MISMATCH_COLOUR = "#d73027"
 NEUTRAL_COLOUR = "#999999"  # a user's query: whether a result matches is unknown
@@ -29,22 +29,7 @@ QUERY_BOX_COLOUR = "#ffd700"
 CROP_COLOUR = "#00e5ff"
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path: Path) -> None:
-    with atomic_path(Path(path)) as tmp:
-        fig.savefig(tmp, format="png")
-    _pyplot().close(fig)
-
-
-def _rect(ax, box: Box, colour: str, width: float, style: str = "-") -> None:
+def _rect(ax, box: BoxXYXY, colour: str, width: float, style: str = "-") -> None:
     from matplotlib.patches import Rectangle
 
     x0, y0, x1, y1 = box
@@ -66,14 +51,14 @@ def _frame(ax, colour: Optional[str], width: float = 5.0) -> None:
 class DetectionPanel:
     rgb: np.ndarray                                   # [H, W, 3] uint8
     title: str                                        # e.g. "shop 123 · bags"
-    detections: List[Tuple[Box, str, float]] = field(default_factory=list)  # (box, label, score)
-    crop: Optional[Box] = None
+    detections: List[Tuple[BoxXYXY, str, float]] = field(default_factory=list)  # (box, label, score)
+    crop: Optional[BoxXYXY] = None
     rule: str = ""
 
 
 def plot_detections(path: Path, panels: Sequence[DetectionPanel], columns: int = 4) -> None:
     """Figure 4: every panel's detections (thin, labelled) and the chosen crop (thick, with its rule)."""
-    plt = _pyplot()
+    plt = pyplot()
     rows = max(1, -(-len(panels) // columns))
     fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 4.2 * rows), dpi=90, squeeze=False)
     for ax in axes.ravel():
@@ -90,21 +75,21 @@ def plot_detections(path: Path, panels: Sequence[DetectionPanel], columns: int =
         ax.set_title(f"{panel.title}\ncrop: {panel.rule}", fontsize=8)
         _frame(ax, None)
     fig.tight_layout()
-    _save(fig, path)
+    save_png(fig, path)
 
 
 @dataclass
 class RetrievalExample:
     query_rgb: np.ndarray
-    query_box: Optional[Box]
+    query_box: Optional[BoxXYXY]
     title: str                                        # e.g. "dresses · product 1132"
     # (shop photo, its crop box or None, same product? (None: unknown), score), best first
-    results: List[Tuple[np.ndarray, Optional[Box], Optional[bool], float]]
+    results: List[Tuple[np.ndarray, Optional[BoxXYXY], Optional[bool], float]]
 
 
 def plot_retrieval_examples(path: Path, examples: Sequence[RetrievalExample]) -> None:
     """Figure 5: one row per query: the street photo with its box, then its top results (crop boxes in cyan)."""
-    plt = _pyplot()
+    plt = pyplot()
     n_cols = 1 + max((len(e.results) for e in examples), default=0)
     n_rows = max(1, len(examples))
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(1.6 * n_cols, 2.2 * n_rows), dpi=90, squeeze=False)
@@ -125,13 +110,13 @@ def plot_retrieval_examples(path: Path, examples: Sequence[RetrievalExample]) ->
             ax.set_title(f"#{rank} {score:.3f}", fontsize=7)
             _frame(ax, NEUTRAL_COLOUR if match is None else MATCH_COLOUR if match else MISMATCH_COLOUR)
     fig.tight_layout()
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def plot_category_bars(path: Path, results: Mapping[str, Dict], metrics: Sequence[str] = ("mAP", "Acc@1", "Acc@20")
                        ) -> None:
     """One panel per metric: categories on x, one bar per run, values in %."""
-    plt = _pyplot()
+    plt = pyplot()
     runs = list(results)
     cats = sorted({c for r in results.values() for c in r["per_category"]})
     fig, axes = plt.subplots(len(metrics), 1, figsize=(max(8.0, 0.9 * len(cats) * max(1, len(runs)) / 4), 3.2 * len(metrics)),
@@ -151,12 +136,12 @@ def plot_category_bars(path: Path, results: Mapping[str, Dict], metrics: Sequenc
         ax.grid(axis="y", alpha=0.3)
     axes[0, 0].legend(fontsize=7, ncol=min(len(runs), 8), loc="upper left")
     fig.tight_layout()
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def plot_fallback_rates(path: Path, summary: Mapping[str, Dict]) -> None:
     """Bars of the crop policy's fallback rate per category (detect-shop's summary.json)."""
-    plt = _pyplot()
+    plt = pyplot()
     cats = sorted(c for c, row in summary.items() if row.get("fallback_rate") is not None)
     rates = [100 * summary[c]["fallback_rate"] for c in cats]
     fig, ax = plt.subplots(figsize=(max(6.0, 0.7 * len(cats)), 3.2), dpi=90)
@@ -167,4 +152,4 @@ def plot_fallback_rates(path: Path, summary: Mapping[str, Dict]) -> None:
     ax.set_ylim(0, 100)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    _save(fig, path)
+    save_png(fig, path)

@@ -12,7 +12,7 @@ from html import escape
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence
 
-from ..evaluate.report import COUNTS_HEADER
+from ..evaluate.tables import COUNTS_HEADER
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }

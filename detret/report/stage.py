@@ -27,18 +27,23 @@ from omegaconf import DictConfig
 
 from ..data.images import PhotoError, read_rgb
 from ..data.street2shop import PHOTO_NAME
-from ..detect.artifact import read_artifact
+from ..detect.artifact import ARTIFACT_NAME, read_artifact
+from ..errors import InputError
 from ..evaluate.reading import PAPER_MEANS, read_table, table_order
-from ..evaluate.report import counts_rows, plot_acc_curve, table_rows
-from ..runs.atomic import atomic_write_json, atomic_write_text
+from ..evaluate.acc_curve import plot_acc_curve
+from ..evaluate.tables import counts_rows, table_rows
+from ..runs.atomic import atomic_write_text
+from ..runs.layout import METRICS_FILE, RunLayout
 from ..runs.manifest import package_versions, read_manifest
-from ..runs.stage import Stage, require_fresh, stage_status
+from ..runs.stage import SUMMARY_NAME, Stage, require_fresh, stage_status
+from ..search.stage import RANKINGS_FILE
 from .figures import (DetectionPanel, RetrievalExample, plot_category_bars, plot_detections, plot_fallback_rates,
                       plot_retrieval_examples)
 from .html import build_page
 
 logger = logging.getLogger(__name__)
 
+EXAMPLES_FILE = "examples.json"  # which queries and photos the figures show
 MAX_BOXES_DRAWN = 4  # detections per photo drawn in Figure 4 (highest scores), besides the crop
 
 
@@ -107,123 +112,166 @@ def _detection_panels(records: List, root: Path, domain: str, rules: Dict[str, i
     return panels, chosen
 
 
-def run_report(pcfg: DictConfig, names: Optional[Sequence[str]] = None, *, examples: int = 8, k_show: int = 7,
-               seed: int = 0, timings: Optional[Path] = None, force: bool = False,
-               command: Optional[str] = None) -> Dict:
-    run_dir = Path(pcfg.run_dir)
-    eval_dir = run_dir / "eval"
-    require_fresh(eval_dir, "the evaluation (detret eval)")
-    metrics = json.loads((eval_dir / "metrics.json").read_text())
+def _retrieval_rows(layout: RunLayout, root: Path, example_run: str, picked: List[Dict], k_show: int
+                    ) -> List[RetrievalExample]:
+    """Figure 5's rows: each picked query's photo and box, then its top shop photos (match or not)."""
+    gallery_by_key = {(g["category"], g["photo_id"]): g
+                      for g in _read_jsonl(layout.embed(example_run) / "gallery_rows.jsonl")}
+    query_rows = _read_jsonl(layout.embed(example_run) / "queries_rows.jsonl")
+    rows: List[RetrievalExample] = []
+    for q in picked:
+        qrgb = _photo(root, q["photo_id"])
+        if qrgb is None:
+            continue
+        results_shown = []
+        for photo_id, product_id, score in q["results"][:k_show]:  # rankings.jsonl: [photo, product, score]
+            grow = gallery_by_key[(q["category"], photo_id)]
+            grgb = _photo(root, photo_id)
+            if grgb is not None:
+                box = tuple(grow["box_xyxy"]) if grow.get("box_xyxy") else None
+                results_shown.append((grgb, box, product_id == q["product_id"], float(score)))
+        qbox = query_rows[q["query_row"]].get("box_xyxy")
+        rows.append(RetrievalExample(qrgb, tuple(qbox) if qbox else None,
+                                     f"{q['category']} · product {q['product_id']}", results_shown))
+    return rows
+
+
+class _Figures:
+    """The report's figures as they are drawn: (png path, caption, html id), and the examples chosen."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.items: List[tuple] = []
+        self.chosen: Dict[str, List] = {}
+
+    def add(self, name: str, caption: str, html_id: str) -> Path:
+        path = self.folder / name
+        self.items.append((path, caption, html_id))
+        return path
+
+
+def _metric_figures(figs: _Figures, results: Dict[str, Dict]) -> None:
+    plot_category_bars(figs.add("category_bars.png", "mAP, Acc@1 and Acc@20 per category, one bar per model",
+                                "fig-bars"), results)
+    plot_acc_curve(figs.add("acc_at_k.png", "Acc@K for K = 1..50, mean over categories", "fig-acc"), results)
+
+
+def _detection_figure(figs: _Figures, inputs: Dict[str, Path], root: Path, rng: random.Random) -> None:
+    """Figure 4: shop photos by crop rule (4 detections, 2 fallbacks) and street photos with their boxes."""
+    panels: List[DetectionPanel] = []
+    for key, domain, rules in (("detect_shop", "shop", {"detection": 4, "fallback": 2}),
+                               ("detect_street", "street", {"ground_truth": 2})):
+        if key in inputs:
+            p, c = _detection_panels(list(read_artifact(inputs[key])), root, domain, rules, rng)
+            panels += p
+            figs.chosen.setdefault("detections", []).extend(c)
+    if panels:
+        plot_detections(figs.add("detections.png", "Detections (dashed, top scores) and the chosen crop (cyan) "
+                                 "with the rule that chose it (Figure 4)", "fig-detections"), panels)
+
+
+def _retrieval_figure(figs: _Figures, layout: RunLayout, root: Path, example_run: str, examples: int, seed: int,
+                      k_show: int) -> None:
+    """Figure 5: queries of the best run with their top shop photos, failures included."""
+    picked = select_examples(_read_jsonl(layout.search(example_run) / RANKINGS_FILE), examples, seed=seed,
+                             k_show=k_show)
+    rows = _retrieval_rows(layout, root, example_run, picked, k_show)
+    figs.chosen["retrieval"] = [{"run": example_run, "query_row": q["query_row"], "photo_id": q["photo_id"],
+                                 "category": q["category"]} for q in picked]
+    if rows:
+        plot_retrieval_examples(figs.add(
+            "retrieval_examples.png", f"Retrieval with {example_run} (the best mean mAP): each street query with "
+            f"its box (yellow), then its top {k_show} shop photos, green for the same product, red for another; "
+            "failures included (Figure 5)", "fig-retrieval"), rows)
+
+
+def _fallback_section(figs: _Figures, layout: RunLayout) -> List[List]:
+    """The crop policy's fallback rates: a figure and the table's rows."""
+    summary = json.loads((layout.detect_shop / SUMMARY_NAME).read_text())
+    plot_fallback_rates(figs.add("fallback_rates.png", "Shop photos whose crop fell back to the whole photo "
+                                 "(no detection of the category above the objectness threshold)", "fig-fallback"),
+                        summary)
+    rows = []
+    for cat, row in sorted(summary.items()):
+        rate = row.get("fallback_rate")
+        rows.append([cat, row["photos"], row["skipped"], row["rules"].get("detection", 0),
+                     row["rules"].get("fallback", 0), "" if rate is None else f"{100 * rate:.1f}%"])
+    return rows
+
+
+def _manifest_rows(layout: RunLayout) -> List[List[str]]:
+    rows = []
+    for folder in layout.stage_folders():
+        if folder == layout.report or folder.parent != layout.run_dir:
+            continue
+        st = stage_status(folder)
+        m = read_manifest(folder)
+        rev = (m.git or {}).get("revision", "")[:10] if m and m.git else ""
+        rows.append([st.stage, st.state, rev, st.command or ""])
+    return rows
+
+
+def _report_inputs(layout: RunLayout, example_run: Optional[str]) -> Dict[str, Path]:
+    inputs = {"metrics": layout.eval / METRICS_FILE}
+    for key, folder in (("detect_shop", layout.detect_shop), ("detect_street", layout.detect("street", "test"))):
+        if stage_status(folder).state == "done":
+            inputs[key] = folder / ARTIFACT_NAME
+    if example_run:
+        inputs["rankings"] = layout.search(example_run) / RANKINGS_FILE
+        inputs["gallery_rows"] = layout.embed(example_run) / "gallery_rows.jsonl"
+    return inputs
+
+
+def _evaluated(layout: RunLayout, names: Optional[Sequence[str]]) -> Dict[str, Dict]:
+    """The evaluation's results of the runs to show (default: every evaluated run, in Table 1's order)."""
+    require_fresh(layout.eval, "the evaluation (detret eval)")
+    metrics = json.loads((layout.eval / METRICS_FILE).read_text())
     names = list(names) if names else table_order(metrics)
     unknown = [n for n in names if n not in metrics]
     if unknown:
-        raise ValueError(f"{eval_dir / 'metrics.json'}: no results for {unknown}; evaluated runs: {sorted(metrics)}")
-    results = {n: metrics[n] for n in names}
-    searched = [n for n in names if stage_status(run_dir / f"search-{n}").state == "done"]
-    example_run = max(searched, key=lambda n: results[n]["mean_over_categories"]["mAP"]) if searched else None
+        raise InputError(f"{layout.eval / METRICS_FILE}: no results for {unknown}; evaluated runs: {sorted(metrics)}")
+    return {n: metrics[n] for n in names}
 
-    inputs = {"metrics": eval_dir / "metrics.json"}
-    optional = {"detect_shop": run_dir / "detect-shop" / "detections.jsonl",
-                "detect_street": run_dir / "detect-street-test" / "detections.jsonl"}
-    for key, path in optional.items():
-        if stage_status(path.parent).state == "done":
-            inputs[key] = path
-    if example_run:
-        inputs["rankings"] = run_dir / f"search-{example_run}" / "rankings.jsonl"
-        inputs["gallery_rows"] = run_dir / f"embed-{example_run}" / "gallery_rows.jsonl"
-    out = run_dir / "report"
-    stage = Stage(out, "report", config={"names": names, "examples": examples, "k_show": k_show, "seed": seed},
-                  inputs=inputs, command=command, pipeline_config=pcfg)
-    if stage.begin(force=force) == "done":
-        return {"html": out / "index.html", "example_run": example_run}
 
-    figs = out / "figures"
-    root = Path(pcfg.data.street2shop.root)
-    rng = random.Random(seed)
-    figures: List[tuple] = []
-    chosen: Dict[str, List] = {}
-    plot_category_bars(figs / "category_bars.png", results)
-    figures.append((figs / "category_bars.png", "mAP, Acc@1 and Acc@20 per category, one bar per model", "fig-bars"))
-    plot_acc_curve(figs / "acc_at_k.png", results)
-    figures.append((figs / "acc_at_k.png", "Acc@K for K = 1..50, mean over categories", "fig-acc"))
-
-    panels: List[DetectionPanel] = []
-    if "detect_shop" in inputs:
-        shop = list(read_artifact(inputs["detect_shop"]))
-        p, c = _detection_panels(shop, root, "shop", {"detection": 4, "fallback": 2}, rng)
-        panels += p
-        chosen["detections"] = c
-    if "detect_street" in inputs:
-        street = list(read_artifact(inputs["detect_street"]))
-        p, c = _detection_panels(street, root, "street", {"ground_truth": 2}, rng)
-        panels += p
-        chosen.setdefault("detections", []).extend(c)
-    if panels:
-        plot_detections(figs / "detections.png", panels)
-        figures.append((figs / "detections.png", "Detections (dashed, top scores) and the chosen crop (cyan) with "
-                        "the rule that chose it (Figure 4)", "fig-detections"))
-
-    if example_run:
-        rankings = _read_jsonl(inputs["rankings"])
-        gallery_by_key = {(g["category"], g["photo_id"]): g for g in _read_jsonl(inputs["gallery_rows"])}
-        query_rows = _read_jsonl(run_dir / f"embed-{example_run}" / "queries_rows.jsonl")
-        picked = select_examples(rankings, examples, seed=seed, k_show=k_show)
-        rows: List[RetrievalExample] = []
-        for q in picked:
-            qrgb = _photo(root, q["photo_id"])
-            if qrgb is None:
-                continue
-            results_shown = []
-            for photo_id, product_id, score in q["results"][:k_show]:  # rankings.jsonl: [photo, product, score]
-                grow = gallery_by_key[(q["category"], photo_id)]
-                grgb = _photo(root, photo_id)
-                if grgb is not None:
-                    box = tuple(grow["box_xyxy"]) if grow.get("box_xyxy") else None
-                    results_shown.append((grgb, box, product_id == q["product_id"], float(score)))
-            qbox = query_rows[q["query_row"]].get("box_xyxy")
-            rows.append(RetrievalExample(qrgb, tuple(qbox) if qbox else None,
-                                         f"{q['category']} · product {q['product_id']}", results_shown))
-        chosen["retrieval"] = [{"run": example_run, "query_row": q["query_row"], "photo_id": q["photo_id"],
-                                "category": q["category"]} for q in picked]
-        if rows:
-            plot_retrieval_examples(figs / "retrieval_examples.png", rows)
-            figures.append((figs / "retrieval_examples.png",
-                            f"Retrieval with {example_run} (the best mean mAP): each street query with its box "
-                            f"(yellow), then its top {k_show} shop photos, green for the same product, red for "
-                            "another; failures included (Figure 5)", "fig-retrieval"))
-
-    fallback_rows: List[List[str]] = []
-    summary_path = run_dir / "detect-shop" / "summary.json"
-    if "detect_shop" in inputs and summary_path.is_file():
-        summary = json.loads(summary_path.read_text())
-        plot_fallback_rates(figs / "fallback_rates.png", summary)
-        figures.append((figs / "fallback_rates.png", "Shop photos whose crop fell back to the whole photo "
-                        "(no detection of the category above the objectness threshold)", "fig-fallback"))
-        for cat, row in sorted(summary.items()):
-            rate = row.get("fallback_rate")
-            fallback_rows.append([cat, row["photos"], row["skipped"], row["rules"].get("detection", 0),
-                                  row["rules"].get("fallback", 0), "" if rate is None else f"{100 * rate:.1f}%"])
-
-    manifest_rows = []
-    for path in sorted(run_dir.glob("*/manifest.json")):
-        if path.parent == out:
-            continue
-        st = stage_status(path.parent)
-        m = read_manifest(path.parent)
-        rev = (m.git or {}).get("revision", "")[:10] if m and m.git else ""
-        manifest_rows.append([st.stage, st.state, rev, st.command or ""])
+def _page(layout: RunLayout, results: Dict[str, Dict], figs: _Figures, fallback_rows: List[List],
+          timings: Optional[Path]) -> str:
+    names = list(results)
     ks = results[names[0]].get("ks", [1, 20])
     # Timings are informational (not an input: a rerun of the demo rewrites them).
     timing_rows = json.loads(Path(timings).read_text())["steps"] if timings and Path(timings).is_file() else None
-    page = build_page(
-        title=f"detret report: {run_dir}", run_dir=run_dir,
+    paper_rows = [[m] + [f"{PAPER_MEANS[n][m]:.1f}" if n in PAPER_MEANS else "" for n in names]
+                  for m in ("mAP", "Acc@1", "Acc@20")] if any(n in PAPER_MEANS for n in names) else None
+    return build_page(
+        title=f"detret report: {layout.run_dir}", run_dir=layout.run_dir,
         table_header=["category", "metric"] + names, table_rows=table_rows(results, ks),
-        counts_rows=counts_rows(results), findings=read_table(results), figures=figures,
-        fallback_rows=fallback_rows, manifest_rows=manifest_rows, versions=package_versions(), timings=timing_rows,
-        paper_rows=[[m] + [f"{PAPER_MEANS[n][m]:.1f}" if n in PAPER_MEANS else "" for n in names]
-                    for m in ("mAP", "Acc@1", "Acc@20")] if any(n in PAPER_MEANS for n in names) else None)
-    atomic_write_text(out / "index.html", page)
-    atomic_write_json(out / "examples.json", chosen)
-    stage.complete({"html": "index.html", "figures": "figures", "examples": "examples.json"})
-    logger.info("report: %s", out / "index.html")
-    return {"html": out / "index.html", "example_run": example_run}
+        counts_rows=counts_rows(results), findings=read_table(results), figures=figs.items,
+        fallback_rows=fallback_rows, manifest_rows=_manifest_rows(layout), versions=package_versions(),
+        timings=timing_rows, paper_rows=paper_rows)
+
+
+def run_report(pcfg: DictConfig, names: Optional[Sequence[str]] = None, *, examples: int = 8, k_show: int = 7,
+               seed: int = 0, timings: Optional[Path] = None, force: bool = False,
+               command: Optional[str] = None) -> Dict:
+    """The stage; returns {"html": the page's path, "example_run": the run of Figure 5 or None}."""
+    layout = RunLayout(pcfg.run_dir)
+    results = _evaluated(layout, names)
+    searched = [n for n in results if stage_status(layout.search(n)).state == "done"]
+    example_run = max(searched, key=lambda n: results[n]["mean_over_categories"]["mAP"]) if searched else None
+    inputs = _report_inputs(layout, example_run)
+    stage = Stage(layout.report, "report", config={"names": list(results), "examples": examples, "k_show": k_show,
+                                                   "seed": seed}, inputs=inputs, command=command, pipeline_config=pcfg)
+    html = layout.report / "index.html"
+    if stage.reuse_or_begin(force=force, summary_name=EXAMPLES_FILE) is not None:
+        return {"html": html, "example_run": example_run}
+    root = Path(pcfg.data.street2shop.root)
+    figs = _Figures(layout.report / "figures")
+    _metric_figures(figs, results)
+    _detection_figure(figs, inputs, root, random.Random(seed))
+    if example_run:
+        _retrieval_figure(figs, layout, root, example_run, examples, seed, k_show)
+    fallback_rows = _fallback_section(figs, layout) if "detect_shop" in inputs and \
+        (layout.detect_shop / SUMMARY_NAME).is_file() else []
+    atomic_write_text(html, _page(layout, results, figs, fallback_rows, timings))
+    stage.finish(figs.chosen, {"html": "index.html", "figures": "figures"}, summary_name=EXAMPLES_FILE)
+    logger.info("report: %s", html)
+    return {"html": html, "example_run": example_run}

@@ -20,6 +20,7 @@ from torch import nn
 from ..data.images import PhotoError
 from ..utils.progress import progress
 from .data import TrainingSet
+from ..errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ def pretrain_classifier(model: nn.Module, tset: TrainingSet, reader, device, *, 
     items = [it for it in tset.train_queries + tset.shop if it.product not in val_products]
     classes = {p: i for i, p in enumerate(sorted({it.product for it in items}))}
     if len(classes) < 2:
-        raise ValueError("classifier pre-training needs at least two training products")
+        raise InputError("classifier pre-training needs at least two training products")
     head = nn.Linear(model.dim, len(classes), bias=False).to(device)
     optimizer = torch.optim.Adam(list(model.parameters()) + list(head.parameters()), lr=lr)
     history = []

@@ -15,7 +15,6 @@ Augmentation (the paper's): colour distortion, tilt, skew and a random crop
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -27,8 +26,8 @@ from torchvision.transforms import v2
 from ..data.images import read_rgb
 from ..data.street2shop import Street2Shop
 from .preprocess import crop_rgb, normalise, resize, to_tensor
+from ..data.boxes import BoxXYXY
 
-Box = Tuple[float, float, float, float]
 Product = Tuple[str, int]
 
 
@@ -36,10 +35,15 @@ Product = Tuple[str, int]
 class CropItem:
     photo_id: int
     path: Path
-    box_xyxy: Optional[Box]
+    box_xyxy: Optional[BoxXYXY]
     category: str
     product: Product
     domain: str  # "street" or "shop"
+    also_shows: Tuple[Product, ...] = ()  # a shop photo listed for several products of its category
+
+    def shows(self, product: Product) -> bool:
+        """Whether the crop shows `product` (a shop photo may show several: a positive for each)."""
+        return product == self.product or product in self.also_shows
 
 
 @dataclass
@@ -51,14 +55,14 @@ class TrainingSet:
     skipped: Dict[str, int]
 
 
-def load_shop_boxes(artifact: Path) -> Dict[Tuple[str, int], Optional[Box]]:
+def load_shop_boxes(artifact: Path) -> Dict[Tuple[str, int], Optional[BoxXYXY]]:
     """(category, photo id) -> crop box from a detect-shop artifact; skipped photos are absent."""
     from ..detect.artifact import read_artifact
 
     return {(r.category, r.photo_id): tuple(r.crop.box_xyxy) for r in read_artifact(artifact) if r.status == "ok"}
 
 
-def build_training_set(data: Street2Shop, shop_boxes: Optional[Dict[Tuple[str, int], Box]], *,
+def build_training_set(data: Street2Shop, shop_boxes: Optional[Dict[Tuple[str, int], BoxXYXY]], *,
                        val_fraction: float, seed: int) -> TrainingSet:
     """`shop_boxes` None: whole shop photos ("full"); else the detected crops ("detected")."""
     skipped = {"zero_size_box": 0, "no_shop_photo": 0, "shop_not_detected": 0}
@@ -81,8 +85,8 @@ def build_training_set(data: Street2Shop, shop_boxes: Optional[Dict[Tuple[str, i
     wanted = set(products)
     for cat in data.categories:
         for s in data.gallery[cat]:
-            product = (cat, s.product_id)
-            if product not in wanted:
+            shown = [(cat, p) for p in s.products if (cat, p) in wanted]
+            if not shown:
                 continue
             if shop_boxes is None:
                 box = None
@@ -91,8 +95,10 @@ def build_training_set(data: Street2Shop, shop_boxes: Optional[Dict[Tuple[str, i
             else:
                 skipped["shop_not_detected"] += 1
                 continue
-            by_product.setdefault(product, []).append(len(shop))
-            shop.append(CropItem(s.photo_id, data.photo_path(s.photo_id), box, cat, product, "shop"))
+            for product in shown:
+                by_product.setdefault(product, []).append(len(shop))
+            shop.append(CropItem(s.photo_id, data.photo_path(s.photo_id), box, cat, shown[0], "shop",
+                                 tuple(shown[1:])))
     train_q = [q for q in queries if q.product not in val_products and q.product in by_product]
     val_q = [q for q in queries if q.product in val_products and q.product in by_product]
     return TrainingSet(train_q, val_q, shop, by_product, skipped)
@@ -106,8 +112,8 @@ def augmentation() -> v2.Compose:
     ])
 
 
-def jitter_box(box: Optional[Box], size_wh: Tuple[int, int], rng: np.random.Generator, amount: float = 0.1
-               ) -> Box:
+def jitter_box(box: Optional[BoxXYXY], size_wh: Tuple[int, int], rng: np.random.Generator, amount: float = 0.1
+               ) -> BoxXYXY:
     """A random crop around `box` (the whole photo when None): each side moves by up to `amount` of the size."""
     w, h = size_wh
     x0, y0, x1, y1 = box if box is not None else (0.0, 0.0, float(w), float(h))
@@ -148,6 +154,3 @@ def batches(n: int, batch_size: int, rng: np.random.Generator) -> List[np.ndarra
     order = rng.permutation(n)
     return [order[i:i + batch_size] for i in range(0, n, batch_size)] if n else []
 
-
-def n_batches(n: int, batch_size: int) -> int:
-    return math.ceil(n / batch_size)

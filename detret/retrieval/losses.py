@@ -28,6 +28,7 @@ from typing import Optional, Tuple
 
 import torch
 from torch import nn
+from ..errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ def ap_loss(scores: torch.Tensor, labels: torch.Tensor, nq: int = 25, min_value:
     scores [N, M] similarities of N queries to M items; labels [N, M] in {0, 1}.
     """
     if nq < 2:
-        raise ValueError(f"nq must be at least 2, got {nq}")
+        raise InputError(f"nq must be at least 2, got {nq}")
     labels = labels.to(scores.dtype)
     w = bin_weights(scores, nq, min_value, max_value)         # [N, M, nq]
     n_all = w.sum(dim=1)                                       # [N, nq]

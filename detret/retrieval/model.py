@@ -26,6 +26,7 @@ from torch import nn
 
 from ..runs.atomic import atomic_path
 from .pooling import GeM
+from ..errors import InputError, MissingFileError
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ ARCHITECTURES: Dict[str, Tuple[str, str, int]] = {
 }
 
 
-class PretrainedWeightsMissing(FileNotFoundError):
+class PretrainedWeightsMissing(MissingFileError):
     """ImageNet weights asked for but not on disk; the message says where to put them."""
 
 
@@ -132,16 +133,16 @@ def build_retrieval_net(
     training: Optional[Dict[str, Any]] = None,
 ) -> RetrievalNet:
     if architecture not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {architecture!r}; known: {', '.join(ARCHITECTURES)}")
+        raise InputError(f"unknown architecture {architecture!r}; known: {', '.join(ARCHITECTURES)}")
     if resize not in ("longest", "square"):
-        raise ValueError(f"resize must be 'longest' or 'square', got {resize!r}")
+        raise InputError(f"resize must be 'longest' or 'square', got {resize!r}")
     ctor, _, feat_dim = ARCHITECTURES[architecture]
     net = getattr(torchvision.models, ctor)(weights=None)
     if pretrained:
         state = _load_imagenet_state(architecture, backbone_weights)
         missing, unexpected = net.load_state_dict(state, strict=False)
         if [k for k in missing if not k.startswith("fc.")]:
-            raise ValueError(f"backbone weights do not fit {architecture}: missing {missing[:5]}")
+            raise InputError(f"backbone weights do not fit {architecture}: missing {missing[:5]}")
     features = nn.Sequential(*list(net.children())[:-2])  # drop avgpool and fc
     meta = {"format": CHECKPOINT_FORMAT, "architecture": architecture, "pooling": "gem", "gem_p_init": gem_p,
             "feat_dim": feat_dim, "dim": dim, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
@@ -161,14 +162,14 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> Tuple[Ret
     """(model on `device` in eval mode, the whole checkpoint dict), from the file alone."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: retrieval checkpoint not found")
+        raise MissingFileError(f"{path}: retrieval checkpoint not found")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 -- torch raises several types for a bad file
-        raise ValueError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from exc
+        raise InputError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from exc
     meta = ckpt.get("meta") if isinstance(ckpt, dict) else None
     if not meta or meta.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path}: not a detret retrieval checkpoint (no meta with format {CHECKPOINT_FORMAT})")
+        raise InputError(f"{path}: not a detret retrieval checkpoint (no meta with format {CHECKPOINT_FORMAT})")
     model = build_retrieval_net(meta["architecture"], meta["dim"], pretrained=False, gem_p=meta["gem_p_init"],
                                 image_size=meta["image_size"], resize=meta["resize"], training=meta["training"])
     model.meta = dict(meta)

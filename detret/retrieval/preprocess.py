@@ -12,11 +12,11 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 import torch
 import torch.nn.functional as F
+from ..data.boxes import BoxXYXY
 
-Box = Tuple[float, float, float, float]
 
 
-def crop_rgb(rgb: np.ndarray, box_xyxy: Optional[Box]) -> np.ndarray:
+def crop_rgb(rgb: np.ndarray, box_xyxy: Optional[BoxXYXY]) -> np.ndarray:
     """[H, W, 3] -> the box's pixels (the whole photo when box is None or empty after clipping)."""
     if box_xyxy is None:
         return rgb

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -35,9 +36,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..data.images import PhotoError
 from ..data.street2shop import load_street2shop
-from ..evaluate.metrics import full_gallery_ap
+from .metrics import full_gallery_ap
+from ..config.choices import Loss, Negatives, Optimizer, ShopCrops, check_choice
 from ..runs.atomic import atomic_write_json
-from ..runs.stage import Stage, require_fresh
+from ..runs.layout import MODEL_FILE, RunLayout, default_model_name
+from ..runs.manifest import read_manifest
+from ..runs.stage import SUMMARY_NAME, Stage, require_fresh
 from ..utils.device import resolve_device, world_size
 from ..utils.progress import progress
 from .data import CropItem, CropReader, TrainingSet, batches, build_training_set, load_shop_boxes
@@ -45,16 +49,11 @@ from .losses import ap_loss, hardest_negative_triplet_loss, triplet_loss
 from .model import (RetrievalNet, build_retrieval_net, calibrate_batchnorm, load_checkpoint, save_checkpoint,
                     set_batchnorm_eval)
 from .multistage import embed_images, multistage_backward
+from ..errors import InputError
 
 logger = logging.getLogger(__name__)
 
-LOSSES = ("triplet", "ap")
-SHOP_CROPS = ("detected", "full")
-
-
-def default_name(loss: str, shop_crops: str) -> str:
-    """The paper's run names: Tri DB C -> "tri-crops", mAP DB F -> "ap-full"."""
-    return f"{'tri' if loss == 'triplet' else 'ap'}-{'crops' if shop_crops == 'detected' else 'full'}"
+LAST_CHECKPOINT = "checkpoint_last.pt"  # resume state, written every epoch
 
 
 def make_optimizer(model: RetrievalNet, tcfg) -> torch.optim.Optimizer:
@@ -62,11 +61,10 @@ def make_optimizer(model: RetrievalNet, tcfg) -> torch.optim.Optimizer:
     others = [p for n, p in model.named_parameters() if n != "pool.p"]
     groups = [{"params": others, "lr": tcfg.lr},
               {"params": gem_params, "lr": tcfg.lr * model.pool.lr_mult, "weight_decay": 0.0}]
-    if tcfg.optimizer == "adam":
+    optimizer = check_choice(tcfg.optimizer, Optimizer, "retrieval.train.optimizer")
+    if optimizer == Optimizer.ADAM:
         return torch.optim.Adam(groups, lr=tcfg.lr, weight_decay=tcfg.weight_decay)
-    if tcfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=tcfg.lr, momentum=0.9, weight_decay=tcfg.weight_decay)
-    raise ValueError(f"retrieval.train.optimizer must be adam or sgd, got {tcfg.optimizer!r}")
+    return torch.optim.SGD(groups, lr=tcfg.lr, momentum=0.9, weight_decay=tcfg.weight_decay)
 
 
 def _read_many(reader: CropReader, items: List[CropItem], device, rng=None):
@@ -102,12 +100,12 @@ def mine_negatives(model, tset: TrainingSet, reader, device, chunk: int, k: int)
     q = embed_items(model, reader, tset.train_queries, device, chunk, "mining: queries")
     s = embed_items(model, reader, tset.shop, device, chunk, "mining: shop")
     cats = np.array([it.category for it in tset.shop])
-    products = [it.product for it in tset.shop]
     sims = (q @ s.T).numpy()
     mined = []
     for i, query in enumerate(tset.train_queries):
-        candidates = np.flatnonzero((cats == query.category)
-                                    & np.array([p != query.product for p in products]))
+        showing = np.zeros(len(tset.shop), bool)
+        showing[tset.shop_by_product[query.product]] = True
+        candidates = np.flatnonzero((cats == query.category) & ~showing)
         order = candidates[np.argsort(-sims[i, candidates], kind="stable")]
         mined.append(order[:k])
     return mined
@@ -120,11 +118,10 @@ def validate(model, tset: TrainingSet, reader, device, chunk: int) -> Dict:
     q = embed_items(model, reader, tset.val_queries, device, chunk, "validation: queries")
     s = embed_items(model, reader, tset.shop, device, chunk, "validation: shop")
     cats = np.array([it.category for it in tset.shop])
-    products = [it.product for it in tset.shop]
     per_cat: Dict[str, List[float]] = {}
     for i, query in enumerate(tset.val_queries):
         idx = np.flatnonzero(cats == query.category)
-        positives = np.array([products[j] == query.product for j in idx])
+        positives = np.array([tset.shop[j].shows(query.product) for j in idx])
         if positives.any():
             per_cat.setdefault(query.category, []).append(full_gallery_ap((q[i] @ s[idx].T).numpy(), positives))
     per_category = {c: float(np.mean(v)) for c, v in sorted(per_cat.items())}
@@ -174,7 +171,7 @@ def _step(model, optimizer, tset: TrainingSet, batch: np.ndarray, loss: str, tcf
         b_pos.append(int(rq.choice(tset.shop_by_product[q.product])))
         if loss == "triplet" and tcfg.negatives == "offline":
             pool = mined[i] if len(mined[i]) else np.array(
-                [j for j, s in enumerate(tset.shop) if s.product != q.product])
+                [j for j, s in enumerate(tset.shop) if not s.shows(q.product)])
             b_neg.append(int(rq.choice(pool)))
         elif loss == "ap":
             pool = mined[i]
@@ -205,7 +202,7 @@ def _step(model, optimizer, tset: TrainingSet, batch: np.ndarray, loss: str, tcf
         items = [j for j in shop_ids if s_tensors[j] is not None]
         images = [q_tensors[i] for i in qs] + [s_tensors[j] for j in items]
         b = len(qs)
-        labels = torch.tensor([[float(tset.shop[j].product == tset.train_queries[i].product) for j in items]
+        labels = torch.tensor([[float(tset.shop[j].shows(tset.train_queries[i].product)) for j in items]
                                for i in qs], device=device).reshape(b, len(items))
 
         def loss_fn(d):
@@ -227,45 +224,47 @@ def _is_distributed() -> bool:
     return torch.distributed.is_available() and torch.distributed.is_initialized()
 
 
+def _stage(pcfg: DictConfig, loss: str, shop_crops: str, name: str, command: Optional[str]) -> Stage:
+    layout = RunLayout(pcfg.run_dir)
+    tcfg = pcfg.retrieval.train
+    root = Path(pcfg.data.street2shop.root)
+    inputs = {"annotations": root / "meta" / "json", "photos": root / "images"}
+    if shop_crops == "detected":
+        require_fresh(layout.detect_shop, "the shop crops (detret detect --split shop)")
+        inputs["shop_crops"] = layout.shop_detections
+    if tcfg.pretrained and tcfg.backbone_weights:
+        inputs["backbone_weights"] = Path(tcfg.backbone_weights)
+    config = {"loss": loss, "shop_crops": shop_crops, "train": OmegaConf.to_container(tcfg, resolve=True)}
+    return Stage(layout.retrieval(name), f"train-retrieval-{name}", config=config, inputs=inputs, command=command,
+                 pipeline_config=pcfg)
+
+
+def _check_resumable(out: Path) -> None:
+    previous = read_manifest(out)
+    if previous is None or previous.state != "running" or not (out / LAST_CHECKPOINT).is_file():
+        raise InputError(f"{out}: --resume given, but there is no interrupted run with a checkpoint to continue")
+
+
 def run_train_retrieval(pcfg: DictConfig, loss: str, shop_crops: str, *, name: Optional[str] = None,
                         force: bool = False, resume: bool = False, command: Optional[str] = None, num_gpus: int = 0,
                         num_machines: int = 1, machine_rank: int = 0, dist_url: str = "auto") -> Dict:
     """The train-retrieval stage; data-parallel over `num_gpus` processes x `num_machines` when > 1
     (Detectron2's ``launch``: NCCL on GPUs, gloo on CPUs)."""
-    if loss not in LOSSES:
-        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
-    if shop_crops not in SHOP_CROPS:
-        raise ValueError(f"shop crops must be one of {SHOP_CROPS}, got {shop_crops!r}")
+    check_choice(loss, Loss, "loss")
+    check_choice(shop_crops, ShopCrops, "shop crops")
+    check_choice(pcfg.retrieval.train.negatives, Negatives, "retrieval.train.negatives")
     if not pcfg.data.street2shop.root:
-        raise ValueError("data.street2shop.root is not set in the pipeline config")
-    tcfg = pcfg.retrieval.train
+        raise InputError("data.street2shop.root is not set in the pipeline config")
     resolve_device(pcfg.device)  # a config asking for a missing GPU fails now
-    run_dir = Path(pcfg.run_dir)
-    name = name or default_name(loss, shop_crops)
-    out = run_dir / f"retrieval-{name}"
-    root = Path(pcfg.data.street2shop.root)
-    inputs = {"annotations": root / "meta" / "json", "photos": root / "images"}
-    if shop_crops == "detected":
-        require_fresh(run_dir / "detect-shop", "the shop crops (detret detect --split shop)")
-        inputs["shop_crops"] = run_dir / "detect-shop" / "detections.jsonl"
-    if tcfg.pretrained and tcfg.backbone_weights:
-        inputs["backbone_weights"] = Path(tcfg.backbone_weights)
-    train_cfg = OmegaConf.to_container(tcfg, resolve=True)
-    config = {"loss": loss, "shop_crops": shop_crops, "train": train_cfg}
-    stage = Stage(out, f"train-retrieval-{name}", config=config, inputs=inputs, command=command, pipeline_config=pcfg)
+    name = name or default_model_name(loss, shop_crops)
+    stage = _stage(pcfg, loss, shop_crops, name, command)
     if resume:
-        from ..runs.manifest import read_manifest
-
-        previous = read_manifest(out)
-        if previous is None or previous.state != "running" or not (out / "checkpoint_last.pt").is_file():
-            raise ValueError(f"{out}: --resume given, but there is no interrupted run with a checkpoint to continue")
-    state = stage.begin(force=force)
-    if state == "done":
-        logger.info("%s: already trained with this config and data, reused", out)
-        return json.loads((out / "summary.json").read_text())
-    world = world_size(num_gpus, num_machines)
-    args = (OmegaConf.to_yaml(pcfg), loss, shop_crops, name, state == "resume")
-    if world > 1:
+        _check_resumable(stage.stage_dir)
+    reused = stage.reuse_or_begin(force=force)
+    if reused is not None:
+        return reused
+    args = (OmegaConf.to_yaml(pcfg), loss, shop_crops, name, stage.state == "resume")
+    if world_size(num_gpus, num_machines) > 1:
         from detectron2.engine import launch
 
         launch(_train_worker, max(num_gpus, 1), num_machines=num_machines, machine_rank=machine_rank,
@@ -274,28 +273,57 @@ def run_train_retrieval(pcfg: DictConfig, loss: str, shop_crops: str, *, name: O
         _train_worker(*args)
     if machine_rank != 0:
         return {"name": name, "machine_rank": machine_rank}  # rank 0's machine holds the artifacts
-    stage.complete({"model": "model.pt", "metrics": "metrics.json", "summary": "summary.json"})
-    return json.loads((out / "summary.json").read_text())
+    stage.complete({"model": MODEL_FILE, "metrics": "metrics.json", "summary": SUMMARY_NAME})
+    return json.loads((stage.stage_dir / SUMMARY_NAME).read_text())
 
 
-def _train_worker(pcfg_yaml: str, loss: str, shop_crops: str, name: str, resume: bool) -> None:
-    """The training itself, in one process of a data-parallel group (or alone)."""
+@dataclass
+class TrainRun:
+    """Everything one training process holds: config, data, network, optimiser, and where it writes."""
+
+    pcfg: DictConfig
+    loss: str
+    shop_crops: str
+    name: str
+    rank: int
+    world: int
+    device: torch.device
+    out: Path
+    tset: TrainingSet
+    model: RetrievalNet
+    reader: CropReader
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    history: List[Dict] = field(default_factory=list)
+    best: float = -1.0
+    start_epoch: int = 0
+
+    @property
+    def tcfg(self):
+        return self.pcfg.retrieval.train
+
+    def training_config(self) -> Dict:
+        return {"loss": self.loss, "shop_crops": self.shop_crops,
+                "train": OmegaConf.to_container(self.tcfg, resolve=True)}
+
+
+def _setup(pcfg_yaml: str, loss: str, shop_crops: str, name: str) -> TrainRun:
+    """Data, network, optimiser and schedule of this process (the same seed in every process)."""
     from detectron2.utils import comm
 
     pcfg = OmegaConf.create(pcfg_yaml)
     tcfg = pcfg.retrieval.train
-    rank, world = comm.get_rank(), comm.get_world_size()
+    world = comm.get_world_size()
     device = resolve_device(pcfg.device)
     if device.type == "cuda" and world > 1:
         device = torch.device("cuda", comm.get_local_rank())
-    run_dir = Path(pcfg.run_dir)
-    out = run_dir / f"retrieval-{name}"
+    layout = RunLayout(pcfg.run_dir)
     root = Path(pcfg.data.street2shop.root)
-    shop_boxes = load_shop_boxes(run_dir / "detect-shop" / "detections.jsonl") if shop_crops == "detected" else None
-    data = load_street2shop(root, splits=("train",))
-    tset = build_training_set(data, shop_boxes, val_fraction=tcfg.val_fraction, seed=tcfg.seed)
+    shop_boxes = load_shop_boxes(layout.shop_detections) if shop_crops == "detected" else None
+    tset = build_training_set(load_street2shop(root, splits=("train",)), shop_boxes, val_fraction=tcfg.val_fraction,
+                              seed=tcfg.seed)
     if not tset.train_queries:
-        raise ValueError(f"{root}: no usable training query (skipped: {tset.skipped})")
+        raise InputError(f"{root}: no usable training query (skipped: {tset.skipped})")
     logger.info("%d training queries, %d validation queries, %d shop crops (skipped: %s)",
                 len(tset.train_queries), len(tset.val_queries), len(tset.shop), tset.skipped)
     torch.manual_seed(tcfg.seed)
@@ -306,89 +334,120 @@ def _train_worker(pcfg_yaml: str, loss: str, shop_crops: str, name: str, resume:
     reader = CropReader(tcfg.image_size, tcfg.resize, model.meta["mean"], model.meta["std"])
     optimizer = make_optimizer(model, tcfg)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=tcfg.lr_decay)
-    history: List[Dict] = []
-    best = -1.0
-    start_epoch = 0
-    last = out / "checkpoint_last.pt"
-    if resume and last.is_file():
-        _, ckpt = load_checkpoint(last)
-        model.load_state_dict(ckpt["state_dict"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        start_epoch, best = int(ckpt["epoch"]) + 1, float(ckpt["best_map"])
-        history = json.loads((out / "metrics.json").read_text()) if (out / "metrics.json").is_file() else []
-        logger.info("resuming %s after epoch %d", out, start_epoch - 1)
-    else:
-        if not tcfg.pretrained:
-            _calibrate(model, tset, reader, device, tcfg, np.random.default_rng([tcfg.seed, 1_000_000]))
-        if rank == 0:
-            untrained = validate(model, tset, reader, device, tcfg.chunk_size)
-            history = [{"epoch": -1, "val_map": untrained["map"], "val_per_category": untrained["per_category"]}]
-        if tcfg.classifier_epochs > 0:
-            from .classifier import pretrain_classifier
+    return TrainRun(pcfg, loss, shop_crops, name, comm.get_rank(), world, device, layout.retrieval(name), tset, model,
+                    reader, optimizer, scheduler)
 
-            if world > 1:
-                raise ValueError("classifier pre-training runs in one process; drop --num-gpus for it")
-            model.train()
-            set_batchnorm_eval(model)
-            records = pretrain_classifier(model, tset, reader, device, epochs=tcfg.classifier_epochs, lr=tcfg.lr,
-                                          batch_size=tcfg.batch_size, seed=tcfg.seed)
-            after = validate(model, tset, reader, device, tcfg.chunk_size)
-            history.append({"epoch": -1, "phase": "classifier", "classifier": records, "val_map": after["map"],
+
+def _resume(run: TrainRun) -> None:
+    """Weights, optimiser, schedule and history of the last finished epoch (``checkpoint_last.pt``)."""
+    _, ckpt = load_checkpoint(run.out / LAST_CHECKPOINT)
+    run.model.load_state_dict(ckpt["state_dict"])
+    run.optimizer.load_state_dict(ckpt["optimizer"])
+    run.scheduler.load_state_dict(ckpt["scheduler"])
+    run.start_epoch, run.best = int(ckpt["epoch"]) + 1, float(ckpt["best_map"])
+    metrics = run.out / "metrics.json"
+    run.history = json.loads(metrics.read_text()) if metrics.is_file() else []
+    logger.info("resuming %s after epoch %d", run.out, run.start_epoch - 1)
+
+
+def _start(run: TrainRun) -> None:
+    """Before the first epoch: BatchNorm calibration (random init), the untrained validation mAP
+    (epoch -1), the optional classification pre-training."""
+    tcfg = run.tcfg
+    if not tcfg.pretrained:
+        _calibrate(run.model, run.tset, run.reader, run.device, tcfg, np.random.default_rng([tcfg.seed, 1_000_000]))
+    if run.rank == 0:
+        untrained = validate(run.model, run.tset, run.reader, run.device, tcfg.chunk_size)
+        run.history = [{"epoch": -1, "val_map": untrained["map"], "val_per_category": untrained["per_category"]}]
+    if tcfg.classifier_epochs > 0:
+        from .classifier import pretrain_classifier
+
+        if run.world > 1:
+            raise InputError("classifier pre-training runs in one process; drop --num-gpus for it")
+        run.model.train()
+        set_batchnorm_eval(run.model)
+        records = pretrain_classifier(run.model, run.tset, run.reader, run.device, epochs=tcfg.classifier_epochs,
+                                      lr=tcfg.lr, batch_size=tcfg.batch_size, seed=tcfg.seed)
+        after = validate(run.model, run.tset, run.reader, run.device, tcfg.chunk_size)
+        run.history.append({"epoch": -1, "phase": "classifier", "classifier": records, "val_map": after["map"],
                             "val_per_category": after["per_category"]})
-        if rank == 0:
-            atomic_write_json(out / "metrics.json", history)
-    net = model
-    if world > 1:
+    if run.rank == 0:
+        atomic_write_json(run.out / "metrics.json", run.history)
+
+
+def _train_epoch(run: TrainRun, net: torch.nn.Module, epoch: int) -> List[float]:
+    """One epoch of optimiser steps (after mining, when the loss needs it); the batches' loss values."""
+    tcfg = run.tcfg
+    rng = np.random.default_rng([tcfg.seed, epoch])
+    run.model.train()
+    set_batchnorm_eval(run.model)
+    if not tcfg.pretrained:
+        _calibrate(run.model, run.tset, run.reader, run.device, tcfg, rng)
+    mined = None
+    if run.loss == "ap" or tcfg.negatives == "offline":
+        mined = mine_negatives(run.model, run.tset, run.reader, run.device, tcfg.chunk_size, tcfg.mine_k)
+        run.model.train()
+        set_batchnorm_eval(run.model)
+    losses = []
+    for batch in progress(batches(len(run.tset.train_queries), tcfg.batch_size, rng), f"epoch {epoch}", unit="batch"):
+        if len(batch) < run.world:
+            continue  # every process needs a share of the batch
+        value = _step(net, run.optimizer, run.tset, batch[run.rank::run.world], run.loss, tcfg, mined, run.reader,
+                      run.device, epoch)
+        if value is not None:
+            losses.append(value)
+    run.scheduler.step()
+    return losses
+
+
+def _end_epoch(run: TrainRun, epoch: int, losses: List[float], seconds: float) -> None:
+    """Rank 0: validation, the epoch's record, model.pt when best, checkpoint_last.pt, metrics.json."""
+    val = validate(run.model, run.tset, run.reader, run.device, run.tcfg.chunk_size)
+    record = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else None, "val_map": val["map"],
+              "val_per_category": val["per_category"], "gem_p": run.model.pool.p.item(),
+              "seconds": seconds, "lr": run.scheduler.get_last_lr()[0], "processes": run.world}
+    run.history.append(record)
+    logger.info("epoch %d: loss %s, validation mAP %s", epoch, record["loss"], record["val_map"])
+    score = val["map"] if val["map"] is not None else -record["loss"] if record["loss"] is not None else 0.0
+    if score > run.best or not (run.out / MODEL_FILE).is_file():
+        run.best = score
+        save_checkpoint(run.out / MODEL_FILE, run.model, epoch=epoch, val_map=val["map"])
+    save_checkpoint(run.out / LAST_CHECKPOINT, run.model, epoch=epoch, best_map=run.best,
+                    optimizer=run.optimizer.state_dict(), scheduler=run.scheduler.state_dict())
+    atomic_write_json(run.out / "metrics.json", run.history)
+
+
+def _write_summary(run: TrainRun) -> None:
+    history = run.history
+    summary = {"name": run.name, "loss": run.loss, "shop_crops": run.shop_crops, "epochs": run.tcfg.epochs,
+               "untrained_val_map": history[0]["val_map"] if history and history[0]["epoch"] == -1 else None,
+               "best_val_map": max((h["val_map"] for h in history if h["epoch"] >= 0 and h["val_map"] is not None),
+                                   default=None),
+               "queries": {"train": len(run.tset.train_queries), "val": len(run.tset.val_queries)},
+               "shop_crops_count": len(run.tset.shop), "skipped": run.tset.skipped,
+               "config": json.loads(json.dumps(run.training_config()["train"], default=str)), "processes": run.world}
+    atomic_write_json(run.out / SUMMARY_NAME, summary)
+
+
+def _train_worker(pcfg_yaml: str, loss: str, shop_crops: str, name: str, resume: bool) -> None:
+    """The training itself, in one process of a data-parallel group (or alone)."""
+    from detectron2.utils import comm
+
+    run = _setup(pcfg_yaml, loss, shop_crops, name)
+    if resume and (run.out / LAST_CHECKPOINT).is_file():
+        _resume(run)
+    else:
+        _start(run)
+    net = run.model
+    if run.world > 1:
         net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False)
-    for epoch in range(start_epoch, tcfg.epochs):
+            run.model, device_ids=[run.device.index] if run.device.type == "cuda" else None, broadcast_buffers=False)
+    for epoch in range(run.start_epoch, run.tcfg.epochs):
         t0 = time.perf_counter()
-        rng = np.random.default_rng([tcfg.seed, epoch])
-        model.train()
-        set_batchnorm_eval(model)
-        if not tcfg.pretrained:
-            _calibrate(model, tset, reader, device, tcfg, rng)
-        mined = None
-        if loss == "ap" or tcfg.negatives == "offline":
-            mined = mine_negatives(model, tset, reader, device, tcfg.chunk_size, tcfg.mine_k)
-            model.train()
-            set_batchnorm_eval(model)
-        losses = []
-        for batch in progress(batches(len(tset.train_queries), tcfg.batch_size, rng), f"epoch {epoch}",
-                              unit="batch"):
-            if len(batch) < world:
-                continue  # every process needs a share of the batch
-            value = _step(net, optimizer, tset, batch[rank::world], loss, tcfg, mined, reader, device, epoch)
-            if value is not None:
-                losses.append(value)
-        scheduler.step()
-        if rank == 0:
-            val = validate(model, tset, reader, device, tcfg.chunk_size)
-            record = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else None, "val_map": val["map"],
-                      "val_per_category": val["per_category"], "gem_p": model.pool.p.item(),
-                      "seconds": time.perf_counter() - t0, "lr": scheduler.get_last_lr()[0], "processes": world}
-            history.append(record)
-            logger.info("epoch %d: loss %s, validation mAP %s", epoch, record["loss"], record["val_map"])
-            score = val["map"] if val["map"] is not None else -record["loss"] if record["loss"] is not None else 0.0
-            if score > best or not (out / "model.pt").is_file():
-                best = score
-                save_checkpoint(out / "model.pt", model, epoch=epoch, val_map=val["map"])
-            save_checkpoint(last, model, epoch=epoch, best_map=best, optimizer=optimizer.state_dict(),
-                            scheduler=scheduler.state_dict())
-            atomic_write_json(out / "metrics.json", history)
+        losses = _train_epoch(run, net, epoch)
+        if run.rank == 0:
+            _end_epoch(run, epoch, losses, time.perf_counter() - t0)
         comm.synchronize()
-    if rank == 0:
-        summary = {"name": name, "loss": loss, "shop_crops": shop_crops, "epochs": tcfg.epochs,
-                   "untrained_val_map": history[0]["val_map"] if history and history[0]["epoch"] == -1 else None,
-                   "best_val_map": max((h["val_map"] for h in history if h["epoch"] >= 0 and h["val_map"] is not None),
-                                       default=None),
-                   "queries": {"train": len(tset.train_queries), "val": len(tset.val_queries)},
-                   "shop_crops_count": len(tset.shop), "skipped": tset.skipped,
-                   "config": asdict_safe(config["train"]), "processes": world}
-        atomic_write_json(out / "summary.json", summary)
+    if run.rank == 0:
+        _write_summary(run)
     comm.synchronize()
-
-
-def asdict_safe(obj):
-    return json.loads(json.dumps(obj, default=str))

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
 
 from .atomic import atomic_write_json
+from ..errors import InputError
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "detret.manifest/1"
@@ -80,6 +81,15 @@ def sha256_file(path: Path) -> str:
     if time.time_ns() - st.st_mtime_ns > _RACY_NS:
         _SHA256_SEEN[key] = digest.hexdigest()
     return digest.hexdigest()
+
+
+def config_hash(cfg: Any) -> str:
+    """sha256 of a config's canonical JSON form (sorted keys)."""
+    from omegaconf import DictConfig, OmegaConf
+
+    plain = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+    text = json.dumps(plain, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def fingerprint(path: Path) -> Dict[str, Any]:
@@ -153,7 +163,7 @@ class Manifest:
     @classmethod
     def from_json(cls, obj: Mapping[str, Any], source: Path) -> "Manifest":
         if obj.get("format") != MANIFEST_FORMAT:
-            raise ValueError(f"{source}: not a detret manifest (format {obj.get('format')!r}, expected {MANIFEST_FORMAT!r})")
+            raise InputError(f"{source}: not a detret manifest (format {obj.get('format')!r}, expected {MANIFEST_FORMAT!r})")
         try:
             return cls(
                 stage=obj["stage"], command=obj["command"], config=obj["config"],
@@ -161,7 +171,7 @@ class Manifest:
                 state=obj["state"], created_utc=obj["created_utc"], versions=obj["versions"], git=obj["git"],
             )
         except KeyError as exc:
-            raise ValueError(f"{source}: manifest lacks the key {exc}") from exc
+            raise InputError(f"{source}: manifest lacks the key {exc}") from exc
 
 
 def write_manifest(stage_dir: Path, manifest: Manifest) -> Path:
@@ -182,7 +192,7 @@ def read_manifest(stage_dir: Path) -> Optional[Manifest]:
     try:
         obj = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: manifest is not valid JSON ({exc})") from exc
+        raise InputError(f"{path}: manifest is not valid JSON ({exc})") from exc
     return Manifest.from_json(obj, path)
 
 

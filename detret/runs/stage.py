@@ -4,13 +4,16 @@ Usage inside a stage implementation::
 
     stage = Stage(stage_dir, "detect-shop", command="detret detect --split shop",
                   config=cfg_dict, inputs={"weights": w, "annotations": a})
-    stage.begin(force=force)        # refuses stale leftovers, writes a "running" manifest
-    ...write artifacts (atomically)...
-    stage.complete(outputs={"detections": "detections.jsonl"})
+    reused = stage.reuse_or_begin(force=force)   # refuses stale leftovers, writes a "running" manifest
+    if reused is not None:
+        return reused                            # done earlier with the same config and inputs: its summary
+    ...write artifacts (atomically); stage.state says "fresh" or "resume"...
+    return stage.finish(summary, outputs={"detections": "detections.jsonl"})  # summary.json, manifest complete
 
 and before reading another stage's artifacts::
 
     require_fresh(upstream_dir)     # raises StaleArtifactError naming the command to rerun
+    require_built(model_dir)        # a trained model: its files intact, whatever its training data became
 
 States reported by :func:`stage_status`: ``missing`` (never run), ``running``
 (started and not finished: interrupted, or under way), ``stale`` (an input or
@@ -18,17 +21,26 @@ an output no longer matches its manifest), ``done``.
 """
 from __future__ import annotations
 
+import json
+import logging
+import os
 import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
 
-from ..config.pipeline import config_hash
-from .manifest import Manifest, changed_entries, fingerprint, git_state, read_manifest, write_manifest
+from ..errors import DetretError
+from .atomic import atomic_write_json, atomic_write_text
+from .manifest import (Manifest, changed_entries, config_hash, fingerprint, git_state, read_manifest,
+                       write_manifest)
+
+logger = logging.getLogger(__name__)
+
+SUMMARY_NAME = "summary.json"
 
 
-class StaleArtifactError(RuntimeError):
+class StaleArtifactError(DetretError, RuntimeError):
     """An artifact no longer matches what it was built from; the message names the command to rerun."""
 
 
@@ -90,6 +102,23 @@ def require_fresh(stage_dir: Path, what: str = "") -> Manifest:
     return manifest
 
 
+def require_built(stage_dir: Path, what: str = "") -> Manifest:
+    """The manifest of a finished stage whose outputs are intact, even if its inputs changed since.
+
+    For trained models (a detector, a retrieval network): a model stays a valid model whatever
+    happens later to the photos it was trained on. Stages that use it record the model file's
+    own hash among their inputs, so they are rebuilt when the model changes, not when its
+    training data does; ``detret status`` still reports the training stage as stale."""
+    status = stage_status(stage_dir)
+    output_changes = [r for r in status.reasons if r.startswith("output ")]
+    if status.state == "stale" and not output_changes and read_manifest(stage_dir) is not None:
+        manifest = read_manifest(stage_dir)
+        logger.info("%s: %s was trained on inputs that have changed since (%s); using it as it is",
+                    stage_dir, what or status.stage, "; ".join(status.reasons))
+        return manifest
+    return require_fresh(stage_dir, what)
+
+
 class Stage:
     """Bookkeeping of one stage run: config, input fingerprints, manifest lifecycle."""
 
@@ -110,6 +139,7 @@ class Stage:
         self.input_paths = {k: Path(v) for k, v in inputs.items()}
         self.command = command or invoked_command()
         self._manifest: Optional[Manifest] = None
+        self.state: Optional[str] = None  # set by begin(): "fresh", "resume" or "done"
 
     def _new_manifest(self) -> Manifest:
         return Manifest(
@@ -132,11 +162,13 @@ class Stage:
         - anything else: StaleArtifactError, because the folder holds artifacts
           built from something else, and silently mixing them is what we refuse.
         """
+        self.state = self._begin(force)
+        return self.state
+
+    def _begin(self, force: bool) -> str:
         fresh = self._new_manifest()
         if self.pipeline_config is not None:
             from omegaconf import OmegaConf
-
-            from .atomic import atomic_write_text
 
             atomic_write_text(self.stage_dir / "pipeline_config.yaml",
                               "# The merged pipeline config this stage ran with.\n"
@@ -180,8 +212,6 @@ class Stage:
         Only this stage writes into its folder, so at its start any such file is a leftover.
         Sub-folders holding a manifest of their own are other stages (a dataset folder may
         hold the run directory) and are left alone: they may be running."""
-        import os
-
         if not self.stage_dir.is_dir():
             return
         for root, dirs, files in os.walk(self.stage_dir):
@@ -206,3 +236,19 @@ class Stage:
         self._manifest.created_utc = ""
         write_manifest(self.stage_dir, self._manifest)
         return self._manifest
+
+    def reuse_or_begin(self, *, force: bool = False, summary_name: str = SUMMARY_NAME) -> Optional[Dict[str, Any]]:
+        """:meth:`begin` the stage; when it is already done, the summary it recorded (JSON), else None.
+
+        ``self.state`` then says "fresh" (start from nothing) or "resume" (finish an interrupted run)."""
+        if self.begin(force=force) != "done":
+            return None
+        logger.info("%s: complete and up to date, reused", self.stage_dir)
+        return json.loads((self.stage_dir / summary_name).read_text())
+
+    def finish(self, summary: Dict[str, Any], outputs: Mapping[str, str],
+               summary_name: str = SUMMARY_NAME) -> Dict[str, Any]:
+        """Write ``summary`` as JSON (an output too) and :meth:`complete` the stage; returns the summary."""
+        atomic_write_json(self.stage_dir / summary_name, summary)
+        self.complete({**outputs, "summary": summary_name})
+        return summary

@@ -11,6 +11,7 @@ from typing import List, Optional
 
 from omegaconf import DictConfig
 
+from .layout import RunLayout
 from .manifest import MANIFEST_NAME
 from .stage import StageStatus, stage_status
 
@@ -39,12 +40,10 @@ def run_status(cfg: DictConfig) -> List[StageStatus]:
             seen.add(folder.resolve())
             rows.append(stage_status(folder))
     run_dir = Path(cfg.run_dir)
-    if run_dir.is_dir():
-        for manifest in sorted(list(run_dir.glob(f"*/{MANIFEST_NAME}")) + list(run_dir.glob(f"*/*/{MANIFEST_NAME}"))):
-            folder = manifest.parent.resolve()
-            if folder not in seen:
-                seen.add(folder)
-                rows.append(stage_status(manifest.parent))
+    for folder in RunLayout(run_dir).stage_folders():
+        if folder.resolve() not in seen:
+            seen.add(folder.resolve())
+            rows.append(stage_status(folder))
     if not rows:
         rows.append(StageStatus("(none)", run_dir, "missing", ["no stage has run in this run directory yet"]))
     return rows

@@ -17,6 +17,7 @@ from typing import Tuple
 
 from .faiss_lib import faiss
 import numpy as np
+from ..errors import InputError
 
 
 def build_index(gallery: np.ndarray, factory: str = "Flat") -> faiss.Index:
@@ -25,7 +26,7 @@ def build_index(gallery: np.ndarray, factory: str = "Flat") -> faiss.Index:
     try:
         index = faiss.index_factory(x.shape[1], factory, faiss.METRIC_INNER_PRODUCT)
     except RuntimeError as exc:
-        raise ValueError(f"FAISS cannot build index {factory!r} for dimension {x.shape[1]}: {exc}") from exc
+        raise InputError(f"FAISS cannot build index {factory!r} for dimension {x.shape[1]}: {exc}") from exc
     if not index.is_trained:
         index.train(x)
     index.add(x)

@@ -5,8 +5,10 @@ Writes ``<run_dir>/search-<name>/``:
 - ``topk_rows.npy`` int64 [Q, k]: gallery rows (of ``embed-<name>/gallery.npy``) in
   ranked order, -1 past the end of a small category; ``topk_scores.npy`` float32 [Q, k];
   row q is query row q of ``embed-<name>/queries.npy``;
-- ``rankings.jsonl``: the same, readable: per query its photo, category, record and
-  ``[[shop photo id, product id, score], ...]``;
+- ``rankings.jsonl``: the same, readable: per query its photo, product, category, record and
+  ``[[shop photo id, product id, score], ...]``; the product id of a result is the query's
+  own when the photo shows it (a shop photo listed for several products of the category
+  shows each), else the first product the photo is listed for;
 - ``indexes/<category>.faiss`` (``faiss.write_index``) with ``indexes/index_meta.json``
   (factory string and gallery hash): reused by later runs while they match.
 """
@@ -16,21 +18,26 @@ import json
 import logging
 from collections import defaultdict
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Tuple
 
-from .faiss_lib import faiss
 import numpy as np
 from omegaconf import DictConfig
 
-from ..embed.artifact import read_descriptors
+from ..embed.artifact import Row, read_descriptors
+from ..errors import InputError
 from ..runs.atomic import atomic_path, atomic_write_json, atomic_write_text
+from ..runs.layout import RunLayout
 from ..runs.manifest import sha256_file
 from ..runs.stage import Stage, require_fresh
 from ..utils.disk import require_free_space
 from ..utils.progress import progress
+from .faiss_lib import faiss
 from .index import build_index, for_search, search
 
 logger = logging.getLogger(__name__)
+
+INDEX_DIR = "indexes"
+RANKINGS_FILE = "rankings.jsonl"
 
 
 def index_file_name(category: str) -> str:
@@ -38,37 +45,29 @@ def index_file_name(category: str) -> str:
     return category.replace("/", "_") + ".faiss"
 
 
-def run_search(pcfg: DictConfig, embed_name: str, *, k: int = 50, factory: str = "Flat", use_gpu: bool = True,
-               force: bool = False, command: Optional[str] = None) -> Dict:
-    if k < 1:
-        raise ValueError(f"k must be at least 1, got {k}")
-    run_dir = Path(pcfg.run_dir)
-    embed_dir = run_dir / f"embed-{embed_name}"
-    require_fresh(embed_dir, f"the descriptors '{embed_name}' (detret embed)")
-    out = run_dir / f"search-{embed_name}"
-    inputs = {"gallery": embed_dir / "gallery.npy", "queries": embed_dir / "queries.npy",
-              "gallery_rows": embed_dir / "gallery_rows.jsonl", "query_rows": embed_dir / "queries_rows.jsonl"}
-    stage = Stage(out, f"search-{embed_name}", config={"k": k, "factory": factory}, inputs=inputs,
-                  command=command, pipeline_config=pcfg)
-    if stage.begin(force=force) == "done":
-        logger.info("%s: rankings up to date, reused", out)
-        return json.loads((out / "summary.json").read_text())
-    gallery, grows = read_descriptors(embed_dir, "gallery")
-    queries, qrows = read_descriptors(embed_dir, "queries")
-    if gallery.shape[1] != queries.shape[1]:
-        raise ValueError(f"{embed_dir}: gallery dimension {gallery.shape[1]} != query dimension {queries.shape[1]}")
-    # the indexes (exact: a copy of the gallery) and the top-k arrays
-    require_free_space(out, gallery.nbytes + queries.shape[0] * k * 12, "the FAISS indexes and rankings")
-    g_by_cat, q_by_cat = defaultdict(list), defaultdict(list)
-    for i, r in enumerate(grows):
-        g_by_cat[r.category].append(i)
-    for i, r in enumerate(qrows):
-        q_by_cat[r.category].append(i)
-    index_dir = out / "indexes"
-    meta_path = index_dir / "index_meta.json"
-    gallery_sha = sha256_file(embed_dir / "gallery.npy")
-    cached = meta_path.is_file() and json.loads(meta_path.read_text()) == {"factory": factory,
-                                                                             "gallery_sha256": gallery_sha}
+def rows_by_category(rows: List[Row]) -> Dict[str, List[int]]:
+    """Category -> its row indices, in row order (the order of that category's index)."""
+    out: Dict[str, List[int]] = defaultdict(list)
+    for i, r in enumerate(rows):
+        out[r.category].append(i)
+    return out
+
+
+def _category_index(gallery: np.ndarray, factory: str, path: Path, cached: bool):
+    """The category's saved index when it matches (``cached``), else a new one, saved atomically."""
+    if cached and path.is_file():
+        return faiss.read_index(str(path))
+    index = build_index(gallery, factory)
+    with atomic_path(path) as tmp:
+        faiss.write_index(index, str(tmp))
+    return index
+
+
+def search_categories(gallery: np.ndarray, grows: List[Row], queries: np.ndarray, qrows: List[Row], k: int,
+                      factory: str, use_gpu: bool, index_dir: Path, cached: bool
+                      ) -> Tuple[np.ndarray, np.ndarray, List[str]]:
+    """(top rows int64 [Q, k], top scores float32 [Q, k], categories with no gallery photo)."""
+    g_by_cat, q_by_cat = rows_by_category(grows), rows_by_category(qrows)
     top_rows = np.full((len(qrows), k), -1, np.int64)
     top_scores = np.full((len(qrows), k), -np.inf, np.float32)
     empty_categories = []
@@ -78,34 +77,64 @@ def run_search(pcfg: DictConfig, embed_name: str, *, k: int = 50, factory: str =
         if len(g_idx) == 0:
             empty_categories.append(cat)
             continue
-        path = index_dir / index_file_name(cat)
-        if cached and path.is_file():
-            index = faiss.read_index(str(path))
-        else:
-            index = build_index(gallery[g_idx], factory)
-            with atomic_path(path) as tmp:
-                faiss.write_index(index, str(tmp))
+        index = _category_index(gallery[g_idx], factory, index_dir / index_file_name(cat), cached)
         if len(q_idx):
             scores, local = search(for_search(index, use_gpu), queries[q_idx], k)
             top_scores[q_idx] = scores
             top_rows[q_idx] = np.where(local >= 0, g_idx[np.clip(local, 0, None)], -1)
-    atomic_write_json(meta_path, {"factory": factory, "gallery_sha256": gallery_sha})
+    return top_rows, top_scores, empty_categories
+
+
+def rankings_lines(qrows: List[Row], grows: List[Row], top_rows: np.ndarray, top_scores: np.ndarray) -> str:
+    """``rankings.jsonl``: one line per query (see the module docstring)."""
+    lines = []
+    for qi, r in enumerate(qrows):
+        results = [[grows[j].photo_id, r.product_id if r.product_id in grows[j].products else grows[j].product_id,
+                    round(float(s), 6)] for j, s in zip(top_rows[qi], top_scores[qi]) if j >= 0]
+        lines.append(json.dumps({"query_row": qi, "photo_id": r.photo_id, "product_id": r.product_id,
+                                 "category": r.category, "record": r.record, "results": results}) + "\n")
+    return "".join(lines)
+
+
+def _write_rankings(out: Path, qrows: List[Row], grows: List[Row], top_rows: np.ndarray,
+                    top_scores: np.ndarray) -> None:
     with atomic_path(out / "topk_rows.npy") as tmp:
         np.save(tmp, top_rows)
     with atomic_path(out / "topk_scores.npy") as tmp:
         np.save(tmp, top_scores)
-    lines = []
-    for qi, r in enumerate(qrows):
-        results = [[grows[j].photo_id, grows[j].product_id, round(float(s), 6)]
-                   for j, s in zip(top_rows[qi], top_scores[qi]) if j >= 0]
-        lines.append(json.dumps({"query_row": qi, "photo_id": r.photo_id, "product_id": r.product_id,
-                                 "category": r.category, "record": r.record, "results": results}) + "\n")
-    atomic_write_text(out / "rankings.jsonl", "".join(lines))
-    if empty_categories:
-        logger.warning("categories with no gallery photo (their queries get no result): %s", empty_categories)
+    atomic_write_text(out / RANKINGS_FILE, rankings_lines(qrows, grows, top_rows, top_scores))
+
+
+def run_search(pcfg: DictConfig, embed_name: str, *, k: int = 50, factory: str = "Flat", use_gpu: bool = True,
+               force: bool = False, command: Optional[str] = None) -> Dict:
+    if k < 1:
+        raise InputError(f"k must be at least 1, got {k}")
+    layout = RunLayout(pcfg.run_dir)
+    embed_dir, out = layout.embed(embed_name), layout.search(embed_name)
+    require_fresh(embed_dir, f"the descriptors '{embed_name}' (detret embed)")
+    inputs = {"gallery": embed_dir / "gallery.npy", "queries": embed_dir / "queries.npy",
+              "gallery_rows": embed_dir / "gallery_rows.jsonl", "query_rows": embed_dir / "queries_rows.jsonl"}
+    stage = Stage(out, f"search-{embed_name}", config={"k": k, "factory": factory}, inputs=inputs,
+                  command=command, pipeline_config=pcfg)
+    reused = stage.reuse_or_begin(force=force)
+    if reused is not None:
+        return reused
+    gallery, grows = read_descriptors(embed_dir, "gallery")
+    queries, qrows = read_descriptors(embed_dir, "queries")
+    if gallery.shape[1] != queries.shape[1]:
+        raise InputError(f"{embed_dir}: gallery dimension {gallery.shape[1]} != query dimension {queries.shape[1]}")
+    # the indexes (exact: a copy of the gallery) and the top-k arrays
+    require_free_space(out, gallery.nbytes + queries.shape[0] * k * 12, "the FAISS indexes and rankings")
+    meta_path = out / INDEX_DIR / "index_meta.json"
+    meta = {"factory": factory, "gallery_sha256": sha256_file(embed_dir / "gallery.npy")}
+    cached = meta_path.is_file() and json.loads(meta_path.read_text()) == meta
+    top_rows, top_scores, empty = search_categories(gallery, grows, queries, qrows, k, factory, use_gpu,
+                                                    out / INDEX_DIR, cached)
+    atomic_write_json(meta_path, meta)
+    _write_rankings(out, qrows, grows, top_rows, top_scores)
+    if empty:
+        logger.warning("categories with no gallery photo (their queries get no result): %s", empty)
     summary = {"name": embed_name, "k": k, "factory": factory, "queries": len(qrows), "gallery": len(grows),
-               "empty_categories": empty_categories}
-    atomic_write_json(out / "summary.json", summary)
-    stage.complete({"topk_rows": "topk_rows.npy", "topk_scores": "topk_scores.npy", "rankings": "rankings.jsonl",
-                    "indexes": "indexes", "summary": "summary.json"})
-    return summary
+               "empty_categories": empty}
+    return stage.finish(summary, {"topk_rows": "topk_rows.npy", "topk_scores": "topk_scores.npy",
+                                  "rankings": RANKINGS_FILE, "indexes": INDEX_DIR})

@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 
 import torch
+from ..errors import InputError
 
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
@@ -15,17 +16,17 @@ def resolve_device(name: str) -> torch.device:
     this machine does not have.
     """
     if not _DEVICE_RE.match(name):
-        raise ValueError(f"device {name!r} is not one of auto, cpu, mps, cuda, cuda:N")
+        raise InputError(f"device {name!r} is not one of auto, cpu, mps, cuda, cuda:N")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"device {name!r} asked for, but torch sees no CUDA GPU here; use --set device=cpu")
+            raise InputError(f"device {name!r} asked for, but torch sees no CUDA GPU here; use --set device=cpu")
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(f"device {name!r} asked for, but only {torch.cuda.device_count()} CUDA device(s) exist")
+            raise InputError(f"device {name!r} asked for, but only {torch.cuda.device_count()} CUDA device(s) exist")
     if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError("device 'mps' asked for, but MPS is not available here")
+        raise InputError("device 'mps' asked for, but MPS is not available here")
     return device
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from ..errors import DetretError
+
 # Kept free beyond the artifact itself: logs, manifests, temporary copies of renames.
 MARGIN_BYTES = 64 << 20
 
 
-class DiskSpaceError(OSError):
+class DiskSpaceError(DetretError, OSError):
     """Not enough free space for an artifact; the message names the folder and the sizes."""
 
 

@@ -4,11 +4,11 @@ import pytest
 
 from detret.config.pipeline import (
     ConfigError,
-    config_hash,
     find_config_file,
     load_pipeline_config,
     valid_keys,
 )
+from detret.runs.manifest import config_hash
 
 
 def test_defaults_are_valid_and_paths_absolute(tmp_path):

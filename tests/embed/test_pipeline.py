@@ -7,9 +7,11 @@ import torch
 
 from detret.cli.app import main
 from detret.config.pipeline import load_pipeline_config
+from detret.embed import inference as embed_inference
 from detret.embed import stage as embed_stage
+from detret.embed.combine import run_combine
 from detret.embed.artifact import read_descriptors
-from detret.evaluate.metrics import ranking
+from detret.retrieval.metrics import ranking
 from detret.evaluate.stage import run_eval
 from detret.retrieval.model import build_retrieval_net, save_checkpoint
 from detret.runs.stage import stage_status
@@ -53,13 +55,13 @@ def test_ensemble_is_normalised_concatenation_of_singles(setup, tmp_path):
         assert np.allclose(e, np.concatenate([a, b], 1) / np.sqrt(2), atol=1e-5)
     assert stage_status(tmp_path / "embed-both").state == "done"
     # the same ensemble made from the two descriptor runs (each could have its own crops)
-    embed_stage.run_combine(cfg, ["one", "two"], "combined")
+    run_combine(cfg, ["one", "two"], "combined")
     for side in ("gallery", "queries"):
         e, rows_e = read_descriptors(tmp_path / "embed-both", side)
         c, rows_c = read_descriptors(tmp_path / "embed-combined", side)
         assert rows_c == rows_e and np.allclose(c, e, atol=1e-6)
     with pytest.raises(ValueError, match="at least two"):
-        embed_stage.run_combine(cfg, ["one"], "x")
+        run_combine(cfg, ["one"], "x")
 
 
 def test_search_equals_brute_force_within_category(setup, tmp_path):
@@ -84,7 +86,7 @@ def test_embed_resumes_shards(setup, tmp_path, monkeypatch):
     cfg = _cfg(root, tmp_path / "a")
     ref = embed_stage.run_embed(cfg, models=[str(m0)], name="r", gallery_crops="full", workers=0, shard_size=8)
     cfg_b = _cfg(root, tmp_path / "b")
-    real = embed_stage.embed_crops
+    real = embed_inference.embed_crops
     calls = {"n": 0}
 
     def dying(*args, **kwargs):
@@ -93,11 +95,11 @@ def test_embed_resumes_shards(setup, tmp_path, monkeypatch):
             raise KeyboardInterrupt("killed")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(embed_stage, "embed_crops", dying)
+    monkeypatch.setattr(embed_inference, "embed_crops", dying)
     with pytest.raises(KeyboardInterrupt):
         embed_stage.run_embed(cfg_b, models=[str(m0)], name="r", gallery_crops="full", workers=0, shard_size=8)
     assert stage_status(tmp_path / "b" / "embed-r").state == "running"
-    monkeypatch.setattr(embed_stage, "embed_crops", real)
+    monkeypatch.setattr(embed_inference, "embed_crops", real)
     embed_stage.run_embed(cfg_b, models=[str(m0)], name="r", gallery_crops="full", workers=0, shard_size=8)
     for name in ("gallery.npy", "queries.npy", "gallery_rows.jsonl"):
         assert (tmp_path / "a" / "embed-r" / name).read_bytes() == (tmp_path / "b" / "embed-r" / name).read_bytes()

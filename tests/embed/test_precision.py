@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from detret.embed.stage import embed_crops
+from detret.embed.inference import embed_crops
 from detret.retrieval.model import build_retrieval_net
 
 

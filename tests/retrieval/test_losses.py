@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from detret.evaluate.metrics import full_gallery_ap
+from detret.retrieval.metrics import full_gallery_ap
 from detret.retrieval.losses import APLoss, TripletLoss, ap_loss, hardest_negative_triplet_loss, triplet_loss
 
 

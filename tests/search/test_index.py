@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from detret.evaluate.metrics import ranking
+from detret.retrieval.metrics import ranking
 from detret.search.index import build_index, search
 
 

@@ -14,6 +14,7 @@ from typing import Dict, List, Tuple
 
 import cv2
 import numpy as np
+from ...errors import UnknownNameError
 
 # RGB palette the looks draw from; neighbours are deliberately close in hue so
 # that some products differ by little more than a shade.
@@ -164,7 +165,7 @@ def garment_polygons(spec: GarmentSpec) -> List[Polygon]:
         heel = 0.2 * b
         return [_poly([(0.0, 0.45 - heel), (0.45, 0.3), (0.8, 0.5), (1.0, 0.75), (1.0, 1.0), (0.1, 1.0),
                        (0.0, 1.0 - heel)])]
-    raise KeyError(f"no synthetic shape for ModaNet label {label!r}")
+    raise UnknownNameError(f"no synthetic shape for ModaNet label {label!r}")
 
 
 def _merge_hull(polys: List[Polygon]) -> Polygon:

@@ -1,30 +1,19 @@
 """`detret train-retrieval`."""
 from __future__ import annotations
 
-from enum import Enum
 from typing import Optional
 
 import typer
 
-from .app import app, rerun_command, state
+from ..config.choices import Loss, ShopCrops
+from .context import rerun_command, state
 from .parallel_options import dist_url_option, machine_rank_option, num_gpus_option, num_machines_option
 
 
-class Loss(str, Enum):
-    triplet = "triplet"
-    ap = "ap"
-
-
-class ShopCrops(str, Enum):
-    detected = "detected"
-    full = "full"
-
-
-@app.command("train-retrieval")
-def train_retrieval_cmd(
+def train_retrieval(
     ctx: typer.Context,
     loss: Loss = typer.Option(..., "--loss", help="triplet (eq. 2) or ap (eq. 3-4, listwise)."),
-    shop_crops: ShopCrops = typer.Option(ShopCrops.detected, "--shop-crops",
+    shop_crops: ShopCrops = typer.Option(ShopCrops.DETECTED, "--shop-crops",
                                          help="detected: the detect-shop crops (DB C); full: whole photos (DB F)."),
     name: Optional[str] = typer.Option(None, help="Run name (default: tri-crops, tri-full, ap-crops, ap-full)."),
     epochs: Optional[int] = typer.Option(None, min=1, help="Overrides retrieval.train.epochs."),
@@ -50,7 +39,6 @@ def train_retrieval_cmd(
     summary = run_train_retrieval(pcfg, loss.value, shop_crops.value, name=name, force=force, resume=resume,
                                   command=rerun_command(ctx), num_gpus=num_gpus, num_machines=num_machines,
                                   machine_rank=machine_rank, dist_url=dist_url)
-
     if "machine_rank" in summary:
         typer.echo(f"machine {summary['machine_rank']}: done (the artifacts are on machine 0)")
         return

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from detret.evaluate.metrics import accuracy_at_k, average_precision, full_gallery_ap, positive_ranks, ranking
+from detret.retrieval.metrics import accuracy_at_k, average_precision, full_gallery_ap, positive_ranks, ranking
 
 
 def test_average_precision_by_hand():

@@ -1,12 +1,15 @@
-"""Tables and figures of the evaluation: Table 1's layout, Markdown, CSV, Acc@K curve."""
+"""Tables of the evaluation: Table 1's layout (categories by metric, one column per run), Markdown and CSV.
+
+Markdown tables are written by :func:`markdown_table`, unpadded (``| a | b |``): they diff
+line by line and stay readable in a terminal; tabulate would pad every cell to its column."""
 from __future__ import annotations
 
 import csv
 import io
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Sequence
 
-from ..runs.atomic import atomic_path, atomic_write_text
+from ..runs.atomic import atomic_write_text
 
 
 def _pct(v) -> str:
@@ -43,19 +46,19 @@ COUNTS_HEADER = ["category", "queries", "without positive (excluded)", "unreadab
                  "gallery photos", "unreadable gallery photos (left out)"]
 
 
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]], numeric_from: int) -> str:
+    """A Markdown table; columns from ``numeric_from`` on are right-aligned (numbers)."""
+    align = ["---"] * numeric_from + ["---:"] * (len(header) - numeric_from)
+    body = "".join("| " + " | ".join(cells) + " |\n" for cells in [list(header)] + [list(r) for r in rows])
+    first_line_end = body.index("\n") + 1
+    return body[:first_line_end] + "|" + "|".join(align) + "|\n" + body[first_line_end:]
+
+
 def markdown(results: Dict[str, Dict], ks: List[int]) -> str:
-    runs = list(results)
-    out = io.StringIO()
-    out.write("| Category | Metric | " + " | ".join(runs) + " |\n")
-    out.write("|---|---|" + "---:|" * len(runs) + "\n")
-    for row in table_rows(results, ks):
-        out.write("| " + " | ".join(row) + " |\n")
-    out.write("\nValues in %. mAP over the whole category gallery (eq. 4); Acc@K (eq. 6).\n\n")
-    out.write("| " + " | ".join(c.capitalize() if i == 0 else c for i, c in enumerate(COUNTS_HEADER)) + " |\n")
-    out.write("|---|" + "---:|" * (len(COUNTS_HEADER) - 1) + "\n")
-    for row in counts_rows(results):
-        out.write("| " + " | ".join(row) + " |\n")
-    return out.getvalue()
+    table = markdown_table(["Category", "Metric"] + list(results), table_rows(results, ks), numeric_from=2)
+    counts_header = [COUNTS_HEADER[0].capitalize()] + COUNTS_HEADER[1:]
+    return (table + "\nValues in %. mAP over the whole category gallery (eq. 4); Acc@K (eq. 6).\n\n"
+            + markdown_table(counts_header, counts_rows(results), numeric_from=1))
 
 
 def write_tables(folder: Path, results: Dict[str, Dict], ks: List[int]) -> None:
@@ -65,25 +68,3 @@ def write_tables(folder: Path, results: Dict[str, Dict], ks: List[int]) -> None:
     writer.writerow(["category", "metric"] + list(results))
     writer.writerows(table_rows(results, ks))
     atomic_write_text(folder / "table.csv", buf.getvalue())
-
-
-def plot_acc_curve(path: Path, results: Dict[str, Dict]) -> None:
-    """Acc@K for K = 1..50, averaged over categories, one line per run."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
-    for run, r in results.items():
-        curve = r.get("acc_curve") or []
-        ax.plot(range(1, len(curve) + 1), [100 * v for v in curve], label=run)
-    ax.set_xlabel("K")
-    ax.set_ylabel("Acc@K (%), mean over categories")
-    ax.set_ylim(0, 100)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)

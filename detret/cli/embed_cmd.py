@@ -1,0 +1,70 @@
+"""`detret embed`."""
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+
+from ..config.choices import Precision, RetrievalDataset, ShopCrops
+from .context import comma_floats, rerun_command, state
+from .parallel_options import dist_url_option, machine_rank_option, num_gpus_option, num_machines_option
+
+
+def embed(
+    ctx: typer.Context,
+    model: Optional[List[str]] = typer.Option(
+        None, "--model", "-m", help="A trained run name (tri-crops, ap-full, ...) or a checkpoint .pt; repeat for "
+        "an ensemble (descriptors concatenated, then L2-normalised). Default: retrieval.models of the config."),
+    gallery_crops: ShopCrops = typer.Option(ShopCrops.DETECTED, help="detected: the detect-shop crops; full: whole "
+                                                                     "shop photos."),
+    scales: str = typer.Option("1", help="Comma-separated scales of each model's image size, e.g. 1,0.707."),
+    name: Optional[str] = typer.Option(None, help="Name of the descriptor run (default: model names joined by +)."),
+    batch_size: int = typer.Option(32, min=1, help="Crops decoded per DataLoader batch."),
+    workers: int = typer.Option(2, min=0, help="DataLoader workers decoding photos."),
+    precision: Precision = typer.Option(Precision.FP32, help="fp32, or bf16 (channels-last, bfloat16 autocast: "
+                                                             "faster on CPUs with AMX and on GPUs)."),
+    dataset: RetrievalDataset = typer.Option(RetrievalDataset.STREET2SHOP,
+                                             help="street2shop, or deepfashion2 (every item of --split)."),
+    split: str = typer.Option("validation", help="DeepFashion2 split folder."),
+    combine: Optional[List[str]] = typer.Option(
+        None, "--combine", help="Instead of embedding: an ensemble of descriptor runs already computed (repeat; "
+        "each keeps its own crops), e.g. --combine tri-full --combine tri-crops --name Tris."),
+    force: bool = typer.Option(False, "--force", help="Recompute even if the descriptors were built differently."),
+    num_gpus: int = num_gpus_option(),
+    num_machines: int = num_machines_option(shared_run_dir=True),
+    machine_rank: int = machine_rank_option(),
+    dist_url: str = dist_url_option(),
+) -> None:
+    """Descriptors of the gallery (shop crops) and the queries (street crops of the test pairs).
+
+    Writes <run_dir>/embed-<name>/: gallery.npy and queries.npy (float32 [N, D]),
+    their row tables (*_rows.jsonl), skipped.jsonl, models.json. Resumable.
+    """
+    pcfg = state(ctx).pipeline_config()
+    if dataset == RetrievalDataset.DEEPFASHION2:
+        from ..embed.deepfashion2 import run_embed_df2
+
+        summary = run_embed_df2(pcfg, split=split, models=model, name=name, workers=workers, force=force,
+                                command=rerun_command(ctx))
+        typer.echo(f"embed-df2-{summary['name']}: {summary['consumer']} consumer and {summary['shop']} shop items "
+                   f"({summary['skipped']} skipped)")
+        return
+    if combine:
+        from ..embed.combine import run_combine
+
+        if not name:
+            raise typer.BadParameter("--combine needs --name for the ensemble")
+        summary = run_combine(pcfg, combine, name, force=force, command=rerun_command(ctx))
+    else:
+        from ..embed.stage import run_embed
+
+        summary = run_embed(pcfg, models=model, gallery_crops=gallery_crops.value,
+                            scales=comma_floats(scales, "--scales"), name=name, batch_size=batch_size,
+                            workers=workers, precision=precision.value, force=force, command=rerun_command(ctx),
+                            num_processes=num_gpus, num_machines=num_machines, machine_rank=machine_rank,
+                            dist_url=dist_url)
+        if "machine_rank" in summary:
+            typer.echo(f"machine {machine_rank}: done (machine 0 assembles the descriptors)")
+            return
+    typer.echo(f"embed-{summary['name']}: {summary['gallery']} gallery and {summary['queries']} query "
+               f"descriptors of dimension {summary['dim']}, {summary['skipped']} photos skipped")

@@ -1,0 +1,108 @@
+"""Every choice-valued setting of detret, as one ``StrEnum`` each.
+
+The pipeline config checks its choice keys against these when it is read
+(:data:`detret.config.pipeline.CHOICE_KEYS`), and the command line declares its choice
+options with them, so a typo (``negatives: ofline``) is an error naming the valid values
+instead of silently selecting another branch. Members compare equal to their strings
+(``Negatives.OFFLINE == "offline"``), so stages read plain strings either way.
+"""
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Type
+
+
+class Negatives(StrEnum):
+    """Triplet negatives: mined offline each epoch among the nearest shop crops, or the batch's hardest."""
+    OFFLINE = "offline"
+    BATCH = "batch"
+
+
+class Resize(StrEnum):
+    """Network input: longer side to image_size (aspect kept), or image_size x image_size."""
+    LONGEST = "longest"
+    SQUARE = "square"
+
+
+class Optimizer(StrEnum):
+    ADAM = "adam"
+    SGD = "sgd"
+
+
+class Architecture(StrEnum):
+    """torchvision backbones of the retrieval network (see ``detret.retrieval.model.ARCHITECTURES``)."""
+    RESNET18 = "resnet18"
+    RESNET34 = "resnet34"
+    RESNET50 = "resnet50"
+    RESNET101 = "resnet101"
+    RESNEXT50_32X4D = "resnext50_32x4d"
+    RESNEXT101_32X8D = "resnext101_32x8d"
+
+
+class Loss(StrEnum):
+    """Training loss: the triplet loss (eq. 2) or the listwise AP loss (eq. 3-4)."""
+    TRIPLET = "triplet"
+    AP = "ap"
+
+
+class ShopCrops(StrEnum):
+    """Shop photos as the detector cropped them (the paper's "DB C"), or whole ("DB F")."""
+    DETECTED = "detected"
+    FULL = "full"
+
+
+class Precision(StrEnum):
+    """Inference precision: fp32, or bf16 autocast (channels-last; faster with AMX and on GPUs)."""
+    FP32 = "fp32"
+    BF16 = "bf16"
+
+
+class Split(StrEnum):
+    """Photos of Street2Shop to detect: the shop gallery, or the street queries."""
+    SHOP = "shop"
+    STREET = "street"
+
+
+class Subset(StrEnum):
+    """Street2Shop pairs: the test queries or the training queries."""
+    TEST = "test"
+    TRAIN = "train"
+
+
+class CropPolicy(StrEnum):
+    """The paper's category-matched crop, the best detection of any label, or the whole photo."""
+    CATEGORY = "category"
+    TOP1 = "top1"
+    FULL = "full"
+
+
+class Dataset(StrEnum):
+    MODANET = "modanet"
+    STREET2SHOP = "street2shop"
+    DEEPFASHION2 = "deepfashion2"
+
+
+class RetrievalDataset(StrEnum):
+    """Datasets that embed and eval read: Exact Street2Shop (Table 1) or DeepFashion2."""
+    STREET2SHOP = "street2shop"
+    DEEPFASHION2 = "deepfashion2"
+
+
+class DeepFashion2Split(StrEnum):
+    TRAIN = "train"
+    VALIDATION = "validation"
+    TEST = "test"
+
+
+def values(choice: Type[StrEnum]) -> str:
+    """"a, b, c": the valid values of a choice, for error messages."""
+    return ", ".join(member.value for member in choice)
+
+
+def check_choice(value: str, choice: Type[StrEnum], what: str) -> str:
+    """`value` if it is one of `choice`'s values, else an InputError naming `what` and the valid ones."""
+    from ..errors import InputError
+
+    if value not in {member.value for member in choice}:
+        raise InputError(f"{what}: {value!r} is not one of {values(choice)}")
+    return str(value)

@@ -1,0 +1,145 @@
+"""Where every stage of a run writes, and the names of the paper's runs: the run directory's layout.
+
+One run directory holds one folder per stage, each with its ``manifest.json``::
+
+    <run_dir>/
+      data/modanet_split.json        the held-out ModaNet images (train-detector)
+      detector/                      train-detector
+      detect-shop/                   detect --split shop
+      detect-street-<subset>/        detect --split street --subset test|train
+      retrieval-<model>/             train-retrieval (model.pt)
+      embed-<name>/                  embed, embed --combine
+      embed-df2-<name>/              embed --dataset deepfashion2
+      search-<name>/                 search
+      eval/                          eval (Table 1)
+      eval-df2/                      eval --dataset deepfashion2
+      report/                        report
+    <run_dir>/../demo/timings.json   detret demo's wall time per step (the demo's run_dir is <out>/runs)
+
+:class:`RunLayout` is the only place these names are spelled; stages, the query, the
+report and the demo ask it for paths. The paper's Table 1 names its four models and
+four ensembles; :data:`PAPER_MODELS` and :data:`PAPER_ENSEMBLES` are the only place
+their detret names (``tri-full``, ``Crops``, ...) are defined.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Tuple, Union
+
+from .manifest import MANIFEST_NAME
+
+MODEL_FILE = "model.pt"            # in retrieval-<model>/: the best epoch's self-describing checkpoint
+DETECTIONS_FILE = "detections.jsonl"  # in detect-*/: the crop of every photo
+METRICS_FILE = "metrics.json"      # in eval/ and eval-df2/
+
+
+@dataclass(frozen=True)
+class PaperModel:
+    """One of Table 1's four single models: its loss and whether shop photos are cropped."""
+
+    name: str          # detret's run name, e.g. "tri-crops"
+    paper_name: str    # the paper's column, e.g. "Tri DB C"
+    loss: str          # triplet | ap
+    shop_crops: str    # detected | full: shop photos in training and in the gallery
+
+
+PAPER_MODELS: Tuple[PaperModel, ...] = (
+    PaperModel("tri-full", "Tri DB F", "triplet", "full"),
+    PaperModel("tri-crops", "Tri DB C", "triplet", "detected"),
+    PaperModel("ap-full", "mAP DB F", "ap", "full"),
+    PaperModel("ap-crops", "mAP DB C", "ap", "detected"),
+)
+# Table 1's ensembles: name -> its two members (descriptors concatenated, L2-normalised).
+PAPER_ENSEMBLES: Dict[str, Tuple[str, str]] = {
+    "Tris": ("tri-full", "tri-crops"), "mAPs": ("ap-full", "ap-crops"),
+    "Fulls": ("tri-full", "ap-full"), "Crops": ("tri-crops", "ap-crops"),
+}
+TABLE_ORDER: Tuple[str, ...] = tuple(m.name for m in PAPER_MODELS) + tuple(PAPER_ENSEMBLES)  # Table 1's columns
+
+
+def paper_model(name: str) -> PaperModel:
+    return next(m for m in PAPER_MODELS if m.name == name)
+
+
+def default_model_name(loss: str, shop_crops: str) -> str:
+    """The run name of a train-retrieval run: Table 1's name for (loss, shop crops), e.g. "ap-full"."""
+    return next(m.name for m in PAPER_MODELS if m.loss == loss and m.shop_crops == shop_crops)
+
+
+class RunLayout:
+    """The folders of one run directory (see the module docstring)."""
+
+    def __init__(self, run_dir: Union[str, Path]) -> None:
+        self.run_dir = Path(run_dir)
+
+    @property
+    def modanet_split(self) -> Path:
+        return self.run_dir / "data" / "modanet_split.json"
+
+    @property
+    def detector(self) -> Path:
+        return self.run_dir / "detector"
+
+    def detect(self, split: str, subset: str = "test") -> Path:
+        """``detect-shop`` (the gallery) or ``detect-street-<subset>`` (the queries)."""
+        return self.run_dir / ("detect-shop" if split == "shop" else f"detect-street-{subset}")
+
+    @property
+    def detect_shop(self) -> Path:
+        return self.detect("shop")
+
+    @property
+    def shop_detections(self) -> Path:
+        """The shop photos' crops (``detect-shop/detections.jsonl``), read by training and embedding."""
+        return self.detect_shop / DETECTIONS_FILE
+
+    def retrieval(self, model: str) -> Path:
+        return self.run_dir / f"retrieval-{model}"
+
+    def embed(self, name: str) -> Path:
+        return self.run_dir / f"embed-{name}"
+
+    def embed_df2(self, name: str) -> Path:
+        return self.run_dir / f"embed-df2-{name}"
+
+    def search(self, name: str) -> Path:
+        return self.run_dir / f"search-{name}"
+
+    @property
+    def eval(self) -> Path:
+        return self.run_dir / "eval"
+
+    @property
+    def eval_df2(self) -> Path:
+        return self.run_dir / "eval-df2"
+
+    @property
+    def report(self) -> Path:
+        return self.run_dir / "report"
+
+    @property
+    def demo_timings(self) -> Path:
+        """``detret demo`` writes its timings beside its run directory (``<out>/demo/``, run_dir ``<out>/runs``)."""
+        return self.run_dir.parent / "demo" / "timings.json"
+
+    def trained_models(self) -> List[str]:
+        """Names of the retrieval-<model> folders."""
+        return self._names("retrieval-")
+
+    def descriptor_runs(self) -> List[str]:
+        """Names of the embed-<name> folders of Street2Shop (not embed-df2-*)."""
+        return [n for n in self._names("embed-") if not self.embed(n).name.startswith("embed-df2-")]
+
+    def searched_runs(self) -> List[str]:
+        return self._names("search-")
+
+    def stage_folders(self) -> List[Path]:
+        """Every folder of the run holding a manifest, one or two levels down, sorted."""
+        found = list(self.run_dir.glob(f"*/{MANIFEST_NAME}")) + list(self.run_dir.glob(f"*/*/{MANIFEST_NAME}"))
+        return [m.parent for m in sorted(found)]
+
+    def _names(self, prefix: str) -> List[str]:
+        if not self.run_dir.is_dir():
+            return []
+        return sorted(p.name[len(prefix):] for p in self.run_dir.glob(f"{prefix}*") if p.is_dir())
