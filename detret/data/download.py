@@ -78,7 +78,7 @@ def read_url_list(path: Path) -> List[Tuple[int, str]]:
     return pairs
 
 
-def _decodes(data: bytes) -> Optional[str]:
+def decode_problem(data: bytes) -> Optional[str]:
     """None when the bytes are a decodable image, else the reason."""
     try:
         with Image.open(io.BytesIO(data)) as img:
@@ -111,7 +111,7 @@ def fetch_one(photo_id: int, url: str, out_dir: Path, settings: DownloadSettings
             reason = getattr(exc, "reason", exc)
             last = f"{type(exc).__name__}: {reason}"
             continue
-        problem = _decodes(data)
+        problem = decode_problem(data)
         if problem:
             return {"status": "undecodable", "detail": problem, "url": url}
         target = out_dir / f"{photo_id:09d}.jpg"

@@ -20,7 +20,7 @@ from typing import Dict
 
 from ..runs.atomic import atomic_write_bytes
 from ..utils.progress import progress
-from .download import _decodes
+from .download import decode_problem
 from ..errors import InputError, MissingFileError
 
 
@@ -51,7 +51,7 @@ def export_modanet_images(lmdb_path: Path, annotations: Path, out_dir: Path) -> 
                         hashlib.sha256(target.read_bytes()).digest() == hashlib.sha256(data).digest():
                     report["already_present"] += 1
                     continue
-                problem = _decodes(data)
+                problem = decode_problem(data)
                 if problem:
                     report["undecodable"].append({"id": img["id"], "reason": problem})
                     continue

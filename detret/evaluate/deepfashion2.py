@@ -41,12 +41,3 @@ def recall_at_k(queries: np.ndarray, qitems: List[DF2Item], gallery: np.ndarray,
     ranks = np.array(first_ranks)
     return {"queries": len(qitems), "queries_without_match": without,
             "recall": {int(k): (float(np.mean(ranks <= k)) if len(ranks) else None) for k in ks}}
-
-
-def brute_force_first_match(query: np.ndarray, q: DF2Item, gallery: np.ndarray, gitems: List[DF2Item]) -> int:
-    """1-based rank of the first match by a full sort (the reference the tests compare with)."""
-    order = np.lexsort((np.arange(len(gitems)), -(gallery @ query)))
-    for rank, j in enumerate(order, start=1):
-        if matches(q, gitems[j]):
-            return rank
-    return 0

@@ -23,14 +23,11 @@ gradient.
 """
 from __future__ import annotations
 
-import logging
-from typing import Optional, Tuple
+from typing import Tuple
 
 import torch
-from torch import nn
 from ..errors import InputError
 
-logger = logging.getLogger(__name__)
 
 
 def triplet_loss(q: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, margin: float) -> torch.Tensor:
@@ -58,15 +55,6 @@ def hardest_negative_triplet_loss(q: torch.Tensor, d: torch.Tensor, labels: torc
     if not valid.any():
         return q.sum() * 0.0
     return 0.5 * torch.clamp(margin + d_pos[valid] - d_neg[valid], min=0).mean()
-
-
-class TripletLoss(nn.Module):
-    def __init__(self, margin: float = 0.1) -> None:
-        super().__init__()
-        self.margin = margin
-
-    def forward(self, q: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
-        return triplet_loss(q, pos, neg, self.margin)
 
 
 def bin_weights(scores: torch.Tensor, nq: int, min_value: float, max_value: float) -> torch.Tensor:
@@ -100,19 +88,3 @@ def ap_loss(scores: torch.Tensor, labels: torch.Tensor, nq: int = 25, min_value:
     recall_inc = n_pos / n_positives.clamp(min=1.0).unsqueeze(1)
     ap = (precision * recall_inc).sum(dim=1)                   # [N]
     return 1.0 - ap[valid].mean(), excluded
-
-
-class APLoss(nn.Module):
-    """1 - mean AP over the queries that have a positive (see module docstring)."""
-
-    def __init__(self, nq: int = 25, min_value: float = -1.0, max_value: float = 1.0) -> None:
-        super().__init__()
-        self.nq, self.min_value, self.max_value = nq, min_value, max_value
-        self.last_excluded: Optional[int] = None
-
-    def forward(self, scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        loss, excluded = ap_loss(scores, labels, self.nq, self.min_value, self.max_value)
-        self.last_excluded = excluded
-        if excluded:
-            logger.debug("AP loss: %d of %d queries have no positive and are excluded", excluded, scores.shape[0])
-        return loss

@@ -58,10 +58,6 @@ PAPER_ENSEMBLES: Dict[str, Tuple[str, str]] = {
 TABLE_ORDER: Tuple[str, ...] = tuple(m.name for m in PAPER_MODELS) + tuple(PAPER_ENSEMBLES)  # Table 1's columns
 
 
-def paper_model(name: str) -> PaperModel:
-    return next(m for m in PAPER_MODELS if m.name == name)
-
-
 def default_model_name(loss: str, shop_crops: str) -> str:
     """The run name of a train-retrieval run: Table 1's name for (loss, shop crops), e.g. "ap-full"."""
     return next(m.name for m in PAPER_MODELS if m.loss == loss and m.shop_crops == shop_crops)

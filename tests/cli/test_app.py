@@ -74,3 +74,34 @@ def test_user_errors_cover_config_and_staleness():
     from detret.runs.stage import StaleArtifactError
 
     assert issubclass(ConfigError, USER_ERRORS) and issubclass(StaleArtifactError, USER_ERRORS)
+
+
+def test_a_bug_shows_its_traceback_not_a_user_error(monkeypatch, tmp_path):
+    """Only detret's own error classes become one-line messages; a ValueError from a bug propagates."""
+    from detret.cli import status_cmd
+
+    def broken(cfg):
+        raise ValueError("a programming error")
+
+    monkeypatch.setattr(status_cmd, "run_status", broken)
+    with pytest.raises(ValueError, match="a programming error"):
+        main(["--set", f"run_dir={tmp_path}", "status"])
+
+
+CHOICE_OPTIONS = [
+    (["embed", "--precision", "fp16"], ["fp32", "bf16"]),
+    (["embed", "--gallery-crops", "cropped"], ["detected", "full"]),
+    (["embed", "--dataset", "df2"], ["street2shop", "deepfashion2"]),
+    (["eval", "--dataset", "df2"], ["street2shop", "deepfashion2"]),
+    (["detect", "--subset", "val"], ["test", "train"]),
+    (["detect", "--precision", "fp16"], ["fp32", "bf16"]),
+    (["train-retrieval", "--loss", "arcface"], ["triplet", "ap"]),
+    (["data", "check", "--dataset", "modanet", "--root", ".", "--split", "val"], ["train", "validation", "test"]),
+]
+
+
+@pytest.mark.parametrize("args,valid", CHOICE_OPTIONS, ids=[" ".join(a) for a, _ in CHOICE_OPTIONS])
+def test_every_choice_option_refuses_a_wrong_value_naming_the_valid_ones(args, valid):
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert all(v in result.output for v in valid), result.output

@@ -3,6 +3,7 @@ from pathlib import Path
 import pytest
 
 from detret.config.pipeline import (
+    CHOICE_KEYS,
     ConfigError,
     find_config_file,
     load_pipeline_config,
@@ -139,3 +140,27 @@ def test_fuzzed_config_files_give_config_errors_only(tmp_path_factory):
             assert str(path) in str(exc) or "device" in str(exc)
 
     check()
+
+
+@pytest.mark.parametrize("key", sorted(CHOICE_KEYS))
+def test_every_choice_key_refuses_a_typo_naming_the_valid_values(key, tmp_path):
+    valid = [member.value for member in CHOICE_KEYS[key]]
+    with pytest.raises(ConfigError) as exc:
+        load_pipeline_config(None, [f"{key}={valid[0][:-1]}x"], cwd=tmp_path)
+    assert key in str(exc.value) and all(v in str(exc.value) for v in valid)
+    # the same from a config file, which the message names
+    path = tmp_path / "detret.yaml"
+    section, leaf = key.rsplit(".", 1)
+    text = ""
+    for depth, part in enumerate(section.split(".")):
+        text += "  " * depth + part + ":\n"
+    text += "  " * (depth + 1) + f"{leaf}: nonsense\n"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=str(path)):
+        load_pipeline_config(path, cwd=tmp_path)
+
+
+def test_negatives_typo_names_offline_and_batch(tmp_path):
+    """The issue's example: `ofline` used to select batch-hard negatives silently."""
+    with pytest.raises(ConfigError, match="'ofline'.*offline, batch"):
+        load_pipeline_config(None, ["retrieval.train.negatives=ofline"], cwd=tmp_path)

@@ -148,3 +148,16 @@ def test_synthetic_dataset_loads(synth_small):
     assert data.report.queries_without_positive == {"train": 0, "test": 0}
     assert data.missing_photos(data.all_photo_ids()) == []
     assert all(q.box_xyxy is not None for q in data.test_queries)
+
+
+def test_shop_photo_listed_for_two_products_shows_both(tmp_path):
+    """An outfit shot listed for products 1 and 2 of one category: one gallery row, a positive for each."""
+    _write(tmp_path, "tops",
+           retrieval=[{"photo": 10, "product": 1}, {"photo": 10, "product": 2}, {"photo": 11, "product": 2}],
+           train=[{"photo": 1, "product": 1, "bbox": _box()}],
+           test=[{"photo": 2, "product": 1, "bbox": _box()}, {"photo": 3, "product": 2, "bbox": _box()}])
+    data = load_street2shop(tmp_path, categories=["tops"])
+    assert [(s.photo_id, s.products) for s in data.gallery["tops"]] == [(10, (1, 2)), (11, (2,))]
+    assert data.report.repeated_gallery_records == 0
+    for q in data.test_queries:  # the gallery rows agree with positives(): each photo listed for the product
+        assert set(data.positives(q)) == {s.photo_id for s in data.gallery["tops"] if q.product_id in s.products}

@@ -2,9 +2,8 @@
 import numpy as np
 import torch
 
-from detret.detect.config import build_detector_cfg
+from detret.detect.config import build_detector_cfg, detector_identity
 from detret.detect.inference import Bf16BottomUp, load_detector
-from detret.detect.stage import _hashed_cfg_text
 
 
 def _cfg(*opts):
@@ -49,8 +48,8 @@ def test_bf16_bottom_up_matches_fp32_features_and_runs_the_whole_model(tmp_path)
 
 def test_precision_is_part_of_the_detect_artifacts_identity_only_when_not_the_default(tmp_path):
     fp32, bf16 = _cfg(), _cfg("DETRET.DETECT.PRECISION", "bf16")
-    assert "PRECISION" not in _hashed_cfg_text(fp32)  # artifacts from before the key stay valid
-    assert "PRECISION: bf16" in _hashed_cfg_text(bf16)
+    assert "PRECISION" not in detector_identity(fp32)  # artifacts from before the key stay valid
+    assert "PRECISION: bf16" in detector_identity(bf16)
 
 
 def test_unknown_precision_is_refused(tmp_path):

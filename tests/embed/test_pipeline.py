@@ -141,3 +141,30 @@ def test_two_processes_give_the_descriptors_of_one(setup, tmp_path):
         b, _ = read_descriptors(tmp_path / "two" / "embed-r", side)
         assert a.shape == b.shape and float((a * b).sum(1).min()) > 1 - 1e-5
     assert stage_status(tmp_path / "two" / "embed-r").state == "done"
+
+
+def test_a_trained_model_embeds_after_the_photos_it_was_trained_on_changed(setup, tmp_path):
+    """A model is a valid model whatever happens later to its training data: embed uses it (and records
+    its hash); a damaged model file is still refused."""
+    import shutil
+
+    from detret.runs.stage import Stage, StaleArtifactError
+
+    root, (m0, _) = setup
+    cfg = _cfg(root, tmp_path)
+    training_data = tmp_path / "train_pairs.json"
+    training_data.write_text("[1]")
+    trained = tmp_path / "retrieval-m"
+    stage = Stage(trained, "train-retrieval-m", config={}, inputs={"pairs": training_data}, command="detret x")
+    stage.begin()
+    shutil.copy(m0, trained / "model.pt")
+    stage.complete({"model": "model.pt"})
+    training_data.write_text("[1, 2]")  # a product added to the training pairs since
+    assert stage_status(trained).state == "stale"
+    summary = embed_stage.run_embed(cfg, models=["m"], gallery_crops="full", workers=0)
+    assert summary["models"] == ["m"] and summary["gallery"] > 0
+    models = json.loads((tmp_path / "embed-m" / "models.json").read_text())["models"]
+    assert models[0]["checkpoint"] == str(trained / "model.pt")
+    (trained / "model.pt").write_bytes(b"not the trained model")
+    with pytest.raises(StaleArtifactError, match="output model"):
+        embed_stage.run_embed(cfg, models=["m"], name="m2", gallery_crops="full", workers=0)

@@ -7,11 +7,20 @@ import torch
 from PIL import Image
 
 from detret.config.pipeline import load_pipeline_config
-from detret.data.deepfashion2 import DF2Item
+from detret.data.deepfashion2 import DF2Item, matches
 from detret.embed.deepfashion2 import run_embed_df2
 from detret.evaluate.deepfashion2_stage import run_eval_df2
-from detret.evaluate.deepfashion2 import brute_force_first_match, recall_at_k
+from detret.evaluate.deepfashion2 import recall_at_k
 from detret.retrieval.model import build_retrieval_net, save_checkpoint
+
+
+def brute_force_first_match(query: np.ndarray, q: DF2Item, gallery: np.ndarray, gitems: list) -> int:
+    """1-based rank of the first match by a full sort (the independent reference)."""
+    order = np.lexsort((np.arange(len(gitems)), -(gallery @ query)))
+    for rank, j in enumerate(order, start=1):
+        if matches(q, gitems[j]):
+            return rank
+    return 0
 
 
 def _item(i, domain, pair, style):

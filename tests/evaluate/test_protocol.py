@@ -53,3 +53,19 @@ def test_by_hand_and_queries_without_positive():
     assert r["mean_over_categories"]["mAP"] == pytest.approx(((1 + 2 / 3) / 2 + 1) / 2)
     assert r["mean_over_queries"]["mAP"] == pytest.approx(((1 + 2 / 3) / 2 + 1) / 2)
     assert len(r["acc_curve"]) == 50
+
+
+def test_a_photo_showing_two_products_is_a_positive_for_each():
+    """Gallery photo 10 is listed for products 1 and 2 (Row.product_ids): both queries find it at rank 1."""
+    grows = [Row(10, 1, "a", "shop", None, "full", None, (1, 2)), Row(11, 2, "a", "shop", None, "full", None),
+             Row(12, 3, "a", "shop", None, "full", None)]
+    g = np.array([[1, 0], [0.6, 0.8], [0, 1]], np.float32)
+    qrows = [Row(1, 1, "a", "street", 0, "ground_truth", None), Row(2, 2, "a", "street", 1, "ground_truth", None)]
+    q = np.array([[1, 0], [1, 0]], np.float32)
+    r = evaluate_descriptors(g, grows, q, qrows, ks=(1,))["per_category"]["a"]
+    # product 1: positive at rank 1 (AP 1); product 2: positives 10 and 11 at ranks 1 and 2 (AP 1)
+    assert r["queries_without_positive"] == 0 and r["mAP"] == 1.0 and r["Acc@1"] == 1.0
+    # the same gallery with photo 10 listed for product 1 only: product 2's first positive is at rank 2
+    grows[0] = Row(10, 1, "a", "shop", None, "full", None)
+    r = evaluate_descriptors(g, grows, q, qrows, ks=(1,))["per_category"]["a"]
+    assert r["mAP"] == pytest.approx((1 + 1 / 2) / 2) and r["Acc@1"] == 0.5

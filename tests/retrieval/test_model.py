@@ -58,3 +58,10 @@ def test_local_backbone_weights_are_loaded(tmp_path):
     torch.save(ref.state_dict(), tmp_path / "r18.pth")
     model = build_retrieval_net("resnet18", pretrained=True, backbone_weights=str(tmp_path / "r18.pth"))
     assert torch.equal(model.features[0].weight, ref.conv1.weight)
+
+
+def test_the_configs_architecture_choices_are_the_buildable_ones():
+    from detret.config.choices import Architecture
+    from detret.retrieval.model import ARCHITECTURES
+
+    assert {a.value for a in Architecture} == set(ARCHITECTURES)

@@ -100,3 +100,28 @@ def test_leftover_temporaries_are_removed_but_not_those_of_nested_stages(tmp_pat
     Stage(outer, "data-synth", config={}, inputs={}).begin()
     assert not torn.exists()
     assert (inner / ".gallery.abc.tmp.npy").exists()
+
+
+def test_reuse_or_begin_and_finish(tmp_path, inp):
+    """The stage contract's helper: the summary of a finished stage, None (with the state) otherwise."""
+    import json
+
+    from detret.runs.stage import require_built
+
+    d = tmp_path / "detect"
+    st = Stage(d, "detect", config={"k": 1}, inputs={"ann": inp}, command="detret detect")
+    assert st.reuse_or_begin() is None and st.state == "fresh"
+    (d / "out.jsonl").write_text("result\n")
+    assert st.finish({"photos": 3}, {"detections": "out.jsonl"}) == {"photos": 3}
+    assert json.loads((d / "summary.json").read_text()) == {"photos": 3}
+    assert set(require_fresh(d).outputs) == {"detections", "summary"}
+    again = Stage(d, "detect", config={"k": 1}, inputs={"ann": inp}, command="detret detect")
+    assert again.reuse_or_begin() == {"photos": 3} and again.state == "done"
+    # a trained model stays usable when what it was built from changes; its outputs must be intact
+    inp.write_text("[1]")
+    with pytest.raises(StaleArtifactError, match="input ann"):
+        require_fresh(d)
+    assert require_built(d).outputs["detections"]["path"] == "out.jsonl"
+    (d / "out.jsonl").write_text("damaged\n")
+    with pytest.raises(StaleArtifactError, match="output detections"):
+        require_built(d)

@@ -1,0 +1,37 @@
+"""detret.runs.layout: the one place that names a run's folders and the paper's runs."""
+from detret.runs.layout import PAPER_ENSEMBLES, PAPER_MODELS, TABLE_ORDER, RunLayout, default_model_name
+
+
+def test_folders_of_a_run(tmp_path):
+    layout = RunLayout(tmp_path / "runs")
+    run = tmp_path / "runs"
+    assert layout.detector == run / "detector"
+    assert layout.detect("shop") == layout.detect_shop == run / "detect-shop"
+    assert layout.detect("street", "train") == run / "detect-street-train"
+    assert layout.shop_detections == run / "detect-shop" / "detections.jsonl"
+    assert layout.retrieval("tri-crops") == run / "retrieval-tri-crops"
+    assert (layout.embed("Crops"), layout.search("Crops")) == (run / "embed-Crops", run / "search-Crops")
+    assert layout.embed_df2("m") == run / "embed-df2-m"
+    assert (layout.eval, layout.eval_df2, layout.report) == (run / "eval", run / "eval-df2", run / "report")
+    assert layout.demo_timings == tmp_path / "demo" / "timings.json"
+    assert layout.modanet_split == run / "data" / "modanet_split.json"
+
+
+def test_listings_read_the_folders(tmp_path):
+    layout = RunLayout(tmp_path)
+    assert layout.descriptor_runs() == [] and layout.trained_models() == []
+    for name in ("embed-a", "embed-df2-x", "embed-b", "retrieval-tri-full", "search-a"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "embed-a" / "manifest.json").write_text("{}")
+    assert layout.descriptor_runs() == ["a", "b"]  # DeepFashion2 descriptors are not Street2Shop runs
+    assert layout.trained_models() == ["tri-full"] and layout.searched_runs() == ["a"]
+    assert layout.stage_folders() == [tmp_path / "embed-a"]
+
+
+def test_the_papers_runs():
+    assert [m.name for m in PAPER_MODELS] == ["tri-full", "tri-crops", "ap-full", "ap-crops"]
+    assert [m.paper_name for m in PAPER_MODELS] == ["Tri DB F", "Tri DB C", "mAP DB F", "mAP DB C"]
+    assert default_model_name("triplet", "detected") == "tri-crops" and default_model_name("ap", "full") == "ap-full"
+    assert TABLE_ORDER == ("tri-full", "tri-crops", "ap-full", "ap-crops", "Tris", "mAPs", "Fulls", "Crops")
+    # every ensemble joins two of the four models
+    assert all({a, b} <= {m.name for m in PAPER_MODELS} for a, b in PAPER_ENSEMBLES.values())
