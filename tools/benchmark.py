@@ -149,7 +149,6 @@ def bench_search_full(args) -> Dict:
     import resource
 
     from detret.search.faiss_lib import faiss
-
     from detret.search.index import build_index, search
 
     rng = np.random.default_rng(0)
@@ -281,7 +280,7 @@ def bench_detect(args) -> Dict:
     from detret.data.street2shop import load_street2shop
     from detret.detect.crops import select_crop
     from detret.detect.inference import detect_photos, inference_cfg, load_detector, to_detections
-    from detret.detect.stage import choose_detector
+    from detret.detect.config import choose_detector
 
     if not args.config:
         raise SystemExit("detect: pass --config of a run with a trained detector, e.g. runs/demo/demo.yaml "
@@ -358,15 +357,17 @@ def bench_embed_map(args) -> Dict:
     from detret.embed.artifact import read_descriptors
     from detret.embed.stage import run_embed
     from detret.evaluate.stage import run_eval
+    from detret.runs.layout import RunLayout
 
     if not args.config:
         raise SystemExit("embed-map: pass --config of a demo run, e.g. runs/demo/demo.yaml")
     pcfg = load_pipeline_config(args.config, ["device=cpu"])
     run_dir = Path(pcfg.run_dir)
+    layout = RunLayout(run_dir)
     model = args.model
-    if not (run_dir / f"embed-{model}").is_dir():
+    if not (layout.embed(model)).is_dir():
         raise SystemExit(f"embed-map: {run_dir} has no descriptors 'embed-{model}' (run `detret demo` first)")
-    gallery_crops = json.loads((run_dir / f"embed-{model}" / "summary.json").read_text()).get("gallery_crops",
+    gallery_crops = json.loads((layout.embed(model) / "summary.json").read_text()).get("gallery_crops",
                                                                                                 "detected")
     name, eval_name = f"bench-bf16-{model}", "bench-eval-bf16"
     try:
@@ -376,11 +377,11 @@ def bench_embed_map(args) -> Dict:
         results = run_eval(pcfg, [model, name], out_name=eval_name, force=True)
         cosines = []
         for side in ("gallery", "queries"):
-            a, _ = read_descriptors(run_dir / f"embed-{model}", side)
-            b, _ = read_descriptors(run_dir / f"embed-{name}", side)
+            a, _ = read_descriptors(layout.embed(model), side)
+            b, _ = read_descriptors(layout.embed(name), side)
             cosines.append(float((a * b).sum(1).min()))
     finally:
-        for folder in (run_dir / f"embed-{name}", run_dir / eval_name):
+        for folder in (layout.embed(name), run_dir / eval_name):
             shutil.rmtree(folder, ignore_errors=True)
     means = {k: results[k]["mean_over_categories"] for k in (model, name)}
     per_cat = results[model]["per_category"]

@@ -23,8 +23,20 @@ from typing import List, Optional
 import typer
 
 from ..errors import DetretError
-from . import (config_cmd, data_cmd, demo_cmd, detect_cmd, embed_cmd, eval_cmd, query_cmd, report_cmd,
-               search_cmd, status_cmd, train_detector_cmd, train_retrieval_cmd)
+from . import (
+    config_cmd,
+    data_cmd,
+    demo_cmd,
+    detect_cmd,
+    embed_cmd,
+    eval_cmd,
+    query_cmd,
+    report_cmd,
+    search_cmd,
+    status_cmd,
+    train_detector_cmd,
+    train_retrieval_cmd,
+)
 from .context import CliState
 from .output import configure_output
 

@@ -12,7 +12,8 @@ from rich.table import Table
 from ..config.choices import Dataset, DeepFashion2Split
 from .context import console, rerun_command
 
-data_app = typer.Typer(help="Datasets: generate the embedded synthetic dataset, validate a dataset on disk.", no_args_is_help=True)
+data_app = typer.Typer(help="Datasets: generate the embedded synthetic dataset, validate a dataset on disk.",
+                       no_args_is_help=True)
 
 
 @data_app.command("synth")

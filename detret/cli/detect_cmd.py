@@ -20,8 +20,9 @@ def detect(
     objectness: Optional[float] = typer.Option(None, min=0.0, max=1.0, help="Objectness threshold (paper: 0.5)."),
     batch_size: Optional[int] = typer.Option(None, min=1, help="Photos per forward pass."),
     workers: Optional[int] = typer.Option(None, min=0, help="DataLoader workers decoding photos."),
-    precision: Optional[Precision] = typer.Option(None, help="fp32 (DefaultPredictor's crops) or bf16 (ResNet under "
-                                                             "bfloat16 autocast: faster on CPUs with AMX and on GPUs)."),
+    precision: Optional[Precision] = typer.Option(
+        None, help="fp32 (DefaultPredictor's crops) or bf16 (ResNet under bfloat16 autocast: faster on CPUs with AMX "
+                   "and on GPUs)."),
     run_detector: bool = typer.Option(True, "--run-detector/--no-run-detector",
                                       help="For street photos: also record the detector's output (for figures)."),
     force: bool = typer.Option(False, "--force", help="Recompute even if the artifact was built differently."),

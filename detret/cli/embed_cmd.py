@@ -5,7 +5,7 @@ from typing import List, Optional
 
 import typer
 
-from ..config.choices import Precision, RetrievalDataset, ShopCrops
+from ..config.choices import DeepFashion2Split, Precision, RetrievalDataset, ShopCrops
 from .context import comma_floats, rerun_command, state
 from .parallel_options import dist_url_option, machine_rank_option, num_gpus_option, num_machines_option
 
@@ -25,7 +25,7 @@ def embed(
                                                              "faster on CPUs with AMX and on GPUs)."),
     dataset: RetrievalDataset = typer.Option(RetrievalDataset.STREET2SHOP,
                                              help="street2shop, or deepfashion2 (every item of --split)."),
-    split: str = typer.Option("validation", help="DeepFashion2 split folder."),
+    split: DeepFashion2Split = typer.Option(DeepFashion2Split.VALIDATION, help="DeepFashion2 split folder."),
     combine: Optional[List[str]] = typer.Option(
         None, "--combine", help="Instead of embedding: an ensemble of descriptor runs already computed (repeat; "
         "each keeps its own crops), e.g. --combine tri-full --combine tri-crops --name Tris."),
@@ -44,7 +44,7 @@ def embed(
     if dataset == RetrievalDataset.DEEPFASHION2:
         from ..embed.deepfashion2 import run_embed_df2
 
-        summary = run_embed_df2(pcfg, split=split, models=model, name=name, workers=workers, force=force,
+        summary = run_embed_df2(pcfg, split=split.value, models=model, name=name, workers=workers, force=force,
                                 command=rerun_command(ctx))
         typer.echo(f"embed-df2-{summary['name']}: {summary['consumer']} consumer and {summary['shop']} shop items "
                    f"({summary['skipped']} skipped)")

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 import yaml
+
 from ..errors import InputError, MissingFileError, UnknownNameError
 
 _REQUIRED_KEYS = ("modanet", "street2shop", "deepfashion2", "street2shop_to_modanet", "deepfashion2_to_modanet")
@@ -35,7 +36,8 @@ class Categories:
         """Detector labels whose detections may crop a photo of this retrieval category."""
         table = self.street2shop_to_modanet if dataset == "street2shop" else self.deepfashion2_to_modanet
         if category not in table:
-            raise UnknownNameError(f"unknown {dataset} category {category!r} in {self.source}; known: {', '.join(table)}")
+            raise UnknownNameError(f"unknown {dataset} category {category!r} in {self.source}; "
+                                   f"known: {', '.join(table)}")
         return table[category]
 
 

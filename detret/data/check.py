@@ -20,9 +20,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Tuple
 
+from ..errors import InputError
 from ..utils.progress import progress
 from .images import PhotoError, photo_size, read_rgb
-from ..errors import InputError
 
 MAX_LISTED = 50
 _OUTSIDE_TOLERANCE_PX = 1.0

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Tuple
 
-from .categories import load_categories
 from ..errors import InputError, MissingFileError
+from .categories import load_categories
 
 _ITEM_KEY = re.compile(r"^item(\d+)$")
 _DOMAINS = {"user": "consumer", "shop": "shop"}

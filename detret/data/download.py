@@ -41,10 +41,10 @@ from typing import Dict, List, Optional, Set, Tuple
 
 from PIL import Image
 
+from ..errors import InputError
 from ..runs.atomic import atomic_write_bytes, atomic_write_json
 from ..runs.manifest import sha256_file
 from ..utils.progress import progress
-from ..errors import InputError
 
 logger = logging.getLogger(__name__)
 

@@ -26,10 +26,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..errors import InputError, MissingFileError
 from ..runs.atomic import atomic_write_json
 from ..runs.manifest import sha256_file
 from .categories import load_categories
-from ..errors import InputError, MissingFileError
 
 logger = logging.getLogger(__name__)
 

@@ -18,10 +18,10 @@ import json
 from pathlib import Path
 from typing import Dict
 
+from ..errors import InputError, MissingFileError
 from ..runs.atomic import atomic_write_bytes
 from ..utils.progress import progress
 from .download import decode_problem
-from ..errors import InputError, MissingFileError
 
 
 def export_modanet_images(lmdb_path: Path, annotations: Path, out_dir: Path) -> Dict:

@@ -22,10 +22,10 @@ from typing import Dict, List
 
 from omegaconf import DictConfig
 
-from .categories import load_categories
-from .modanet import load_modanet, load_or_create_split
 from ..errors import InputError, UnknownNameError
 from ..runs.layout import RunLayout
+from .categories import load_categories
+from .modanet import load_modanet, load_or_create_split
 
 MODANET_NAMES = ("modanet_train", "modanet_holdout", "modanet_all")
 

@@ -42,8 +42,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
-from .categories import load_categories
 from ..errors import InputError, MissingFileError, UnknownNameError
+from .categories import load_categories
 
 logger = logging.getLogger(__name__)
 

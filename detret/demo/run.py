@@ -28,8 +28,8 @@ from rich.console import Console
 
 from ..config.pipeline import load_pipeline_config
 from ..runs.atomic import atomic_write_json, atomic_write_text
-from ..runs.stage import StaleArtifactError, stage_status
 from ..runs.layout import METRICS_FILE, PAPER_ENSEMBLES, PAPER_MODELS, TABLE_ORDER, RunLayout
+from ..runs.stage import StaleArtifactError, stage_status
 from .profiles import PROFILES, DemoProfile
 
 TABLE_RUNS = TABLE_ORDER  # the runs of Table 1, in its column order

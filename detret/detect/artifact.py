@@ -23,14 +23,14 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, Iterator, List, Optional
 
+from ..errors import InputError
 from ..runs.atomic import atomic_path
 from ..runs.layout import DETECTIONS_FILE
 from .crops import Crop, Detection
-from ..errors import InputError
 
 ARTIFACT_NAME = DETECTIONS_FILE
 PARTIAL_NAME = "photos.partial.jsonl"

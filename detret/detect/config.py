@@ -23,10 +23,10 @@ from omegaconf import DictConfig
 
 from ..config.choices import CropPolicy, Precision, values
 from ..data.categories import load_categories
+from ..errors import InputError, MissingFileError
 from ..runs.layout import RunLayout
 from ..runs.stage import require_built
 from .roi_heads import OBJECTNESS_HEADS  # noqa: F401  (imports register the heads)
-from ..errors import InputError, MissingFileError
 
 logger = logging.getLogger(__name__)
 

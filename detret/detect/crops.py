@@ -20,8 +20,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Mapping, Optional, Sequence, Tuple
-from ..errors import InputError, UnknownNameError
+
 from ..data.boxes import BoxXYXY
+from ..errors import InputError, UnknownNameError
 
 RULES = ("detection", "fallback", "ground_truth", "full")
 
@@ -71,7 +72,8 @@ def select_crop(
         raise InputError(f"unknown crop policy {policy!r}; known: category, top1, full")
     if policy == "category":
         if category not in category_map:
-            raise UnknownNameError(f"category {category!r} is not in the category map; known: {', '.join(category_map)}")
+            raise UnknownNameError(f"category {category!r} is not in the category map; "
+                                   f"known: {', '.join(category_map)}")
         allowed = set(category_map[category])
     best = None
     for i, det in enumerate(detections):

@@ -30,7 +30,15 @@ from ..runs.layout import RunLayout
 from ..runs.stage import Stage
 from ..utils.device import data_parallel_device, resolve_device, world_size
 from ..utils.progress import counter, progress
-from .artifact import ARTIFACT_NAME, PARTIAL_NAME, CropRecord, PhotoDetections, append_partial, read_partial, write_artifact
+from .artifact import (
+    ARTIFACT_NAME,
+    PARTIAL_NAME,
+    CropRecord,
+    PhotoDetections,
+    append_partial,
+    read_partial,
+    write_artifact,
+)
 from .config import DetectorChoice, choose_detector, detector_identity
 from .crops import ground_truth_crop, select_crop
 from .inference import detect_photos, load_detector

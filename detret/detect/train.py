@@ -31,18 +31,27 @@ from detectron2.utils.events import CommonMetricPrinter, JSONWriter
 from omegaconf import DictConfig, OmegaConf
 
 from ..data.register import dataset_dicts, register_datasets
+from ..errors import InputError
 from ..runs.atomic import atomic_write_text
 from ..runs.layout import RunLayout
 from ..runs.stage import Stage
 from ..utils.device import resolve_device, world_size
+from ..utils.logs import library_prints_hidden, show_library_logs
 from . import roi_heads  # noqa: F401  -- registers detret's ROI heads in spawned workers too
 from .config import build_detector_cfg, check_weights_available, detector_identity
 from .d2_compat import ddp_on_cpu, make_checkpointer_atomic
-from ..errors import InputError
 
 logger = logging.getLogger(__name__)
 
 EVALUATION_FILE = "evaluation.json"  # COCO metrics on the held-out split: {"dataset": [...], "results": {...}}
+
+
+class QuietCOCOEvaluator(COCOEvaluator):
+    """COCOEvaluator whose pycocotools progress prints stay out of the command's output (``--debug`` shows them)."""
+
+    def evaluate(self, img_ids=None):
+        with library_prints_hidden():
+            return super().evaluate(img_ids)
 
 
 class DetectorTrainer(DefaultTrainer):
@@ -54,16 +63,17 @@ class DetectorTrainer(DefaultTrainer):
     @classmethod
     def build_evaluator(cls, cfg: CfgNode, dataset_name: str, output_folder: Optional[str] = None):
         tasks = ("bbox", "segm") if cfg.MODEL.MASK_ON else ("bbox",)
-        return COCOEvaluator(dataset_name, tasks=tasks, distributed=True,
-                             output_dir=output_folder or os.path.join(cfg.OUTPUT_DIR, "inference"))
+        return QuietCOCOEvaluator(dataset_name, tasks=tasks, distributed=True,
+                                  output_dir=output_folder or os.path.join(cfg.OUTPUT_DIR, "inference"))
 
     def build_writers(self):
         os.makedirs(self.cfg.OUTPUT_DIR, exist_ok=True)
-        writers = [CommonMetricPrinter(self.max_iter), JSONWriter(os.path.join(self.cfg.OUTPUT_DIR, "metrics.json"))]
+        printer = CommonMetricPrinter(self.max_iter)
+        printer.logger = logger  # its iteration lines (losses, ETA) are this command's own progress output
+        writers = [printer, JSONWriter(os.path.join(self.cfg.OUTPUT_DIR, "metrics.json"))]
         try:
-            from detectron2.utils.events import TensorboardXWriter
-
             import torch.utils.tensorboard  # noqa: F401  -- needs the tensorboard package
+            from detectron2.utils.events import TensorboardXWriter
 
             writers.append(TensorboardXWriter(self.cfg.OUTPUT_DIR))
         except ImportError:
@@ -77,7 +87,9 @@ def _worker(cfg_yaml: str, pipeline_yaml: str, resume: bool) -> Dict:
     cfg = CfgNode.load_cfg(cfg_yaml)
     cfg.freeze()
     pcfg = OmegaConf.create(pipeline_yaml)
-    setup_logger(output=cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="detectron2")
+    # Detectron2's log goes to log.txt; on the console only with --debug (its iteration lines are ours, above)
+    setup_logger(output=cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="detectron2",
+                 configure_stdout=show_library_logs())
     if comm.get_world_size() > 1:
         from ..utils.device import data_parallel_device
 

@@ -24,8 +24,9 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from ..data.boxes import BoxXYXY
-from ..runs.atomic import atomic_path, atomic_write_text
 from ..errors import InputError
+from ..runs.atomic import atomic_path, atomic_write_text
+
 
 @dataclass(frozen=True)
 class Row:

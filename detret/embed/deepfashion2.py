@@ -18,6 +18,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from ..data.deepfashion2 import DF2Item, load_deepfashion2
+from ..errors import InputError
 from ..retrieval.model import load_checkpoint
 from ..runs.atomic import atomic_path, atomic_write_text
 from ..runs.layout import RunLayout
@@ -25,7 +26,6 @@ from ..runs.stage import Stage
 from ..utils.device import resolve_device
 from .inference import embed_rows
 from .stage import resolve_models
-from ..errors import InputError
 
 DOMAINS = ("consumer", "shop")
 

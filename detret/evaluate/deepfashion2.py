@@ -14,7 +14,7 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
-from ..data.deepfashion2 import DF2Item, matches
+from ..data.deepfashion2 import DF2Item
 from ..retrieval.metrics import positive_ranks
 
 DEFAULT_KS = (1, 5, 10, 20)

@@ -14,12 +14,12 @@ from typing import Dict, Optional, Sequence
 from omegaconf import DictConfig
 
 from ..embed.artifact import read_descriptors, read_skipped
+from ..errors import InputError
 from ..runs.layout import METRICS_FILE, RunLayout
 from ..runs.stage import Stage, require_fresh
-from .protocol import DEFAULT_KS, evaluate_descriptors
 from .acc_curve import plot_acc_curve
+from .protocol import DEFAULT_KS, evaluate_descriptors
 from .tables import write_tables
-from ..errors import InputError
 
 logger = logging.getLogger(__name__)
 

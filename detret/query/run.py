@@ -27,19 +27,18 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
 
+from ..data.boxes import BoxXYXY
 from ..data.categories import load_categories
 from ..data.images import read_rgb
 from ..data.street2shop import PHOTO_NAME
 from ..detect.crops import Crop, Detection, ground_truth_crop, select_crop
 from ..embed.artifact import read_descriptors
+from ..errors import InputError
 from ..retrieval.model import load_checkpoint
 from ..retrieval.preprocess import crop_rgb
 from ..runs.layout import METRICS_FILE, RunLayout
 from ..runs.stage import require_fresh, stage_status
 from ..utils.device import resolve_device
-from ..errors import InputError
-from ..data.boxes import BoxXYXY
-
 
 
 @dataclass

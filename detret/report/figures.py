@@ -19,8 +19,8 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..utils.plotting import pyplot, save_png
 from ..data.boxes import BoxXYXY
+from ..utils.plotting import pyplot, save_png
 
 MATCH_COLOUR = "#1a9850"
 MISMATCH_COLOUR = "#d73027"

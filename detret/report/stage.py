@@ -29,16 +29,22 @@ from ..data.images import PhotoError, read_rgb
 from ..data.street2shop import PHOTO_NAME
 from ..detect.artifact import ARTIFACT_NAME, read_artifact
 from ..errors import InputError
-from ..evaluate.reading import PAPER_MEANS, read_table, table_order
 from ..evaluate.acc_curve import plot_acc_curve
+from ..evaluate.reading import PAPER_MEANS, read_table, table_order
 from ..evaluate.tables import counts_rows, table_rows
 from ..runs.atomic import atomic_write_text
 from ..runs.layout import METRICS_FILE, RunLayout
 from ..runs.manifest import package_versions, read_manifest
 from ..runs.stage import SUMMARY_NAME, Stage, require_fresh, stage_status
 from ..search.stage import RANKINGS_FILE
-from .figures import (DetectionPanel, RetrievalExample, plot_category_bars, plot_detections, plot_fallback_rates,
-                      plot_retrieval_examples)
+from .figures import (
+    DetectionPanel,
+    RetrievalExample,
+    plot_category_bars,
+    plot_detections,
+    plot_fallback_rates,
+    plot_retrieval_examples,
+)
 from .html import build_page
 
 logger = logging.getLogger(__name__)

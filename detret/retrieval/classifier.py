@@ -18,9 +18,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.images import PhotoError
+from ..errors import InputError
 from ..utils.progress import progress
 from .data import TrainingSet
-from ..errors import InputError
 
 logger = logging.getLogger(__name__)
 

@@ -23,10 +23,10 @@ import numpy as np
 import torch
 from torchvision.transforms import v2
 
+from ..data.boxes import BoxXYXY
 from ..data.images import read_rgb
 from ..data.street2shop import Street2Shop
-from .preprocess import crop_rgb, normalise, resize, to_tensor
-from ..data.boxes import BoxXYXY
+from .preprocess import crop_rgb, normalise, resize_to_input, to_tensor
 
 Product = Tuple[str, int]
 
@@ -140,7 +140,7 @@ class CropReader:
         # Distortions are applied at the network's input size, not the photo's: the
         # same transforms, and on a CPU they cost a few times less (colour jitter on a
         # full street photo dominated an epoch).
-        img = resize(to_tensor(crop_rgb(rgb, box)), self.image_size, self.resize)
+        img = resize_to_input(to_tensor(crop_rgb(rgb, box)), self.image_size, self.resize)
         if rng is not None:
             # torchvision's random transforms draw from torch's global generator:
             # seed it from ours so that a seed gives the same batches.

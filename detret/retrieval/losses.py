@@ -26,8 +26,8 @@ from __future__ import annotations
 from typing import Tuple
 
 import torch
-from ..errors import InputError
 
+from ..errors import InputError
 
 
 def triplet_loss(q: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, margin: float) -> torch.Tensor:

@@ -24,9 +24,9 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
+from ..errors import InputError, MissingFileError
 from ..runs.atomic import atomic_path
 from .pooling import GeM
-from ..errors import InputError, MissingFileError
 
 logger = logging.getLogger(__name__)
 

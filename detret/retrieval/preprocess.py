@@ -4,6 +4,8 @@ crop (pixels, xyxy, clipped to the photo) -> resize -> float [3, H, W] normalise
 the checkpoint's mean/std. ``resize="longest"``: the longer side becomes
 `image_size` (aspect kept, as cirtorch and the paper at 800 px); ``"square"``:
 `image_size` x `image_size` (every image the same shape, so batches stack).
+Resizing and normalising are torchvision's (``transforms.v2.functional``), on float tensors:
+bilinear with antialiasing, bit-identical to the ``F.interpolate`` call detret used before.
 """
 from __future__ import annotations
 
@@ -11,9 +13,9 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from ..data.boxes import BoxXYXY
+from torchvision.transforms.v2 import functional as TF
 
+from ..data.boxes import BoxXYXY
 
 
 def crop_rgb(rgb: np.ndarray, box_xyxy: Optional[BoxXYXY]) -> np.ndarray:
@@ -30,6 +32,7 @@ def crop_rgb(rgb: np.ndarray, box_xyxy: Optional[BoxXYXY]) -> np.ndarray:
 
 
 def target_size(h: int, w: int, image_size: int, resize: str) -> Tuple[int, int]:
+    """(H', W') of the network input for an [H, W] crop (see the module docstring for ``resize``)."""
     if resize == "square":
         return image_size, image_size
     scale = image_size / max(h, w)
@@ -41,19 +44,18 @@ def to_tensor(rgb: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(255.0)
 
 
-def resize(img: torch.Tensor, image_size: int, resize: str) -> torch.Tensor:
+def resize_to_input(img: torch.Tensor, image_size: int, resize_mode: str) -> torch.Tensor:
     """[3, H, W] -> [3, H', W'] at the network's input size (bilinear, antialiased)."""
-    size = target_size(img.shape[1], img.shape[2], image_size, resize)
-    return F.interpolate(img[None], size=size, mode="bilinear", align_corners=False, antialias=True)[0]
+    size = target_size(img.shape[1], img.shape[2], image_size, resize_mode)
+    return TF.resize(img, list(size), interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
 
 
 def normalise(img: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    m = torch.tensor(mean, dtype=img.dtype).view(3, 1, 1)
-    s = torch.tensor(std, dtype=img.dtype).view(3, 1, 1)
-    return (img - m) / s
+    """(img - mean) / std per channel."""
+    return TF.normalize(img, list(mean), list(std))
 
 
 def resize_normalise(img: torch.Tensor, image_size: int, resize_mode: str, mean: Sequence[float],
                      std: Sequence[float]) -> torch.Tensor:
     """[3, H, W] in [0, 1] -> [3, H', W'] resized (bilinear, antialiased) and normalised."""
-    return normalise(resize(img, image_size, resize_mode), mean, std)
+    return normalise(resize_to_input(img, image_size, resize_mode), mean, std)

@@ -34,10 +34,10 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from ..config.choices import Loss, Negatives, Optimizer, ShopCrops, check_choice
 from ..data.images import PhotoError
 from ..data.street2shop import load_street2shop
-from .metrics import full_gallery_ap
-from ..config.choices import Loss, Negatives, Optimizer, ShopCrops, check_choice
+from ..errors import InputError
 from ..runs.atomic import atomic_write_json
 from ..runs.layout import MODEL_FILE, RunLayout, default_model_name
 from ..runs.manifest import read_manifest
@@ -46,10 +46,16 @@ from ..utils.device import resolve_device, world_size
 from ..utils.progress import progress
 from .data import CropItem, CropReader, TrainingSet, batches, build_training_set, load_shop_boxes
 from .losses import ap_loss, hardest_negative_triplet_loss, triplet_loss
-from .model import (RetrievalNet, build_retrieval_net, calibrate_batchnorm, load_checkpoint, save_checkpoint,
-                    set_batchnorm_eval)
+from .metrics import full_gallery_ap
+from .model import (
+    RetrievalNet,
+    build_retrieval_net,
+    calibrate_batchnorm,
+    load_checkpoint,
+    save_checkpoint,
+    set_batchnorm_eval,
+)
 from .multistage import embed_images, multistage_backward
-from ..errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -346,7 +352,10 @@ def _resume(run: TrainRun) -> None:
     run.scheduler.load_state_dict(ckpt["scheduler"])
     run.start_epoch, run.best = int(ckpt["epoch"]) + 1, float(ckpt["best_map"])
     metrics = run.out / "metrics.json"
-    run.history = json.loads(metrics.read_text()) if metrics.is_file() else []
+    if "history_json" in ckpt:
+        run.history = json.loads(ckpt["history_json"])
+    else:  # a checkpoint written before the history was part of it
+        run.history = json.loads(metrics.read_text()) if metrics.is_file() else []
     logger.info("resuming %s after epoch %d", run.out, run.start_epoch - 1)
 
 
@@ -412,13 +421,17 @@ def _end_epoch(run: TrainRun, epoch: int, losses: List[float], seconds: float) -
     if score > run.best or not (run.out / MODEL_FILE).is_file():
         run.best = score
         save_checkpoint(run.out / MODEL_FILE, run.model, epoch=epoch, val_map=val["map"])
+    # The resume state holds the history too: a kill between this file and metrics.json loses no record.
     save_checkpoint(run.out / LAST_CHECKPOINT, run.model, epoch=epoch, best_map=run.best,
-                    optimizer=run.optimizer.state_dict(), scheduler=run.scheduler.state_dict())
+                    optimizer=run.optimizer.state_dict(), scheduler=run.scheduler.state_dict(),
+                    history_json=json.dumps(run.history))
     atomic_write_json(run.out / "metrics.json", run.history)
 
 
 def _write_summary(run: TrainRun) -> None:
+    """metrics.json (again: a run resumed after its last epoch has not written it) and summary.json."""
     history = run.history
+    atomic_write_json(run.out / "metrics.json", history)
     summary = {"name": run.name, "loss": run.loss, "shop_crops": run.shop_crops, "epochs": run.tcfg.epochs,
                "untrained_val_map": history[0]["val_map"] if history and history[0]["epoch"] == -1 else None,
                "best_val_map": max((h["val_map"] for h in history if h["epoch"] >= 0 and h["val_map"] is not None),

@@ -43,8 +43,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
 
-from .atomic import atomic_write_json
 from ..errors import InputError
+from .atomic import atomic_write_json
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "detret.manifest/1"

@@ -32,8 +32,7 @@ from typing import Any, Dict, List, Mapping, Optional
 
 from ..errors import DetretError
 from .atomic import atomic_write_json, atomic_write_text
-from .manifest import (Manifest, changed_entries, config_hash, fingerprint, git_state, read_manifest,
-                       write_manifest)
+from .manifest import Manifest, changed_entries, config_hash, fingerprint, git_state, read_manifest, write_manifest
 
 logger = logging.getLogger(__name__)
 

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from typing import Tuple
 
-from .faiss_lib import faiss
 import numpy as np
+
 from ..errors import InputError
+from .faiss_lib import faiss
 
 
 def build_index(gallery: np.ndarray, factory: str = "Flat") -> faiss.Index:

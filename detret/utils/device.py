@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 
 import torch
+
 from ..errors import InputError
 
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")

@@ -9,10 +9,10 @@ from detret.cli.app import main
 from detret.config.pipeline import load_pipeline_config
 from detret.embed import inference as embed_inference
 from detret.embed import stage as embed_stage
-from detret.embed.combine import run_combine
 from detret.embed.artifact import read_descriptors
-from detret.retrieval.metrics import ranking
+from detret.embed.combine import run_combine
 from detret.evaluate.stage import run_eval
+from detret.retrieval.metrics import ranking
 from detret.retrieval.model import build_retrieval_net, save_checkpoint
 from detret.runs.stage import stage_status
 from detret.search.stage import run_search

@@ -9,8 +9,8 @@ from PIL import Image
 from detret.config.pipeline import load_pipeline_config
 from detret.data.deepfashion2 import DF2Item, matches
 from detret.embed.deepfashion2 import run_embed_df2
-from detret.evaluate.deepfashion2_stage import run_eval_df2
 from detret.evaluate.deepfashion2 import recall_at_k
+from detret.evaluate.deepfashion2_stage import run_eval_df2
 from detret.retrieval.model import build_retrieval_net, save_checkpoint
 
 

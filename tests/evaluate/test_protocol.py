@@ -1,5 +1,4 @@
 """The protocol on ideal descriptors: the real Street2Shop test pairs give official counts and perfect scores."""
-from collections import Counter
 
 import numpy as np
 import pytest

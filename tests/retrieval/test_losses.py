@@ -4,8 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from detret.retrieval.metrics import full_gallery_ap
 from detret.retrieval.losses import ap_loss, hardest_negative_triplet_loss, triplet_loss
+from detret.retrieval.metrics import full_gallery_ap
 
 
 def test_triplet_by_hand():

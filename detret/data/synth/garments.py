@@ -14,6 +14,7 @@ from typing import Dict, List, Tuple
 
 import cv2
 import numpy as np
+
 from ...errors import UnknownNameError
 
 # RGB palette the looks draw from; neighbours are deliberately close in hue so

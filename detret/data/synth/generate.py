@@ -284,10 +284,9 @@ def generate(cfg: SynthConfig, out: Path, *, force: bool = False, command: Optio
         "street2shop_images": "street2shop/images",
         "pipeline_config": "detret.yaml",
     }
-    summary_path = out / "summary.json"
-    if stage.begin(force=force) == "done" and summary_path.is_file():
-        logger.info("%s: synthetic dataset already complete, reused", out)
-        return json.loads(summary_path.read_text())
+    reused = stage.reuse_or_begin(force=force)
+    if reused is not None:
+        return reused
     cats = load_categories()
     products = make_catalogue(cfg, cats.street2shop)
     summary = {
@@ -296,6 +295,4 @@ def generate(cfg: SynthConfig, out: Path, *, force: bool = False, command: Optio
         "products": {s: sum(p.split == s for p in products) for s in ("train", "test", "distractor")},
     }
     atomic_write_text(out / "detret.yaml", _PIPELINE_YAML.format(seed=cfg.seed))
-    atomic_write_json(summary_path, summary)
-    stage.complete(dict(outputs, summary="summary.json"))
-    return summary
+    return stage.finish(summary, outputs)
