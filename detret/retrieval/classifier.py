@@ -58,7 +58,7 @@ def pretrain_classifier(model: nn.Module, tset: TrainingSet, reader, device, *, 
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
             correct += int((logits.argmax(1) == target).sum())
             seen += len(labels)
         history.append({"classifier_epoch": epoch, "loss": float(np.mean(losses)) if losses else None,
