@@ -119,6 +119,11 @@ class RunLayout:
         """``detret demo`` writes its timings beside its run directory (``<out>/demo/``, run_dir ``<out>/runs``)."""
         return self.run_dir.parent / "demo" / "timings.json"
 
+    def holds_model(self, folder: Path) -> bool:
+        """Whether a stage folder holds a trained model (the detector, a retrieval-<model> run)."""
+        return Path(folder) == self.detector or (Path(folder).parent == self.run_dir
+                                                 and Path(folder).name.startswith("retrieval-"))
+
     def trained_models(self) -> List[str]:
         """Names of the retrieval-<model> folders."""
         return self._names("retrieval-")

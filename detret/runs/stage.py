@@ -55,6 +55,13 @@ class StageStatus:
     def ok(self) -> bool:
         return self.state == "done"
 
+    @property
+    def outputs_intact(self) -> bool:
+        """Finished, and only its inputs changed since: what it wrote is still what it wrote
+        (a trained model stays usable, see :func:`require_built`)."""
+        return self.state == "done" or (self.state == "stale" and bool(self.reasons)
+                                        and all(r.startswith("input ") for r in self.reasons))
+
 
 def invoked_command() -> str:
     """The command line that started this process, for manifests ("what to rerun")."""

@@ -143,7 +143,7 @@ def test_two_processes_give_the_descriptors_of_one(setup, tmp_path):
     assert stage_status(tmp_path / "two" / "embed-r").state == "done"
 
 
-def test_a_trained_model_embeds_after_the_photos_it_was_trained_on_changed(setup, tmp_path):
+def test_a_trained_model_embeds_after_the_photos_it_was_trained_on_changed(setup, tmp_path, capsys):
     """A model is a valid model whatever happens later to its training data: embed uses it (and records
     its hash); a damaged model file is still refused."""
     import shutil
@@ -165,6 +165,13 @@ def test_a_trained_model_embeds_after_the_photos_it_was_trained_on_changed(setup
     assert summary["models"] == ["m"] and summary["gallery"] > 0
     models = json.loads((tmp_path / "embed-m" / "models.json").read_text())["models"]
     assert models[0]["checkpoint"] == str(trained / "model.pt")
+    # status: the training stage is stale, and says its model is still used as it is
+    with pytest.raises(SystemExit) as exc:
+        main(["--config", str(root / "detret.yaml"), "--set", f"run_dir={tmp_path}", "status", "--json"])
+    assert exc.value.code == 1
+    rows = {r["stage"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["train-retrieval-m"]["state"] == "stale" and rows["train-retrieval-m"]["model_in_use"]
+    assert rows["embed-m"]["state"] == "done" and not rows["embed-m"]["model_in_use"]
     (trained / "model.pt").write_bytes(b"not the trained model")
     with pytest.raises(StaleArtifactError, match="output model"):
         embed_stage.run_embed(cfg, models=["m"], name="m2", gallery_crops="full", workers=0)
