@@ -27,7 +27,7 @@ def demo(
     stage with `detret --config OUT/demo.yaml ...`), OUT/runs/ (every stage),
     OUT/runs/eval/table.md, OUT/runs/report/index.html and OUT/demo/{timings.json,reading.md}.
     """
-    from ..demo.run import run_demo
+    from ..demo.run import TIMINGS_FILE, run_demo
     from ..evaluate.reading import reading_markdown
     from ..evaluate.tables import table_rows
 
@@ -49,7 +49,7 @@ def demo(
     printer.print(reading_markdown(result["findings"]))
     total = sum(s.get("seconds_when_run", s["seconds"]) for s in result["steps"])
     printer.print(f"Steps: {total / 60:.1f} min of compute in all ({result['seconds'] / 60:.1f} min this time); "
-                  f"per step: {out / 'demo' / 'timings.json'}")
+                  f"per step: {out / TIMINGS_FILE}")
     layout = RunLayout(result["run_dir"])
     printer.print(f"Table: {layout.eval / 'table.md'}")
     printer.print(f"Report: {layout.report / 'index.html'}")

@@ -34,6 +34,7 @@ from .profiles import PROFILES, DemoProfile
 
 TABLE_RUNS = TABLE_ORDER  # the runs of Table 1, in its column order
 DEMO_CONFIG_NAME = "demo.yaml"
+TIMINGS_FILE = Path("demo") / "timings.json"  # under the demo's folder: wall time of every step
 
 
 @dataclass
@@ -124,7 +125,7 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 0, overrides: Sequen
     profile = PROFILES["quick" if quick else "full"]
     synth_cfg = dataclasses.replace(profile.synth, seed=seed)
     out = Path(out)
-    timings_path = out / "demo" / "timings.json"
+    timings_path = out / TIMINGS_FILE
     old = _load_timings(timings_path)
     records: List[Dict] = []
 

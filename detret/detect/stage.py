@@ -184,8 +184,8 @@ def _stage(pcfg: DictConfig, split: str, subset: str, run_detector: bool, cats: 
     if choice is not None:
         inputs["weights"] = choice.weights_file
         config["detector_cfg"] = detector_identity(choice.cfg)
-    name = f"detect-{split}" + (f"-{subset}" if split == "street" else "")
-    return Stage(RunLayout(pcfg.run_dir).detect(split, subset), name, config=config, inputs=inputs,
+    stage_dir = RunLayout(pcfg.run_dir).detect(split, subset)
+    return Stage(stage_dir, stage_dir.name, config=config, inputs=inputs,
                  command=command, pipeline_config=pcfg)
 
 

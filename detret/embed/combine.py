@@ -55,7 +55,7 @@ def run_combine(pcfg: DictConfig, names: Sequence[str], name: str, *, force: boo
     for n, f in zip(names, folders):
         require_fresh(f, f"the descriptors '{n}' (detret embed)")
     inputs = {f"{n}:{side}": f / f"{side}.npy" for n, f in zip(names, folders) for side in ("gallery", "queries")}
-    stage = Stage(layout.embed(name), f"embed-{name}", config={"combine": list(names)}, inputs=inputs,
+    stage = Stage(layout.embed(name), layout.embed(name).name, config={"combine": list(names)}, inputs=inputs,
                   command=command, pipeline_config=pcfg)
     reused = stage.reuse_or_begin(force=force)
     if reused is not None:

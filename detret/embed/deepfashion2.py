@@ -46,7 +46,7 @@ def run_embed_df2(pcfg: DictConfig, *, split: str = "validation", models: Option
     out = RunLayout(pcfg.run_dir).embed_df2(name)
     inputs = {"annotations": root / split / "annos", "photos": root / split / "image"}
     inputs.update({f"model_{i}_{n}": p for i, (n, p) in enumerate(chosen)})
-    stage = Stage(out, f"embed-df2-{name}", config={"split": split, "models": [n for n, _ in chosen]},
+    stage = Stage(out, out.name, config={"split": split, "models": [n for n, _ in chosen]},
                   inputs=inputs, command=command, pipeline_config=pcfg)
     reused = stage.reuse_or_begin(force=force)
     if reused is not None:

@@ -164,7 +164,7 @@ def _stage(pcfg: DictConfig, chosen: List[Tuple[str, Path]], name: str, gallery_
         inputs["shop_crops"] = layout.shop_detections
     config = {"models": [n for n, _ in chosen], "gallery_crops": gallery_crops, "scales": list(scales),
               "precision": precision}
-    return Stage(layout.embed(name), f"embed-{name}", config=config, inputs=inputs, command=command,
+    return Stage(layout.embed(name), layout.embed(name).name, config=config, inputs=inputs, command=command,
                  pipeline_config=pcfg)
 
 

@@ -114,7 +114,7 @@ def run_search(pcfg: DictConfig, embed_name: str, *, k: int = 50, factory: str =
     require_fresh(embed_dir, f"the descriptors '{embed_name}' (detret embed)")
     inputs = {"gallery": embed_dir / "gallery.npy", "queries": embed_dir / "queries.npy",
               "gallery_rows": embed_dir / "gallery_rows.jsonl", "query_rows": embed_dir / "queries_rows.jsonl"}
-    stage = Stage(out, f"search-{embed_name}", config={"k": k, "factory": factory}, inputs=inputs,
+    stage = Stage(out, out.name, config={"k": k, "factory": factory}, inputs=inputs,
                   command=command, pipeline_config=pcfg)
     reused = stage.reuse_or_begin(force=force)
     if reused is not None:
