@@ -116,12 +116,10 @@ def require_built(stage_dir: Path, what: str = "") -> Manifest:
     own hash among their inputs, so they are rebuilt when the model changes, not when its
     training data does; ``detret status`` still reports the training stage as stale."""
     status = stage_status(stage_dir)
-    output_changes = [r for r in status.reasons if r.startswith("output ")]
-    if status.state == "stale" and not output_changes and read_manifest(stage_dir) is not None:
-        manifest = read_manifest(stage_dir)
+    if status.state == "stale" and status.outputs_intact:
         logger.info("%s: %s was trained on inputs that have changed since (%s); using it as it is",
                     stage_dir, what or status.stage, "; ".join(status.reasons))
-        return manifest
+        return read_manifest(stage_dir)
     return require_fresh(stage_dir, what)
 
 
