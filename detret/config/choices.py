@@ -11,6 +11,8 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Type
 
+from ..errors import InputError
+
 
 class Negatives(StrEnum):
     """Triplet negatives: mined offline each epoch among the nearest shop crops, or the batch's hardest."""
@@ -99,10 +101,9 @@ def values(choice: Type[StrEnum]) -> str:
     return ", ".join(member.value for member in choice)
 
 
-def check_choice(value: str, choice: Type[StrEnum], what: str) -> str:
-    """`value` if it is one of `choice`'s values, else an InputError naming `what` and the valid ones."""
-    from ..errors import InputError
-
+def check_choice(value: str, choice: Type[StrEnum], what: str, error: Type[InputError] = InputError) -> str:
+    """`value` if it is one of `choice`'s values, else `error` naming `what`, the value and the valid ones:
+    "``<what> 'ofline' is not one of offline, batch``"."""
     if value not in {member.value for member in choice}:
-        raise InputError(f"{what}: {value!r} is not one of {values(choice)}")
+        raise error(f"{what} {value!r} is not one of {values(choice)}")
     return str(value)

@@ -31,7 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from ..errors import InputError
-from .choices import Architecture, Negatives, Optimizer, Resize, values
+from .choices import Architecture, Negatives, Optimizer, Resize, check_choice
 
 DEFAULT_CONFIG_NAME = "detret.yaml"
 CONFIG_ENV_VAR = "DETRET_CONFIG"
@@ -283,11 +283,9 @@ def check_choices(cfg: DictConfig, source: str) -> None:
     """ConfigError naming the key, the value and the valid values, for the first bad choice."""
     origin = f"{source} and the command line" if source != "defaults" else "the command line"
     for key, choice in CHOICE_KEYS.items():
-        value = OmegaConf.select(cfg, key)
-        if value not in {member.value for member in choice}:
-            raise ConfigError(f"{key}: {value!r} (from {origin}) is not one of {values(choice)}")
+        check_choice(OmegaConf.select(cfg, key), choice, f"{origin}: {key}", ConfigError)
     if not _DEVICE_PATTERN.match(cfg.device):
-        raise ConfigError(f"device: {cfg.device!r} (from {origin}) is not one of auto, cpu, mps, cuda, cuda:N")
+        raise ConfigError(f"{origin}: device {cfg.device!r} is not one of auto, cpu, mps, cuda, cuda:N")
 
 
 def config_to_yaml(cfg: DictConfig) -> str:

@@ -21,7 +21,7 @@ from typing import List, Optional, Sequence
 from detectron2.config import CfgNode, get_cfg
 from omegaconf import DictConfig
 
-from ..config.choices import CropPolicy, Precision, values
+from ..config.choices import CropPolicy, Precision, check_choice
 from ..data.categories import load_categories
 from ..errors import InputError, MissingFileError
 from ..runs.layout import RunLayout
@@ -112,10 +112,8 @@ def build_detector_cfg(
         logger.info("MODEL.ROI_HEADS.NUM_CLASSES %d -> %d (the ModaNet labels)", cfg.MODEL.ROI_HEADS.NUM_CLASSES,
                     n_labels)
         cfg.MODEL.ROI_HEADS.NUM_CLASSES = n_labels
-    for key, choice in (("DETRET.CROP.POLICY", CropPolicy), ("DETRET.DETECT.PRECISION", Precision)):
-        value = cfg.DETRET[key.split(".")[1]][key.split(".")[2]]
-        if value not in {member.value for member in choice}:
-            raise InputError(f"{path}: {key} {value!r} is not one of {values(choice)}")
+    check_choice(cfg.DETRET.CROP.POLICY, CropPolicy, f"{path}: DETRET.CROP.POLICY")
+    check_choice(cfg.DETRET.DETECT.PRECISION, Precision, f"{path}: DETRET.DETECT.PRECISION")
     if weights is not None:
         cfg.MODEL.WEIGHTS = str(weights)
     cfg.MODEL.DEVICE = device

@@ -28,7 +28,7 @@ from ..data.street2shop import Street2Shop, load_street2shop
 from ..errors import InputError
 from ..runs.layout import RunLayout
 from ..runs.stage import Stage
-from ..utils.device import data_parallel_device, resolve_device, world_size
+from ..utils.device import DataParallel, data_parallel_device, resolve_device
 from ..utils.progress import counter, progress
 from .artifact import (
     ARTIFACT_NAME,
@@ -125,15 +125,11 @@ def _detect_here(choice: DetectorChoice, todo: List[PhotoItem], labels: List[str
 
 
 def _detect_parallel(choice: DetectorChoice, todo: List[PhotoItem], labels: List[str], device: torch.device,
-                     stage_dir: Path, parallel: Dict) -> Optional[Dict[int, PhotoDetections]]:
+                     stage_dir: Path, parallel: DataParallel) -> Optional[Dict[int, PhotoDetections]]:
     """The detector over `todo` in Detectron2's ``launch`` group; machine 0 gets every result (others None)."""
-    from detectron2.engine import launch
-
-    launch(_detect_worker, max(parallel["num_processes"], 1), num_machines=parallel["num_machines"],
-           machine_rank=parallel["machine_rank"], dist_url=parallel["dist_url"],
-           args=(choice.cfg.dump(), choice.weights, [(p, str(path)) for p, path in todo], str(stage_dir), labels,
-                 str(device)))
-    if parallel["machine_rank"] != 0:
+    parallel.launch(_detect_worker, choice.cfg.dump(), choice.weights, [(p, str(path)) for p, path in todo],
+                    str(stage_dir), labels, str(device))
+    if parallel.machine_rank != 0:
         return None
     done = read_partials(stage_dir)
     missing = [p for p, _ in todo if p not in done]
@@ -226,13 +222,11 @@ def run_detect(pcfg: DictConfig, split: str, *, subset: str = "test", run_detect
         _read_sizes(photos, done)
     else:
         todo = [(p, path) for p, path in photos if p not in done]
-        world = world_size(num_processes, num_machines)
+        parallel = DataParallel(num_processes, num_machines, machine_rank, dist_url)
         logger.info("%s: %d photos, %d cached, %d to detect on %s%s", stage.stage_dir, len(photos), len(done),
-                    len(todo), device, f" in {world} processes" if world > 1 else "")
-        if todo and world > 1:
-            done = _detect_parallel(choice, todo, list(cats.modanet), device, stage.stage_dir,
-                                    {"num_processes": num_processes, "num_machines": num_machines,
-                                     "machine_rank": machine_rank, "dist_url": dist_url})
+                    len(todo), device, f" in {parallel.world} processes" if parallel.world > 1 else "")
+        if todo and parallel.world > 1:
+            done = _detect_parallel(choice, todo, list(cats.modanet), device, stage.stage_dir, parallel)
             if done is None:
                 return {}  # machine 0 merges the caches and writes the artifact
         elif todo:

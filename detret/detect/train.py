@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Dict, Optional
 
 from detectron2.config import CfgNode
-from detectron2.engine import DefaultTrainer, launch
+from detectron2.engine import DefaultTrainer
 from detectron2.evaluation import COCOEvaluator
 from detectron2.utils import comm
 from detectron2.utils.events import CommonMetricPrinter, JSONWriter
@@ -35,7 +35,7 @@ from ..errors import InputError
 from ..runs.atomic import atomic_write_text
 from ..runs.layout import RunLayout
 from ..runs.stage import Stage
-from ..utils.device import resolve_device, world_size
+from ..utils.device import DataParallel, resolve_device
 from ..utils.logs import library_prints_hidden, show_library_logs
 from . import roi_heads  # noqa: F401  -- registers detret's ROI heads in spawned workers too
 from .config import build_detector_cfg, check_weights_available, detector_identity
@@ -136,9 +136,9 @@ def train_detector(
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.yaml", cfg.dump())
     args = (cfg.dump(), OmegaConf.to_yaml(pcfg), resume)
-    if world_size(num_gpus, num_machines) > 1:
-        launch(_worker, max(num_gpus, 1), num_machines=num_machines, machine_rank=machine_rank,
-               dist_url=dist_url, args=args)
+    parallel = DataParallel(num_gpus, num_machines, machine_rank, dist_url)
+    if parallel.world > 1:
+        parallel.launch(_worker, *args)
         results = _read_coco_results(out)
     else:
         results = _worker(*args)

@@ -47,6 +47,14 @@ class Row:
         return {**asdict(self), "product_ids": list(self.products)}
 
 
+def rows_by_category(rows: List[Row]) -> Dict[str, List[int]]:
+    """Category -> its row indices, in row order (the order of that category's search index)."""
+    out: Dict[str, List[int]] = {}
+    for i, r in enumerate(rows):
+        out.setdefault(r.category, []).append(i)
+    return out
+
+
 def write_descriptors(folder: Path, side: str, descriptors: np.ndarray, rows: List[Row]) -> None:
     if descriptors.shape[0] != len(rows):
         raise ValueError(f"{side}: {descriptors.shape[0]} descriptors for {len(rows)} rows")

@@ -24,7 +24,7 @@ from ..runs.atomic import atomic_path, atomic_write_text
 from ..runs.layout import RunLayout
 from ..runs.stage import Stage
 from ..utils.device import resolve_device
-from .inference import embed_rows
+from .inference import clear_parts, embed_rows
 from .stage import resolve_models
 
 DOMAINS = ("consumer", "shop")
@@ -73,9 +73,7 @@ def run_embed_df2(pcfg: DictConfig, *, split: str = "validation", models: Option
     atomic_write_text(out / "skipped.jsonl", "".join(json.dumps(s) + "\n" for s in skipped_all))
     summary = stage.finish({"name": name, "split": split, **counts, "skipped": len(skipped_all)},
                            {d: f"{d}.npy" for d in DOMAINS} | {f"{d}_rows": f"{d}_rows.jsonl" for d in DOMAINS})
-    for p in parts.iterdir():
-        p.unlink()
-    parts.rmdir()
+    clear_parts(parts, remove_folder=True)
     return summary
 
 

@@ -78,6 +78,15 @@ def embed_crops(model: RetrievalNet, crops: List[np.ndarray], scales: Sequence[f
     return F.normalize(total, dim=1)
 
 
+def clear_parts(parts: Path, remove_folder: bool) -> None:
+    """Delete the shards of :func:`embed_rows` (a fresh start, or once the descriptors are assembled)."""
+    if parts.exists():
+        for p in parts.iterdir():
+            p.unlink()
+        if remove_folder:
+            parts.rmdir()
+
+
 def _embed_shard(models: List[RetrievalNet], paths: List[Path], boxes: List, first_row: int, *,
                  scales: Sequence[float], device, batch_size: int, workers: int, precision: str
                  ) -> Tuple[np.ndarray, List[Dict]]:

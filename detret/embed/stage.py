@@ -36,10 +36,10 @@ from ..runs.atomic import atomic_write_json, atomic_write_text
 from ..runs.layout import MODEL_FILE, RunLayout
 from ..runs.manifest import sha256_file
 from ..runs.stage import Stage, require_built, require_fresh
-from ..utils.device import data_parallel_device, resolve_device, world_size
+from ..utils.device import DataParallel, data_parallel_device, resolve_device
 from ..utils.disk import require_free_space
 from .artifact import Row, write_descriptors
-from .inference import embed_rows
+from .inference import clear_parts, embed_rows
 
 logger = logging.getLogger(__name__)
 
@@ -128,14 +128,10 @@ def _embed_worker(checkpoints: List[str], device_name: str, parts: str, sides: L
 
 
 def _launch_workers(chosen: List[Tuple[str, Path]], device, parts: Path, sides: Sequence[Side], opts: Dict,
-                    parallel: Dict) -> None:
-    from detectron2.engine import launch
-
-    launch(_embed_worker, max(parallel["num_processes"], 1), num_machines=parallel["num_machines"],
-           machine_rank=parallel["machine_rank"], dist_url=parallel["dist_url"],
-           args=([str(p) for _, p in chosen], str(device), str(parts),
-                 [(s.name, [str(p) for p in s.paths], s.boxes) for s in sides],
-                 list(opts["scales"]), opts["batch_size"], opts["workers"], opts["shard_size"], opts["precision"]))
+                    parallel: DataParallel) -> None:
+    parallel.launch(_embed_worker, [str(p) for _, p in chosen], str(device), str(parts),
+                    [(s.name, [str(p) for p in s.paths], s.boxes) for s in sides],
+                    list(opts["scales"]), opts["batch_size"], opts["workers"], opts["shard_size"], opts["precision"])
 
 
 def _write_sides(out: Path, loaded: List[RetrievalNet], sides: Sequence[Side], parts: Path, device,
@@ -168,14 +164,6 @@ def _stage(pcfg: DictConfig, chosen: List[Tuple[str, Path]], name: str, gallery_
                  pipeline_config=pcfg)
 
 
-def _clear_parts(parts: Path, remove_folder: bool) -> None:
-    if parts.exists():
-        for p in parts.iterdir():
-            p.unlink()
-        if remove_folder:
-            parts.rmdir()
-
-
 def run_embed(pcfg: DictConfig, *, models: Optional[Sequence[str]] = None, gallery_crops: str = "detected",
               scales: Sequence[float] = (1.0,), name: Optional[str] = None, batch_size: int = 32,
               workers: int = 2, shard_size: int = 512, precision: str = "fp32", force: bool = False,
@@ -194,7 +182,7 @@ def run_embed(pcfg: DictConfig, *, models: Optional[Sequence[str]] = None, galle
         return reused
     out, parts = stage.stage_dir, stage.stage_dir / "parts"
     if stage.state == "fresh":
-        _clear_parts(parts, remove_folder=False)
+        clear_parts(parts, remove_folder=False)
     parts.mkdir(parents=True, exist_ok=True)
     shop_crops = None
     if gallery_crops == "detected":
@@ -205,10 +193,9 @@ def run_embed(pcfg: DictConfig, *, models: Optional[Sequence[str]] = None, galle
         load_street2shop(Path(pcfg.data.street2shop.root), splits=("test",)), shop_crops)
     opts = {"scales": scales, "batch_size": batch_size, "workers": workers, "shard_size": shard_size,
             "precision": precision}
-    if world_size(num_processes, num_machines) > 1:
-        _launch_workers(chosen, device, parts, (gallery, queries), opts,
-                        {"num_processes": num_processes, "num_machines": num_machines, "machine_rank": machine_rank,
-                         "dist_url": dist_url})
+    parallel = DataParallel(num_processes, num_machines, machine_rank, dist_url)
+    if parallel.world > 1:
+        _launch_workers(chosen, device, parts, (gallery, queries), opts, parallel)
         if machine_rank != 0:
             return {"name": name, "machine_rank": machine_rank}  # machine 0 assembles the shards
     loaded = [load_checkpoint(p, device)[0] for _, p in chosen]
@@ -224,5 +211,5 @@ def run_embed(pcfg: DictConfig, *, models: Optional[Sequence[str]] = None, galle
     summary = {"name": name, "gallery": kept["gallery"], "queries": kept["queries"], "skipped": len(skipped),
                "dim": int(dim), "models": [n for n, _ in chosen], "gallery_crops": gallery_crops}
     stage.finish(summary, {**DESCRIPTOR_OUTPUTS, "skipped": "skipped.jsonl", "models": "models.json"})
-    _clear_parts(parts, remove_folder=True)
+    clear_parts(parts, remove_folder=True)
     return summary

@@ -17,12 +17,11 @@ the reported numbers.
 """
 from __future__ import annotations
 
-from collections import defaultdict
 from typing import Dict, List, Sequence
 
 import numpy as np
 
-from ..embed.artifact import Row
+from ..embed.artifact import Row, rows_by_category
 from ..retrieval.metrics import positive_ranks
 
 DEFAULT_KS = (1, 20)
@@ -32,11 +31,7 @@ CURVE_MAX_K = 50
 def category_ranks(gallery: np.ndarray, grows: List[Row], queries: np.ndarray, qrows: List[Row]
                    ) -> Dict[str, Dict]:
     """Per category: gallery size, and per query its positives' ranks (None: no positive)."""
-    g_by_cat, q_by_cat = defaultdict(list), defaultdict(list)
-    for i, r in enumerate(grows):
-        g_by_cat[r.category].append(i)
-    for i, r in enumerate(qrows):
-        q_by_cat[r.category].append(i)
+    g_by_cat, q_by_cat = rows_by_category(grows), rows_by_category(qrows)
     out = {}
     for cat in sorted(q_by_cat):
         g_idx = np.array(g_by_cat.get(cat, []), np.int64)

@@ -49,9 +49,11 @@ COUNTS_HEADER = ["category", "queries", "without positive (excluded)", "unreadab
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]], numeric_from: int) -> str:
     """A Markdown table; columns from ``numeric_from`` on are right-aligned (numbers)."""
     align = ["---"] * numeric_from + ["---:"] * (len(header) - numeric_from)
-    body = "".join("| " + " | ".join(cells) + " |\n" for cells in [list(header)] + [list(r) for r in rows])
-    first_line_end = body.index("\n") + 1
-    return body[:first_line_end] + "|" + "|".join(align) + "|\n" + body[first_line_end:]
+
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(cells) + " |\n"
+
+    return line(header) + "|" + "|".join(align) + "|\n" + "".join(line(r) for r in rows)
 
 
 def markdown(results: Dict[str, Dict], ks: List[int]) -> str:

@@ -124,7 +124,8 @@ def run_query(pcfg: DictConfig, photo: Path, category: str, *, box: Optional[Box
 
     run_dir = Path(pcfg.run_dir)
     run = run or default_run(run_dir)
-    embed_dir, search_dir = RunLayout(run_dir).embed(run), RunLayout(run_dir).search(run)
+    layout = RunLayout(run_dir)
+    embed_dir, search_dir = layout.embed(run), layout.search(run)
     require_fresh(embed_dir, f"the descriptors '{run}' (detret embed)")
     require_fresh(search_dir, f"the search of '{run}' (detret search {run})")
     _, gallery_rows = read_descriptors(embed_dir, "gallery")

@@ -1,4 +1,5 @@
-"""Retrieval metrics of Kucer & Murray (eq. 4 and 6), as plain functions (used by training's validation and by evaluation).
+"""Retrieval metrics of Kucer & Murray (eq. 4 and 6), as plain functions (used by training's validation
+and by evaluation).
 
 Ranking convention (the same as `detret search`): higher score first; equal
 scores are ordered by gallery index, so every metric is deterministic.

@@ -42,7 +42,7 @@ from ..runs.atomic import atomic_write_json
 from ..runs.layout import MODEL_FILE, RunLayout, default_model_name
 from ..runs.manifest import read_manifest
 from ..runs.stage import SUMMARY_NAME, Stage, require_fresh
-from ..utils.device import resolve_device, world_size
+from ..utils.device import DataParallel, resolve_device
 from ..utils.progress import progress
 from .data import CropItem, CropReader, TrainingSet, batches, build_training_set, load_shop_boxes
 from .losses import ap_loss, hardest_negative_triplet_loss, triplet_loss
@@ -230,6 +230,11 @@ def _is_distributed() -> bool:
     return torch.distributed.is_available() and torch.distributed.is_initialized()
 
 
+def training_config(loss: str, shop_crops: str, tcfg) -> Dict:
+    """What a retrieval run is trained with: the stage's config, the checkpoint's meta and the summary."""
+    return {"loss": loss, "shop_crops": shop_crops, "train": OmegaConf.to_container(tcfg, resolve=True)}
+
+
 def _stage(pcfg: DictConfig, loss: str, shop_crops: str, name: str, command: Optional[str]) -> Stage:
     layout = RunLayout(pcfg.run_dir)
     tcfg = pcfg.retrieval.train
@@ -240,9 +245,8 @@ def _stage(pcfg: DictConfig, loss: str, shop_crops: str, name: str, command: Opt
         inputs["shop_crops"] = layout.shop_detections
     if tcfg.pretrained and tcfg.backbone_weights:
         inputs["backbone_weights"] = Path(tcfg.backbone_weights)
-    config = {"loss": loss, "shop_crops": shop_crops, "train": OmegaConf.to_container(tcfg, resolve=True)}
-    return Stage(layout.retrieval(name), f"train-retrieval-{name}", config=config, inputs=inputs, command=command,
-                 pipeline_config=pcfg)
+    return Stage(layout.retrieval(name), f"train-retrieval-{name}", config=training_config(loss, shop_crops, tcfg),
+                 inputs=inputs, command=command, pipeline_config=pcfg)
 
 
 def _check_resumable(out: Path) -> None:
@@ -270,11 +274,9 @@ def run_train_retrieval(pcfg: DictConfig, loss: str, shop_crops: str, *, name: O
     if reused is not None:
         return reused
     args = (OmegaConf.to_yaml(pcfg), loss, shop_crops, name, stage.state == "resume")
-    if world_size(num_gpus, num_machines) > 1:
-        from detectron2.engine import launch
-
-        launch(_train_worker, max(num_gpus, 1), num_machines=num_machines, machine_rank=machine_rank,
-               dist_url=dist_url, args=args)
+    parallel = DataParallel(num_gpus, num_machines, machine_rank, dist_url)
+    if parallel.world > 1:
+        parallel.launch(_train_worker, *args)
     else:
         _train_worker(*args)
     if machine_rank != 0:
@@ -308,10 +310,6 @@ class TrainRun:
     def tcfg(self):
         return self.pcfg.retrieval.train
 
-    def training_config(self) -> Dict:
-        return {"loss": self.loss, "shop_crops": self.shop_crops,
-                "train": OmegaConf.to_container(self.tcfg, resolve=True)}
-
 
 def _setup(pcfg_yaml: str, loss: str, shop_crops: str, name: str) -> TrainRun:
     """Data, network, optimiser and schedule of this process (the same seed in every process)."""
@@ -333,10 +331,9 @@ def _setup(pcfg_yaml: str, loss: str, shop_crops: str, name: str) -> TrainRun:
     logger.info("%d training queries, %d validation queries, %d shop crops (skipped: %s)",
                 len(tset.train_queries), len(tset.val_queries), len(tset.shop), tset.skipped)
     torch.manual_seed(tcfg.seed)
-    config = {"loss": loss, "shop_crops": shop_crops, "train": OmegaConf.to_container(tcfg, resolve=True)}
     model = build_retrieval_net(tcfg.architecture, tcfg.dim, pretrained=tcfg.pretrained,
-                                backbone_weights=tcfg.backbone_weights, image_size=tcfg.image_size,
-                                resize=tcfg.resize, training={**config, "name": name}).to(device)
+                                backbone_weights=tcfg.backbone_weights, image_size=tcfg.image_size, resize=tcfg.resize,
+                                training={**training_config(loss, shop_crops, tcfg), "name": name}).to(device)
     reader = CropReader(tcfg.image_size, tcfg.resize, model.meta["mean"], model.meta["std"])
     optimizer = make_optimizer(model, tcfg)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=tcfg.lr_decay)
@@ -351,10 +348,10 @@ def _resume(run: TrainRun) -> None:
     run.optimizer.load_state_dict(ckpt["optimizer"])
     run.scheduler.load_state_dict(ckpt["scheduler"])
     run.start_epoch, run.best = int(ckpt["epoch"]) + 1, float(ckpt["best_map"])
-    metrics = run.out / "metrics.json"
     if "history_json" in ckpt:
         run.history = json.loads(ckpt["history_json"])
     else:  # a checkpoint written before the history was part of it
+        metrics = run.out / "metrics.json"
         run.history = json.loads(metrics.read_text()) if metrics.is_file() else []
     logger.info("resuming %s after epoch %d", run.out, run.start_epoch - 1)
 
@@ -438,7 +435,9 @@ def _write_summary(run: TrainRun) -> None:
                                    default=None),
                "queries": {"train": len(run.tset.train_queries), "val": len(run.tset.val_queries)},
                "shop_crops_count": len(run.tset.shop), "skipped": run.tset.skipped,
-               "config": json.loads(json.dumps(run.training_config()["train"], default=str)), "processes": run.world}
+               "config": json.loads(json.dumps(training_config(run.loss, run.shop_crops, run.tcfg)["train"],
+                                               default=str)),
+               "processes": run.world}
     atomic_write_json(run.out / SUMMARY_NAME, summary)
 
 

@@ -130,7 +130,7 @@ class RunLayout:
 
     def descriptor_runs(self) -> List[str]:
         """Names of the embed-<name> folders of Street2Shop (not embed-df2-*)."""
-        return [n for n in self._names("embed-") if not self.embed(n).name.startswith("embed-df2-")]
+        return [n for n in self._names("embed-") if not n.startswith("df2-")]
 
     def searched_runs(self) -> List[str]:
         return self._names("search-")

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import defaultdict
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 from omegaconf import DictConfig
 
-from ..embed.artifact import Row, read_descriptors
+from ..embed.artifact import Row, read_descriptors, rows_by_category
 from ..errors import InputError
 from ..runs.atomic import atomic_path, atomic_write_json, atomic_write_text
 from ..runs.layout import RunLayout
@@ -43,14 +42,6 @@ RANKINGS_FILE = "rankings.jsonl"
 def index_file_name(category: str) -> str:
     """``indexes/<this>``: the saved FAISS index of a category (a "/" in a name would make a folder)."""
     return category.replace("/", "_") + ".faiss"
-
-
-def rows_by_category(rows: List[Row]) -> Dict[str, List[int]]:
-    """Category -> its row indices, in row order (the order of that category's index)."""
-    out: Dict[str, List[int]] = defaultdict(list)
-    for i, r in enumerate(rows):
-        out[r.category].append(i)
-    return out
 
 
 def _category_index(gallery: np.ndarray, factory: str, path: Path, cached: bool):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 import torch
 
@@ -34,6 +35,28 @@ def resolve_device(name: str) -> torch.device:
 def world_size(num_processes: int, num_machines: int) -> int:
     """Processes in a data-parallel run of ``num_processes`` per machine (0 or 1: one) on ``num_machines``."""
     return max(num_processes, 1) * num_machines
+
+
+@dataclass(frozen=True)
+class DataParallel:
+    """How a stage runs data-parallel (the CLI's ``--num-gpus``, ``--num-machines``, ``--machine-rank``,
+    ``--dist-url``); :meth:`launch` starts the processes through Detectron2's ``launch``."""
+
+    num_processes: int = 1     # per machine; 0 or 1: this process alone
+    num_machines: int = 1
+    machine_rank: int = 0
+    dist_url: str = "auto"
+
+    @property
+    def world(self) -> int:
+        return world_size(self.num_processes, self.num_machines)
+
+    def launch(self, worker, *args) -> None:
+        """``worker(*args)`` in every process of this machine's share of the group; returns when they end."""
+        from detectron2.engine import launch
+
+        launch(worker, max(self.num_processes, 1), num_machines=self.num_machines, machine_rank=self.machine_rank,
+               dist_url=self.dist_url, args=args)
 
 
 def data_parallel_device(device_name: str) -> torch.device:
