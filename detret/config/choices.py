@@ -8,6 +8,7 @@ instead of silently selecting another branch. Members compare equal to their str
 """
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Type
 
@@ -94,6 +95,11 @@ class DeepFashion2Split(StrEnum):
     TRAIN = "train"
     VALIDATION = "validation"
     TEST = "test"
+
+
+# The device setting is a pattern rather than a fixed set: "auto", "cpu", "mps", "cuda" or "cuda:N".
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+DEVICES = "auto, cpu, mps, cuda, cuda:N"
 
 
 def values(choice: Type[StrEnum]) -> str:

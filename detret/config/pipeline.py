@@ -21,7 +21,6 @@ The detector itself is configured by Detectron2's own yacs config
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, List, Optional, Sequence
@@ -31,7 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from ..errors import InputError
-from .choices import Architecture, Negatives, Optimizer, Resize, check_choice
+from .choices import DEVICE_PATTERN, DEVICES, Architecture, Negatives, Optimizer, Resize, check_choice
 
 DEFAULT_CONFIG_NAME = "detret.yaml"
 CONFIG_ENV_VAR = "DETRET_CONFIG"
@@ -148,7 +147,6 @@ CHOICE_KEYS = {
     "retrieval.train.optimizer": Optimizer,
     "retrieval.train.negatives": Negatives,
 }
-_DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 # Keys holding file or folder paths, resolved relative to the config file.
 PATH_KEYS: Sequence[str] = (
@@ -284,8 +282,8 @@ def check_choices(cfg: DictConfig, source: str) -> None:
     origin = f"{source} and the command line" if source != "defaults" else "the command line"
     for key, choice in CHOICE_KEYS.items():
         check_choice(OmegaConf.select(cfg, key), choice, f"{origin}: {key}", ConfigError)
-    if not _DEVICE_PATTERN.match(cfg.device):
-        raise ConfigError(f"{origin}: device {cfg.device!r} is not one of auto, cpu, mps, cuda, cuda:N")
+    if not DEVICE_PATTERN.match(cfg.device):
+        raise ConfigError(f"{origin}: device {cfg.device!r} is not one of {DEVICES}")
 
 
 def config_to_yaml(cfg: DictConfig) -> str:

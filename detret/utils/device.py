@@ -1,14 +1,12 @@
 """The torch device, a parameter of every stage (never a hard-coded `.cuda()`)."""
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import torch
 
+from ..config.choices import DEVICE_PATTERN, DEVICES
 from ..errors import InputError
-
-_DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -17,8 +15,8 @@ def resolve_device(name: str) -> torch.device:
     Raises ValueError before any work starts when the config asks for a GPU
     this machine does not have.
     """
-    if not _DEVICE_RE.match(name):
-        raise InputError(f"device {name!r} is not one of auto, cpu, mps, cuda, cuda:N")
+    if not DEVICE_PATTERN.match(name):
+        raise InputError(f"device {name!r} is not one of {DEVICES}")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
