@@ -78,6 +78,13 @@ def embed_crops(model: RetrievalNet, crops: List[np.ndarray], scales: Sequence[f
     return F.normalize(total, dim=1)
 
 
+def describe_crops(models: Sequence[RetrievalNet], crops: List[np.ndarray], scales: Sequence[float], device,
+                   precision: str = "fp32") -> torch.Tensor:
+    """[n, sum of D] descriptors of several models, concatenated and L2-normalised (an ensemble, Section 3.2)."""
+    parts = [embed_crops(m, crops, scales, device, precision) for m in models]
+    return F.normalize(torch.cat(parts, dim=1), dim=1)
+
+
 def clear_parts(parts: Path, remove_folder: bool) -> None:
     """Delete the shards of :func:`embed_rows` (a fresh start, or once the descriptors are assembled)."""
     if parts.exists():
@@ -100,8 +107,7 @@ def _embed_shard(models: List[RetrievalNet], paths: List[Path], boxes: List, fir
                     for b in batch if "error" in b]
         if not ok:
             continue
-        parts = [embed_crops(m, [b["crop"] for b in ok], scales, device, precision) for m in models]
-        shard[[b["i"] for b in ok]] = F.normalize(torch.cat(parts, dim=1), dim=1).numpy()
+        shard[[b["i"] for b in ok]] = describe_crops(models, [b["crop"] for b in ok], scales, device, precision).numpy()
     return shard, skipped
 
 

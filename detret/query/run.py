@@ -5,10 +5,10 @@ The photo goes through exactly what a street query of the run went through:
 - crop: the given box (clipped, like an annotated street box), or else the run's
   detector and the crop policy of ``detect --split shop`` (the best detection of
   a label mapped to the category, whole photo as fallback);
-- descriptor: the models of the descriptor run (``embed-<run>/models.json``),
-  each at its image size and scales, L2-normalised and concatenated; for an
-  ensemble made with ``embed --combine``, the members' descriptors concatenated
-  and L2-normalised, recursively, as ``run_combine`` does;
+- descriptor: the descriptor run's tree (``embed/describer.py``): its models, each
+  at its image size and scales, L2-normalised and concatenated; for an ensemble
+  made with ``embed --combine``, the members' descriptors concatenated and
+  L2-normalised, recursively, as ``run_combine`` does;
 - search: the category's FAISS index saved by ``search <run>``, ties broken by
   gallery row as everywhere else.
 
@@ -22,9 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from omegaconf import DictConfig
 
 from ..data.boxes import BoxXYXY
@@ -33,9 +31,8 @@ from ..data.images import read_rgb
 from ..data.street2shop import PHOTO_NAME
 from ..detect.crops import Crop, Detection, ground_truth_crop, select_crop
 from ..embed.artifact import read_descriptors
+from ..embed.describer import Describer, spec_of_embed_run
 from ..errors import InputError
-from ..retrieval.model import load_checkpoint
-from ..retrieval.preprocess import crop_rgb
 from ..runs.layout import METRICS_FILE, RunLayout
 from ..runs.stage import require_fresh, stage_status
 from ..utils.device import resolve_device
@@ -75,22 +72,6 @@ def default_run(run_dir: Path) -> str:
         return searched[0]
     raise InputError(f"{run_dir}: several searched runs ({', '.join(searched)}) and no evaluation to pick the best; "
                      "choose one with --run")
-
-
-def describe(crop: np.ndarray, embed_dir: Path, device: torch.device) -> np.ndarray:
-    """[D] float32 descriptor of one crop, computed as the descriptor run ``embed_dir`` computed its rows."""
-    from ..embed.inference import embed_crops
-
-    spec = json.loads((embed_dir / "models.json").read_text())
-    if "combine" in spec:
-        parts = [describe(crop, RunLayout(embed_dir.parent).embed(m), device) for m in spec["combine"]]
-        joined = np.concatenate(parts)
-        return (joined / np.linalg.norm(joined)).astype(np.float32)
-    parts = []
-    for m in spec["models"]:
-        model, _ = load_checkpoint(Path(m["checkpoint"]), device)
-        parts.append(embed_crops(model, [crop], spec["scales"], device, spec.get("precision", "fp32")))
-    return F.normalize(torch.cat(parts, dim=1), dim=1)[0].numpy().astype(np.float32)
 
 
 def detect_crop(pcfg: DictConfig, photo: Path, category: str, size_wh: Tuple[int, int], device: torch.device
@@ -144,7 +125,8 @@ def run_query(pcfg: DictConfig, photo: Path, category: str, *, box: Optional[Box
         crop = Crop(crop.box_xyxy, "given box", None)
     else:
         crop, detections = detect_crop(pcfg, photo, category, size_wh, device)
-    descriptor = describe(crop_rgb(rgb, crop.box_xyxy), embed_dir, device)
+    describer = Describer(spec_of_embed_run(run_dir, run), device)
+    descriptor = describer.describe([rgb], [crop.box_xyxy], "query")[0]
 
     rows = [r for r in gallery_rows if r.category == category]  # the index's order (search stage)
     index = faiss.read_index(str(search_dir / INDEX_DIR / index_file_name(category)))

@@ -1,0 +1,123 @@
+"""A descriptor run as a function of photos: what ``embed`` (and ``embed --combine``) compute, for new photos.
+
+A descriptor run is a tree. A leaf is one ``embed`` run: its checkpoints, each reading the
+crop at its own image size, concatenated and L2-normalised, averaged over the run's scales
+(:func:`detret.embed.inference.describe_crops`). A node is an ``embed --combine`` run: its
+members' descriptors concatenated and L2-normalised, in order.
+
+Each leaf also records how its gallery was cut (``gallery_crops``: ``detected`` or ``full``),
+so that a new shop photo gets the descriptor the run's gallery rows have: the ensemble "Tris"
+reads the whole photo for its Tri DB F member and the detected crop for Tri DB C. Queries
+(street photos) are always read at their crop.
+
+The tree is written as plain JSON (:meth:`DescriptorSpec.to_json`)::
+
+    {"combine": [<spec>, <spec>, ...]}
+    {"models": [{"name", "checkpoint", "sha256"}], "scales": [1.0], "precision": "fp32",
+     "gallery_crops": "detected" | "full"}
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..config.choices import ShopCrops, check_choice
+from ..data.boxes import BoxXYXY
+from ..errors import InputError, MissingFileError
+from ..retrieval.model import RetrievalNet, load_checkpoint
+from ..retrieval.preprocess import crop_rgb
+from ..runs.layout import RunLayout
+from ..runs.stage import SUMMARY_NAME
+from .inference import describe_crops
+
+SIDES = ("gallery", "query")
+
+
+@dataclass
+class DescriptorSpec:
+    """One node of a descriptor tree (see the module docstring); ``children`` set for a combine."""
+
+    models: List[Dict] = field(default_factory=list)        # {"name", "checkpoint", "sha256"}
+    scales: List[float] = field(default_factory=lambda: [1.0])
+    precision: str = "fp32"
+    gallery_crops: str = "detected"
+    children: List["DescriptorSpec"] = field(default_factory=list)
+
+    def to_json(self) -> Dict:
+        if self.children:
+            return {"combine": [c.to_json() for c in self.children]}
+        return {"models": self.models, "scales": list(self.scales), "precision": self.precision,
+                "gallery_crops": self.gallery_crops}
+
+    @classmethod
+    def from_json(cls, obj: Dict) -> "DescriptorSpec":
+        if "combine" in obj:
+            return cls(children=[cls.from_json(c) for c in obj["combine"]])
+        check_choice(obj.get("gallery_crops", "detected"), ShopCrops, "gallery_crops of a descriptor model")
+        return cls(models=list(obj["models"]), scales=list(obj["scales"]), precision=obj.get("precision", "fp32"),
+                   gallery_crops=obj.get("gallery_crops", "detected"))
+
+    def leaves(self) -> List["DescriptorSpec"]:
+        return [leaf for c in self.children for leaf in c.leaves()] if self.children else [self]
+
+    def identity(self) -> Dict:
+        """What decides the descriptors: checkpoint contents (never their paths), scales, precision, crops."""
+        if self.children:
+            return {"combine": [c.identity() for c in self.children]}
+        return {"sha256": [m["sha256"] for m in self.models], "scales": list(self.scales),
+                "precision": self.precision, "gallery_crops": self.gallery_crops}
+
+    def with_checkpoints(self, move: Callable[[Dict], str]) -> "DescriptorSpec":
+        """The same tree with each model's checkpoint path replaced by ``move(model)``."""
+        if self.children:
+            return DescriptorSpec(children=[c.with_checkpoints(move) for c in self.children])
+        return DescriptorSpec([{**m, "checkpoint": move(m)} for m in self.models], list(self.scales),
+                              self.precision, self.gallery_crops)
+
+
+def spec_of_embed_run(run_dir: Path, name: str) -> DescriptorSpec:
+    """The descriptor tree of the finished descriptor run ``embed-<name>`` of ``run_dir``."""
+    folder = RunLayout(run_dir).embed(name)
+    models_file = folder / "models.json"
+    if not models_file.is_file():
+        raise MissingFileError(f"{models_file}: no descriptor run '{name}' here (detret embed -m ... --name {name})")
+    spec = json.loads(models_file.read_text())
+    if "combine" in spec:
+        return DescriptorSpec(children=[spec_of_embed_run(run_dir, m) for m in spec["combine"]])
+    summary_file = folder / SUMMARY_NAME
+    crops = json.loads(summary_file.read_text()).get("gallery_crops", "detected") if summary_file.is_file() \
+        else "detected"
+    models = [{"name": m["name"], "checkpoint": m["checkpoint"], "sha256": m["sha256"]} for m in spec["models"]]
+    return DescriptorSpec(models, list(spec["scales"]), spec.get("precision", "fp32"), crops)
+
+
+class Describer:
+    """A loaded descriptor tree: photos and boxes -> [n, D] float32 L2-normalised descriptors."""
+
+    def __init__(self, spec: DescriptorSpec, device) -> None:
+        self.spec, self.device = spec, torch.device(device)
+        self.children = [Describer(c, device) for c in spec.children]
+        self.models: List[RetrievalNet] = [load_checkpoint(Path(m["checkpoint"]), self.device)[0]
+                                           for m in spec.models]
+        self.dim = sum(c.dim for c in self.children) if self.children else sum(m.dim for m in self.models)
+
+    def describe(self, photos: Sequence[np.ndarray], boxes: Sequence[Optional[BoxXYXY]], side: str) -> np.ndarray:
+        """[n, D] descriptors of ``photos`` ([H, W, 3] uint8) cut by ``boxes`` (None: the whole photo),
+        as ``embed`` computes the rows of ``side`` ("gallery": shop photos, "query": street photos)."""
+        if side not in SIDES:
+            raise InputError(f"side {side!r} is not one of {', '.join(SIDES)}")
+        if not photos:
+            return np.zeros((0, self.dim), np.float32)
+        if self.children:
+            parts = [c.describe(photos, boxes, side) for c in self.children]
+            return F.normalize(torch.from_numpy(np.concatenate(parts, axis=1)), dim=1).numpy()
+        whole = side == "gallery" and self.spec.gallery_crops == "full"
+        crops = [p if whole else crop_rgb(p, b) for p, b in zip(photos, boxes)]
+        out = describe_crops(self.models, crops, self.spec.scales, self.device, self.spec.precision)
+        return np.ascontiguousarray(out.numpy(), dtype=np.float32)
