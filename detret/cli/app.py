@@ -24,6 +24,7 @@ import typer
 
 from ..errors import DetretError
 from . import (
+    catalogue_cmd,
     config_cmd,
     data_cmd,
     demo_cmd,
@@ -85,6 +86,7 @@ app.command("eval")(eval_cmd.evaluate)
 app.command("query")(query_cmd.query)
 app.command("demo")(demo_cmd.demo)
 app.command("report")(report_cmd.report)
+app.add_typer(catalogue_cmd.catalogue_app, name="catalogue")
 app.command("status")(status_cmd.status)
 app.add_typer(config_cmd.config_app, name="config")
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Tuple
+from typing import BinaryIO, Optional, Tuple, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -56,20 +56,34 @@ def read_rgb(path: Path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise PhotoError(path, "missing file")
+    return decode_rgb(path, path)
+
+
+def decode_rgb(source: Union[Path, BinaryIO], name: Union[Path, str], max_pixels: Optional[int] = None) -> np.ndarray:
+    """:func:`read_rgb` of a file or of bytes (an upload); ``name`` is what errors call it.
+
+    ``max_pixels``: refuse, from the header and before decoding, a photo with more pixels
+    (a small upload that decodes to a huge image); Pillow's own bomb limit applies as well.
+    """
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            with Image.open(source) as img:
+                if max_pixels is not None and img.size[0] * img.size[1] > max_pixels:
+                    raise PhotoError(Path(name), f"too many pixels ({img.size[0]}x{img.size[1]}; at most "
+                                                 f"{max_pixels:,} pixels)")
                 img.load()
                 img = ImageOps.exif_transpose(img)
                 rgb = _to_rgb(img)
     except UnidentifiedImageError:
-        raise PhotoError(path, "not an image (unrecognised format)") from None
+        raise PhotoError(Path(name), "not an image (unrecognised format)") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise PhotoError(path, f"corrupt or truncated image ({exc})") from None
+        if isinstance(exc, PhotoError):
+            raise
+        raise PhotoError(Path(name), f"corrupt or truncated image ({exc})") from None
     arr = np.array(rgb, dtype=np.uint8)  # a writable copy (Pillow's buffer is read-only)
     if min(arr.shape[:2]) < MIN_SIDE_PX:
-        raise PhotoError(path, f"too small ({arr.shape[1]}x{arr.shape[0]} px, need {MIN_SIDE_PX} px a side)")
+        raise PhotoError(Path(name), f"too small ({arr.shape[1]}x{arr.shape[0]} px, need {MIN_SIDE_PX} px a side)")
     return arr
 
 

@@ -47,11 +47,16 @@ class PhotoDataset(Dataset):
             rgb = read_rgb(path)
         except PhotoError as exc:
             return {"photo_id": photo_id, "error": exc.reason}
-        img = rgb[:, :, ::-1] if self.input_format == "BGR" else rgb
-        height, width = img.shape[:2]
-        resized = self.resize.get_transform(img).apply_image(img)
-        tensor = torch.as_tensor(np.ascontiguousarray(resized.transpose(2, 0, 1)))  # [3, H', W'] uint8
-        return {"photo_id": photo_id, "image": tensor, "height": height, "width": width}
+        return {"photo_id": photo_id, **model_input(rgb, self.resize, self.input_format)}
+
+
+def model_input(rgb: np.ndarray, resize, input_format: str) -> Dict:
+    """[H, W, 3] uint8 RGB -> Detectron2's input dict: the image resized as ``DefaultPredictor`` does."""
+    img = rgb[:, :, ::-1] if input_format == "BGR" else rgb
+    height, width = img.shape[:2]
+    resized = resize.get_transform(img).apply_image(img)
+    tensor = torch.as_tensor(np.ascontiguousarray(resized.transpose(2, 0, 1)))  # [3, H', W'] uint8
+    return {"image": tensor, "height": height, "width": width}
 
 
 def inference_cfg(cfg: CfgNode) -> CfgNode:
@@ -174,3 +179,23 @@ def detect_photos(
                 results.append(PhotoDetections(b["photo_id"], b["width"], b["height"], to_detections(inst, labels)))
         on_batch(results)
         yield len(batch)
+
+
+def detect_arrays(model: torch.nn.Module, cfg: CfgNode, photos: Sequence[np.ndarray], labels: Sequence[str],
+                  device: torch.device) -> List[List[Detection]]:
+    """The detections of photos already in memory ([H, W, 3] uint8 RGB; the service's uploads), each as
+    single-photo inference gives them: photos of one padded shape share a forward pass."""
+    from detectron2.data import transforms as T
+
+    resize = T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST] * 2, cfg.INPUT.MAX_SIZE_TEST)
+    samples = [{"photo_id": i, **model_input(rgb, resize, cfg.INPUT.FORMAT)} for i, rgb in enumerate(photos)]
+    divisibility = getattr(model.backbone, "size_divisibility", 0)
+    out: List[List[Detection]] = [[] for _ in photos]
+    for batch in shape_batches(samples, max(1, int(cfg.DETRET.DETECT.BATCH_SIZE)), divisibility,
+                               max_waiting=len(samples)):
+        inputs = [{"image": b["image"].to(device), "height": b["height"], "width": b["width"]} for b in batch]
+        with torch.inference_mode():
+            outputs = model(inputs)
+        for b, result in zip(batch, outputs):
+            out[b["photo_id"]] = to_detections(result["instances"].to("cpu"), labels)
+    return out

@@ -1,0 +1,195 @@
+"""The model a catalogue is bound to (``model.json``), and that model loaded for adds and queries.
+
+``model.json`` (format ``detret.catalogue.model/1``)::
+
+    {"format", "run": "<descriptor run it came from>", "dim": D, "index_factory": "Flat",
+     "descriptor": <descriptor tree of embed/describer.py, checkpoints as "models/<sha256>.pt">,
+     "detector": {"config": "models/detector.yaml", "weights": "models/detector.pth",
+                  "weights_sha256", "config_identity_sha256"},
+     "crop": {"policy": "category", "objectness_thresh": 0.5},
+     "categories": {"labels": [detector labels], "category_map": {category: [labels]}},
+     "identity": "<sha256>"}
+
+The identity is the hash of what decides a descriptor: the model files' contents (never their
+paths, never the data they were trained on), scales, precision, each member's gallery crops,
+the detector's weights and config (device and batching left out), the crop policy and the
+category map. The model files are copied into the catalogue, so it is served without the run;
+they are checked against their hashes whenever they are loaded.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from ..data.boxes import BoxXYXY
+from ..detect.crops import Crop, Detection, select_crop
+from ..embed.describer import Describer, DescriptorSpec, spec_of_embed_run
+from ..errors import InputError, MissingFileError
+from ..runs.atomic import atomic_path, atomic_write_json
+from ..runs.layout import RunLayout
+from ..runs.manifest import sha256_file
+from ..runs.stage import require_fresh
+from .layout import CatalogueLayout
+
+MODEL_FORMAT = "detret.catalogue.model/1"
+
+
+class ModelMismatch(InputError):
+    """The catalogue's model files or a descriptor model other than the catalogue's own."""
+
+
+@dataclass
+class ModelCard:
+    run: str
+    descriptor: DescriptorSpec
+    detector: Dict
+    crop: Dict
+    categories: Dict
+    dim: int
+    index_factory: str
+    identity: str = ""
+
+    def to_json(self) -> Dict:
+        return {"format": MODEL_FORMAT, "run": self.run, "dim": self.dim, "index_factory": self.index_factory,
+                "descriptor": self.descriptor.to_json(), "detector": self.detector, "crop": self.crop,
+                "categories": self.categories, "identity": self.identity}
+
+    @property
+    def category_map(self) -> Dict[str, List[str]]:
+        return self.categories["category_map"]
+
+    def compute_identity(self) -> str:
+        decided_by = {"descriptor": self.descriptor.identity(), "detector_weights": self.detector["weights_sha256"],
+                      "detector_config": self.detector["config_identity_sha256"], "crop": self.crop,
+                      "categories": self.categories}
+        return hashlib.sha256(json.dumps(decided_by, sort_keys=True).encode()).hexdigest()
+
+
+def read_card(root: Path) -> ModelCard:
+    path = CatalogueLayout(root).model
+    if not path.is_file():
+        raise MissingFileError(f"{root}: not a catalogue (no {path.name}); create one with "
+                               "`detret --config RUN.yaml catalogue create DIR --run NAME`")
+    obj = json.loads(path.read_text())
+    if obj.get("format") != MODEL_FORMAT:
+        raise InputError(f"{path}: format {obj.get('format')!r}, expected {MODEL_FORMAT}")
+    return ModelCard(obj["run"], DescriptorSpec.from_json(obj["descriptor"]), obj["detector"], obj["crop"],
+                     obj["categories"], int(obj["dim"]), obj["index_factory"], obj["identity"])
+
+
+def _copy_in(src: Path, root: Path, relative: str) -> str:
+    with atomic_path(root / relative) as tmp:
+        shutil.copyfile(src, tmp)
+    return relative
+
+
+def bind_run(pcfg, run: str, root: Path, index_factory: str) -> ModelCard:
+    """Copy the models of descriptor run ``run`` (and the run's detector) into ``root``; their card."""
+    from ..data.categories import load_categories
+    from ..detect.config import choose_detector, detector_identity
+
+    run_dir = Path(pcfg.run_dir)
+    spec = spec_of_embed_run(run_dir, run)
+    for leaf_name in _leaf_runs(run_dir, run):
+        require_fresh(RunLayout(run_dir).embed(leaf_name), f"the descriptors '{leaf_name}' (detret embed)")
+    for m in (m for leaf in spec.leaves() for m in leaf.models):
+        if sha256_file(Path(m["checkpoint"])) != m["sha256"]:
+            raise ModelMismatch(f"{m['checkpoint']}: changed since `embed` used it; rerun `detret embed` first")
+    spec = spec.with_checkpoints(lambda m: _copy_in(Path(m["checkpoint"]), root, f"models/{m['sha256']}.pt"))
+    choice = choose_detector(pcfg, "cpu")
+    _copy_in(choice.weights_file, root, "models/detector.pth")
+    cfg = choice.cfg.clone()
+    cfg.defrost()
+    cfg.MODEL.WEIGHTS = ""
+    (root / "models" / "detector.yaml").write_text(cfg.dump())
+    cats = load_categories(pcfg.data.category_map)
+    card = ModelCard(
+        run=run, descriptor=spec, index_factory=index_factory, dim=0,
+        detector={"config": "models/detector.yaml", "weights": "models/detector.pth",
+                  "weights_sha256": sha256_file(choice.weights_file),
+                  "config_identity_sha256": hashlib.sha256(detector_identity(cfg).encode()).hexdigest()},
+        crop={"policy": str(cfg.DETRET.CROP.POLICY), "objectness_thresh": float(cfg.DETRET.CROP.OBJECTNESS_THRESH)},
+        categories={"labels": list(cats.modanet),
+                    "category_map": {c: list(v) for c, v in cats.street2shop_to_modanet.items()}})
+    card.dim = Describer(spec.with_checkpoints(lambda m: str(root / m["checkpoint"])), "cpu").dim
+    card.identity = card.compute_identity()
+    atomic_write_json(CatalogueLayout(root).model, card.to_json())
+    return card
+
+
+def _leaf_runs(run_dir: Path, run: str) -> List[str]:
+    spec = json.loads((RunLayout(run_dir).embed(run) / "models.json").read_text())
+    return [leaf for m in spec["combine"] for leaf in _leaf_runs(run_dir, m)] if "combine" in spec else [run]
+
+
+def rebuild_hint(root: Path) -> str:
+    return (f"rebuild it with `detret --config RUN.yaml catalogue reindex {root} --run NAME` "
+            "(re-embeds every photo with the run's models)")
+
+
+def verify_model_files(card: ModelCard, root: Path) -> None:
+    """Refuse model files that are not the ones the catalogue was built with."""
+    files = [(m["checkpoint"], m["sha256"]) for leaf in card.descriptor.leaves() for m in leaf.models]
+    files.append((card.detector["weights"], card.detector["weights_sha256"]))
+    for relative, expected in files:
+        path = Path(root) / relative
+        if not path.is_file():
+            raise MissingFileError(f"{path}: model file of the catalogue is missing; {rebuild_hint(root)}")
+        if sha256_file(path) != expected:
+            raise ModelMismatch(f"{path}: not the model file this catalogue was built with (sha256 differs); "
+                                f"{rebuild_hint(root)}")
+
+
+class BoundModels:
+    """The catalogue's detector and descriptor model, loaded once (for ``add`` and the service)."""
+
+    def __init__(self, card: ModelCard, root: Path, device) -> None:
+        verify_model_files(card, root)
+        self.card, self.root, self.device = card, Path(root), torch.device(device)
+        self.describer = Describer(card.descriptor.with_checkpoints(lambda m: str(self.root / m["checkpoint"])),
+                                   self.device)
+        self._detector: Optional[Tuple] = None
+
+    def check_identity(self, identity: str) -> None:
+        """Refuse descriptors of another model (a query model other than the catalogue's own)."""
+        if identity != self.card.identity:
+            raise ModelMismatch(f"{self.root}: bound to model {self.card.identity[:12]} (run '{self.card.run}'), "
+                                f"not {identity[:12]}; {rebuild_hint(self.root)}")
+
+    @property
+    def detector(self) -> Tuple:
+        """(Detectron2 model, its cfg), loaded on first use."""
+        if self._detector is None:
+            from ..detect.config import build_detector_cfg
+            from ..detect.inference import load_detector
+
+            weights = str(self.root / self.card.detector["weights"])
+            cfg = build_detector_cfg(str(self.root / self.card.detector["config"]), weights=weights,
+                                     device=str(self.device))
+            self._detector = (load_detector(cfg, weights, self.device), cfg)
+        return self._detector
+
+    def detect(self, photos: Sequence[np.ndarray]) -> List[List[Detection]]:
+        from ..detect.inference import detect_arrays
+
+        model, cfg = self.detector
+        return detect_arrays(model, cfg, photos, self.card.categories["labels"], self.device)
+
+    def crop(self, detections: Sequence[Detection], category: str, size_wh: Tuple[int, int]) -> Crop:
+        """The paper's crop of a photo of ``category`` (the catalogue's policy and threshold)."""
+        return select_crop(detections, category, self.card.category_map, size_wh,
+                           objectness_thresh=self.card.crop["objectness_thresh"], policy=self.card.crop["policy"])
+
+    def categories_of(self, label: str) -> List[str]:
+        """The retrieval categories a detector label may crop (shop the look)."""
+        return [c for c, labels in self.card.category_map.items() if label in labels]
+
+    def describe(self, photos: Sequence[np.ndarray], boxes: Sequence[Optional[BoxXYXY]], side: str) -> np.ndarray:
+        return self.describer.describe(photos, boxes, side)

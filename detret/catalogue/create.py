@@ -1,0 +1,135 @@
+"""``catalogue create`` (optionally from a run's own gallery) and ``catalogue reindex`` (another model).
+
+Both build the new catalogue in a hidden folder beside the target and move it into place at the
+end, so a kill leaves no half-built catalogue: ``create`` renames it (the target must not exist),
+``reindex`` exchanges it with the old one in one ``renameat2(RENAME_EXCHANGE)`` (Linux; elsewhere two
+renames) while it holds the old one's writer lock.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from ..data.images import photo_size
+from ..data.street2shop import PHOTO_NAME
+from ..embed.artifact import read_descriptors
+from ..errors import InputError
+from ..runs.layout import RunLayout
+from ..runs.manifest import sha256_file
+from . import db
+from .add import add_lines, store_photo
+from .binding import BoundModels, bind_run
+from .changes import NewPhoto, apply_change, begin_add
+from .layout import CatalogueLayout
+from .products_csv import ProductLine
+from .store import Catalogue
+from .vectors import new_index
+
+
+def _staging(root: Path, what: str) -> Path:
+    tmp = root.parent / f".{root.name}.{what}-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def _new_catalogue(pcfg, folder: Path, run: str, index_factory: str) -> Catalogue:
+    card = bind_run(pcfg, run, folder, index_factory)
+    new_index(index_factory, card.dim)  # refuse an unusable factory before any photo is read
+    conn = db.connect(CatalogueLayout(folder).db, create=True)
+    db.set_meta(conn, {"schema_version": str(db.SCHEMA_VERSION), "identity": card.identity,
+                       "index_factory": index_factory, "dim": str(card.dim)})
+    return Catalogue(folder, conn, card)
+
+
+def create_catalogue(pcfg, root: Path, run: str, *, index_factory: str = "Flat",
+                     import_gallery: bool = False) -> Dict:
+    """A new catalogue at ``root`` bound to descriptor run ``run``; with ``import_gallery``, holding
+    that run's gallery with the descriptors ``embed`` computed (nothing recomputed)."""
+    root = Path(root)
+    if root.exists() and (not root.is_dir() or any(root.iterdir())):
+        raise InputError(f"{root}: already exists; `detret catalogue reindex {root} --run NAME` binds a "
+                         "catalogue to another run")
+    tmp = _staging(root, "creating")
+    try:
+        cat = _new_catalogue(pcfg, tmp, run, index_factory)
+        imported = _import_gallery(cat, pcfg, run) if import_gallery else 0
+        cat.close()
+        if root.is_dir():
+            root.rmdir()
+        os.rename(tmp, root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return {"catalogue": str(root), "run": run, "identity": cat.card.identity, "dim": cat.card.dim,
+            "index_factory": index_factory, "imported_photos": imported}
+
+
+def _import_gallery(cat: Catalogue, pcfg, run: str) -> int:
+    """The run's gallery rows as catalogue photos, one per (photo, product), with their descriptors."""
+    descriptors, rows = read_descriptors(RunLayout(pcfg.run_dir).embed(run), "gallery")
+    images = Path(pcfg.data.street2shop.root) / "images"
+    photos: List[NewPhoto] = []
+    take: List[int] = []
+    for i, r in enumerate(rows):
+        path = images / PHOTO_NAME.format(photo_id=r.photo_id)
+        sha = sha256_file(path)
+        width, height = photo_size(path)
+        stored = store_photo(cat, path, sha)
+        for product in dict.fromkeys(r.products):
+            photos.append(NewPhoto(str(product), r.category, sha, stored, f"street2shop:{r.photo_id}", width,
+                                   height, r.box_xyxy, r.crop_rule))
+            take.append(i)
+    if photos:
+        apply_change(cat.applier, begin_add(cat.applier, photos, descriptors[np.asarray(take)]))
+    return len(photos)
+
+
+def _present_lines(cat: Catalogue) -> List[ProductLine]:
+    """The catalogue's photos as product-list lines (their given boxes kept; detected crops redone)."""
+    out = []
+    for r in cat.conn.execute("SELECT p.*, pr.title, pr.url FROM photos p JOIN products pr USING (product) "
+                              "WHERE p.state != 'pending' ORDER BY p.photo_id"):
+        box = tuple(db.box_of(r)) if r["rule"] == "given box" else None
+        out.append(ProductLine(r["photo_id"], cat.root / r["file"], r["source"] or r["file"], r["product"],
+                               r["category"], box, r["title"], r["url"]))
+    return out
+
+
+def exchange_dirs(a: Path, b: Path) -> None:
+    """Swap two directories atomically where the kernel can (Linux renameat2), else by two renames."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is not None:
+        at_fdcwd, rename_exchange = -100, 2
+        if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+            return
+    aside = b.parent / f".{b.name}.old-{os.getpid()}"
+    os.rename(b, aside)
+    os.rename(a, b)
+    os.rename(aside, a)
+
+
+def reindex_catalogue(pcfg, root: Path, run: str, *, device="cpu", index_factory: Optional[str] = None) -> Dict:
+    """Bind the catalogue to descriptor run ``run``: every photo cropped and embedded again."""
+    root = Path(root)
+    with Catalogue.writing(root, "detret catalogue reindex") as old:
+        factory = index_factory or old.card.index_factory
+        tmp = _staging(root, "reindexing")
+        try:
+            new = _new_catalogue(pcfg, tmp, run, factory)
+            report = add_lines(new, _present_lines(old), BoundModels(new.card, tmp, device))
+            new.close()
+            exchange_dirs(tmp, root)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    shutil.rmtree(tmp, ignore_errors=True)  # the old catalogue, now at tmp
+    return {"catalogue": str(root), "run": run, "identity": new.card.identity, "index_factory": factory,
+            **report.to_json()}

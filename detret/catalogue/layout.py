@@ -1,0 +1,57 @@
+"""Where each part of a catalogue lives (see the package docstring)."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+DB_NAME = "catalogue.sqlite"
+LOCK_NAME = "catalogue.lock"
+MODEL_NAME = "model.json"
+
+_SAFE_CATEGORY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+
+class CatalogueLayout:
+    """The files of the catalogue directory ``root``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    @property
+    def db(self) -> Path:
+        return self.root / DB_NAME
+
+    @property
+    def lock(self) -> Path:
+        return self.root / LOCK_NAME
+
+    @property
+    def model(self) -> Path:
+        return self.root / MODEL_NAME
+
+    @property
+    def models_dir(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def indexes_dir(self) -> Path:
+        return self.root / "indexes"
+
+    @property
+    def journal_dir(self) -> Path:
+        return self.root / "journal"
+
+    def photo_file(self, sha256: str, suffix: str) -> str:
+        """The stored photo's path relative to the catalogue (its content names it)."""
+        return f"photos/{sha256[:2]}/{sha256}{suffix.lower()}"
+
+    def index_file(self, category: str) -> Path:
+        if not _SAFE_CATEGORY.match(category):
+            raise ValueError(f"category {category!r} cannot name a file")
+        return self.indexes_dir / f"{category}.faiss"
+
+    def journal_file(self, change_id: int) -> Path:
+        return self.journal_dir / f"{change_id:08d}.npz"
+
+    def is_catalogue(self) -> bool:
+        return self.db.is_file() and self.model.is_file()

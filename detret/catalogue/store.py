@@ -1,0 +1,96 @@
+"""An open catalogue: its folders, its model card and its database; readers and the one writer.
+
+- :meth:`Catalogue.open` for reading (``info``, the service): no lock; sees ``present`` and
+  ``removing`` rows only.
+- :meth:`Catalogue.writing` for changing (``add``, ``remove``): takes the writers' lock, then
+  finishes whatever a killed writer left (``changes.reconcile``) before anything else.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from pathlib import Path
+from typing import Dict, Iterator
+
+from ..errors import InputError, MissingFileError
+from . import db
+from .binding import ModelCard, read_card
+from .changes import Applier, reconcile
+from .layout import CatalogueLayout
+from .lock import WriterLock
+
+
+class Catalogue:
+    def __init__(self, root: Path, conn: sqlite3.Connection, card: ModelCard) -> None:
+        self.root, self.conn, self.card = Path(root), conn, card
+        self.layout = CatalogueLayout(root)
+        self.reconciled: list = []   # changes a killed writer left, finished when this writer opened it
+
+    @classmethod
+    def open(cls, root: Path) -> "Catalogue":
+        layout = CatalogueLayout(root)
+        if not layout.root.is_dir():
+            raise MissingFileError(f"{root}: no such catalogue; create it with "
+                                   "`detret --config RUN.yaml catalogue create DIR --run NAME`")
+        card = read_card(root)
+        if not layout.db.is_file():
+            raise MissingFileError(f"{layout.db}: the catalogue's database is missing")
+        conn = db.connect(layout.db)
+        version = db.get_meta(conn).get("schema_version")
+        if version != str(db.SCHEMA_VERSION):
+            conn.close()
+            raise InputError(f"{layout.db}: schema version {version}, this detret reads {db.SCHEMA_VERSION}")
+        return cls(root, conn, card)
+
+    @classmethod
+    @contextlib.contextmanager
+    def writing(cls, root: Path, holder: str) -> Iterator["Catalogue"]:
+        """The catalogue opened by its one writer, with interrupted changes finished."""
+        if not CatalogueLayout(root).is_catalogue():
+            cls.open(root).close()  # raises the reader's error for a missing or broken catalogue
+        with WriterLock(CatalogueLayout(root).lock, holder):
+            cat = cls.open(root)
+            try:
+                cat.reconciled = reconcile(cat.applier)
+                yield cat
+            finally:
+                cat.close()
+
+    @property
+    def applier(self) -> Applier:
+        return Applier(self.conn, self.layout, self.card.index_factory, self.card.dim)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def summary(self) -> Dict:
+        """What ``catalogue info`` and ``GET /api/catalogue`` show."""
+        per_category = db.counts_by_category(self.conn)
+        last = self.conn.execute("SELECT change_id, kind, finished FROM changes WHERE state = 'done' "
+                                 "ORDER BY change_id DESC LIMIT 1").fetchone()
+        unfinished = self.conn.execute("SELECT COUNT(*) FROM changes WHERE state != 'done'").fetchone()[0]
+        return {
+            "catalogue": str(self.root),
+            "products": self.conn.execute("SELECT COUNT(DISTINCT product) FROM photos WHERE state != 'pending'"
+                                          ).fetchone()[0],
+            "photos": sum(c["photos"] for c in per_category.values()),
+            "categories": per_category,
+            "crop_rules": db.rule_counts(self.conn),
+            "model": {"identity": self.card.identity, "run": self.card.run, "dim": self.card.dim,
+                      "crop_policy": self.card.crop["policy"], "objectness_thresh": self.card.crop["objectness_thresh"]},
+            "index": {"factory": self.card.index_factory, "generations": db.generations(self.conn)},
+            "last_change": dict(last) if last else None,
+            "unfinished_changes": unfinished,
+            "size_on_disk_bytes": disk_usage(self.root),
+        }
+
+
+def disk_usage(root: Path) -> int:
+    total = 0
+    for folder, _, files in os.walk(root):
+        for f in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(folder, f)).st_size
+    return total
+

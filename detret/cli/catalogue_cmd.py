@@ -1,0 +1,111 @@
+"""`detret catalogue create | add | remove | info | reindex`: a retailer's own searchable catalogue."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from .context import console, state
+
+catalogue_app = typer.Typer(help="Your own catalogue: products and photos bound to a run's models, changed by atomic "
+                                 "adds and removals, searched by `detret serve`.", no_args_is_help=True)
+
+
+def _print_json(obj) -> None:
+    console().print_json(json.dumps(obj))
+
+
+@catalogue_app.command("create")
+def create(
+    ctx: typer.Context,
+    catalogue: Path = typer.Argument(..., file_okay=False, help="Folder of the new catalogue (must not exist)."),
+    run: str = typer.Option(..., "--run", help="Descriptor run of the pipeline's run directory whose models the "
+                                               "catalogue uses (a single run or an ensemble, e.g. Crops)."),
+    index: str = typer.Option("Flat", "--index", help="FAISS index per category: Flat (exact) or another factory "
+                                                      "string that needs no training and can remove (SQfp16)."),
+    import_gallery: bool = typer.Option(False, "--import-gallery", help="Start with the run's own gallery and its "
+                                                                        "descriptors (nothing recomputed)."),
+) -> None:
+    """Create a catalogue bound to a run's models: retrieval checkpoint(s), detector and crop policy."""
+    from ..catalogue.create import create_catalogue
+
+    _print_json(create_catalogue(state(ctx).pipeline_config(), catalogue, run, index_factory=index,
+                                 import_gallery=import_gallery))
+
+
+@catalogue_app.command("add")
+def add(
+    ctx: typer.Context,
+    catalogue: Path = typer.Argument(..., file_okay=False, help="The catalogue folder."),
+    products: Path = typer.Argument(..., dir_okay=False, help="CSV with columns photo,product,category[,box][,title]"
+                                                              "[,url]; photo paths relative to the CSV."),
+    device: str = typer.Option("cpu", "--device", help="Device for the detector and the descriptor model."),
+    batch_size: int = typer.Option(16, "--batch-size", min=1, help="Photos per forward pass."),
+) -> None:
+    """Add photos: each cropped (given box, or detector + the paper's policy), embedded, added in one change."""
+    from ..catalogue.add import add_products
+    from ..utils.device import resolve_device
+
+    report = add_products(catalogue, products, device=resolve_device(device), batch_size=batch_size)
+    _print_json(report.to_json())
+
+
+@catalogue_app.command("remove")
+def remove(
+    catalogue: Path = typer.Argument(..., file_okay=False, help="The catalogue folder."),
+    product: Optional[str] = typer.Option(None, "--product", help="Remove every photo of this product."),
+    photo: Optional[str] = typer.Option(None, "--photo", help="Remove this photo (a file: by content; else the path "
+                                                              "as the product list wrote it)."),
+) -> None:
+    """Remove a product or a photo in one atomic change."""
+    from ..catalogue.remove import remove_products
+
+    _print_json(remove_products(catalogue, product=product, photo=photo))
+
+
+@catalogue_app.command("info")
+def info(
+    catalogue: Path = typer.Argument(..., file_okay=False, help="The catalogue folder."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Counts per category, the model identity, the index type and the size on disk."""
+    from ..catalogue.store import Catalogue
+
+    cat = Catalogue.open(catalogue)
+    try:
+        summary = cat.summary()
+    finally:
+        cat.close()
+    if as_json:
+        _print_json(summary)
+        return
+    table = Table(title=f"{catalogue}: {summary['products']} products, {summary['photos']} photos")
+    for col in ("category", "products", "photos"):
+        table.add_column(col, justify="left" if col == "category" else "right")
+    for category, counts in summary["categories"].items():
+        table.add_row(category, str(counts["products"]), str(counts["photos"]))
+    printer = console()
+    printer.print(table)
+    model = summary["model"]
+    printer.print(f"model {model['identity'][:16]} (run {model['run']}, dim {model['dim']}, crop policy "
+                  f"{model['crop_policy']}), index {summary['index']['factory']}, "
+                  f"{summary['size_on_disk_bytes'] / 2**20:.1f} MiB on disk, crops {summary['crop_rules']}")
+
+
+@catalogue_app.command("reindex")
+def reindex(
+    ctx: typer.Context,
+    catalogue: Path = typer.Argument(..., file_okay=False, help="The catalogue folder."),
+    run: str = typer.Option(..., "--run", help="Descriptor run whose models the catalogue uses from now on."),
+    index: Optional[str] = typer.Option(None, "--index", help="Another FAISS index type (default: the current one)."),
+    device: str = typer.Option("cpu", "--device", help="Device for the detector and the descriptor model."),
+) -> None:
+    """Bind the catalogue to another run's models: every stored photo cropped and embedded again."""
+    from ..catalogue.create import reindex_catalogue
+    from ..utils.device import resolve_device
+
+    _print_json(reindex_catalogue(state(ctx).pipeline_config(), catalogue, run, device=resolve_device(device),
+                                  index_factory=index))
