@@ -34,6 +34,7 @@ from . import (
     query_cmd,
     report_cmd,
     search_cmd,
+    serve_cmd,
     status_cmd,
     train_detector_cmd,
     train_retrieval_cmd,
@@ -87,6 +88,7 @@ app.command("query")(query_cmd.query)
 app.command("demo")(demo_cmd.demo)
 app.command("report")(report_cmd.report)
 app.add_typer(catalogue_cmd.catalogue_app, name="catalogue")
+app.command("serve")(serve_cmd.serve)
 app.command("status")(status_cmd.status)
 app.add_typer(config_cmd.config_app, name="config")
 

@@ -1,0 +1,42 @@
+"""`detret serve`: a catalogue searched over HTTP, with its web page."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+
+from .context import console
+
+TOKEN_ENV = "DETRET_SERVE_TOKEN"
+
+
+def serve(
+    catalogue: Path = typer.Argument(..., file_okay=False, help="The catalogue folder (detret catalogue create)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind; the default is this machine only. "
+                                                         "0.0.0.0 exposes the service to the network."),
+    port: int = typer.Option(8000, "--port", min=0, max=65535, help="TCP port."),
+    device: str = typer.Option("cpu", "--device", help="Device for the detector and the descriptor model."),
+    max_batch: int = typer.Option(8, "--max-batch", min=1, help="Searches run through the models together."),
+    max_queue: int = typer.Option(64, "--max-queue", min=1, help="Searches that may wait; more get 503 + "
+                                                                 "Retry-After."),
+    max_upload_mb: float = typer.Option(16.0, "--max-upload-mb", min=0.01, help="Largest photo upload."),
+) -> None:
+    """Serve a catalogue: POST /api/search, the page at /, OpenAPI at /docs, metrics at /metrics.
+
+    Catalogue changes over HTTP (POST /api/catalogue, DELETE /api/catalogue/products/ID) need
+    `Authorization: Bearer $DETRET_SERVE_TOKEN`; they are disabled when the variable is not set.
+    """
+    import uvicorn
+
+    from ..serve.app import create_app
+    from ..serve.uploads import Limits
+    from ..utils.device import resolve_device
+
+    token = os.environ.get(TOKEN_ENV) or None
+    app = create_app(catalogue, device=resolve_device(device), token=token, max_batch=max_batch, max_queue=max_queue,
+                     limits=Limits(max_upload_bytes=int(max_upload_mb * 2**20)))
+    printer = console()
+    printer.print(f"serving {catalogue} on http://{host}:{port}/ (API docs at /docs); catalogue changes over HTTP "
+                  f"{'enabled (bearer token)' if token else 'disabled (set ' + TOKEN_ENV + ')'}")
+    uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False)

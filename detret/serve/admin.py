@@ -1,0 +1,85 @@
+"""Catalogue changes over HTTP, only with ``Authorization: Bearer <DETRET_SERVE_TOKEN>``.
+
+Without a token configured the routes answer 403 (disabled). ``POST /api/catalogue`` takes the
+product list as a CSV upload (``products``, the columns of ``catalogue add``) and the photos it names
+as uploads (``photos``, matched by file name); a line may only name an uploaded photo, never a
+path on the server. The change runs under the catalogue's writer lock (409 while another writer
+holds it) with the server's loaded models, and searches go on meanwhile.
+"""
+from __future__ import annotations
+
+import hmac
+import tempfile
+from pathlib import Path
+from typing import List, Optional
+
+from fastapi import Depends, FastAPI, File, Header, UploadFile
+from starlette.concurrency import run_in_threadpool
+
+from ..catalogue.add import add_lines
+from ..catalogue.lock import CatalogueBusy
+from ..catalogue.products_csv import read_products_csv
+from ..catalogue.remove import remove_products
+from ..catalogue.store import Catalogue
+from ..errors import InputError, UnknownNameError
+from .engine import SearchEngine
+from .uploads import RequestError
+
+
+def _token_check(token: Optional[str]):
+    def require_token(authorization: Optional[str] = Header(None)) -> None:
+        if not token:
+            raise RequestError(403, "catalogue changes are disabled: start `detret serve` with DETRET_SERVE_TOKEN set")
+        given = (authorization or "")[len("Bearer "):] if (authorization or "").startswith("Bearer ") else ""
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            raise RequestError(401, "authorization: a valid 'Bearer <token>' header is required")
+    return require_token
+
+
+async def _save_uploads(folder: Path, products: UploadFile, photos: List[UploadFile]) -> Path:
+    for up in photos:
+        name = Path(up.filename or "").name
+        if not name or name in (".", "..") or name != (up.filename or ""):
+            raise RequestError(400, f"photos: {up.filename!r} is not a plain file name")
+        (folder / name).write_bytes(await up.read())
+    csv_path = folder / "products.csv"
+    csv_path.write_bytes(await products.read())
+    return csv_path
+
+
+def _add(engine: SearchEngine, folder: Path, csv_path: Path):
+    with Catalogue.writing(engine.root, "detret serve (POST /api/catalogue)") as cat:
+        try:
+            lines = read_products_csv(csv_path, list(cat.card.category_map))
+        except InputError as exc:
+            raise RequestError(400, f"products: {str(exc).replace(str(csv_path), 'products.csv')}") from None
+        for ln in lines:
+            if ln.photo.parent != folder.resolve():
+                raise RequestError(400, f"products: line {ln.line} names {ln.source!r}; name one of the uploaded "
+                                        "photos (by file name)")
+        return add_lines(cat, lines, engine.models).to_json()
+
+
+def add_admin_routes(app: FastAPI, engine: SearchEngine, token: Optional[str]) -> None:
+    require_token = _token_check(token)
+
+    @app.post("/api/catalogue", summary="Add products (bearer token)", dependencies=[Depends(require_token)])
+    async def add(products: UploadFile = File(..., description="CSV: photo,product,category[,box][,title][,url]"),
+                  photos: List[UploadFile] = File([], description="The photos the CSV names, by file name")):
+        with tempfile.TemporaryDirectory(prefix="detret-upload-") as tmp:
+            csv_path = await _save_uploads(Path(tmp), products, photos)
+            try:
+                return await run_in_threadpool(_add, engine, Path(tmp), csv_path)
+            except CatalogueBusy as exc:
+                raise RequestError(409, str(exc)) from None
+
+    @app.delete("/api/catalogue/products/{product}", summary="Remove a product (bearer token)",
+                dependencies=[Depends(require_token)])
+    async def remove(product: str):
+        try:
+            return await run_in_threadpool(remove_products, engine.root, product=product,
+                                           holder="detret serve (DELETE /api/catalogue/products)")
+        except CatalogueBusy as exc:
+            raise RequestError(409, str(exc)) from None
+        except UnknownNameError:
+            raise RequestError(404, f"product: {product!r} is not in the catalogue") from None

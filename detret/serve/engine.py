@@ -1,0 +1,134 @@
+"""The search behind ``POST /api/search``: photos -> garments -> crops -> descriptors -> catalogue results.
+
+One :class:`SearchEngine` per server, used by the batcher's single worker thread, so the models
+see a batch of requests at a time. For each request:
+
+- with a category: one garment, cut by the given box, or else by the detector and the paper's
+  crop policy (the best detection of a label mapped to the category, the whole photo as fallback);
+- without one (*shop the look*): every detection the policy would accept (objectness above the
+  catalogue's threshold, a usable box) is a garment, searched in each category its label maps to;
+- descriptors as ``embed`` computes street queries (side "query"); each category's FAISS index is
+  searched for k plus the rows readers must not see, and results are kept only if the database shows
+  them (``present`` or ``removing``), so a query never returns a photo that is not in the catalogue.
+
+Indexes are reloaded when their generation in the database changes, so products added or removed
+while the server runs are found (or gone) without a restart.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+
+from ..catalogue import db
+from ..catalogue.binding import BoundModels
+from ..catalogue.store import Catalogue
+from ..catalogue.vectors import nearest, read_index
+from ..data.boxes import BoxXYXY
+from ..detect.crops import Crop, clip_box
+
+TIE_MARGIN = 8
+
+
+@dataclass
+class Job:
+    """One search request, decoded and checked."""
+
+    photo: np.ndarray                  # [H, W, 3] uint8 RGB
+    category: Optional[str]
+    box_xyxy: Optional[BoxXYXY]        # only with a category
+    k: int
+    timings_ms: Dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Garment:
+    category: str
+    crop: Crop
+    label: Optional[str] = None        # the detector label, for shop the look
+    results: List[Dict] = field(default_factory=list)
+
+    def to_json(self) -> Dict:
+        return {"category": self.category, "box_xyxy": [round(float(v), 1) for v in self.crop.box_xyxy],
+                "rule": self.crop.rule, "label": self.label, "results": self.results}
+
+
+class SearchEngine:
+    def __init__(self, root: Path, device="cpu") -> None:
+        self.root = Path(root)
+        self.catalogue = Catalogue.open(root)
+        self.models = BoundModels(self.catalogue.card, self.root, device)
+        self._indexes: Dict[str, Tuple[int, object]] = {}
+
+    @property
+    def categories(self) -> List[str]:
+        return list(self.catalogue.card.category_map)
+
+    def refresh(self) -> None:
+        """Reload the indexes whose generation changed since they were read."""
+        for category, generation in db.generations(self.catalogue.conn).items():
+            if self._indexes.get(category, (None,))[0] != generation:
+                index = read_index(self.catalogue.layout.index_file(category), self.catalogue.card.index_factory,
+                                   self.catalogue.card.dim)
+                self._indexes[category] = (generation, index)
+
+    def _garments(self, job: Job, detections) -> List[Garment]:
+        size_wh = (job.photo.shape[1], job.photo.shape[0])
+        if job.category is not None:
+            if job.box_xyxy is not None:
+                return [Garment(job.category, Crop(clip_box(job.box_xyxy, size_wh), "given box", None))]
+            return [Garment(job.category, self.models.crop(detections, job.category, size_wh))]
+        garments = []
+        thresh = self.models.card.crop["objectness_thresh"]
+        for i, det in enumerate(detections):
+            box = clip_box(det.box_xyxy, size_wh)
+            if not det.objectness > thresh or box[2] - box[0] < 1 or box[3] - box[1] < 1:
+                continue
+            garments += [Garment(c, Crop(box, "detection", i), det.label) for c in self.models.categories_of(det.label)]
+        return garments
+
+    def _search(self, garments: List[Garment], descriptors: np.ndarray, ks: List[int]) -> None:
+        by_category: Dict[str, List[int]] = {}
+        for i, g in enumerate(garments):
+            by_category.setdefault(g.category, []).append(i)
+        for category, idx in by_category.items():
+            if category not in self._indexes:
+                continue  # nothing of this category in the catalogue yet
+            index = self._indexes[category][1]
+            k = max(ks[i] for i in idx)
+            scores, ids = nearest(index, descriptors[idx], k + db.hidden_count(self.catalogue.conn, category)
+                                  + TIE_MARGIN)
+            rows = db.visible_photos(self.catalogue.conn, sorted({int(j) for j in ids.ravel() if j >= 0}))
+            for row_i, g_i in enumerate(idx):
+                hits = [(float(s), int(j)) for s, j in zip(scores[row_i], ids[row_i]) if j in rows]
+                garments[g_i].results = [result_json(rank, s, rows[j]) for rank, (s, j)
+                                         in enumerate(hits[:ks[g_i]], start=1)]
+
+    def run(self, jobs: List[Job]) -> List[Dict]:
+        """The response of each job (garments and timings), the models run once for the whole batch."""
+        t0 = time.perf_counter()
+        need = [i for i, j in enumerate(jobs) if j.box_xyxy is None]
+        found = dict(zip(need, self.models.detect([jobs[i].photo for i in need]))) if need else {}
+        t1 = time.perf_counter()
+        garments = [self._garments(j, found.get(i, [])) for i, j in enumerate(jobs)]
+        flat = [(i, g) for i, gs in enumerate(garments) for g in gs]
+        descriptors = self.models.describe([jobs[i].photo for i, _ in flat], [g.crop.box_xyxy for _, g in flat],
+                                           "query")
+        t2 = time.perf_counter()
+        self.refresh()
+        self._search([g for _, g in flat], descriptors, [jobs[i].k for i, _ in flat])
+        t3 = time.perf_counter()
+        stages = {"detect": round((t1 - t0) * 1e3, 2), "embed": round((t2 - t1) * 1e3, 2),
+                  "search": round((t3 - t2) * 1e3, 2)}
+        return [{"garments": [g.to_json() for g in gs], "timings_ms": {**j.timings_ms, **stages,
+                                                                       "batch_size": len(jobs)}}
+                for j, gs in zip(jobs, garments)]
+
+
+def result_json(rank: int, score: float, row) -> Dict:
+    return {"rank": rank, "product": row["product"], "photo_id": row["photo_id"], "score": round(score, 6),
+            "photo_url": f"/api/photos/{row['photo_id']}", "box_xyxy": db.box_of(row), "title": row["title"],
+            "url": row["url"], "category": row["category"]}
