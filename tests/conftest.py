@@ -34,3 +34,26 @@ def demo_quick(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo_quick")
     result = run_demo(out, quick=True, overrides=["device=cpu"])
     return out, result
+
+
+@pytest.fixture(scope="session")
+def demo_catalogue(demo_quick, tmp_path_factory):
+    """A catalogue made from the quick demo's run "tri-crops" with its own gallery imported
+    (`catalogue create --import-gallery`). Returns (catalogue folder, pipeline config).
+    Tests must not modify it: copy it (`copy_catalogue`) to change it."""
+    from detret.catalogue.create import create_catalogue
+    from detret.config.pipeline import load_pipeline_config
+
+    _, result = demo_quick
+    pcfg = load_pipeline_config(result["config"], ["device=cpu"])
+    root = tmp_path_factory.mktemp("catalogues") / "demo_cat"
+    create_catalogue(pcfg, root, "tri-crops", import_gallery=True)
+    return root, pcfg
+
+
+def copy_catalogue(src, dst):
+    """A private copy of a catalogue a test may change."""
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst

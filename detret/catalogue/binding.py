@@ -90,6 +90,20 @@ def _copy_in(src: Path, root: Path, relative: str) -> str:
     return relative
 
 
+def _copy_detector_weights(src: Path, root: Path, relative: str) -> str:
+    """The detector's weights only: a Detectron2 training checkpoint also holds the optimizer's state
+    (about half its size), which a catalogue never needs. Other formats are copied as they are."""
+    try:
+        ckpt = torch.load(src, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 -- not a plain torch checkpoint (a model zoo .pkl): copied unchanged
+        ckpt = None
+    if not (isinstance(ckpt, dict) and isinstance(ckpt.get("model"), dict)):
+        return _copy_in(src, root, relative)
+    with atomic_path(root / relative) as tmp:
+        torch.save({"model": ckpt["model"]}, tmp)
+    return relative
+
+
 def bind_run(pcfg, run: str, root: Path, index_factory: str) -> ModelCard:
     """Copy the models of descriptor run ``run`` (and the run's detector) into ``root``; their card."""
     from ..data.categories import load_categories
@@ -104,7 +118,7 @@ def bind_run(pcfg, run: str, root: Path, index_factory: str) -> ModelCard:
             raise ModelMismatch(f"{m['checkpoint']}: changed since `embed` used it; rerun `detret embed` first")
     spec = spec.with_checkpoints(lambda m: _copy_in(Path(m["checkpoint"]), root, f"models/{m['sha256']}.pt"))
     choice = choose_detector(pcfg, "cpu")
-    _copy_in(choice.weights_file, root, "models/detector.pth")
+    _copy_detector_weights(choice.weights_file, root, "models/detector.pth")
     cfg = choice.cfg.clone()
     cfg.defrost()
     cfg.MODEL.WEIGHTS = ""
@@ -113,7 +127,7 @@ def bind_run(pcfg, run: str, root: Path, index_factory: str) -> ModelCard:
     card = ModelCard(
         run=run, descriptor=spec, index_factory=index_factory, dim=0,
         detector={"config": "models/detector.yaml", "weights": "models/detector.pth",
-                  "weights_sha256": sha256_file(choice.weights_file),
+                  "weights_sha256": sha256_file(root / "models" / "detector.pth"),
                   "config_identity_sha256": hashlib.sha256(detector_identity(cfg).encode()).hexdigest()},
         crop={"policy": str(cfg.DETRET.CROP.POLICY), "objectness_thresh": float(cfg.DETRET.CROP.OBJECTNESS_THRESH)},
         categories={"labels": list(cats.modanet),
