@@ -1,4 +1,4 @@
-"""Atomic changes of a catalogue: a journal entry first, the vectors next, then one commit.
+"""Atomic changes of a catalogue: a journal entry first, then one commit that readers see at once.
 
 An add of photos with their descriptors:
 
@@ -8,17 +8,19 @@ An add of photos with their descriptors:
 2. each touched category's index: the change's ids removed, then added with their vectors,
    written to a temporary file and renamed (applying twice is applying once);
 3. one transaction: the rows ``present``, each touched index's generation + 1, the change
-   ``applied``;
+   ``applied``: from here on readers see the new photos;
 4. the journal file deleted, the change ``done``.
 
-A removal marks its rows ``removing`` (still visible) with a ``pending`` change, removes their ids
-from the indexes (step 2), then in one transaction deletes the rows and the products left without
-photos and bumps the generations (step 3); step 4 deletes the stored photos no row uses any more.
+A removal is one transaction that deletes the rows (and the products left without photos), records
+their ids, categories and files in the change (``applied``) and bumps the generations: readers stop
+seeing the photos at once. Then each touched index drops the ids (temporary file, rename), the stored
+photos no row uses any more are deleted, and the generations are bumped again (``done``).
 
-A kill before the first COMMIT leaves the catalogue as before (a journal file without its change
-is deleted later); after it, :func:`reconcile` (run whenever a writer opens the catalogue) finishes
-every change that is not ``done``, so the catalogue ends as after. Readers show only ``present``
-and ``removing`` rows, whatever the index files hold at that moment.
+A kill before an add's first COMMIT leaves the catalogue as before (a journal file without its change is
+deleted later); after it, :func:`reconcile` (run whenever a writer opens the catalogue) finishes every
+change that is not ``done``, so the catalogue ends as after. Readers show only ``present`` rows, whatever
+the index files hold at that moment: an index may hold ids of an add not committed yet, or of a removal
+committed but not yet applied to it, never miss a visible photo.
 """
 from __future__ import annotations
 
@@ -102,93 +104,102 @@ def begin_add(ap: Applier, photos: Sequence[NewPhoto], descriptors: np.ndarray) 
     return change_id
 
 
-def begin_remove(ap: Applier, where: str, args: Sequence) -> Optional[int]:
-    """Step 1 of a removal of the visible photos ``WHERE <where>``; None when there are none."""
+def remove(ap: Applier, where: str, args: Sequence) -> Optional[int]:
+    """A removal of the visible photos ``WHERE <where>``, committed (readers no longer see them) and applied;
+    its change id, or None when no photo matches."""
     with transaction(ap.conn) as conn:
-        n = conn.execute(f"SELECT COUNT(*) FROM photos WHERE state = 'present' AND ({where})", args).fetchone()[0]
-        if n == 0:
+        rows = conn.execute(f"SELECT photo_id, category, product, file FROM photos WHERE state = 'present' "
+                            f"AND ({where})", args).fetchall()
+        if not rows:
             return None
-        change_id = conn.execute("INSERT INTO changes (kind, state) VALUES ('remove', 'pending')").lastrowid
-        conn.execute(f"UPDATE photos SET state = 'removing', change_id = ? WHERE state = 'present' AND ({where})",
-                     (change_id, *args))
-    _maybe_die("remove:pending-committed")
+        detail = {"photo_ids": {}, "files": sorted({r["file"] for r in rows})}
+        for r in rows:
+            detail["photo_ids"].setdefault(r["category"], []).append(r["photo_id"])
+        change_id = conn.execute("INSERT INTO changes (kind, state, detail) VALUES ('remove', 'applied', ?)",
+                                 (json.dumps(detail),)).lastrowid
+        conn.execute(f"DELETE FROM photos WHERE state = 'present' AND ({where})", args)
+        products = sorted({r["product"] for r in rows})
+        for chunk in in_chunks(products):
+            conn.execute(f"DELETE FROM products WHERE product IN ({','.join('?' * len(chunk))}) AND NOT EXISTS "
+                         "(SELECT 1 FROM photos WHERE photos.product = products.product)", chunk)
+        _bump(conn, {c: None for c in detail["photo_ids"]})
+    _maybe_die("remove:committed")
+    apply_change(ap, change_id)
     return change_id
 
 
-def _touched(conn: sqlite3.Connection, change_id: int) -> Dict[str, List[int]]:
+def _bump(conn: sqlite3.Connection, ntotal: Dict[str, Optional[int]]) -> None:
+    """Each category's generation + 1 (readers reload its index), with its vector count when known."""
+    for category, n in ntotal.items():
+        conn.execute("INSERT INTO indexes (category, generation, ntotal) VALUES (?, 1, COALESCE(?, 0)) "
+                     "ON CONFLICT (category) DO UPDATE SET generation = generation + 1, "
+                     "ntotal = COALESCE(excluded.ntotal, ntotal)", (category, n))
+
+
+def _added_ids(conn: sqlite3.Connection, change_id: int) -> Dict[str, List[int]]:
     by_cat: Dict[str, List[int]] = {}
     for r in conn.execute("SELECT category, photo_id FROM photos WHERE change_id = ? ORDER BY photo_id", (change_id,)):
         by_cat.setdefault(r["category"], []).append(r["photo_id"])
     return by_cat
 
 
-def _update_indexes(ap: Applier, change_id: int, kind: str) -> Dict[str, int]:
-    """Step 2: each touched index rewritten; category -> its vector count."""
-    touched = _touched(ap.conn, change_id)
+def _rewrite_indexes(ap: Applier, change_id: int, kind: str, ids: Dict[str, List[int]]) -> Dict[str, int]:
+    """Each touched index with the change's ids added (with their journaled vectors) or dropped;
+    category -> its vector count."""
     vectors: Dict[int, np.ndarray] = {}
     if kind == "add":
         with np.load(ap.layout.journal_file(change_id)) as z:
             vectors = dict(zip(z["photo_ids"].tolist(), z["descriptors"]))
     ntotal = {}
-    for category, ids in sorted(touched.items()):
+    for category, category_ids in sorted(ids.items()):
         path = ap.layout.index_file(category)
         index = read_index(path, ap.index_factory, ap.dim)
         if kind == "add":
-            replace_vectors(index, ids, np.stack([vectors[i] for i in ids]))
+            replace_vectors(index, category_ids, np.stack([vectors[i] for i in category_ids]))
         else:
-            index.remove_ids(np.asarray(ids, np.int64))
+            index.remove_ids(np.asarray(category_ids, np.int64))
         write_index(index, path)
         ntotal[category] = int(index.ntotal)
         _maybe_die(f"{kind}:index-written")
     return ntotal
 
 
-def _commit(ap: Applier, change_id: int, kind: str, ntotal: Dict[str, int]) -> List[str]:
-    """Step 3; the stored photo files a removal may have freed."""
-    freed: List[str] = []
+def _commit_add(ap: Applier, change_id: int, ntotal: Dict[str, int]) -> None:
     with transaction(ap.conn) as conn:
-        if kind == "add":
-            conn.execute("UPDATE photos SET state = 'present' WHERE change_id = ?", (change_id,))
-        else:
-            freed = [r["file"] for r in conn.execute("SELECT DISTINCT file FROM photos WHERE change_id = ? AND "
-                                                     "state = 'removing'", (change_id,))]
-            products = [r[0] for r in conn.execute("SELECT DISTINCT product FROM photos WHERE change_id = ?",
-                                                   (change_id,))]
-            conn.execute("DELETE FROM photos WHERE change_id = ? AND state = 'removing'", (change_id,))
-            for chunk in in_chunks(products):
-                conn.execute(f"DELETE FROM products WHERE product IN ({','.join('?' * len(chunk))}) AND NOT EXISTS "
-                             "(SELECT 1 FROM photos WHERE photos.product = products.product)", chunk)
-        for category, n in ntotal.items():
-            conn.execute("INSERT INTO indexes (category, generation, ntotal) VALUES (?, 1, ?) ON CONFLICT (category) "
-                         "DO UPDATE SET generation = generation + 1, ntotal = excluded.ntotal", (category, n))
-        conn.execute("UPDATE changes SET state = 'applied', detail = json_set(detail, '$.freed', json(?)) "
-                     "WHERE change_id = ?", (json.dumps(freed), change_id))
-    _maybe_die(f"{kind}:applied")
-    return freed
+        conn.execute("UPDATE photos SET state = 'present' WHERE change_id = ?", (change_id,))
+        _bump(conn, ntotal)
+        conn.execute("UPDATE changes SET state = 'applied' WHERE change_id = ?", (change_id,))
+    _maybe_die("add:applied")
 
 
-def _clean_up(ap: Applier, change_id: int, kind: str) -> None:
-    """Step 4: files the change no longer needs."""
-    if kind == "add":
-        ap.layout.journal_file(change_id).unlink(missing_ok=True)
-    else:
-        detail = json.loads(ap.conn.execute("SELECT detail FROM changes WHERE change_id = ?",
-                                            (change_id,)).fetchone()[0])
-        for chunk in in_chunks(detail.get("freed", [])):
-            marks = ",".join("?" * len(chunk))
-            used = {r[0] for r in ap.conn.execute(f"SELECT DISTINCT file FROM photos WHERE file IN ({marks})", chunk)}
-            for f in set(chunk) - used:
-                (ap.layout.root / f).unlink(missing_ok=True)
-    ap.conn.execute("UPDATE changes SET state = 'done', finished = datetime('now') WHERE change_id = ?", (change_id,))
+def _free_files(ap: Applier, files: List[str]) -> None:
+    """Delete the stored photos no row uses any more."""
+    for chunk in in_chunks(files):
+        marks = ",".join("?" * len(chunk))
+        used = {r[0] for r in ap.conn.execute(f"SELECT DISTINCT file FROM photos WHERE file IN ({marks})", chunk)}
+        for f in set(chunk) - used:
+            (ap.layout.root / f).unlink(missing_ok=True)
 
 
 def apply_change(ap: Applier, change_id: int) -> None:
-    """Steps 2-4 of change ``change_id`` from wherever it stopped."""
-    kind, state = ap.conn.execute("SELECT kind, state FROM changes WHERE change_id = ?", (change_id,)).fetchone()
-    if state == "pending":
-        _commit(ap, change_id, kind, _update_indexes(ap, change_id, kind))
-    if state in ("pending", "applied"):
-        _clean_up(ap, change_id, kind)
+    """Whatever change ``change_id`` still needs, from wherever it stopped."""
+    kind, state, detail = ap.conn.execute("SELECT kind, state, detail FROM changes WHERE change_id = ?",
+                                          (change_id,)).fetchone()
+    if kind == "add":
+        if state == "pending":
+            _commit_add(ap, change_id, _rewrite_indexes(ap, change_id, kind, _added_ids(ap.conn, change_id)))
+        ap.layout.journal_file(change_id).unlink(missing_ok=True)
+        ap.conn.execute("UPDATE changes SET state = 'done', finished = datetime('now') WHERE change_id = ?",
+                        (change_id,))
+        return
+    detail = json.loads(detail)
+    ntotal = _rewrite_indexes(ap, change_id, kind, detail["photo_ids"])
+    _free_files(ap, detail["files"])
+    with transaction(ap.conn) as conn:
+        _bump(conn, ntotal)
+        conn.execute("UPDATE changes SET state = 'done', finished = datetime('now') WHERE change_id = ?",
+                     (change_id,))
+    _maybe_die("remove:done")
 
 
 def reconcile(ap: Applier) -> List[int]:

@@ -7,8 +7,7 @@ Tables (all columns documented in README, "Your own catalogue"):
 - ``photos(photo_id, product, category, sha256, file, source, width, height, box_xyxy, rule, state,
   change_id)``: one row per (photo content, product); ``photo_id`` is the FAISS id; ``box_xyxy`` is the
   crop as JSON ``[x0, y0, x1, y1]`` in pixels of the upright photo; ``rule``: ``detection``, ``fallback``,
-  ``given box`` or ``full``; ``state``: ``pending`` (an add not applied yet: invisible), ``present``,
-  ``removing`` (a removal not applied yet: still visible);
+  ``given box`` or ``full``; ``state``: ``pending`` (an add not applied yet: invisible) or ``present``;
 - ``changes(change_id, kind, state, started, finished, detail)``: the journal (``changes.py``);
 - ``indexes(category, generation, ntotal)``: bumped with every change of the category's index, so a
   reader knows when to reload it.
@@ -23,7 +22,6 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence
 
 SCHEMA_VERSION = 1
-VISIBLE = ("present", "removing")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -40,7 +38,7 @@ CREATE TABLE IF NOT EXISTS photos (
   height INTEGER NOT NULL,
   box_xyxy TEXT,
   rule TEXT NOT NULL,
-  state TEXT NOT NULL CHECK (state IN ('pending', 'present', 'removing')),
+  state TEXT NOT NULL CHECK (state IN ('pending', 'present')),
   change_id INTEGER NOT NULL,
   UNIQUE (sha256, product));
 CREATE INDEX IF NOT EXISTS photos_by_category ON photos (category, state);
@@ -107,13 +105,14 @@ def visible_photos(conn: sqlite3.Connection, photo_ids: Sequence[int]) -> Dict[i
     marks = ",".join("?" * len(photo_ids))
     rows = conn.execute(
         f"SELECT p.*, pr.title, pr.url FROM photos p JOIN products pr USING (product) "
-        f"WHERE p.photo_id IN ({marks}) AND p.state IN ('present', 'removing')", [int(i) for i in photo_ids])
+        f"WHERE p.photo_id IN ({marks}) AND p.state = 'present'", [int(i) for i in photo_ids])
     return {r["photo_id"]: r for r in rows}
 
 
-def hidden_count(conn: sqlite3.Connection, category: str) -> int:
-    """Rows of ``category`` an index file may hold that a reader must not show (adds not applied yet)."""
-    return conn.execute("SELECT COUNT(*) FROM photos WHERE category = ? AND state = 'pending'",
+def visible_count(conn: sqlite3.Connection, category: str) -> int:
+    """Photos of ``category`` a reader may show; an index holding more also holds ids it must not show
+    (an add not committed yet, a removal committed but not yet applied to the index)."""
+    return conn.execute("SELECT COUNT(*) FROM photos WHERE category = ? AND state = 'present'",
                         (category,)).fetchone()[0]
 
 
@@ -124,14 +123,14 @@ def box_of(row: sqlite3.Row) -> Optional[List[float]]:
 def counts_by_category(conn: sqlite3.Connection) -> Dict[str, Dict[str, int]]:
     out: Dict[str, Dict[str, int]] = {}
     for r in conn.execute("SELECT category, COUNT(*) AS photos, COUNT(DISTINCT product) AS products FROM photos "
-                          "WHERE state IN ('present', 'removing') GROUP BY category ORDER BY category"):
+                          "WHERE state = 'present' GROUP BY category ORDER BY category"):
         out[r["category"]] = {"photos": r["photos"], "products": r["products"]}
     return out
 
 
 def rule_counts(conn: sqlite3.Connection) -> Dict[str, int]:
     return {r["rule"]: r["n"] for r in conn.execute(
-        "SELECT rule, COUNT(*) AS n FROM photos WHERE state IN ('present', 'removing') GROUP BY rule")}
+        "SELECT rule, COUNT(*) AS n FROM photos WHERE state = 'present' GROUP BY rule")}
 
 
 def in_chunks(values: Iterable, size: int = 500):

@@ -6,7 +6,7 @@ from typing import Dict, Optional
 
 from ..errors import InputError, UnknownNameError
 from ..runs.manifest import sha256_file
-from .changes import apply_change, begin_remove
+from .changes import remove
 from .store import Catalogue
 
 
@@ -23,13 +23,12 @@ def remove_from(cat: Catalogue, *, product: Optional[str] = None, photo: Optiona
         where, args, what = "source = ?", (photo,), f"photo {photo!r}"
     before = cat.conn.execute(f"SELECT COUNT(*), COUNT(DISTINCT product) FROM photos WHERE state = 'present' "
                               f"AND ({where})", args).fetchone()
-    change_id = begin_remove(cat.applier, where, args)
+    change_id = remove(cat.applier, where, args)
     if change_id is None and cat.reconciled:
         return {"removed_photos": 0, "products_touched": 0, "change_id": None,
                 "note": f"finished {len(cat.reconciled)} interrupted change(s); nothing else to remove"}
     if change_id is None:
         raise UnknownNameError(f"{cat.root}: no {what} in the catalogue")
-    apply_change(cat.applier, change_id)
     return {"removed_photos": before[0], "products_touched": before[1], "change_id": change_id}
 
 

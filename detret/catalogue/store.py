@@ -1,7 +1,6 @@
 """An open catalogue: its folders, its model card and its database; readers and the one writer.
 
-- :meth:`Catalogue.open` for reading (``info``, the service): no lock; sees ``present`` and
-  ``removing`` rows only.
+- :meth:`Catalogue.open` for reading (``info``, the service): no lock; sees ``present`` rows only.
 - :meth:`Catalogue.writing` for changing (``add``, ``remove``): takes the writers' lock, then
   finishes whatever a killed writer left (``changes.reconcile``) before anything else.
 """
@@ -72,7 +71,7 @@ class Catalogue:
         unfinished = self.conn.execute("SELECT COUNT(*) FROM changes WHERE state != 'done'").fetchone()[0]
         return {
             "catalogue": str(self.root),
-            "products": self.conn.execute("SELECT COUNT(DISTINCT product) FROM photos WHERE state != 'pending'"
+            "products": self.conn.execute("SELECT COUNT(DISTINCT product) FROM photos WHERE state = 'present'"
                                           ).fetchone()[0],
             "photos": sum(c["photos"] for c in per_category.values()),
             "categories": per_category,

@@ -8,8 +8,8 @@ see a batch of requests at a time. For each request:
 - without one (*shop the look*): every detection the policy would accept (objectness above the
   catalogue's threshold, a usable box) is a garment, searched in each category its label maps to;
 - descriptors as ``embed`` computes street queries (side "query"); each category's FAISS index is
-  searched for k plus the rows readers must not see, and results are kept only if the database shows
-  them (``present`` or ``removing``), so a query never returns a photo that is not in the catalogue.
+  searched for k plus the ids it holds that readers must not see, and results are kept only if the
+  database shows them (``present``), so a query never returns a photo that is not in the catalogue.
 
 Indexes are reloaded when their generation in the database changes, so products added or removed
 while the server runs are found (or gone) without a restart.
@@ -99,8 +99,8 @@ class SearchEngine:
                 continue  # nothing of this category in the catalogue yet
             index = self._indexes[category][1]
             k = max(ks[i] for i in idx)
-            scores, ids = nearest(index, descriptors[idx], k + db.hidden_count(self.catalogue.conn, category)
-                                  + TIE_MARGIN)
+            hidden = max(0, int(index.ntotal) - db.visible_count(self.catalogue.conn, category))
+            scores, ids = nearest(index, descriptors[idx], k + hidden + TIE_MARGIN)
             rows = db.visible_photos(self.catalogue.conn, sorted({int(j) for j in ids.ravel() if j >= 0}))
             for row_i, g_i in enumerate(idx):
                 hits = [(float(s), int(j)) for s, j in zip(scores[row_i], ids[row_i]) if j in rows]
