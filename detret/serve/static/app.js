@@ -36,7 +36,6 @@ function drawGarments() {
     tag.textContent = `${g.category} · ${g.rule}`;
     box.appendChild(tag);
     placeBox(box, g.box_xyxy);
-    box.addEventListener("mousedown", (e) => e.stopPropagation());
     box.addEventListener("click", () => selectGarment(i));
     $("stage").appendChild(box);
     const item = document.createElement("li");
@@ -131,6 +130,7 @@ function choose(file) {
   if (!file) return;
   state.file = file;
   state.box = null;
+  $("category").value = "";  // a new photo: shop the look first
   state.garments = [];
   $("drag-box").hidden = true;
   $("clear-box").hidden = true;
@@ -151,6 +151,8 @@ function photoPoint(e) {
 
 function setupDragging() {
   const stage = $("stage");
+  // A drag anywhere on the photo (garment boxes included) draws the user's box; a click on a garment,
+  // which moves less than 4 px, selects that garment instead.
   stage.addEventListener("mousedown", (e) => {
     if (e.button !== 0) return;
     e.preventDefault();
@@ -183,7 +185,10 @@ function setupDragging() {
 }
 
 function setupInputs() {
-  $("photo-input").addEventListener("change", (e) => choose(e.target.files[0]));
+  $("photo-input").addEventListener("change", (e) => {
+    choose(e.target.files[0]);
+    e.target.value = "";  // so that choosing the same file again searches again
+  });
   const drop = $("drop");
   drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
   drop.addEventListener("dragleave", () => drop.classList.remove("over"));
