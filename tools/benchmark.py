@@ -9,6 +9,8 @@
     python tools/benchmark.py detect --config runs/demo/demo.yaml [--photos 200]
     python tools/benchmark.py search-full [--scale 1.0 --compressed SQ8]
     python tools/benchmark.py embed-map --config runs/demo/demo.yaml [--model tri-crops]
+    python tools/benchmark.py serve --config runs/demo/demo.yaml [--model tri-crops --requests 40]
+    python tools/benchmark.py catalogue-add --config runs/demo/demo.yaml [--new 50]
 
 - search: detret's per-category FAISS search (exact inner product) against a NumPy
   brute force (matmul + argpartition + sort) on the same descriptors, split by the
@@ -22,6 +24,9 @@
   DefaultPredictor photo by photo, same photos and weights; reports the share of photos whose
   crops agree (IoU >= 0.95).
 - embed-map: a demo model's mean mAP with bf16 descriptors against its fp32 ones.
+- serve, catalogue-add: the catalogue and the service (tools/bench_service.py): HTTP search against
+  `detret query`, latency percentiles and throughput with 1 and 8 clients, memory against catalogue
+  size; the cost of adding 50 photos to catalogues of 1,000 and 20,000 photos.
 - all: runs the demo (or reuses ``--config``), then all of the above, and writes
   ``benchmarks/report[_quick].md`` and ``.json``: each target, met or not, and why not.
 
@@ -53,7 +58,9 @@ def machine() -> Dict:
 
     from detret.search.faiss_lib import faiss, faiss_blas_core
 
-    return {"python": platform.python_version(), "cpu": platform.processor() or platform.machine(),
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), None) if Path("/proc/cpuinfo").is_file() else None
+    return {"python": platform.python_version(), "cpu": model or platform.processor() or platform.machine(),
             "cores": os.cpu_count(), "numpy": np.__version__, "faiss": faiss.__version__,
             "faiss_gpus": faiss.get_num_gpus(), "faiss_blas_kernels": faiss_blas_core(), "torch_threads": torch.get_num_threads()}
 
@@ -554,9 +561,18 @@ def bench_all(args) -> Dict:
             "met": [x["target"] for x in rows if x["met"]], "not_met": [x["target"] for x in rows if not x["met"]]}
 
 
+def _service(which: str):
+    """The catalogue/service benchmarks, kept in their own module beside this one."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import bench_service
+
+    return {"serve": bench_service.bench_serve, "catalogue-add": bench_service.bench_catalogue_add}[which]
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("which", choices=["all", "search", "search-full", "eval", "embed", "embed-map", "detect"])
+    parser.add_argument("which", choices=["all", "search", "search-full", "eval", "embed", "embed-map", "detect",
+                                          "serve", "catalogue-add"])
     parser.add_argument("--quick", action="store_true", help="all: the quick demo and smaller sizes (minutes)")
     parser.add_argument("--work", default=None, help="all: where the demo runs (default runs/bench-quick, runs/bench)")
     parser.add_argument("--out-dir", default="benchmarks", help="all: where report[_quick].json/.md go")
@@ -575,13 +591,21 @@ def main(argv=None) -> int:
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--out", default=None, help="write the result JSON here")
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import bench_service
+
+    bench_service.add_arguments(parser)
     args = parser.parse_args(argv)
     if args.gallery is None:
         args.gallery = 40000 if args.which == "search" else 20000
     if args.which == "search-full" and args.dim == 512 and "--dim" not in (argv or sys.argv):
         args.dim = 2048
-    result = {"all": bench_all, "search": bench_search, "search-full": bench_search_full, "eval": bench_eval,
-              "embed": bench_embed, "embed-map": bench_embed_map, "detect": bench_detect}[args.which](args)
+    if args.which in ("serve", "catalogue-add") and not args.config:
+        raise SystemExit(f"{args.which}: --config must name the demo.yaml of a finished `detret demo`")
+    runners = {"all": bench_all, "search": bench_search, "search-full": bench_search_full, "eval": bench_eval,
+               "embed": bench_embed, "embed-map": bench_embed_map, "detect": bench_detect,
+               "serve": _service("serve"), "catalogue-add": _service("catalogue-add")}
+    result = runners[args.which](args)
     result["machine"] = machine()
     text = json.dumps(result, indent=2)
     print(text)

@@ -53,3 +53,6 @@ def demo(
     layout = RunLayout(result["run_dir"])
     printer.print(f"Table: {layout.eval / 'table.md'}")
     printer.print(f"Report: {layout.report / 'index.html'}")
+    printer.print("Serve the best run as your own catalogue (then open http://127.0.0.1:8000/):")
+    for command in result["serve_commands"]:
+        printer.print(f"  {command}", soft_wrap=True)

@@ -180,4 +180,16 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 0, overrides: Sequen
     findings = read_table(results)
     atomic_write_text(out / "demo" / "reading.md", "# What the demo's Table 1 says\n\n" + reading_markdown(findings))
     return {"config": config_path, "run_dir": run_dir, "steps": records, "results": results, "findings": findings,
-            "seconds": time.perf_counter() - started, "profile": profile.name}
+            "seconds": time.perf_counter() - started, "profile": profile.name,
+            "serve_commands": serve_commands(config_path, out / "catalogue", best_run(results))}
+
+
+def best_run(results: Dict) -> str:
+    """The run of Table 1 with the best mean mAP over categories (the one worth serving)."""
+    return max(results, key=lambda r: results[r]["mean_over_categories"]["mAP"])
+
+
+def serve_commands(config_path: Path, catalogue: Path, run: str) -> List[str]:
+    """The two commands that turn a run into a served catalogue (printed at the end of the demo)."""
+    return [f"detret --config {config_path} catalogue create {catalogue} --run {run} --import-gallery",
+            f"detret serve {catalogue}"]

@@ -51,3 +51,23 @@ def test_rerun_through_the_cli_reuses_every_stage_and_prints_the_table(demo_quic
     assert {s["status"] for s in steps} == {"reused"}
     assert all("seconds_when_run" in s for s in steps)
     assert sha256_file(metrics) == before
+
+
+def test_the_printed_commands_serve_the_best_run(demo_quick, tmp_path, capsys):
+    """The demo ends with the two commands that make its best run a served catalogue; the first one works
+    as printed (into a temporary folder here), and the second names that catalogue."""
+    import shlex
+
+    from detret.catalogue.store import Catalogue
+
+    out, result = demo_quick
+    create, serve = result["serve_commands"]
+    best = max(result["results"], key=lambda r: result["results"][r]["mean_over_categories"]["mAP"])
+    assert f"--run {best} --import-gallery" in create and serve == f"detret serve {out / 'catalogue'}"
+    argv = shlex.split(create.replace(str(out / "catalogue"), str(tmp_path / "cat")))
+    with pytest.raises(SystemExit) as exc:
+        main(argv[1:])
+    assert exc.value.code == 0, capsys.readouterr().err
+    cat = Catalogue.open(tmp_path / "cat")
+    assert cat.card.run == best and cat.summary()["photos"] > 0
+    cat.close()

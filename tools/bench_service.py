@@ -1,0 +1,267 @@
+"""The catalogue and service benchmarks of tools/benchmark.py (``serve`` and ``catalogue-add``).
+
+- serve: a catalogue made from a demo run (``--import-gallery``) served by ``detret serve`` in its own
+  process on 127.0.0.1; (1) a search with a box, p50 over HTTP, against ``detret query`` on the same
+  photo and box (a new process each time, start-up included, as a user of the batch CLI pays it);
+  (2) searches with detection (category given, no box), p50/p95/p99 with 1 client and with 8
+  concurrent clients (threads on loopback, a fixed number of requests each: the load stops by
+  itself), throughput ratio 8 / 1, errors; (3) the server's resident memory with the demo catalogue
+  and with one grown to ``--photos`` photos.
+- catalogue-add: ``add_lines`` of the same ``--new`` shop photos into catalogues grown to 1,000 and
+  to 20,000 photos, models loaded once: the time ratio shows whether adding costs what the new photos
+  cost or what the catalogue holds.
+
+Catalogues are grown with synthetic rows (random unit vectors, one stored photo file) through the
+catalogue's own change protocol, split over categories by the real Exact Street2Shop proportions.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+
+S2S_SHARE = {"bags": 16308, "belts": 1252, "dresses": 169827, "eyewear": 1595, "footwear": 75943, "hats": 2551,
+             "leggings": 8219, "outerwear": 34695, "pants": 7640, "skirts": 18281, "tops": 68372}
+
+
+def _pcfg(config: str):
+    from detret.config.pipeline import load_pipeline_config
+
+    return load_pipeline_config(Path(config), ["device=cpu"])
+
+
+def make_catalogue(config: str, run: str, folder: Path) -> Path:
+    from detret.catalogue.create import create_catalogue
+
+    create_catalogue(_pcfg(config), folder, run, import_gallery=True)
+    return folder
+
+
+def grow(folder: Path, photos: int, seed: int = 0) -> int:
+    """Add synthetic rows until the catalogue holds ``photos`` photos; the rows added."""
+    from detret.catalogue.changes import NewPhoto, apply_change, begin_add
+    from detret.catalogue.store import Catalogue
+
+    with Catalogue.writing(folder, "benchmark: growing the catalogue") as cat:
+        have = cat.conn.execute("SELECT COUNT(*) FROM photos").fetchone()[0]
+        need = max(0, photos - have)
+        if not need:
+            return 0
+        template = dict(cat.conn.execute("SELECT * FROM photos LIMIT 1").fetchone())
+        rng = np.random.default_rng(seed)
+        share = np.array(list(S2S_SHARE.values()), float)
+        cats = rng.choice(list(S2S_SHARE), size=need, p=share / share.sum())
+        rows = [NewPhoto(f"filler-{i}", str(c), f"{i:064x}", template["file"], None, template["width"],
+                         template["height"], None, "full") for i, c in enumerate(cats)]
+        vectors = rng.standard_normal((need, cat.card.dim)).astype(np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        apply_change(cat.applier, begin_add(cat.applier, rows, vectors))
+    return need
+
+
+def _new_photos_csv(config: str, n: int, folder: Path) -> Path:
+    """A product list of ``n`` of the demo's shop photos under new product ids (no box: detector + policy)."""
+    from detret.embed.artifact import read_descriptors
+
+    pcfg = _pcfg(config)
+    _, rows = read_descriptors(Path(pcfg.run_dir) / "embed-tri-crops", "gallery")
+    images = Path(pcfg.data.street2shop.root) / "images"
+    lines = [f"{images / f'{r.photo_id:09d}.jpg'},bench-new-{i},{r.category}" for i, r in
+             enumerate((rows * (n // len(rows) + 1))[:n])]
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "new.csv"
+    path.write_text("photo,product,category\n" + "\n".join(lines) + "\n")
+    return path
+
+
+def bench_catalogue_add(args) -> Dict:
+    from detret.catalogue.add import add_lines
+    from detret.catalogue.binding import BoundModels
+    from detret.catalogue.products_csv import read_products_csv
+    from detret.catalogue.store import Catalogue
+
+    work = Path(tempfile.mkdtemp(prefix="detret-bench-add-"))
+    try:
+        base = make_catalogue(args.config, args.model, work / "base")
+        sizes = {"1k": 1000, "20k": 20000}
+        grown = {}
+        for name, n in sizes.items():
+            shutil.copytree(base, work / f"grown-{name}")
+            grow(work / f"grown-{name}", n)
+            grown[name] = work / f"grown-{name}"
+        csv = _new_photos_csv(args.config, args.new, work)
+        times: Dict[str, List[float]] = {name: [] for name in sizes}
+        models = None
+        for _ in range(args.repeat):
+            for name in sizes:  # in turn, so a slow spell falls on both
+                target = work / f"round-{name}"
+                shutil.rmtree(target, ignore_errors=True)
+                shutil.copytree(grown[name], target)
+                with Catalogue.writing(target, "benchmark") as cat:
+                    models = models or BoundModels(cat.card, target, "cpu")
+                    lines = read_products_csv(csv, list(cat.card.category_map))
+                    t0 = time.perf_counter()
+                    report = add_lines(cat, lines, models)
+                    times[name].append(time.perf_counter() - t0)
+                assert report.added == args.new, report.to_json()
+        best = {name: min(ts) for name, ts in times.items()}
+        return {"benchmark": "catalogue-add", "new_photos": args.new, "catalogue_photos": sizes,
+                "seconds": best, "ratio_20k_over_1k": best["20k"] / best["1k"],
+                "per_new_photo_ms": {k: v / args.new * 1e3 for k, v in best.items()}}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class Server:
+    """`detret serve` in its own process on 127.0.0.1 (stopped on exit)."""
+
+    def __init__(self, catalogue: Path) -> None:
+        import httpx
+
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+        self.proc = subprocess.Popen([sys.executable, "-m", "detret", "serve", str(catalogue), "--port",
+                                      str(self.port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                if httpx.get(self.url + "/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"detret serve did not start: {self.proc.stderr.read().decode()[-2000:]}")
+            time.sleep(0.2)
+
+    def __enter__(self) -> "Server":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def _percentiles(ms: List[float]) -> Dict[str, float]:
+    return {f"p{q}": float(np.percentile(ms, q)) for q in (50, 95, 99)}
+
+
+def _load(url: str, photo: bytes, fields: Dict, clients: int, per_client: int) -> Dict:
+    """``clients`` threads each sending ``per_client`` searches one after another (the load ends by itself)."""
+    import httpx
+
+    latencies: List[float] = []
+    errors: List[str] = []
+    lock = threading.Lock()
+
+    def client():
+        with httpx.Client(base_url=url, timeout=120) as http:
+            for _ in range(per_client):
+                t0 = time.perf_counter()
+                response = http.post("/api/search", files={"photo": ("q.jpg", photo, "image/jpeg")}, data=fields)
+                elapsed = (time.perf_counter() - t0) * 1e3
+                with lock:
+                    latencies.append(elapsed)
+                    if response.status_code != 200:
+                        errors.append(f"{response.status_code}: {response.text[:200]}")
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    return {"clients": clients, "requests": len(latencies), "errors": len(errors), "error_examples": errors[:3],
+            "throughput_rps": len(latencies) / wall, **_percentiles(latencies)}
+
+
+def _query_cli_ms(config: str, run: str, photo: Path, category: str, box: str, rounds: int) -> List[float]:
+    out = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "detret", "--config", config, "query", str(photo), "--category", category,
+                        "--box", box, "--run", run, "--k", "20"], check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+        out.append((time.perf_counter() - t0) * 1e3)
+    return out
+
+
+def _street_query(config: str, run: str):
+    from detret.embed.artifact import read_descriptors
+
+    pcfg = _pcfg(config)
+    _, rows = read_descriptors(Path(pcfg.run_dir) / f"embed-{run}", "queries")
+    r = rows[0]
+    photo = Path(pcfg.data.street2shop.root) / "images" / f"{r.photo_id:09d}.jpg"
+    return photo, r.category, ",".join(f"{v:g}" for v in r.box_xyxy)
+
+
+def bench_serve(args) -> Dict:
+    import httpx
+
+    work = Path(tempfile.mkdtemp(prefix="detret-bench-serve-"))
+    try:
+        cat = make_catalogue(args.config, args.model, work / "cat")
+        photo, category, box = _street_query(args.config, args.model)
+        data = photo.read_bytes()
+        result: Dict = {"benchmark": "serve", "catalogue_photos": None, "query_photo": str(photo)}
+        with Server(cat) as server:
+            result["catalogue_photos"] = httpx.get(server.url + "/healthz").json()["photos"]
+            _load(server.url, data, {"category": category, "box": box, "k": "20"}, 1, 3)  # warm-up, as below
+            result["memory_mib"] = {str(result["catalogue_photos"]): _rss_mib(server.proc.pid)}
+            boxed = _load(server.url, data, {"category": category, "box": box, "k": "20"}, 1, args.requests)
+            cli_ms = _query_cli_ms(args.config, args.model, photo, category, box, args.cli_rounds)
+            result["with_box"] = {"http": boxed, "detret_query_cli_ms": cli_ms,
+                                  "speedup_p50": float(np.median(cli_ms)) / boxed["p50"]}
+            one = _load(server.url, data, {"category": category, "k": "20"}, 1, args.requests)
+            eight = _load(server.url, data, {"category": category, "k": "20"}, 8, max(1, args.requests // 2))
+            result["with_detection"] = {"1_client": one, "8_clients": eight,
+                                        "throughput_ratio_8_over_1": eight["throughput_rps"] / one["throughput_rps"]}
+        grow(cat, args.grow_to)
+        with Server(cat) as server:
+            _load(server.url, data, {"category": category, "box": box, "k": "20"}, 1, 3)
+            result["memory_mib"][str(args.grow_to)] = _rss_mib(server.proc.pid)
+        return result
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--new", type=int, default=50, help="catalogue-add: photos added")
+    parser.add_argument("--requests", type=int, default=40, help="serve: searches per load test (8 clients: half "
+                                                                 "each)")
+    parser.add_argument("--cli-rounds", type=int, default=3, help="serve: runs of `detret query` as the baseline")
+    parser.add_argument("--grow-to", type=int, default=20000, help="serve: catalogue size for the memory figure "
+                                                                   "(resident memory after 3 searches, both sizes)")
+
+
+if __name__ == "__main__":
+    print(json.dumps({"see": "python tools/benchmark.py serve | catalogue-add --config runs/demo/demo.yaml"}))
