@@ -30,6 +30,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..catalogue import db
+from ..catalogue.store import Catalogue
 from ..errors import DetretError
 from .admin import add_admin_routes
 from .batcher import Batcher, QueueFull
@@ -128,14 +129,12 @@ def _read_routes(app: FastAPI, engine: SearchEngine, reader: Reader, metrics: Se
     @app.get("/api/catalogue", summary="Counts per category, the model, the index")
     def catalogue():
         with reader() as conn:
-            from ..catalogue.store import Catalogue
-
             return Catalogue(engine.root, conn, engine.catalogue.card).summary()
 
     @app.get("/healthz", summary="Liveness: the models are loaded and the database answers")
     def healthz():
         with reader() as conn:
-            photos = conn.execute("SELECT COUNT(*) FROM photos WHERE state != 'pending'").fetchone()[0]
+            photos = conn.execute("SELECT COUNT(*) FROM photos WHERE state = 'present'").fetchone()[0]
         return {"status": "ok", "photos": photos, "model": engine.catalogue.card.identity}
 
     @app.get("/metrics", summary="Prometheus metrics")
