@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from .context import console, state
+from .parallel_options import num_gpus_option
 
 catalogue_app = typer.Typer(help="Your own catalogue: products and photos bound to a run's models, changed by atomic "
                                  "adds and removals, searched by `detret serve`.", no_args_is_help=True)
@@ -44,12 +45,16 @@ def add(
                                                               "[,url]; photo paths relative to the CSV."),
     device: str = typer.Option("cpu", "--device", help="Device for the detector and the descriptor model."),
     batch_size: int = typer.Option(16, "--batch-size", min=1, help="Photos per forward pass."),
+    num_gpus: int = num_gpus_option(),
 ) -> None:
-    """Add photos: each cropped (given box, or detector + the paper's policy), embedded, added in one change."""
-    from ..catalogue.add import add_products
-    from ..utils.device import resolve_device
+    """Add photos: each cropped (given box, or detector + the paper's policy), embedded, added in one change.
 
-    report = add_products(catalogue, products, device=resolve_device(device), batch_size=batch_size)
+    A killed add changes nothing; rerun it: it computes only the batches it had not finished."""
+    from ..catalogue.add import add_products
+    from ..utils.device import DataParallel, resolve_device
+
+    report = add_products(catalogue, products, device=resolve_device(device), batch_size=batch_size,
+                          parallel=DataParallel(num_processes=num_gpus))
     _print_json(report.to_json())
 
 
