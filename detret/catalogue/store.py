@@ -14,7 +14,7 @@ from typing import Dict, Iterator
 
 from ..errors import InputError, MissingFileError
 from . import db
-from .binding import ModelCard, read_card
+from .binding import ModelCard, ModelMismatch, read_card, rebuild_hint
 from .changes import Applier, reconcile
 from .layout import CatalogueLayout
 from .lock import WriterLock
@@ -36,10 +36,16 @@ class Catalogue:
         if not layout.db.is_file():
             raise MissingFileError(f"{layout.db}: the catalogue's database is missing")
         conn = db.connect(layout.db)
-        version = db.get_meta(conn).get("schema_version")
-        if version != str(db.SCHEMA_VERSION):
+        meta = db.get_meta(conn)
+        if meta.get("schema_version") != str(db.SCHEMA_VERSION):
             conn.close()
-            raise InputError(f"{layout.db}: schema version {version}, this detret reads {db.SCHEMA_VERSION}")
+            raise InputError(f"{layout.db}: schema version {meta.get('schema_version')}, this detret reads "
+                             f"{db.SCHEMA_VERSION}")
+        if meta.get("identity") != card.identity:
+            conn.close()
+            raise ModelMismatch(f"{layout.model}: model {card.identity[:12]} is not the model "
+                                f"{str(meta.get('identity'))[:12]} the catalogue's descriptors were computed with; "
+                                f"{rebuild_hint(root)}")
         return cls(root, conn, card)
 
     @classmethod

@@ -215,6 +215,12 @@ def test_model_files_other_than_its_own_are_refused(demo_catalogue, tmp_path):
     models.check_identity(card.identity)
     with pytest.raises(ModelMismatch, match="catalogue reindex"):
         models.check_identity("0" * 64)
+    other = copy_catalogue(root, tmp_path / "other")
+    model_json = json.loads((other / "model.json").read_text())
+    model_json["identity"] = "f" * 64  # a model.json of another model
+    (other / "model.json").write_text(json.dumps(model_json))
+    with pytest.raises(ModelMismatch, match="not the model .* the catalogue's descriptors were computed with"):
+        Catalogue.open(other)
     checkpoint = cat_dir / card.descriptor.leaves()[0].models[0]["checkpoint"]
     checkpoint.write_bytes(checkpoint.read_bytes() + b"\0")
     with pytest.raises(ModelMismatch, match="not the model file this catalogue was built with.*catalogue reindex"):
