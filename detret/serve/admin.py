@@ -17,6 +17,7 @@ from fastapi import Depends, FastAPI, File, Header, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from ..catalogue.add import add_lines
+from ..catalogue.binding import ModelMismatch
 from ..catalogue.lock import CatalogueBusy
 from ..catalogue.products_csv import read_products_csv
 from ..catalogue.remove import remove_products
@@ -49,6 +50,11 @@ async def _save_uploads(folder: Path, products: UploadFile, photos: List[UploadF
 
 def _add(engine: SearchEngine, folder: Path, csv_path: Path):
     with Catalogue.writing(engine.root, "detret serve (POST /api/catalogue)") as cat:
+        try:
+            engine.models.check_identity(cat.card.identity)  # reindexed since the models were loaded
+        except ModelMismatch as exc:
+            raise RequestError(409, f"the catalogue was reindexed; search once (which loads its new model), then "
+                                    f"retry ({exc})") from None
         try:
             lines = read_products_csv(csv_path, list(cat.card.category_map))
         except InputError as exc:

@@ -30,11 +30,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..catalogue import db
+from ..catalogue.binding import read_card
+from ..catalogue.layout import CatalogueLayout
 from ..catalogue.store import Catalogue
 from ..errors import DetretError
 from .admin import add_admin_routes
 from .batcher import Batcher, QueueFull
-from .engine import Job, SearchEngine
+from .engine import Job, SearchEngine, db_inode
 from .limits import BodyLimit
 from .metrics import ServiceMetrics
 from .uploads import Limits, RequestError, check_box, check_category, check_k, decode_photo, read_limited
@@ -44,14 +46,19 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 
 class Reader:
-    """A database connection for the HTTP handlers (the batcher's worker has the engine's own)."""
+    """A database connection for the HTTP handlers (the batcher's worker has the engine's own),
+    reopened when a reindex has replaced the database."""
 
-    def __init__(self, path: Path) -> None:
-        self.conn, self.lock = db.connect(path), threading.Lock()
+    def __init__(self, root: Path) -> None:
+        self.root, self.lock = Path(root), threading.Lock()
+        self.inode, self.conn = db_inode(root), db.connect(CatalogueLayout(root).db)
 
     @contextlib.contextmanager
     def __call__(self):
         with self.lock:
+            if db_inode(self.root) != self.inode:
+                self.conn.close()
+                self.inode, self.conn = db_inode(self.root), db.connect(CatalogueLayout(self.root).db)
             yield self.conn
 
 
@@ -129,13 +136,14 @@ def _read_routes(app: FastAPI, engine: SearchEngine, reader: Reader, metrics: Se
     @app.get("/api/catalogue", summary="Counts per category, the model, the index")
     def catalogue():
         with reader() as conn:
-            return Catalogue(engine.root, conn, engine.catalogue.card).summary()
+            return Catalogue(engine.root, conn, read_card(engine.root)).summary()
 
     @app.get("/healthz", summary="Liveness: the models are loaded and the database answers")
     def healthz():
         with reader() as conn:
             photos = conn.execute("SELECT COUNT(*) FROM photos WHERE state = 'present'").fetchone()[0]
-        return {"status": "ok", "photos": photos, "model": engine.catalogue.card.identity}
+            identity = db.get_meta(conn)["identity"]
+        return {"status": "ok", "photos": photos, "model": identity}
 
     @app.get("/metrics", summary="Prometheus metrics")
     def prometheus():
@@ -152,7 +160,7 @@ def create_app(root: Path, *, device="cpu", limits: Limits = Limits(), token: Op
     engine = SearchEngine(root, device)
     engine.refresh()
     batcher = Batcher(engine.run, max_batch=max_batch, max_queue=max_queue)
-    reader, metrics = Reader(engine.catalogue.layout.db), ServiceMetrics()
+    reader, metrics = Reader(engine.root), ServiceMetrics()
 
     @contextlib.asynccontextmanager
     async def lifespan(_):

@@ -12,7 +12,8 @@ see a batch of requests at a time. For each request:
   database shows them (``present``), so a query never returns a photo that is not in the catalogue.
 
 Indexes are reloaded when their generation in the database changes, so products added or removed
-while the server runs are found (or gone) without a restart.
+while the server runs are found (or gone) without a restart; after ``catalogue reindex`` the new
+catalogue and its models are loaded at the next search.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ import numpy as np
 
 from ..catalogue import db
 from ..catalogue.binding import BoundModels
+from ..catalogue.layout import CatalogueLayout
 from ..catalogue.store import Catalogue
 from ..catalogue.vectors import nearest, read_index
 from ..data.boxes import BoxXYXY
@@ -58,10 +60,23 @@ class Garment:
 
 class SearchEngine:
     def __init__(self, root: Path, device="cpu") -> None:
-        self.root = Path(root)
+        self.root, self.device = Path(root), device
         self.catalogue = Catalogue.open(root)
         self.models = BoundModels(self.catalogue.card, self.root, device)
         self._indexes: Dict[str, Tuple[int, object]] = {}
+        self._db_inode = db_inode(self.root)
+
+    def _follow_reindex(self) -> None:
+        """After ``catalogue reindex`` (a new catalogue moved into place), open it, and its models if
+        they changed: searches go on without a restart."""
+        inode = db_inode(self.root)
+        if inode == self._db_inode:
+            return
+        fresh = Catalogue.open(self.root)
+        if fresh.card.identity != self.models.card.identity:
+            self.models = BoundModels(fresh.card, self.root, self.device)
+        self.catalogue.close()
+        self.catalogue, self._indexes, self._db_inode = fresh, {}, inode
 
     @property
     def categories(self) -> List[str]:
@@ -69,6 +84,7 @@ class SearchEngine:
 
     def refresh(self) -> None:
         """Reload the indexes whose generation changed since they were read."""
+        self._follow_reindex()
         for category, generation in db.generations(self.catalogue.conn).items():
             if self._indexes.get(category, (None,))[0] != generation:
                 index = read_index(self.catalogue.layout.index_file(category), self.catalogue.card.index_factory,
@@ -109,6 +125,7 @@ class SearchEngine:
 
     def run(self, jobs: List[Job]) -> List[Dict]:
         """The response of each job (garments and timings), the models run once for the whole batch."""
+        self._follow_reindex()
         t0 = time.perf_counter()
         need = [i for i, j in enumerate(jobs) if j.box_xyxy is None]
         found = dict(zip(need, self.models.detect([jobs[i].photo for i in need]))) if need else {}
@@ -126,6 +143,11 @@ class SearchEngine:
         return [{"garments": [g.to_json() for g in gs], "timings_ms": {**j.timings_ms, **stages,
                                                                        "batch_size": len(jobs)}}
                 for j, gs in zip(jobs, garments)]
+
+
+def db_inode(root: Path) -> int:
+    """Which database file the catalogue folder holds now (a reindex replaces it)."""
+    return CatalogueLayout(root).db.stat().st_ino
 
 
 def result_json(rank: int, score: float, row) -> Dict:

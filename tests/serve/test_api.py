@@ -225,3 +225,26 @@ def test_added_products_are_found_without_a_restart_and_removed_ones_are_gone(se
         stop.set()
         worker.join()
     assert not failures and seen
+
+
+def test_a_reindexed_catalogue_is_searched_with_its_new_model_without_a_restart(demo_catalogue, tmp_path):
+    from detret.catalogue.create import reindex_catalogue
+
+    root, pcfg = demo_catalogue
+    cat = copy_catalogue(root, tmp_path / "cat")
+    data, category, box, i = _street(pcfg)
+    with TestClient(create_app(cat, token=TOKEN)) as client:
+        before = client.get("/healthz").json()["model"]
+        assert _search(client, data, category=category, box=",".join(map(str, box)), k=5).status_code == 200
+        new = reindex_catalogue(pcfg, cat, "tri-full")["identity"]
+        assert client.get("/healthz").json()["model"] == new != before
+        response = _search(client, data, category=category, box=",".join(map(str, box)), k=5)
+        assert response.status_code == 200
+        rankings = [json.loads(line) for line in
+                    (Path(pcfg.run_dir) / "search-tri-full" / "rankings.jsonl").read_text().splitlines()]
+        got = response.json()["garments"][0]["results"]
+        assert np.allclose([r["score"] for r in got], [s for _, _, s in rankings[i]["results"][:5]], atol=1e-4)
+        assert client.get("/api/catalogue").json()["model"]["run"] == "tri-full"
+        added = client.post("/api/catalogue", files=_products_upload(pcfg, "AFTER-REINDEX", "bags", 1),
+                            headers={"Authorization": f"Bearer {TOKEN}"})
+        assert added.status_code == 200 and added.json()["added"] == 1
