@@ -87,12 +87,13 @@ def info(
     if as_json:
         _print_json(summary)
         return
-    table = Table(title=f"{catalogue}: {summary['products']} products, {summary['photos']} photos")
+    table = Table()
     for col in ("category", "products", "photos"):
         table.add_column(col, justify="left" if col == "category" else "right")
     for category, counts in summary["categories"].items():
         table.add_row(category, str(counts["products"]), str(counts["photos"]))
     printer = console()
+    printer.print(f"{catalogue}: {summary['products']} products, {summary['photos']} photos")
     printer.print(table)
     model = summary["model"]
     printer.print(f"model {model['identity'][:16]} (run {model['run']}, dim {model['dim']}, crop policy "

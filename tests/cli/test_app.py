@@ -8,7 +8,9 @@ from detret.cli.app import USER_ERRORS, app, main
 
 runner = CliRunner()
 
-SUBCOMMANDS = [["data"], ["data", "synth"], ["status"], ["config"], ["config", "show"], ["config", "keys"]]
+SUBCOMMANDS = [["data"], ["data", "synth"], ["status"], ["config"], ["config", "show"], ["config", "keys"],
+               ["catalogue"], ["catalogue", "create"], ["catalogue", "add"], ["catalogue", "remove"],
+               ["catalogue", "info"], ["catalogue", "reindex"], ["serve"]]
 
 
 def test_root_help_lists_built_commands_only():
@@ -105,3 +107,13 @@ def test_every_choice_option_refuses_a_wrong_value_naming_the_valid_ones(args, v
     result = runner.invoke(app, args)
     assert result.exit_code == 2
     assert all(v in result.output for v in valid), result.output
+
+
+def test_serve_binds_loopback_unless_told_otherwise_and_names_a_missing_catalogue(capsys, tmp_path):
+    import inspect
+
+    from detret.cli.serve_cmd import serve
+
+    assert inspect.signature(serve).parameters["host"].default.default == "127.0.0.1"
+    code, out = _run_main(["serve", str(tmp_path / "nowhere")], capsys)
+    assert code == 2 and f"{tmp_path / 'nowhere'}: no such catalogue" in out.err and "Traceback" not in out.err

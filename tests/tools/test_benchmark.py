@@ -78,3 +78,23 @@ def test_targets_are_read_off_the_results(bench):
     text = bench._markdown(bench._targets(_result()), _result())
     assert "| detect |" in text and "## Not met, and why" in text and "**search**" in text
     assert text.count("**no**") == 2
+
+
+def test_catalogue_and_service_benchmarks_run_and_check_themselves(bench, demo_quick, tmp_path):
+    """Small sizes: the add lands every photo into both catalogues; the load test ends by itself with
+    no error; the memory figure covers both sizes."""
+    out, _ = demo_quick
+    config = str(out / "demo.yaml")
+    add = bench.main(["catalogue-add", "--config", config, "--new", "3", "--repeat", "1", "--out",
+                      str(tmp_path / "add.json")])
+    assert add == 0
+    result = json.loads((tmp_path / "add.json").read_text())
+    assert result["new_photos"] == 3 and result["ratio_20k_over_1k"] > 0
+    assert bench.main(["serve", "--config", config, "--requests", "4", "--cli-rounds", "1", "--grow-to", "300",
+                       "--out", str(tmp_path / "serve.json")]) == 0
+    serve = json.loads((tmp_path / "serve.json").read_text())
+    assert serve["with_box"]["http"]["errors"] == 0 and serve["with_box"]["speedup_p50"] > 1
+    load = serve["with_detection"]
+    assert load["1_client"]["errors"] == load["8_clients"]["errors"] == 0
+    assert load["8_clients"]["requests"] == 8 * 2 and load["throughput_ratio_8_over_1"] > 0
+    assert set(serve["memory_mib"]) == {str(serve["catalogue_photos"]), "300"}
