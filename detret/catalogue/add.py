@@ -3,8 +3,9 @@
 Each photo is cropped as ``detect --split shop`` crops the run's gallery (the catalogue's detector
 and the paper's policy for the product's category), or by the box the CSV gives, and embedded as
 ``embed`` embeds gallery rows (``compute.py``). The work is proportional to the new
-photos: a photo already present (same content, same product) is skipped before it is decoded, and
-only the touched categories' indexes are rewritten. Unreadable photos are listed with their reason;
+photos: a photo already present (same content, same product) is skipped before it is decoded, one
+the catalogue holds for another product (same content, category and given box) reuses its vector,
+and only the touched categories' indexes are rewritten. Unreadable photos are listed with their reason;
 the others are added.
 """
 from __future__ import annotations
@@ -14,17 +15,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 
+from ..data.boxes import BoxXYXY
 from ..errors import InputError
 from ..runs.atomic import atomic_path
 from ..runs.manifest import sha256_file
 from ..utils.device import DataParallel
+from . import db
 from .binding import BoundModels
 from .changes import NewPhoto, apply_change, begin_add
-from .compute import compute_all
+from .compute import Computed, compute_all
 from .db import in_chunks
 from .products_csv import ProductLine, read_products_csv
 from .store import Catalogue
+from .vectors import read_index
 
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 
@@ -36,10 +41,12 @@ class AddReport:
     unreadable: List[Dict] = field(default_factory=list)   # {"line", "photo", "reason"}
     crop_rules: Dict[str, int] = field(default_factory=dict)
     change_id: Optional[int] = None
+    reused_descriptors: int = 0    # photos the catalogue had already embedded (listed for another product)
 
     def to_json(self) -> Dict:
         return {"added": self.added, "already_present": self.already_present, "unreadable": self.unreadable,
-                "crop_rules": self.crop_rules, "change_id": self.change_id}
+                "crop_rules": self.crop_rules, "change_id": self.change_id,
+                "reused_descriptors": self.reused_descriptors}
 
 
 def add_products(root: Path, csv_path: Path, *, device="cpu", batch_size: int = 16,
@@ -93,6 +100,50 @@ def store_photo(cat: Catalogue, source: Path, sha: str) -> str:
     return relative
 
 
+CropKey = Tuple[str, str, Optional[Tuple[float, ...]]]
+
+
+def _crop_key(sha: str, category: str, box) -> CropKey:
+    """What decides a photo's descriptor in a catalogue: its content, its category (the crop policy's
+    labels) and the box it was given, if any."""
+    return (sha, category, None if box is None else tuple(round(float(v), 2) for v in box))
+
+
+def _known_descriptors(cat: Catalogue, wanted: Sequence[CropKey]) -> Dict[CropKey, Tuple[Computed, np.ndarray]]:
+    """The crops and vectors the catalogue already holds for any of ``wanted`` (a photo listed for another
+    product), read back from the indexes: an unchanged photo is never embedded twice."""
+    wanted_set, found = set(wanted), {}
+    for chunk in in_chunks(sorted({k[0] for k in wanted_set})):
+        for r in cat.conn.execute(f"SELECT * FROM photos WHERE state = 'present' AND sha256 IN "
+                                  f"({','.join('?' * len(chunk))}) ORDER BY photo_id", chunk):
+            key = _crop_key(r["sha256"], r["category"], db.box_of(r) if r["rule"] == "given box" else None)
+            if key in wanted_set and key not in found:
+                found[key] = r
+    indexes = {c: read_index(cat.layout.index_file(c), cat.card.index_factory, cat.card.dim)
+               for c in {k[1] for k in found}}
+    return {k: (Computed(None, db.box_of(r), r["rule"], r["width"], r["height"]),
+                indexes[k[1]].reconstruct(int(r["photo_id"]))) for k, r in found.items()}
+
+
+def _descriptors_of(cat: Catalogue, todo: Sequence[Tuple[ProductLine, str]], report: AddReport, **compute_opts
+                    ) -> Tuple[Dict[CropKey, Tuple[Computed, Optional[np.ndarray]]], Path]:
+    """Crop key -> (its crop, its vector or None when unusable): reused where the catalogue has it,
+    computed once per key otherwise; and the staging folder of the computation."""
+    keys = [_crop_key(sha, ln.category, ln.box_xyxy) for ln, sha in todo]
+    results: Dict[CropKey, Tuple[Computed, Optional[np.ndarray]]] = dict(_known_descriptors(cat, keys))
+    report.reused_descriptors = sum(k in results for k in keys)
+    first: Dict[CropKey, Tuple[str, str, Optional[BoxXYXY]]] = {}
+    for k, (ln, _) in zip(keys, todo):
+        if k not in results and k not in first:
+            first[k] = (str(ln.photo), ln.category, ln.box_xyxy)
+    computed, descriptors, staging = compute_all(cat.root, list(first.values()), **compute_opts)
+    row = 0
+    for k, c in zip(first, computed):
+        results[k] = (c, None if c.reason else descriptors[row])
+        row += c.reason is None
+    return results, staging
+
+
 def add_lines(cat: Catalogue, lines: Sequence[ProductLine], models: Optional[BoundModels] = None, *,
               device="cpu", batch_size: int = 16, parallel: Optional[DataParallel] = None) -> AddReport:
     """Crop, embed and add the lines' new photos as one change (the caller holds the writer's lock).
@@ -100,19 +151,21 @@ def add_lines(cat: Catalogue, lines: Sequence[ProductLine], models: Optional[Bou
     report = AddReport()
     _check_known_products(cat, lines)
     todo = _new_lines(cat, lines, report)
-    items = [(str(ln.photo), ln.category, ln.box_xyxy) for ln, _ in todo]
-    computed, descriptors, staging = compute_all(cat.root, items, models=models, device=device,
-                                                 batch_size=batch_size, parallel=parallel)
+    results, staging = _descriptors_of(cat, todo, report, models=models, device=device, batch_size=batch_size,
+                                       parallel=parallel)
     photos: List[NewPhoto] = []
-    for (ln, sha), c in zip(todo, computed):
+    vectors: List[np.ndarray] = []
+    for ln, sha in todo:
+        c, vector = results[_crop_key(sha, ln.category, ln.box_xyxy)]
         if c.reason is not None:
             report.unreadable.append({"line": ln.line, "photo": ln.source, "reason": c.reason})
             continue
         photos.append(NewPhoto(ln.product, ln.category, sha, store_photo(cat, ln.photo, sha), ln.source, c.width,
                                c.height, c.box_xyxy, c.rule, ln.title, ln.url))
+        vectors.append(vector)
         report.crop_rules[c.rule] = report.crop_rules.get(c.rule, 0) + 1
     if photos:
-        report.change_id = begin_add(cat.applier, photos, descriptors)
+        report.change_id = begin_add(cat.applier, photos, np.stack(vectors))
         apply_change(cat.applier, report.change_id)
     shutil.rmtree(staging, ignore_errors=True)
     report.added = len(photos)

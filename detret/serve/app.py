@@ -39,7 +39,15 @@ from .batcher import Batcher, QueueFull
 from .engine import Job, SearchEngine, db_inode
 from .limits import BodyLimit
 from .metrics import ServiceMetrics
-from .uploads import Limits, RequestError, check_box, check_category, check_k, decode_photo, read_limited
+from .uploads import (
+    Limits,
+    RequestError,
+    check_box,
+    check_category,
+    check_k,
+    decode_photo,
+    read_limited,
+)
 
 logger = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).resolve().parent / "static"

@@ -270,3 +270,31 @@ def test_cli_info_and_errors(demo_catalogue, tmp_path, capsys):
         main(["catalogue", "info", str(tmp_path / "none")])
     assert exit_info.value.code == 2
     assert "no such catalogue" in capsys.readouterr().err
+
+
+def test_a_photo_listed_for_another_product_is_not_embedded_again(demo_catalogue, tmp_path, monkeypatch):
+    from detret.catalogue import compute
+
+    root, pcfg = demo_catalogue
+    cat_dir = copy_catalogue(root, tmp_path / "cat")
+    desc, rows = read_descriptors(Path(pcfg.run_dir) / "embed-tri-crops", "gallery")
+    r = rows[3]
+    _link_photos(pcfg, tmp_path / "in", [r.photo_id, rows[4].photo_id])
+    calls = []
+    real = compute.compute_batch
+    monkeypatch.setattr(compute, "compute_batch", lambda models, items: calls.append(len(items)) or real(models, items))
+    # the run's photo, listed for a new product (its imported crop was the detector's), twice in one list,
+    # and a photo new to the catalogue listed for two products
+    csv = _write_csv(tmp_path / "in", [f"shop_{r.photo_id}.jpg,again-1,{r.category},,,",
+                                       f"shop_{r.photo_id}.jpg,again-2,{r.category},,,",
+                                       f"shop_{rows[4].photo_id}.jpg,twin-1,{rows[4].category},\"1,1,30,30\",,",
+                                       f"shop_{rows[4].photo_id}.jpg,twin-2,{rows[4].category},\"1,1,30,30\",,"])
+    report = add_products(cat_dir, csv)
+    assert report.added == 4 and report.reused_descriptors == 2 and calls == [1]
+    added = {p["product"]: p for p in _photos(cat_dir) if p["change_id"] == report.change_id}
+    vectors = _vectors(cat_dir, r.category)
+    assert np.array_equal(vectors[added["again-1"]["photo_id"]], desc[3])
+    assert np.array_equal(vectors[added["again-2"]["photo_id"]], desc[3])
+    twins = _vectors(cat_dir, rows[4].category)
+    assert np.array_equal(twins[added["twin-1"]["photo_id"]], twins[added["twin-2"]["photo_id"]])
+    assert added["twin-1"]["rule"] == "given box" and added["again-1"]["rule"] == rows[3].crop_rule
