@@ -25,7 +25,9 @@ def _box(text: Optional[str]):
 def query(
     ctx: typer.Context,
     photo: Path = typer.Argument(..., help="A street photo (any format Pillow reads)."),
-    category: str = typer.Option(..., "--category", help="Retrieval category of the garment, e.g. dresses."),
+    category: Optional[str] = typer.Option(None, "--category", help="Retrieval category of the garment, e.g. "
+                                                                    "dresses (required for a run; with --catalogue, "
+                                                                    "none: every garment found)."),
     box: Optional[str] = typer.Option(None, "--box", help="x0,y0,x1,y1 pixels of the garment; default: the run's "
                                                           "detector and crop policy."),
     run: Optional[str] = typer.Option(None, "--run", help="Descriptor run to search (default: the best evaluated)."),
@@ -33,10 +35,20 @@ def query(
     out: Optional[Path] = typer.Option(None, "--out", "-o", file_okay=False,
                                        help="Also write query.json and query.png (the photo, its crop, the results) "
                                             "into this folder."),
+    catalogue: Optional[Path] = typer.Option(None, "--catalogue", file_okay=False,
+                                             help="Search this catalogue (detret catalogue create) instead of a run."),
 ) -> None:
-    """Search one photo against a built run: crop (given box or detector), embed, search its category."""
+    """Search one photo against a built run: crop (given box or detector), embed, search its category.
+
+    With --catalogue, search a catalogue as `detret serve` does (without a category: shop the look)."""
     from ..query.outputs import write_query_outputs
     from ..query.run import run_query
+
+    if catalogue is not None:
+        _query_catalogue(catalogue, photo, category, _box(box), k)
+        return
+    if category is None:
+        raise typer.BadParameter("--category is required to search a run", param_hint="--category")
 
     pcfg = state(ctx).pipeline_config()
     result = run_query(pcfg, photo, category, box=_box(box), run=run, k=k)
@@ -52,3 +64,29 @@ def query(
     if out is not None:
         write_query_outputs(out, result)
         printer.print(f"written: {out / 'query.json'}, {out / 'query.png'}")
+
+
+def _query_catalogue(catalogue: Path, photo: Path, category: Optional[str], box, k: int) -> None:
+    """One photo against a catalogue, through the service's engine (no server)."""
+    from ..data.images import read_rgb
+    from ..errors import InputError
+    from ..serve.engine import Job, SearchEngine
+
+    engine = SearchEngine(catalogue)
+    if category is not None and category not in engine.categories:
+        raise InputError(f"--category {category!r} is not a category of {catalogue}; known: "
+                         f"{', '.join(engine.categories)}")
+    if box is not None and category is None:
+        raise InputError("--box needs --category (the category of the boxed garment)")
+    result = engine.run([Job(read_rgb(photo), category, box, k)])[0]
+    printer = console()
+    if not result["garments"]:
+        printer.print(f"{photo}: no garment found (objectness > 0.5); give --category (and --box)")
+    for g in result["garments"]:
+        printer.print(f"{photo} · {g['category']} · crop {g['rule']} {g['box_xyxy']}", soft_wrap=True)
+        table = Table()
+        for col in ("rank", "score", "product", "photo_id", "title"):
+            table.add_column(col, justify="left" if col == "title" else "right")
+        for r in g["results"]:
+            table.add_row(str(r["rank"]), f"{r['score']:.4f}", r["product"], str(r["photo_id"]), r["title"] or "")
+        printer.print(table)

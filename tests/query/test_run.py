@@ -1,5 +1,7 @@
 """`detret query`: one photo through crop -> embed -> search gives what the batch pipeline gave."""
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -94,3 +96,20 @@ def test_cli_prints_the_results_and_writes_the_grid(built, tmp_path, capsys):
         main(["--config", str(run_dir.parent / "demo.yaml"), "query", str(photo), "--category", "dresses",
               "--box", "1,2,3"])
     assert exc.value.code == 2
+
+
+def test_query_a_catalogue_from_the_command_line(demo_catalogue, capsys):
+    """`detret query --catalogue` searches as the service does: a test query with its box gets the batch
+    search's top product."""
+    root, pcfg = demo_catalogue
+    run_dir = Path(pcfg.run_dir)
+    rows, rankings = _queries(run_dir, "tri-crops")
+    row, expected = rows[0], rankings[0]
+    photo = Path(pcfg.data.street2shop.root) / "images" / f"{row['photo_id']:09d}.jpg"
+    box = ",".join(str(v) for v in row["box_xyxy"])
+    with pytest.raises(SystemExit) as exc:
+        main(["query", str(photo), "--catalogue", str(root), "--category", row["category"], "--box", box, "--k", "1"])
+    assert exc.value.code == 0
+    printed = capsys.readouterr().out
+    assert "crop given box" in printed
+    assert re.search(rf"│\s+1\s+│\s+[0-9.]+\s+│\s+{expected['results'][0][1]}\s+│", printed), printed
