@@ -166,7 +166,7 @@ def create_app(root: Path, *, device="cpu", limits: Limits = Limits(), token: Op
                max_batch: int = 8, max_queue: int = 64) -> FastAPI:
     """The service over catalogue ``root``; models loaded now, once."""
     engine = SearchEngine(root, device)
-    engine.refresh()
+    engine.warm_up()
     batcher = Batcher(engine.run, max_batch=max_batch, max_queue=max_queue)
     reader, metrics = Reader(engine.root), ServiceMetrics()
 

@@ -78,6 +78,11 @@ class SearchEngine:
         self.catalogue.close()
         self.catalogue, self._indexes, self._db_inode = fresh, {}, inode
 
+    def warm_up(self) -> None:
+        """One search of a blank photo, so that the first client does not pay for lazy initialisation
+        (the detector's first forward pass is several times slower than the next ones)."""
+        self.run([Job(np.full((64, 64, 3), 255, np.uint8), self.categories[0], None, 1)])
+
     @property
     def categories(self) -> List[str]:
         return list(self.catalogue.card.category_map)
