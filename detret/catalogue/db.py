@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 SCHEMA_VERSION = 1
 
@@ -109,11 +109,13 @@ def visible_photos(conn: sqlite3.Connection, photo_ids: Sequence[int]) -> Dict[i
     return {r["photo_id"]: r for r in rows}
 
 
-def visible_count(conn: sqlite3.Connection, category: str) -> int:
-    """Photos of ``category`` a reader may show; an index holding more also holds ids it must not show
-    (an add not committed yet, a removal committed but not yet applied to the index)."""
-    return conn.execute("SELECT COUNT(*) FROM photos WHERE category = ? AND state = 'present'",
-                        (category,)).fetchone()[0]
+def generation_and_visible(conn: sqlite3.Connection, category: str) -> Tuple[int, int]:
+    """(the category's index generation, its photos a reader may show), from one snapshot. Both change
+    only together, so a reader counts once per generation; an index holding more vectors than the count
+    also holds ids it must not show (an add not committed yet, a removal not yet applied to it)."""
+    row = conn.execute("SELECT generation, (SELECT COUNT(*) FROM photos WHERE category = ? AND state = 'present') "
+                       "FROM indexes WHERE category = ?", (category, category)).fetchone()
+    return (row[0], row[1]) if row else (0, 0)
 
 
 def box_of(row: sqlite3.Row) -> Optional[List[float]]:

@@ -63,7 +63,7 @@ class SearchEngine:
         self.root, self.device = Path(root), device
         self.catalogue = Catalogue.open(root)
         self.models = BoundModels(self.catalogue.card, self.root, device)
-        self._indexes: Dict[str, Tuple[int, object]] = {}
+        self._indexes: Dict[str, Tuple[int, object, int]] = {}  # category -> (generation, index, visible photos)
         self._db_inode = db_inode(self.root)
 
     def _follow_reindex(self) -> None:
@@ -92,9 +92,11 @@ class SearchEngine:
         self._follow_reindex()
         for category, generation in db.generations(self.catalogue.conn).items():
             if self._indexes.get(category, (None,))[0] != generation:
+                # the count first, the file next: a file is never older than the rows it shows as visible
+                generation, visible = db.generation_and_visible(self.catalogue.conn, category)
                 index = read_index(self.catalogue.layout.index_file(category), self.catalogue.card.index_factory,
                                    self.catalogue.card.dim)
-                self._indexes[category] = (generation, index)
+                self._indexes[category] = (generation, index, visible)
 
     def _garments(self, job: Job, detections) -> List[Garment]:
         size_wh = (job.photo.shape[1], job.photo.shape[0])
@@ -118,9 +120,9 @@ class SearchEngine:
         for category, idx in by_category.items():
             if category not in self._indexes:
                 continue  # nothing of this category in the catalogue yet
-            index = self._indexes[category][1]
+            _, index, visible = self._indexes[category]
             k = max(ks[i] for i in idx)
-            hidden = max(0, int(index.ntotal) - db.visible_count(self.catalogue.conn, category))
+            hidden = max(0, int(index.ntotal) - visible)
             scores, ids = nearest(index, descriptors[idx], k + hidden + TIE_MARGIN)
             rows = db.visible_photos(self.catalogue.conn, sorted({int(j) for j in ids.ravel() if j >= 0}))
             for row_i, g_i in enumerate(idx):
