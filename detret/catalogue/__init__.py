@@ -11,6 +11,7 @@ its detector and the paper's crop policy)::
       photos/ab/<sha256>.<ext>   the photos, stored by content
       indexes/<category>.faiss   one FAISS IndexIDMap2 per category, ids = photo ids
       journal/<change>.npz       descriptors of an add that is not applied yet
+      staging/<key>/<batch>.npz  crops and descriptors an add has computed so far (reused by a rerun)
 
 The database is the source of truth; FAISS holds only vectors. Every change (add, remove)
 goes through the journal of ``changes.py`` and is atomic: killed at any moment, the

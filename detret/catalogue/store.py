@@ -69,8 +69,9 @@ class Catalogue:
     def close(self) -> None:
         self.conn.close()
 
-    def summary(self) -> Dict:
-        """What ``catalogue info`` and ``GET /api/catalogue`` show."""
+    def summary(self, with_size: bool = True) -> Dict:
+        """What ``catalogue info`` and ``GET /api/catalogue`` show; ``with_size``: walk the folder for its
+        size on disk (one stat per stored photo: the service leaves it out)."""
         per_category = db.counts_by_category(self.conn)
         last = self.conn.execute("SELECT change_id, kind, finished FROM changes WHERE state = 'done' "
                                  "ORDER BY change_id DESC LIMIT 1").fetchone()
@@ -87,7 +88,7 @@ class Catalogue:
             "index": {"factory": self.card.index_factory, "generations": db.generations(self.conn)},
             "last_change": dict(last) if last else None,
             "unfinished_changes": unfinished,
-            "size_on_disk_bytes": disk_usage(self.root),
+            "size_on_disk_bytes": disk_usage(self.root) if with_size else None,
         }
 
 

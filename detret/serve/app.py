@@ -144,7 +144,7 @@ def _read_routes(app: FastAPI, engine: SearchEngine, reader: Reader, metrics: Se
     @app.get("/api/catalogue", summary="Counts per category, the model, the index")
     def catalogue():
         with reader() as conn:
-            return Catalogue(engine.root, conn, read_card(engine.root)).summary()
+            return Catalogue(engine.root, conn, read_card(engine.root)).summary(with_size=False)
 
     @app.get("/healthz", summary="Liveness: the models are loaded and the database answers")
     def healthz():
