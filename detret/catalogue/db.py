@@ -100,13 +100,13 @@ def generations(conn: sqlite3.Connection) -> Dict[str, int]:
 
 def visible_photos(conn: sqlite3.Connection, photo_ids: Sequence[int]) -> Dict[int, sqlite3.Row]:
     """photo id -> its row joined with its product, for the ids that a reader may show."""
-    if not photo_ids:
-        return {}
-    marks = ",".join("?" * len(photo_ids))
-    rows = conn.execute(
-        f"SELECT p.*, pr.title, pr.url FROM photos p JOIN products pr USING (product) "
-        f"WHERE p.photo_id IN ({marks}) AND p.state = 'present'", [int(i) for i in photo_ids])
-    return {r["photo_id"]: r for r in rows}
+    out: Dict[int, sqlite3.Row] = {}
+    for chunk in in_chunks(int(i) for i in photo_ids):
+        marks = ",".join("?" * len(chunk))
+        out.update({r["photo_id"]: r for r in conn.execute(
+            f"SELECT p.*, pr.title, pr.url FROM photos p JOIN products pr USING (product) "
+            f"WHERE p.photo_id IN ({marks}) AND p.state = 'present'", chunk)})
+    return out
 
 
 def generation_and_visible(conn: sqlite3.Connection, category: str) -> Tuple[int, int]:

@@ -116,11 +116,10 @@ def _search_route(app: FastAPI, engine: SearchEngine, batcher: Batcher, limits: 
                      box: Optional[str] = Form(None, description="x0,y0,x1,y1 in pixels (needs a category)."),
                      k: int = Form(20, description="Results per garment.")):
         started = time.perf_counter()
+        category, k = check_category(category, engine.categories), check_k(k, limits)  # cheap checks first
         data = await read_limited(photo, limits.max_upload_bytes, "photo")
         rgb = await run_in_threadpool(decode_photo, data, photo.filename or "upload", limits)
-        category = check_category(category, engine.categories)
-        job = Job(rgb, category, check_box(box, category, rgb), check_k(k, limits),
-                  {"decode": (time.perf_counter() - started) * 1e3})
+        job = Job(rgb, category, check_box(box, category, rgb), k, {"decode": (time.perf_counter() - started) * 1e3})
         metrics.queue.set(batcher.waiting())
         try:
             result = await batcher.submit(job)
