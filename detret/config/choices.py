@@ -27,6 +27,15 @@ class Resize(StrEnum):
     SQUARE = "square"
 
 
+class Pooling(StrEnum):
+    """Global pooling of the retrieval network (``detret.retrieval.pooling``): the paper's GeM, MAC
+    (Gajic & Baldrich), SPoC and R-MAC (Morelli et al.)."""
+    GEM = "gem"
+    MAC = "mac"
+    SPOC = "spoc"
+    RMAC = "rmac"
+
+
 class Optimizer(StrEnum):
     ADAM = "adam"
     SGD = "sgd"

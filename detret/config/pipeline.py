@@ -30,7 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from ..errors import InputError
-from .choices import DEVICE_PATTERN, DEVICES, Architecture, Negatives, Optimizer, Resize, check_choice
+from .choices import DEVICE_PATTERN, DEVICES, Architecture, Negatives, Optimizer, Pooling, Resize, check_choice
 
 DEFAULT_CONFIG_NAME = "detret.yaml"
 CONFIG_ENV_VAR = "DETRET_CONFIG"
@@ -100,6 +100,7 @@ class RetrievalTrainConfig:
     backbone_weights: Optional[str] = None
     image_size: int = 224            # pixels of the longer side (the paper: 800)
     resize: str = "longest"          # longest | square
+    pooling: str = "gem"             # gem (the paper) | mac | spoc | rmac (the other seed systems)
     # Optimisation.
     epochs: int = 10
     batch_size: int = 16             # queries per step
@@ -144,6 +145,7 @@ class PipelineConfig:
 CHOICE_KEYS = {
     "retrieval.train.architecture": Architecture,
     "retrieval.train.resize": Resize,
+    "retrieval.train.pooling": Pooling,
     "retrieval.train.optimizer": Optimizer,
     "retrieval.train.negatives": Negatives,
 }

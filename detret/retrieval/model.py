@@ -1,7 +1,10 @@
 """The retrieval network (Section 3.2) and its self-describing checkpoints.
 
     image [N, 3, H, W] -> torchvision backbone -> feature map [N, C, h, w]
-        -> GeM (learnable p) [N, C] -> L2 -> fully connected [N, D] -> L2
+        -> pooling [N, C] -> L2 -> fully connected [N, D] -> L2
+
+The pooling is the paper's GeM (learnable p) unless ``retrieval.train.pooling`` chooses MAC, SPoC or
+R-MAC (the other seed systems, ``pooling.py``); checkpoints record it in ``meta["pooling"]``.
 
 A checkpoint is a ``torch.save`` dict that loads with ``weights_only=True``
 (tensors and plain Python values only, no pickled classes)::
@@ -26,7 +29,7 @@ from torch import nn
 
 from ..errors import InputError, MissingFileError
 from ..runs.atomic import atomic_path
-from .pooling import GeM
+from .pooling import POOLINGS, build_pooling
 
 logger = logging.getLogger(__name__)
 
@@ -51,10 +54,10 @@ class PretrainedWeightsMissing(MissingFileError):
 
 class RetrievalNet(nn.Module):
     def __init__(self, features: nn.Module, feat_dim: int, dim: int, gem_p: float = 3.0,
-                 meta: Optional[Dict[str, Any]] = None) -> None:
+                 meta: Optional[Dict[str, Any]] = None, pooling: str = "gem") -> None:
         super().__init__()
         self.features = features
-        self.pool = GeM(p=gem_p)
+        self.pool = build_pooling(pooling, gem_p)
         self.whiten = nn.Linear(feat_dim, dim, bias=True)
         # Orthogonal rows keep distances at first; the identity when dim == feat_dim.
         nn.init.orthogonal_(self.whiten.weight)
@@ -131,7 +134,10 @@ def build_retrieval_net(
     image_size: int = 224,
     resize: str = "longest",
     training: Optional[Dict[str, Any]] = None,
+    pooling: str = "gem",
 ) -> RetrievalNet:
+    if pooling not in POOLINGS:
+        raise InputError(f"pooling {pooling!r} is not one of {', '.join(POOLINGS)}")
     if architecture not in ARCHITECTURES:
         raise InputError(f"unknown architecture {architecture!r}; known: {', '.join(ARCHITECTURES)}")
     if resize not in ("longest", "square"):
@@ -144,11 +150,11 @@ def build_retrieval_net(
         if [k for k in missing if not k.startswith("fc.")]:
             raise InputError(f"backbone weights do not fit {architecture}: missing {missing[:5]}")
     features = nn.Sequential(*list(net.children())[:-2])  # drop avgpool and fc
-    meta = {"format": CHECKPOINT_FORMAT, "architecture": architecture, "pooling": "gem", "gem_p_init": gem_p,
+    meta = {"format": CHECKPOINT_FORMAT, "architecture": architecture, "pooling": pooling, "gem_p_init": gem_p,
             "feat_dim": feat_dim, "dim": dim, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
             "image_size": image_size, "resize": resize, "pretrained": bool(pretrained),
             "training": dict(training or {})}
-    return RetrievalNet(features, feat_dim, dim, gem_p, meta)
+    return RetrievalNet(features, feat_dim, dim, gem_p, meta, pooling=pooling)
 
 
 def save_checkpoint(path: Path, model: RetrievalNet, **extra: Any) -> None:
@@ -171,7 +177,8 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> Tuple[Ret
     if not meta or meta.get("format") != CHECKPOINT_FORMAT:
         raise InputError(f"{path}: not a detret retrieval checkpoint (no meta with format {CHECKPOINT_FORMAT})")
     model = build_retrieval_net(meta["architecture"], meta["dim"], pretrained=False, gem_p=meta["gem_p_init"],
-                                image_size=meta["image_size"], resize=meta["resize"], training=meta["training"])
+                                image_size=meta["image_size"], resize=meta["resize"], training=meta["training"],
+                                pooling=meta.get("pooling", "gem"))
     model.meta = dict(meta)
     model.load_state_dict(ckpt["state_dict"])
     return model.to(device).eval(), ckpt

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from ..config.choices import Loss, Negatives, Optimizer, ShopCrops, check_choice
+from ..config.choices import Loss, Negatives, Optimizer, Pooling, ShopCrops, check_choice
 from ..data.images import PhotoError
 from ..data.street2shop import load_street2shop
 from ..errors import InputError
@@ -56,6 +56,7 @@ from .model import (
     set_batchnorm_eval,
 )
 from .multistage import embed_images, multistage_backward
+from .pooling import GeM
 
 logger = logging.getLogger(__name__)
 
@@ -63,10 +64,10 @@ LAST_CHECKPOINT = "checkpoint_last.pt"  # resume state, written every epoch
 
 
 def make_optimizer(model: RetrievalNet, tcfg) -> torch.optim.Optimizer:
-    gem_params = [model.pool.p]
     others = [p for n, p in model.named_parameters() if n != "pool.p"]
-    groups = [{"params": others, "lr": tcfg.lr},
-              {"params": gem_params, "lr": tcfg.lr * model.pool.lr_mult, "weight_decay": 0.0}]
+    groups = [{"params": others, "lr": tcfg.lr}]
+    if isinstance(model.pool, GeM):  # GeM's p at its own rate, without weight decay (cirtorch)
+        groups.append({"params": [model.pool.p], "lr": tcfg.lr * model.pool.lr_mult, "weight_decay": 0.0})
     optimizer = check_choice(tcfg.optimizer, Optimizer, "retrieval.train.optimizer")
     if optimizer == Optimizer.ADAM:
         return torch.optim.Adam(groups, lr=tcfg.lr, weight_decay=tcfg.weight_decay)
@@ -230,9 +231,18 @@ def _is_distributed() -> bool:
     return torch.distributed.is_available() and torch.distributed.is_initialized()
 
 
+# Keys added to retrieval.train after runs were made with it, and the value those runs had: left out of
+# a run's config when they hold it, so that finished runs stay valid (not stale) under a newer detret.
+LATER_KEYS_DEFAULTS = {"pooling": "gem"}
+
+
 def training_config(loss: str, shop_crops: str, tcfg) -> Dict:
     """What a retrieval run is trained with: the stage's config, the checkpoint's meta and the summary."""
-    return {"loss": loss, "shop_crops": shop_crops, "train": OmegaConf.to_container(tcfg, resolve=True)}
+    train = OmegaConf.to_container(tcfg, resolve=True)
+    for key, default in LATER_KEYS_DEFAULTS.items():
+        if train.get(key) == default:
+            del train[key]
+    return {"loss": loss, "shop_crops": shop_crops, "train": train}
 
 
 def _stage(pcfg: DictConfig, loss: str, shop_crops: str, name: str, command: Optional[str]) -> Stage:
@@ -333,7 +343,8 @@ def _setup(pcfg_yaml: str, loss: str, shop_crops: str, name: str) -> TrainRun:
     torch.manual_seed(tcfg.seed)
     model = build_retrieval_net(tcfg.architecture, tcfg.dim, pretrained=tcfg.pretrained,
                                 backbone_weights=tcfg.backbone_weights, image_size=tcfg.image_size, resize=tcfg.resize,
-                                training={**training_config(loss, shop_crops, tcfg), "name": name}).to(device)
+                                training={**training_config(loss, shop_crops, tcfg), "name": name},
+                                pooling=check_choice(tcfg.pooling, Pooling, "retrieval.train.pooling")).to(device)
     reader = CropReader(tcfg.image_size, tcfg.resize, model.meta["mean"], model.meta["std"])
     optimizer = make_optimizer(model, tcfg)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=tcfg.lr_decay)
@@ -409,9 +420,10 @@ def _train_epoch(run: TrainRun, net: torch.nn.Module, epoch: int) -> List[float]
 def _end_epoch(run: TrainRun, epoch: int, losses: List[float], seconds: float) -> None:
     """Rank 0: validation, the epoch's record, model.pt when best, checkpoint_last.pt, metrics.json."""
     val = validate(run.model, run.tset, run.reader, run.device, run.tcfg.chunk_size)
+    gem_p = run.model.pool.p.item() if isinstance(run.model.pool, GeM) else None
     record = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else None, "val_map": val["map"],
-              "val_per_category": val["per_category"], "gem_p": run.model.pool.p.item(),
-              "seconds": seconds, "lr": run.scheduler.get_last_lr()[0], "processes": run.world}
+              "val_per_category": val["per_category"], "gem_p": gem_p, "seconds": seconds,
+              "lr": run.scheduler.get_last_lr()[0], "processes": run.world}
     run.history.append(record)
     logger.info("epoch %d: loss %s, validation mAP %s", epoch, record["loss"], record["val_map"])
     score = val["map"] if val["map"] is not None else -record["loss"] if record["loss"] is not None else 0.0

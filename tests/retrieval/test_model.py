@@ -65,3 +65,39 @@ def test_the_configs_architecture_choices_are_the_buildable_ones():
     from detret.retrieval.model import ARCHITECTURES
 
     assert {a.value for a in Architecture} == set(ARCHITECTURES)
+
+
+@pytest.mark.parametrize("pooling", ["mac", "spoc", "rmac"])
+def test_other_poolings_are_recorded_and_rebuilt_from_the_checkpoint(pooling, tmp_path):
+    from detret.retrieval.pooling import MAC, RMAC, SPoC
+
+    torch.manual_seed(0)
+    model = build_retrieval_net("resnet18", dim=16, pretrained=False, pooling=pooling).eval()
+    assert isinstance(model.pool, {"mac": MAC, "spoc": SPoC, "rmac": RMAC}[pooling])
+    save_checkpoint(tmp_path / "m.pt", model)
+    loaded, _ = load_checkpoint(tmp_path / "m.pt")
+    assert loaded.meta["pooling"] == pooling and type(loaded.pool) is type(model.pool)
+    x = torch.randn(2, 3, 96, 64)
+    with torch.no_grad():
+        assert torch.allclose(loaded(x), model(x), atol=1e-6)
+
+
+def test_a_checkpoint_from_before_the_pooling_choice_loads_as_gem(tmp_path):
+    """Checkpoints written before `pooling` was a choice (meta without it, or "gem") load unchanged."""
+    torch.manual_seed(0)
+    model = build_retrieval_net("resnet18", dim=16, pretrained=False).eval()
+    save_checkpoint(tmp_path / "m.pt", model)
+    raw = torch.load(tmp_path / "m.pt", weights_only=True)
+    del raw["meta"]["pooling"]
+    torch.save(raw, tmp_path / "old.pt")
+    loaded, _ = load_checkpoint(tmp_path / "old.pt")
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(loaded(x), model(x), atol=1e-6)
+
+
+def test_unknown_pooling_is_refused():
+    from detret.errors import InputError
+
+    with pytest.raises(InputError, match="pooling 'avg' is not one of gem, mac, spoc, rmac"):
+        build_retrieval_net("resnet18", dim=8, pretrained=False, pooling="avg")

@@ -119,3 +119,25 @@ def test_data_parallel_over_two_processes_matches_one(tiny, tmp_path):
     # steps: the runs are not bit-identical, but they move the same way.
     assert update > 0 and apart < 0.1 * update, (apart, update)
     assert stage_status(tmp_path / "two" / "retrieval-tri-full").state == "done"
+
+
+@pytest.mark.parametrize("pooling", ["mac", "rmac"])
+def test_training_with_another_pooling_records_it(tiny, tmp_path, pooling):
+    cfg = _cfg(tiny, tmp_path / "run", "retrieval.train.epochs=1", f"retrieval.train.pooling={pooling}")
+    summary = train_mod.run_train_retrieval(cfg, "triplet", "full")
+    out = tmp_path / "run" / f"retrieval-{summary['name']}"
+    model, _ = load_checkpoint(out / "model.pt")
+    assert model.meta["pooling"] == pooling and model.meta["training"]["train"]["pooling"] == pooling
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics[-1]["gem_p"] is None and metrics[-1]["loss"] is not None
+
+
+def test_the_default_pooling_keeps_runs_made_before_the_key_valid():
+    """A run trained before `retrieval.train.pooling` existed has no such key in its config: with the
+    default (gem) the config it is compared with leaves the key out, so it is not stale."""
+    from omegaconf import OmegaConf
+
+    tcfg = OmegaConf.create({"architecture": "resnet50", "pooling": "gem"})
+    assert train_mod.training_config("triplet", "full", tcfg)["train"] == {"architecture": "resnet50"}
+    tcfg.pooling = "rmac"
+    assert train_mod.training_config("triplet", "full", tcfg)["train"]["pooling"] == "rmac"
