@@ -12,7 +12,8 @@ from .parallel_options import dist_url_option, machine_rank_option, num_gpus_opt
 
 def train_retrieval(
     ctx: typer.Context,
-    loss: Loss = typer.Option(..., "--loss", help="triplet (eq. 2) or ap (eq. 3-4, listwise)."),
+    loss: Loss = typer.Option(..., "--loss", help="triplet (eq. 2), ap (eq. 3-4, listwise) or hardest (Morelli et "
+                                                   "al. 2021: cosine, the batch's most violating negative)."),
     shop_crops: ShopCrops = typer.Option(ShopCrops.DETECTED, "--shop-crops",
                                          help="detected: the detect-shop crops (DB C); full: whole photos (DB F)."),
     name: Optional[str] = typer.Option(None, help="Run name (default: tri-crops, tri-full, ap-crops, ap-full)."),

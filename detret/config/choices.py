@@ -52,9 +52,11 @@ class Architecture(StrEnum):
 
 
 class Loss(StrEnum):
-    """Training loss: the triplet loss (eq. 2) or the listwise AP loss (eq. 3-4)."""
+    """Training loss: the triplet loss (eq. 2), the listwise AP loss (eq. 3-4), or Morelli et al.'s
+    hardest-negative triplet (cosine similarity, the most violating negative of the batch)."""
     TRIPLET = "triplet"
     AP = "ap"
+    HARDEST = "hardest"
 
 
 class ShopCrops(StrEnum):

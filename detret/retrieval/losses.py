@@ -57,6 +57,25 @@ def hardest_negative_triplet_loss(q: torch.Tensor, d: torch.Tensor, labels: torc
     return 0.5 * torch.clamp(margin + d_pos[valid] - d_neg[valid], min=0).mean()
 
 
+def hardest_cosine_triplet_loss(q: torch.Tensor, d: torch.Tensor, labels: torch.Tensor, margin: float = 0.1
+                                ) -> torch.Tensor:
+    """Morelli et al. 2021, eq. 3: ``max_{b'} [alpha - s(a, b) + s(a, b')]_+`` with s the cosine similarity.
+
+    q [N, D] street queries, d [N, D] their matching shop photos (row i matches q_i), L2-normalised;
+    ``labels`` [N] product keys: the negatives of q_i are the d_j of other products in the batch, and
+    only the most violating one counts. Summed over the batch's pairs, as VSE++ (Faghri et al.), whose
+    max-violation loss eq. 3 is (the paper is silent on the reduction). Queries with no negative in the
+    batch are left out.
+    """
+    sim = q @ d.T                                       # [N, N] cosine similarities
+    negative = labels[None, :] != labels[:, None]
+    hardest = sim.masked_fill(~negative, float("-inf")).max(dim=1).values
+    valid = torch.isfinite(hardest)
+    if not valid.any():
+        return q.sum() * 0.0
+    return torch.clamp(margin - sim.diagonal()[valid] + hardest[valid], min=0).sum()
+
+
 def bin_weights(scores: torch.Tensor, nq: int, min_value: float, max_value: float) -> torch.Tensor:
     """Triangular soft assignment [..., nq] of scores [...] to the bins (highest bin first)."""
     delta = (max_value - min_value) / (nq - 1)

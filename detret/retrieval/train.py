@@ -45,7 +45,7 @@ from ..runs.stage import SUMMARY_NAME, Stage, require_fresh
 from ..utils.device import DataParallel, resolve_device
 from ..utils.progress import progress
 from .data import CropItem, CropReader, TrainingSet, batches, build_training_set, load_shop_boxes
-from .losses import ap_loss, hardest_negative_triplet_loss, triplet_loss
+from .losses import ap_loss, hardest_cosine_triplet_loss, hardest_negative_triplet_loss, triplet_loss
 from .metrics import full_gallery_ap
 from .model import (
     RetrievalNet,
@@ -195,7 +195,7 @@ def _step(model, optimizer, tset: TrainingSet, batch: np.ndarray, loss: str, tcf
 
         def loss_fn(d):
             return triplet_loss(d[:b], d[b:2 * b], d[2 * b:], tcfg.margin)
-    elif loss == "triplet":
+    elif loss in ("triplet", "hardest"):  # the batch's negatives
         rows = [(i, p) for i, p in zip(b_queries, b_pos) if q_tensors[i] is not None and s_tensors[p] is not None]
         images = [q_tensors[i] for i, _ in rows] + [s_tensors[p] for _, p in rows]
         b = len(rows)
@@ -203,6 +203,8 @@ def _step(model, optimizer, tset: TrainingSet, batch: np.ndarray, loss: str, tcf
         labels = torch.tensor([keys[tset.train_queries[i].product] for i, _ in rows], device=device)
 
         def loss_fn(d):
+            if loss == "hardest":
+                return hardest_cosine_triplet_loss(d[:b], d[b:], labels, tcfg.margin)
             return hardest_negative_triplet_loss(d[:b], d[b:], labels, tcfg.margin)
     else:
         qs = [i for i in b_queries if q_tensors[i] is not None]
@@ -401,7 +403,7 @@ def _train_epoch(run: TrainRun, net: torch.nn.Module, epoch: int) -> List[float]
     if not tcfg.pretrained:
         _calibrate(run.model, run.tset, run.reader, run.device, tcfg, rng)
     mined = None
-    if run.loss == "ap" or tcfg.negatives == "offline":
+    if run.loss == "ap" or (run.loss == "triplet" and tcfg.negatives == "offline"):
         mined = mine_negatives(run.model, run.tset, run.reader, run.device, tcfg.chunk_size, tcfg.mine_k)
         run.model.train()
         set_batchnorm_eval(run.model)

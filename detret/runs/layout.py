@@ -59,8 +59,10 @@ TABLE_ORDER: Tuple[str, ...] = tuple(m.name for m in PAPER_MODELS) + tuple(PAPER
 
 
 def default_model_name(loss: str, shop_crops: str) -> str:
-    """The run name of a train-retrieval run: Table 1's name for (loss, shop crops), e.g. "ap-full"."""
-    return next(m.name for m in PAPER_MODELS if m.loss == loss and m.shop_crops == shop_crops)
+    """The run name of a train-retrieval run: Table 1's name for (loss, shop crops), e.g. "ap-full";
+    for a loss of another seed system, "<loss>-full" or "<loss>-crops"."""
+    paper = [m.name for m in PAPER_MODELS if m.loss == loss and m.shop_crops == shop_crops]
+    return paper[0] if paper else f"{loss}-{'crops' if shop_crops == 'detected' else 'full'}"
 
 
 class RunLayout:

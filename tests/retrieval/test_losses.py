@@ -102,3 +102,26 @@ def test_no_nan_for_all_negative_rows_and_gradients_flow():
     assert zero.item() == 0.0
     with pytest.raises(ValueError, match="nq"):
         ap_loss(scores, labels, nq=1)
+
+
+def test_hardest_cosine_triplet_is_morelli_eq3_by_hand():
+    """max over the batch's other products' shop photos of [alpha - s(a, b) + s(a, b')]_+, summed over pairs."""
+    import math
+
+    from detret.retrieval.losses import hardest_cosine_triplet_loss
+
+    def unit(*v):
+        n = math.sqrt(sum(x * x for x in v))
+        return [x / n for x in v]
+
+    q = torch.tensor([unit(1, 0), unit(0, 1), unit(1, 1)])
+    d = torch.tensor([unit(1, 0.2), unit(0.3, 1), unit(1, 0.9)])
+    labels = torch.tensor([0, 1, 0])          # pairs 0 and 2 show the same product: not negatives of each other
+    s = [[sum(a * b for a, b in zip(qi, dj)) for dj in d.tolist()] for qi in q.tolist()]
+    expected = max(0.0, 0.1 - s[0][0] + s[0][1])                      # query 0: only d1 is a negative
+    expected += max(0.0, 0.1 - s[1][1] + max(s[1][0], s[1][2]))       # query 1: d0 and d2
+    expected += max(0.0, 0.1 - s[2][2] + s[2][1])                     # query 2: only d1
+    got = hardest_cosine_triplet_loss(q, d, labels, 0.1)
+    assert got.item() == pytest.approx(expected, abs=1e-6)
+    alone = hardest_cosine_triplet_loss(q[:1], d[:1], labels[:1], 0.1)  # no negative in the batch
+    assert alone.item() == 0.0

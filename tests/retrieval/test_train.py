@@ -141,3 +141,14 @@ def test_the_default_pooling_keeps_runs_made_before_the_key_valid():
     assert train_mod.training_config("triplet", "full", tcfg)["train"] == {"architecture": "resnet50"}
     tcfg.pooling = "rmac"
     assert train_mod.training_config("triplet", "full", tcfg)["train"]["pooling"] == "rmac"
+
+
+def test_hardest_negative_loss_of_morelli_trains_without_mining(tiny, tmp_path, monkeypatch):
+    monkeypatch.setattr(train_mod, "mine_negatives", lambda *a, **k: pytest.fail("hardest mines nothing"))
+    cfg = _cfg(tiny, tmp_path / "run", "retrieval.train.epochs=1")
+    summary = train_mod.run_train_retrieval(cfg, "hardest", "full")
+    assert summary["name"] == "hardest-full"
+    model, _ = load_checkpoint(tmp_path / "run" / "retrieval-hardest-full" / "model.pt")
+    assert model.meta["training"]["loss"] == "hardest"
+    metrics = json.loads((tmp_path / "run" / "retrieval-hardest-full" / "metrics.json").read_text())
+    assert metrics[-1]["loss"] is not None
