@@ -18,6 +18,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..data.boxes import BoxXYXY
+from ..detect.crops import GIVEN_BOX
 from ..errors import InputError
 from ..runs.atomic import atomic_path
 from ..runs.manifest import sha256_file
@@ -116,7 +117,7 @@ def _known_descriptors(cat: Catalogue, wanted: Sequence[CropKey]) -> Dict[CropKe
     for chunk in in_chunks(sorted({k[0] for k in wanted_set})):
         for r in cat.conn.execute(f"SELECT * FROM photos WHERE state = 'present' AND sha256 IN "
                                   f"({','.join('?' * len(chunk))}) ORDER BY photo_id", chunk):
-            key = _crop_key(r["sha256"], r["category"], db.box_of(r) if r["rule"] == "given box" else None)
+            key = _crop_key(r["sha256"], r["category"], db.box_of(r) if r["rule"] == GIVEN_BOX else None)
             if key in wanted_set and key not in found:
                 found[key] = r
     indexes = {c: read_index(cat.layout.index_file(c), cat.card.index_factory, cat.card.dim)

@@ -33,7 +33,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from ..runs.atomic import atomic_path
+from ..runs.atomic import atomic_path, is_temporary
 from .db import in_chunks, transaction
 from .layout import CatalogueLayout
 from .vectors import read_index, replace_vectors, write_index
@@ -215,6 +215,7 @@ def reconcile(ap: Applier) -> List[int]:
             if f.stem.isdigit() and int(f.stem) not in known:
                 f.unlink(missing_ok=True)
     for folder in (ap.layout.journal_dir, ap.layout.indexes_dir):  # temporary files of a killed write
-        for f in folder.glob(".*.tmp*") if folder.is_dir() else ():
-            f.unlink(missing_ok=True)
+        for f in folder.iterdir() if folder.is_dir() else ():
+            if is_temporary(f.name):
+                f.unlink(missing_ok=True)
     return unfinished

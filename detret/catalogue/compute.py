@@ -21,7 +21,7 @@ import numpy as np
 
 from ..data.boxes import BoxXYXY
 from ..data.images import PhotoError, read_rgb
-from ..detect.crops import ground_truth_crop
+from ..detect.crops import given_box_crop
 from ..runs.atomic import atomic_path
 from ..utils.device import DataParallel, data_parallel_device
 from ..utils.progress import progress
@@ -59,12 +59,12 @@ def compute_batch(models: BoundModels, items: Sequence[Item]) -> Tuple[List[Comp
     found = dict(zip(need_detection, models.detect([photos[i][1] for i in need_detection])))
     for j, (i, rgb, category, box) in enumerate(photos):
         size_wh = (rgb.shape[1], rgb.shape[0])
-        crop = models.crop(found[j], category, size_wh) if box is None else ground_truth_crop(box, size_wh)
-        if box is not None and crop.rule != "ground_truth":
+        crop = models.crop(found[j], category, size_wh) if box is None else given_box_crop(box, size_wh)
+        if crop is None:
             records[i] = Computed(reason=f"box {list(box)} lies outside the photo ({size_wh[0]}x{size_wh[1]} px)")
             continue
         records[i].box_xyxy = [float(v) for v in crop.box_xyxy]
-        records[i].rule = "given box" if box is not None else crop.rule
+        records[i].rule = crop.rule
         boxes.append((i, rgb))
     usable = [i for i, _ in boxes]
     desc = models.describe([rgb for _, rgb in boxes], [tuple(records[i].box_xyxy) for i in usable], "gallery")

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..data.images import photo_size
 from ..data.street2shop import PHOTO_NAME
+from ..detect.crops import GIVEN_BOX
 from ..embed.artifact import read_descriptors
 from ..errors import InputError
 from ..runs.layout import RunLayout
@@ -96,7 +97,7 @@ def _present_lines(cat: Catalogue) -> List[ProductLine]:
     out = []
     for r in cat.conn.execute("SELECT p.*, pr.title, pr.url FROM photos p JOIN products pr USING (product) "
                               "WHERE p.state != 'pending' ORDER BY p.photo_id"):
-        box = tuple(db.box_of(r)) if r["rule"] == "given box" else None
+        box = tuple(db.box_of(r)) if r["rule"] == GIVEN_BOX else None
         out.append(ProductLine(r["photo_id"], cat.root / r["file"], r["source"] or r["file"], r["product"],
                                r["category"], box, r["title"], r["url"]))
     return out

@@ -19,12 +19,13 @@ kept) and ``full`` (always the whole photo).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Optional, Sequence, Tuple
+from typing import Iterator, Mapping, Optional, Sequence, Tuple
 
 from ..data.boxes import BoxXYXY
 from ..errors import InputError, UnknownNameError
 
 RULES = ("detection", "fallback", "ground_truth", "full")
+GIVEN_BOX = "given box"  # the rule of a crop a user gives at query or catalogue time (not a stage's rule)
 
 
 @dataclass(frozen=True)
@@ -76,13 +77,8 @@ def select_crop(
                                    f"known: {', '.join(category_map)}")
         allowed = set(category_map[category])
     best = None
-    for i, det in enumerate(detections):
-        if not det.objectness > objectness_thresh:
-            continue
+    for i, det, box in accepted_detections(detections, size_wh, objectness_thresh):
         if policy == "category" and det.label not in allowed:
-            continue
-        box = clip_box(det.box_xyxy, size_wh)
-        if not _usable(box):
             continue
         area = (box[2] - box[0]) * (box[3] - box[1])
         key = (det.score, det.objectness, area, -i)
@@ -91,6 +87,24 @@ def select_crop(
     if best is None:
         return Crop(whole_photo(size_wh), "fallback", None)
     return Crop(best[2], "detection", best[1])
+
+
+def accepted_detections(detections: Sequence[Detection], size_wh: Tuple[int, int], objectness_thresh: float
+                        ) -> Iterator[Tuple[int, Detection, BoxXYXY]]:
+    """(index, detection, clipped box) of the detections the policy may choose from: objectness above the
+    threshold and a box still at least a pixel wide and high once clipped (shop the look takes them all)."""
+    for i, det in enumerate(detections):
+        if det.objectness > objectness_thresh:
+            box = clip_box(det.box_xyxy, size_wh)
+            if _usable(box):
+                yield i, det, box
+
+
+def given_box_crop(box: BoxXYXY, size_wh: Tuple[int, int]) -> Optional[Crop]:
+    """A box the user gives (``query --box``, a product list's ``box``, the service's ``box``), clipped,
+    with the rule ``GIVEN_BOX``; None when nothing of it lies inside the photo."""
+    clipped = clip_box(box, size_wh)
+    return Crop(clipped, GIVEN_BOX, None) if _usable(clipped) else None
 
 
 def ground_truth_crop(box: Optional[BoxXYXY], size_wh: Tuple[int, int]) -> Crop:

@@ -150,6 +150,15 @@ def shape_batches(samples: Iterable[Dict], batch_size: int, divisibility: int,
         yield buckets.pop(key)
 
 
+def _forward(model: torch.nn.Module, batch: Sequence[Dict], labels: Sequence[str], device: torch.device
+             ) -> List[List[Detection]]:
+    """The detections of a batch of ``model_input`` samples of one padded shape, in one forward pass."""
+    inputs = [{"image": b["image"].to(device), "height": b["height"], "width": b["width"]} for b in batch]
+    with torch.inference_mode():
+        outputs = model(inputs)
+    return [to_detections(out["instances"].to("cpu"), labels) for out in outputs]
+
+
 def detect_photos(
     model: torch.nn.Module,
     cfg: CfgNode,
@@ -170,13 +179,8 @@ def detect_photos(
     for batch in shape_batches(loader, batch_size, divisibility, max_waiting=4 * batch_size):
         results = [PhotoDetections(b["photo_id"], status="skipped", reason=b["error"]) for b in batch if "error" in b]
         ok = [b for b in batch if "error" not in b]
-        if ok:
-            inputs = [{"image": b["image"].to(device), "height": b["height"], "width": b["width"]} for b in ok]
-            with torch.inference_mode():
-                outputs = model(inputs)
-            for b, out in zip(ok, outputs):
-                inst = out["instances"].to("cpu")
-                results.append(PhotoDetections(b["photo_id"], b["width"], b["height"], to_detections(inst, labels)))
+        for b, found in zip(ok, _forward(model, ok, labels, device) if ok else []):
+            results.append(PhotoDetections(b["photo_id"], b["width"], b["height"], found))
         on_batch(results)
         yield len(batch)
 
@@ -193,9 +197,6 @@ def detect_arrays(model: torch.nn.Module, cfg: CfgNode, photos: Sequence[np.ndar
     out: List[List[Detection]] = [[] for _ in photos]
     for batch in shape_batches(samples, max(1, int(cfg.DETRET.DETECT.BATCH_SIZE)), divisibility,
                                max_waiting=len(samples)):
-        inputs = [{"image": b["image"].to(device), "height": b["height"], "width": b["width"]} for b in batch]
-        with torch.inference_mode():
-            outputs = model(inputs)
-        for b, result in zip(batch, outputs):
-            out[b["photo_id"]] = to_detections(result["instances"].to("cpu"), labels)
+        for b, found in zip(batch, _forward(model, batch, labels, device)):
+            out[b["photo_id"]] = found
     return out

@@ -29,7 +29,7 @@ from ..data.boxes import BoxXYXY
 from ..data.categories import load_categories
 from ..data.images import read_rgb
 from ..data.street2shop import PHOTO_NAME
-from ..detect.crops import Crop, Detection, ground_truth_crop, select_crop
+from ..detect.crops import Crop, Detection, given_box_crop, select_crop
 from ..embed.artifact import read_descriptors
 from ..embed.describer import Describer, spec_of_embed_run
 from ..errors import InputError
@@ -119,10 +119,9 @@ def run_query(pcfg: DictConfig, photo: Path, category: str, *, box: Optional[Box
     size_wh = (rgb.shape[1], rgb.shape[0])
     detections: List[Detection] = []
     if box is not None:
-        crop = ground_truth_crop(box, size_wh)
-        if crop.rule != "ground_truth":
+        crop = given_box_crop(box, size_wh)
+        if crop is None:
             raise InputError(f"--box {list(box)} is empty inside {photo} ({size_wh[0]}x{size_wh[1]} px)")
-        crop = Crop(crop.box_xyxy, "given box", None)
     else:
         crop, detections = detect_crop(pcfg, photo, category, size_wh, device)
     describer = Describer(spec_of_embed_run(run_dir, run), device)

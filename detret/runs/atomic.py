@@ -27,6 +27,12 @@ def _process_umask() -> int:
 _FILE_MODE = 0o666 & ~_process_umask()
 
 
+def is_temporary(name: str) -> bool:
+    """Whether a file name is one of :func:`atomic_path`'s temporary files (a leftover once its writer
+    is gone: a killed process never renamed it into place)."""
+    return name.startswith(".") and ".tmp" in name
+
+
 @contextlib.contextmanager
 def atomic_path(target: PathLike, *, fsync: bool = True) -> Iterator[Path]:
     """Yield a temporary path to write to; on success it replaces `target`.

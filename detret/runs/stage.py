@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
 
 from ..errors import DetretError
-from .atomic import atomic_write_json, atomic_write_text
+from .atomic import atomic_write_json, atomic_write_text, is_temporary
 from .manifest import Manifest, changed_entries, config_hash, fingerprint, git_state, read_manifest, write_manifest
 
 logger = logging.getLogger(__name__)
@@ -221,7 +221,7 @@ class Stage:
         for root, dirs, files in os.walk(self.stage_dir):
             dirs[:] = [d for d in dirs if not (Path(root) / d / "manifest.json").exists()]
             for name in files:
-                if name.startswith(".") and ".tmp" in name:
+                if is_temporary(name):
                     (Path(root) / name).unlink()
 
     def complete(self, outputs: Mapping[str, str]) -> Manifest:

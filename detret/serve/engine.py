@@ -30,7 +30,7 @@ from ..catalogue.layout import CatalogueLayout
 from ..catalogue.store import Catalogue
 from ..catalogue.vectors import nearest, read_index
 from ..data.boxes import BoxXYXY
-from ..detect.crops import Crop, clip_box
+from ..detect.crops import Crop, accepted_detections, given_box_crop
 
 TIE_MARGIN = 8
 
@@ -88,8 +88,8 @@ class SearchEngine:
         return list(self.catalogue.card.category_map)
 
     def refresh(self) -> None:
-        """Reload the indexes whose generation changed since they were read."""
-        self._follow_reindex()
+        """Reload the indexes whose generation changed since they were read (``run`` has followed a
+        reindex first)."""
         for category, generation in db.generations(self.catalogue.conn).items():
             if self._indexes.get(category, (None,))[0] != generation:
                 # the count first, the file next: a file is never older than the rows it shows as visible
@@ -102,16 +102,12 @@ class SearchEngine:
         size_wh = (job.photo.shape[1], job.photo.shape[0])
         if job.category is not None:
             if job.box_xyxy is not None:
-                return [Garment(job.category, Crop(clip_box(job.box_xyxy, size_wh), "given box", None))]
+                return [Garment(job.category, given_box_crop(job.box_xyxy, size_wh))]  # checked non-empty
             return [Garment(job.category, self.models.crop(detections, job.category, size_wh))]
-        garments = []
         thresh = self.models.card.crop["objectness_thresh"]
-        for i, det in enumerate(detections):
-            box = clip_box(det.box_xyxy, size_wh)
-            if not det.objectness > thresh or box[2] - box[0] < 1 or box[3] - box[1] < 1:
-                continue
-            garments += [Garment(c, Crop(box, "detection", i), det.label) for c in self.models.categories_of(det.label)]
-        return garments
+        return [Garment(c, Crop(box, "detection", i), det.label)
+                for i, det, box in accepted_detections(detections, size_wh, thresh)
+                for c in self.models.categories_of(det.label)]
 
     def _search(self, garments: List[Garment], descriptors: np.ndarray, ks: List[int]) -> None:
         by_category: Dict[str, List[int]] = {}

@@ -15,7 +15,7 @@ import numpy as np
 from ..catalogue.products_csv import parse_box
 from ..data.boxes import BoxXYXY
 from ..data.images import PhotoError, decode_rgb
-from ..detect.crops import clip_box
+from ..detect.crops import given_box_crop
 from ..errors import InputError
 
 
@@ -77,8 +77,7 @@ def check_box(text: Optional[str], category: Optional[str], photo: np.ndarray) -
     if category is None:
         raise RequestError(400, "box: give the category of the boxed garment too")
     w, h = photo.shape[1], photo.shape[0]
-    x0, y0, x1, y1 = clip_box(box, (w, h))
-    if x1 - x0 < 1 or y1 - y0 < 1:
+    if given_box_crop(box, (w, h)) is None:
         raise RequestError(400, f"box: {list(box)} lies outside the photo ({w}x{h} px)")
     return box
 
