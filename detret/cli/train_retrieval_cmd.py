@@ -12,8 +12,11 @@ from .parallel_options import dist_url_option, machine_rank_option, num_gpus_opt
 
 def train_retrieval(
     ctx: typer.Context,
-    loss: Loss = typer.Option(..., "--loss", help="triplet (eq. 2), ap (eq. 3-4, listwise) or hardest (Morelli et "
-                                                   "al. 2021: cosine, the batch's most violating negative)."),
+    loss: Loss = typer.Option(..., "--loss", help="triplet (eq. 2), ap (eq. 3-4, listwise), hardest (Morelli et "
+                                                   "al. 2021: cosine, the batch's most violating negative), or "
+                                                   "Ibrahim et al.'s npair, lifted, angular, batch-hard "
+                                                   "(pytorch-metric-learning; best with "
+                                                   "--set retrieval.train.sampler=pk)."),
     shop_crops: ShopCrops = typer.Option(ShopCrops.DETECTED, "--shop-crops",
                                          help="detected: the detect-shop crops (DB C); full: whole photos (DB F)."),
     name: Optional[str] = typer.Option(None, help="Run name (default: tri-crops, tri-full, ap-crops, ap-full)."),

@@ -52,11 +52,29 @@ class Architecture(StrEnum):
 
 
 class Loss(StrEnum):
-    """Training loss: the triplet loss (eq. 2), the listwise AP loss (eq. 3-4), or Morelli et al.'s
-    hardest-negative triplet (cosine similarity, the most violating negative of the batch)."""
+    """Training loss: the triplet loss (eq. 2), the listwise AP loss (eq. 3-4), Morelli et al.'s
+    hardest-negative triplet (cosine similarity, the most violating negative of the batch), or
+    Ibrahim et al.'s four pytorch-metric-learning losses (``detret.retrieval.metric_losses``)."""
     TRIPLET = "triplet"
     AP = "ap"
     HARDEST = "hardest"
+    NPAIR = "npair"
+    LIFTED = "lifted"
+    ANGULAR = "angular"
+    BATCH_HARD = "batch-hard"
+
+
+class Sampler(StrEnum):
+    """Training batches: street queries each with a shop crop of its product, or P products x K
+    photos of both domains (``detret.retrieval.batch``; for the metric-learning losses)."""
+    PAIRS = "pairs"
+    PK = "pk"
+
+
+class Streams(StrEnum):
+    """One network for street and shop photos, or one per domain (Gajic & Baldrich's "SS", DARN)."""
+    SHARED = "shared"
+    DOMAIN = "domain"
 
 
 class ShopCrops(StrEnum):

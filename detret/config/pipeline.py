@@ -30,7 +30,17 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from ..errors import InputError
-from .choices import DEVICE_PATTERN, DEVICES, Architecture, Negatives, Optimizer, Pooling, Resize, check_choice
+from .choices import (
+    DEVICE_PATTERN,
+    DEVICES,
+    Architecture,
+    Negatives,
+    Optimizer,
+    Pooling,
+    Resize,
+    Sampler,
+    check_choice,
+)
 
 DEFAULT_CONFIG_NAME = "detret.yaml"
 CONFIG_ENV_VAR = "DETRET_CONFIG"
@@ -118,6 +128,10 @@ class RetrievalTrainConfig:
     # AP loss (eq. 3-4).
     ap_bins: int = 25
     ap_negatives: int = 4            # mined negatives added per query to the batch's items
+    # Batches: pairs (queries, each with a shop crop) | pk (P products x K photos, both domains).
+    sampler: str = "pairs"
+    pk_products: int = 10            # P (Ibrahim et al.: 10 for lifted and batch-hard, 30 for N-pair, angular)
+    pk_photos: int = 6               # K (6, or 2 for N-pair and angular)
     # Classification pre-training over product ids (Gordo et al.), epochs; 0: none.
     classifier_epochs: int = 0
 
@@ -148,6 +162,7 @@ CHOICE_KEYS = {
     "retrieval.train.pooling": Pooling,
     "retrieval.train.optimizer": Optimizer,
     "retrieval.train.negatives": Negatives,
+    "retrieval.train.sampler": Sampler,
 }
 
 # Keys holding file or folder paths, resolved relative to the config file.

@@ -1,4 +1,7 @@
-"""`detret train-retrieval`: the GeM network trained with the triplet loss or the AP loss.
+"""`detret train-retrieval`: the retrieval network trained with a ranking loss.
+
+The paper's triplet and AP losses, Morelli et al.'s hardest-negative triplet, and Ibrahim et al.'s
+N-pair, lifted, angular and batch-hard losses (pytorch-metric-learning, ``metric_losses.py``).
 
 One epoch:
 
@@ -14,6 +17,11 @@ One epoch:
      hardest positive of another product in the batch (VSE++-style max);
    - AP: the batch's queries ranked against the batch's shop crops (each
      query's positive and `ap_negatives` mined negatives);
+   - hardest: as triplet, batch, with cosine similarity and a sum (Morelli et al. eq. 3);
+   - npair, lifted, angular, batch-hard: the labelled photos of the batch (``sampler: pk``:
+     P products x K photos of both domains; ``pairs``: each query and its shop crop);
+   batches are drawn alike in every process of a data-parallel group, each process embeds
+   a share, and the loss is computed on the whole batch (``batch.py``, ``multistage.py``);
 3. validation mAP (eq. 4, per category then averaged) on the held-out
    training products; the best epoch's weights are ``model.pt``.
 
@@ -34,7 +42,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from ..config.choices import Loss, Negatives, Optimizer, Pooling, ShopCrops, check_choice
+from ..config.choices import Loss, Negatives, Optimizer, Pooling, Sampler, ShopCrops, check_choice
 from ..data.images import PhotoError
 from ..data.street2shop import load_street2shop
 from ..errors import InputError
@@ -44,8 +52,9 @@ from ..runs.manifest import read_manifest
 from ..runs.stage import SUMMARY_NAME, Stage, require_fresh
 from ..utils.device import DataParallel, resolve_device
 from ..utils.progress import progress
+from .batch import Draw, assemble, augment_rng, crop_item, draw_pairs, pk_batches, pk_products
 from .data import CropItem, CropReader, TrainingSet, batches, build_training_set, load_shop_boxes
-from .losses import ap_loss, hardest_cosine_triplet_loss, hardest_negative_triplet_loss, triplet_loss
+from .metric_losses import PML_LOSSES
 from .metrics import full_gallery_ap
 from .model import (
     RetrievalNet,
@@ -55,7 +64,7 @@ from .model import (
     save_checkpoint,
     set_batchnorm_eval,
 )
-from .multistage import embed_images, multistage_backward
+from .multistage import Share, embed_images, multistage_backward
 from .pooling import GeM
 
 logger = logging.getLogger(__name__)
@@ -148,12 +157,6 @@ def _calibrate(model, tset: TrainingSet, reader, device, tcfg, rng: np.random.Ge
     calibrate_batchnorm(model, batches_)
 
 
-def _item_rng(tcfg, epoch: int, kind: int, index: int) -> np.random.Generator:
-    """The generator of one query's sampling or one image's augmentation: a function of
-    (seed, epoch, item) alone, so batches do not depend on how they are split across processes."""
-    return np.random.default_rng([tcfg.seed, epoch, kind, int(index)])
-
-
 def _read_one(reader: CropReader, item: CropItem, device, rng) -> Optional[torch.Tensor]:
     try:
         return reader(item, rng).to(device)
@@ -162,80 +165,41 @@ def _read_one(reader: CropReader, item: CropItem, device, rng) -> Optional[torch
         return None
 
 
-def _step(model, optimizer, tset: TrainingSet, batch: np.ndarray, loss: str, tcfg, mined, reader, device,
-          epoch: int) -> Optional[float]:
-    """One optimiser step on the queries `batch` (this process's share of the global batch).
+def _all_readable(readable: set, world: int) -> set:
+    """The union over the processes of the keys each could read (every process reads a share)."""
+    if world == 1:
+        return readable
+    gathered: List[Optional[set]] = [None] * world
+    torch.distributed.all_gather_object(gathered, readable)
+    return set().union(*gathered)
 
-    Images that cannot be read drop the triplets (or AP items) they belong to. Under
-    DistributedDataParallel every process must take part in the step, so an empty
-    share still runs a zero-loss backward.
+
+def _step(run: "TrainRun", net: torch.nn.Module, draw: Draw, epoch: int) -> Optional[float]:
+    """One optimiser step on the batch `draw`, drawn alike in every process.
+
+    Each process reads and embeds every `world`-th image; the loss and its gradient are computed on
+    the whole batch everywhere (multistage.Share), so N processes take the step of one. Rows with an
+    image that cannot be read are dropped (alike everywhere: the readable sets are gathered first).
     """
-    b_queries, b_pos, b_neg = [], [], []
-    for i in batch:
-        rq = _item_rng(tcfg, epoch, 0, i)
-        q = tset.train_queries[i]
-        b_queries.append(i)
-        b_pos.append(int(rq.choice(tset.shop_by_product[q.product])))
-        if loss == "triplet" and tcfg.negatives == "offline":
-            pool = mined[i] if len(mined[i]) else np.array(
-                [j for j, s in enumerate(tset.shop) if not s.shows(q.product)])
-            b_neg.append(int(rq.choice(pool)))
-        elif loss == "ap":
-            pool = mined[i]
-            b_neg.extend(int(j) for j in rq.choice(pool, size=min(tcfg.ap_negatives, len(pool)), replace=False))
-    q_tensors = {i: _read_one(reader, tset.train_queries[i], device, _item_rng(tcfg, epoch, 1, i)) for i in b_queries}
-    shop_ids = sorted(set(b_pos) | set(b_neg))
-    s_tensors = {j: _read_one(reader, tset.shop[j], device, _item_rng(tcfg, epoch, 2, j)) for j in shop_ids}
-    if loss == "triplet" and tcfg.negatives == "offline":
-        rows = [(i, p, n) for i, p, n in zip(b_queries, b_pos, b_neg)
-                if q_tensors[i] is not None and s_tensors[p] is not None and s_tensors[n] is not None]
-        images = [q_tensors[i] for i, _, _ in rows] + [s_tensors[p] for _, p, _ in rows] + \
-                 [s_tensors[n] for _, _, n in rows]
-        b = len(rows)
-
-        def loss_fn(d):
-            return triplet_loss(d[:b], d[b:2 * b], d[2 * b:], tcfg.margin)
-    elif loss in ("triplet", "hardest"):  # the batch's negatives
-        rows = [(i, p) for i, p in zip(b_queries, b_pos) if q_tensors[i] is not None and s_tensors[p] is not None]
-        images = [q_tensors[i] for i, _ in rows] + [s_tensors[p] for _, p in rows]
-        b = len(rows)
-        keys = {p: n for n, p in enumerate(sorted({tset.train_queries[i].product for i, _ in rows}))}
-        labels = torch.tensor([keys[tset.train_queries[i].product] for i, _ in rows], device=device)
-
-        def loss_fn(d):
-            if loss == "hardest":
-                return hardest_cosine_triplet_loss(d[:b], d[b:], labels, tcfg.margin)
-            return hardest_negative_triplet_loss(d[:b], d[b:], labels, tcfg.margin)
-    else:
-        qs = [i for i in b_queries if q_tensors[i] is not None]
-        items = [j for j in shop_ids if s_tensors[j] is not None]
-        images = [q_tensors[i] for i in qs] + [s_tensors[j] for j in items]
-        b = len(qs)
-        labels = torch.tensor([[float(tset.shop[j].shows(tset.train_queries[i].product)) for j in items]
-                               for i in qs], device=device).reshape(b, len(items))
-
-        def loss_fn(d):
-            return ap_loss(d[:b] @ d[b:].T, labels, nq=tcfg.ap_bins)[0]
-    optimizer.zero_grad(set_to_none=True)
-    if b == 0 or len(images) == b:
-        if not _is_distributed():
-            return None
-        blank = torch.zeros(1, 3, 32, 32, device=device)
-        (model(blank).sum() * 0.0).backward()  # take part in the gradient all-reduce
-        optimizer.step()
-        return None
-    value = multistage_backward(model, images, loss_fn, tcfg.chunk_size)
-    optimizer.step()
+    tcfg, tset = run.tcfg, run.tset
+    mine = draw.keys()[run.rank::run.world]
+    tensors = {k: _read_one(run.reader, crop_item(tset, k), run.device, augment_rng(tcfg.seed, epoch, k))
+               for k in mine}
+    readable = _all_readable({k for k, t in tensors.items() if t is not None}, run.world)
+    keys, loss_fn = assemble(draw, readable, tset, tcfg, run.device)
+    if loss_fn is None:
+        return None  # alike in every process: no step anywhere
+    run.optimizer.zero_grad(set_to_none=True)
+    rows = [n for n, k in enumerate(keys) if k in tensors]
+    share = Share(rows, len(keys), run.world, run.model.dim) if run.world > 1 else None
+    value = multistage_backward(net, [tensors[keys[n]] for n in rows], loss_fn, tcfg.chunk_size, share)
+    run.optimizer.step()
     return float(value)
-
-
-def _is_distributed() -> bool:
-    return torch.distributed.is_available() and torch.distributed.is_initialized()
 
 
 # Keys added to retrieval.train after runs were made with it, and the value those runs had: left out of
 # a run's config when they hold it, so that finished runs stay valid (not stale) under a newer detret.
-LATER_KEYS_DEFAULTS = {"pooling": "gem"}
+LATER_KEYS_DEFAULTS = {"pooling": "gem", "sampler": "pairs", "pk_products": 10, "pk_photos": 6}
 
 
 def training_config(loss: str, shop_crops: str, tcfg) -> Dict:
@@ -261,6 +225,17 @@ def _stage(pcfg: DictConfig, loss: str, shop_crops: str, name: str, command: Opt
                  inputs=inputs, command=command, pipeline_config=pcfg)
 
 
+def _check_sampler(loss: str, tcfg) -> None:
+    """P x K batches carry product labels, not query-positive pairs: only the label-based losses use them."""
+    sampler = check_choice(tcfg.sampler, Sampler, "retrieval.train.sampler")
+    if sampler == Sampler.PK and loss not in PML_LOSSES:
+        raise InputError(f"retrieval.train.sampler=pk is for the losses {', '.join(PML_LOSSES)}; --loss {loss} "
+                         f"trains on query-positive pairs (sampler: pairs)")
+    if sampler == Sampler.PK and (tcfg.pk_products < 2 or tcfg.pk_photos < 2):
+        raise InputError(f"retrieval.train.pk_products and pk_photos must be at least 2 (a batch needs negatives "
+                         f"and positives), got {tcfg.pk_products} x {tcfg.pk_photos}")
+
+
 def _check_resumable(out: Path) -> None:
     previous = read_manifest(out)
     if previous is None or previous.state != "running" or not (out / LAST_CHECKPOINT).is_file():
@@ -275,6 +250,7 @@ def run_train_retrieval(pcfg: DictConfig, loss: str, shop_crops: str, *, name: O
     check_choice(loss, Loss, "loss")
     check_choice(shop_crops, ShopCrops, "shop crops")
     check_choice(pcfg.retrieval.train.negatives, Negatives, "retrieval.train.negatives")
+    _check_sampler(loss, pcfg.retrieval.train)
     if not pcfg.data.street2shop.root:
         raise InputError("data.street2shop.root is not set in the pipeline config")
     resolve_device(pcfg.device)  # a config asking for a missing GPU fails now
@@ -394,6 +370,21 @@ def _start(run: TrainRun) -> None:
         atomic_write_json(run.out / "metrics.json", run.history)
 
 
+def _draws(run: TrainRun, rng: np.random.Generator, epoch: int) -> List[Draw]:
+    """The epoch's batches: P x K, or the training queries in seeded batches (after mining the
+    negatives of the triplet loss with offline negatives and of the AP loss)."""
+    tcfg = run.tcfg
+    if tcfg.sampler == Sampler.PK:
+        return pk_batches(pk_products(run.tset), tcfg.pk_products, tcfg.pk_photos, run.loss, tcfg.seed, epoch)
+    mined = None
+    if run.loss == "ap" or (run.loss == "triplet" and tcfg.negatives == "offline"):
+        mined = mine_negatives(run.model, run.tset, run.reader, run.device, tcfg.chunk_size, tcfg.mine_k)
+        run.model.train()
+        set_batchnorm_eval(run.model)
+    return [draw_pairs(run.tset, batch, run.loss, tcfg, mined, epoch)
+            for batch in batches(len(run.tset.train_queries), tcfg.batch_size, rng)]
+
+
 def _train_epoch(run: TrainRun, net: torch.nn.Module, epoch: int) -> List[float]:
     """One epoch of optimiser steps (after mining, when the loss needs it); the batches' loss values."""
     tcfg = run.tcfg
@@ -402,17 +393,9 @@ def _train_epoch(run: TrainRun, net: torch.nn.Module, epoch: int) -> List[float]
     set_batchnorm_eval(run.model)
     if not tcfg.pretrained:
         _calibrate(run.model, run.tset, run.reader, run.device, tcfg, rng)
-    mined = None
-    if run.loss == "ap" or (run.loss == "triplet" and tcfg.negatives == "offline"):
-        mined = mine_negatives(run.model, run.tset, run.reader, run.device, tcfg.chunk_size, tcfg.mine_k)
-        run.model.train()
-        set_batchnorm_eval(run.model)
     losses = []
-    for batch in progress(batches(len(run.tset.train_queries), tcfg.batch_size, rng), f"epoch {epoch}", unit="batch"):
-        if len(batch) < run.world:
-            continue  # every process needs a share of the batch
-        value = _step(net, run.optimizer, run.tset, batch[run.rank::run.world], run.loss, tcfg, mined, run.reader,
-                      run.device, epoch)
+    for draw in progress(_draws(run, rng, epoch), f"epoch {epoch}", unit="batch"):
+        value = _step(run, net, draw, epoch)
         if value is not None:
             losses.append(value)
     run.scheduler.step()

@@ -1,4 +1,5 @@
 """Multistage back-propagation gives the gradients of ordinary back-propagation."""
+import pytest
 import torch
 
 from detret.retrieval.losses import ap_loss, triplet_loss
@@ -43,3 +44,121 @@ def test_multistage_equals_plain_backprop():
     multistage_backward(model, same, loss_fn, chunk_size=3)
     for name, g in _grads(model).items():
         assert torch.allclose(plain[name], g, atol=1e-10, rtol=1e-7), name
+
+
+# -- every loss as training assembles it: multistage, and exact over two processes ----------------------------
+
+LOSSES = ("triplet", "triplet-batch", "ap", "hardest", "npair", "lifted", "angular", "batch-hard")
+
+
+def _toy_batch(loss: str):
+    """(image keys, loss of their descriptors) of one toy batch of `loss`, as train-retrieval builds it."""
+    import numpy as np
+
+    from detret.retrieval.batch import assemble, draw_pairs, pk_batches, pk_products
+
+    from .toy_batches import TCFG, toy_set
+
+    tset = toy_set()
+    tcfg = TCFG.copy()
+    if loss in ("npair", "lifted", "angular", "batch-hard"):
+        draw = pk_batches(pk_products(tset), 3, 4, loss, seed=0, epoch=0)[0]
+    else:
+        tcfg.negatives = "batch" if loss == "triplet-batch" else "offline"
+        mined = [np.array([j for j, s in enumerate(tset.shop) if not s.shows(q.product)])[:4]
+                 for q in tset.train_queries]
+        draw = draw_pairs(tset, [0, 3, 4, 7, 9], loss.replace("-batch", ""), tcfg, mined, epoch=0)
+    return assemble(draw, set(draw.keys()), tset, tcfg, "cpu")
+
+
+def _plain_grads(loss: str):
+    from .toy_batches import TinyNet, grads, image_of
+
+    keys, loss_fn = _toy_batch(loss)
+    model = TinyNet().double()
+    value = loss_fn(torch.cat([model(image_of(k)[None]) for k in keys]))
+    value.backward()
+    return value.item(), grads(model)
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_every_loss_under_multistage_equals_plain_backprop(loss):
+    from .toy_batches import TinyNet, grads, image_of
+
+    value, plain = _plain_grads(loss)
+    assert value > 0
+    keys, loss_fn = _toy_batch(loss)
+    model = TinyNet().double()
+    staged_value = multistage_backward(model, [image_of(k) for k in keys], loss_fn, chunk_size=4)
+    staged = grads(model)
+    assert staged_value.item() == pytest.approx(value, rel=1e-12)
+    for name, g in plain.items():
+        assert torch.allclose(g, staged[name], atol=1e-12, rtol=1e-9), name
+
+
+def _two_process_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
+    import torch.distributed as dist
+
+    from detret.retrieval.multistage import Share
+
+    from .toy_batches import TinyNet, grads, image_of
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        for loss in LOSSES:
+            keys, loss_fn = _toy_batch(loss)
+            model = TinyNet().double()
+            net = torch.nn.parallel.DistributedDataParallel(model)
+            rows = list(range(len(keys)))[rank::world]
+            value = multistage_backward(net, [image_of(keys[n]) for n in rows], loss_fn, 2,
+                                        Share(rows, len(keys), world, model.dim))
+            if rank == 0:
+                torch.save({"value": float(value), "grads": grads(model)}, f"{out_dir}/{loss}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_processes_give_the_gradients_of_one_for_every_loss(tmp_path):
+    """The issue's exactness test: each process embeds half the batch, the loss sees all of it."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(_two_process_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    for loss in LOSSES:
+        value, plain = _plain_grads(loss)
+        two = torch.load(tmp_path / f"{loss}.pt", weights_only=True)
+        assert two["value"] == pytest.approx(value, rel=1e-12), loss
+        for name, g in plain.items():
+            assert torch.allclose(g, two["grads"][name], atol=1e-12, rtol=1e-9), (loss, name)
+
+
+def test_a_process_without_images_still_joins_the_step(tmp_path):
+    """One image, two processes: the second has nothing to embed but takes part in the all-reduce."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(_lonely_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    from .toy_batches import TinyNet, grads, image_of
+
+    model = TinyNet().double()
+    model(image_of(("street", 0))[None]).pow(2).sum().backward()
+    two = torch.load(tmp_path / "lonely.pt", weights_only=True)
+    for name, g in grads(model).items():
+        assert torch.allclose(g, two[name], atol=1e-12), name
+
+
+def _lonely_worker(rank: int, init_file: str, out_dir: str) -> None:
+    import torch.distributed as dist
+
+    from detret.retrieval.multistage import Share
+
+    from .toy_batches import TinyNet, grads, image_of
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    try:
+        model = TinyNet().double()
+        net = torch.nn.parallel.DistributedDataParallel(model)
+        images = [image_of(("street", 0))] if rank == 0 else []
+        multistage_backward(net, images, lambda d: d.pow(2).sum(), 1, Share([0] if rank == 0 else [], 1, 2, 8))
+        if rank == 1:
+            torch.save(grads(model), f"{out_dir}/lonely.pt")
+    finally:
+        dist.destroy_process_group()

@@ -152,3 +152,32 @@ def test_hardest_negative_loss_of_morelli_trains_without_mining(tiny, tmp_path, 
     assert model.meta["training"]["loss"] == "hardest"
     metrics = json.loads((tmp_path / "run" / "retrieval-hardest-full" / "metrics.json").read_text())
     assert metrics[-1]["loss"] is not None
+
+
+def test_a_metric_learning_loss_trains_on_p_x_k_batches(tiny, tmp_path, monkeypatch):
+    """Ibrahim et al.'s setting in miniature: N-pair on P x K batches of both domains, no mining."""
+    from detret.retrieval import batch as batch_mod
+
+    monkeypatch.setattr(train_mod, "mine_negatives", lambda *a, **k: pytest.fail("P x K batches mine nothing"))
+    drawn = []
+    real = batch_mod.pk_batches
+    monkeypatch.setattr(train_mod, "pk_batches", lambda *a, **k: drawn.extend(real(*a, **k)) or drawn)
+    cfg = _cfg(tiny, tmp_path / "run", "retrieval.train.epochs=1", "retrieval.train.sampler=pk",
+               "retrieval.train.pk_products=4", "retrieval.train.pk_photos=2")
+    summary = train_mod.run_train_retrieval(cfg, "npair", "full")
+    assert summary["name"] == "npair-full" and summary["config"]["sampler"] == "pk"
+    assert drawn and all(len(set(d.products)) <= 4 and len(d.rows) <= 8 for d in drawn)
+    assert {row[0][0] for d in drawn for row in d.rows} == {"street", "shop"}
+    metrics = json.loads((tmp_path / "run" / "retrieval-npair-full" / "metrics.json").read_text())
+    assert metrics[-1]["loss"] is not None and metrics[-1]["loss"] > 0
+
+
+def test_p_x_k_batches_are_for_the_label_based_losses(tiny, tmp_path):
+    from detret.errors import InputError
+
+    cfg = _cfg(tiny, tmp_path / "run", "retrieval.train.sampler=pk")
+    with pytest.raises(InputError, match="sampler=pk is for the losses npair, lifted, angular, batch-hard"):
+        train_mod.run_train_retrieval(cfg, "triplet", "full")
+    cfg = _cfg(tiny, tmp_path / "run", "retrieval.train.sampler=pk", "retrieval.train.pk_photos=1")
+    with pytest.raises(InputError, match="at least 2"):
+        train_mod.run_train_retrieval(cfg, "lifted", "full")
