@@ -41,8 +41,12 @@ class Optimizer(StrEnum):
     SGD = "sgd"
 
 
+TIMM_PREFIX = "timm:"  # retrieval.train.architecture: timm:<model name> is any timm backbone
+
+
 class Architecture(StrEnum):
-    """torchvision backbones of the retrieval network (see ``detret.retrieval.model.ARCHITECTURES``)."""
+    """torchvision backbones of the retrieval network (``detret.retrieval.backbones.ARCHITECTURES``); the
+    architecture may also be ``timm:<model name>``."""
     RESNET18 = "resnet18"
     RESNET34 = "resnet34"
     RESNET50 = "resnet50"

@@ -33,12 +33,14 @@ from ..errors import InputError
 from .choices import (
     DEVICE_PATTERN,
     DEVICES,
+    TIMM_PREFIX,
     Architecture,
     Negatives,
     Optimizer,
     Pooling,
     Resize,
     Sampler,
+    Streams,
     check_choice,
 )
 
@@ -103,8 +105,8 @@ class RetrievalModelRef:
 
 @dataclass
 class RetrievalTrainConfig:
-    # Network (Section 3.2): torchvision backbone -> GeM -> L2 -> FC(dim) -> L2.
-    architecture: str = "resnet50"
+    # Network (Section 3.2): backbone -> GeM -> L2 -> FC(dim) -> L2.
+    architecture: str = "resnet50"   # a torchvision ResNet/ResNeXt, or timm:<model name> (timm:convnext_tiny)
     dim: int = 512
     pretrained: bool = True          # ImageNet weights (torch hub cache or backbone_weights)
     backbone_weights: Optional[str] = None
@@ -132,6 +134,13 @@ class RetrievalTrainConfig:
     sampler: str = "pairs"
     pk_products: int = 10            # P (Ibrahim et al.: 10 for lifted and batch-hard, 30 for N-pair, angular)
     pk_photos: int = 6               # K (6, or 2 for N-pair and angular)
+    # Streams: shared (one network) | domain (street and shop networks, Gajic & Baldrich's SS, DARN).
+    streams: str = "shared"
+    # Start from a retrieval run's name or a model.pt (both streams from a shared model); None: backbone weights.
+    init_from: Optional[str] = None
+    # DARN's attribute heads: weight of their cross-entropy beside the ranking loss; 0: no heads.
+    # Reads <street2shop root>/meta/attributes.csv (detret.data.attributes).
+    attribute_weight: float = 0.0
     # Classification pre-training over product ids (Gordo et al.), epochs; 0: none.
     classifier_epochs: int = 0
 
@@ -157,12 +166,12 @@ class PipelineConfig:
 
 # Keys whose value is one of a fixed set, checked when the config is read.
 CHOICE_KEYS = {
-    "retrieval.train.architecture": Architecture,
     "retrieval.train.resize": Resize,
     "retrieval.train.pooling": Pooling,
     "retrieval.train.optimizer": Optimizer,
     "retrieval.train.negatives": Negatives,
     "retrieval.train.sampler": Sampler,
+    "retrieval.train.streams": Streams,
 }
 
 # Keys holding file or folder paths, resolved relative to the config file.
@@ -301,6 +310,10 @@ def check_choices(cfg: DictConfig, source: str) -> None:
         check_choice(OmegaConf.select(cfg, key), choice, f"{origin}: {key}", ConfigError)
     if not DEVICE_PATTERN.match(cfg.device):
         raise ConfigError(f"{origin}: device {cfg.device!r} is not one of {DEVICES}")
+    architecture = cfg.retrieval.train.architecture
+    if not (architecture.startswith(TIMM_PREFIX) and len(architecture) > len(TIMM_PREFIX)):
+        check_choice(architecture, Architecture, f"{origin}: retrieval.train.architecture (or timm:<model name>)",
+                     ConfigError)
 
 
 def config_to_yaml(cfg: DictConfig) -> str:

@@ -60,7 +60,8 @@ def run_embed_df2(pcfg: DictConfig, *, split: str = "validation", models: Option
         items = [it for it in data.items if it.domain == domain]
         desc, skipped = embed_rows(loaded, [data.image_path(it.image_id) for it in items],
                                    [it.box_xyxy for it in items], parts, domain, scales=(1.0,), device=device,
-                                   batch_size=32, workers=workers, shard_size=512)
+                                   batch_size=32, workers=workers, shard_size=512,
+                                   domain="shop" if domain == "shop" else "street")  # consumer photos: street
         bad = {s["row"] for s in skipped}
         keep = [i for i in range(len(items)) if i not in bad]
         with atomic_path(out / f"{domain}.npy") as tmp:

@@ -119,5 +119,6 @@ class Describer:
             return F.normalize(torch.from_numpy(np.concatenate(parts, axis=1)), dim=1).numpy()
         whole = side == "gallery" and self.spec.gallery_crops == "full"
         crops = [p if whole else crop_rgb(p, b) for p, b in zip(photos, boxes)]
-        out = describe_crops(self.models, crops, self.spec.scales, self.device, self.spec.precision)
+        domain = "shop" if side == "gallery" else "street"  # the stream of a two-stream network
+        out = describe_crops(self.models, crops, self.spec.scales, self.device, self.spec.precision, domain)
         return np.ascontiguousarray(out.numpy(), dtype=np.float32)

@@ -51,8 +51,9 @@ def _collate(batch):
 
 
 def embed_crops(model: RetrievalNet, crops: List[np.ndarray], scales: Sequence[float], device,
-                 precision: str = "fp32") -> torch.Tensor:
-    """[n, D] descriptors of one model for a list of crops (averaged over scales, L2-normalised).
+                 precision: str = "fp32", domain: str = "shop") -> torch.Tensor:
+    """[n, D] descriptors of one model for a list of crops (averaged over scales, L2-normalised),
+    photos of `domain` ("shop" or "street": a two-stream network embeds each by its own stream).
 
     ``precision="bf16"``: channels-last batches under bfloat16 autocast (fast on CPUs with
     AMX/AVX-512-BF16 and on GPUs); descriptors stay float32.
@@ -73,15 +74,15 @@ def embed_crops(model: RetrievalNet, crops: List[np.ndarray], scales: Sequence[f
                 batch = torch.stack([tensors[i] for i in idx]).to(device)
                 if precision == "bf16":
                     batch = batch.contiguous(memory_format=torch.channels_last)
-                out[idx] = model(batch).float().cpu()
+                out[idx] = model(batch, domain).float().cpu()
         total = out if total is None else total + out
     return F.normalize(total, dim=1)
 
 
 def describe_crops(models: Sequence[RetrievalNet], crops: List[np.ndarray], scales: Sequence[float], device,
-                   precision: str = "fp32") -> torch.Tensor:
+                   precision: str = "fp32", domain: str = "shop") -> torch.Tensor:
     """[n, sum of D] descriptors of several models, concatenated and L2-normalised (an ensemble, Section 3.2)."""
-    parts = [embed_crops(m, crops, scales, device, precision) for m in models]
+    parts = [embed_crops(m, crops, scales, device, precision, domain) for m in models]
     return F.normalize(torch.cat(parts, dim=1), dim=1)
 
 
@@ -95,7 +96,7 @@ def clear_parts(parts: Path, remove_folder: bool) -> None:
 
 
 def _embed_shard(models: List[RetrievalNet], paths: List[Path], boxes: List, first_row: int, *,
-                 scales: Sequence[float], device, batch_size: int, workers: int, precision: str
+                 scales: Sequence[float], device, batch_size: int, workers: int, precision: str, domain: str
                  ) -> Tuple[np.ndarray, List[Dict]]:
     """(descriptors [n, D], zero rows for unreadable photos; their records with the row number)."""
     shard = np.zeros((len(paths), sum(m.dim for m in models)), np.float32)
@@ -107,14 +108,17 @@ def _embed_shard(models: List[RetrievalNet], paths: List[Path], boxes: List, fir
                     for b in batch if "error" in b]
         if not ok:
             continue
-        shard[[b["i"] for b in ok]] = describe_crops(models, [b["crop"] for b in ok], scales, device, precision).numpy()
+        crops = [b["crop"] for b in ok]
+        shard[[b["i"] for b in ok]] = describe_crops(models, crops, scales, device, precision, domain).numpy()
     return shard, skipped
 
 
 def embed_rows(models: List[RetrievalNet], paths: List[Path], boxes: List, parts_dir: Path, side: str, *,
                scales: Sequence[float], device, batch_size: int, workers: int, shard_size: int,
-               precision: str = "fp32", rank: int = 0, world: int = 1) -> Tuple[np.ndarray, List[Dict]]:
+               precision: str = "fp32", rank: int = 0, world: int = 1, domain: str = "shop"
+               ) -> Tuple[np.ndarray, List[Dict]]:
     """(descriptors [N, D] with zero rows for skipped photos, skipped records); resumable by shard.
+    `domain`: the photos' ("shop" or "street"), which picks a two-stream network's stream.
 
     With ``world`` > 1 this process computes only the missing shards ``rank, rank + world, ...``
     (a data-parallel worker; its return value is then partial)."""
@@ -134,7 +138,7 @@ def embed_rows(models: List[RetrievalNet], paths: List[Path], boxes: List, parts
             continue  # another process's shard
         shard, shard_skipped = _embed_shard(models, paths[start:stop], boxes[start:stop], start, scales=scales,
                                             device=device, batch_size=batch_size, workers=workers,
-                                            precision=precision)
+                                            precision=precision, domain=domain)
         with atomic_path(shard_path) as tmp:
             np.save(tmp, shard)
         atomic_write_text(skip_path, json.dumps(shard_skipped))

@@ -52,6 +52,7 @@ class Side:
     """The rows of one side (gallery or queries) and where to read each: photo path and crop box."""
 
     name: str
+    domain: str  # of its photos: "shop" (gallery) or "street" (queries), which a two-stream network's stream embeds
     rows: List[Row] = field(default_factory=list)
     paths: List[Path] = field(default_factory=list)
     boxes: List[Optional[BoxXYXY]] = field(default_factory=list)
@@ -93,7 +94,7 @@ def resolve_models(pcfg: DictConfig, names: Optional[Sequence[str]]) -> List[Tup
 
 def descriptor_sides(data: Street2Shop, shop_crops: Optional[Dict]) -> Tuple[Side, Side, List[Dict]]:
     """(gallery, queries, gallery photos the detect stage skipped); ``shop_crops`` None: whole shop photos."""
-    gallery, queries, skipped = Side("gallery"), Side("queries"), []
+    gallery, queries, skipped = Side("gallery", "shop"), Side("queries", "street"), []
     for cat in data.categories:
         for s in data.gallery[cat]:
             box, rule = None, "full"
@@ -120,17 +121,17 @@ def _embed_worker(checkpoints: List[str], device_name: str, parts: str, sides: L
     rank, world = comm.get_rank(), comm.get_world_size()
     device = data_parallel_device(device_name)
     models = [load_checkpoint(Path(c), device)[0] for c in checkpoints]
-    for side, paths, boxes in sides:
+    for side, domain, paths, boxes in sides:
         embed_rows(models, [Path(p) for p in paths], boxes, Path(parts), side, scales=scales, device=device,
                    batch_size=batch_size, workers=workers, shard_size=shard_size, precision=precision,
-                   rank=rank, world=world)
+                   rank=rank, world=world, domain=domain)
     comm.synchronize()
 
 
 def _launch_workers(chosen: List[Tuple[str, Path]], device, parts: Path, sides: Sequence[Side], opts: Dict,
                     parallel: DataParallel) -> None:
     parallel.launch(_embed_worker, [str(p) for _, p in chosen], str(device), str(parts),
-                    [(s.name, [str(p) for p in s.paths], s.boxes) for s in sides],
+                    [(s.name, s.domain, [str(p) for p in s.paths], s.boxes) for s in sides],
                     list(opts["scales"]), opts["batch_size"], opts["workers"], opts["shard_size"], opts["precision"])
 
 
@@ -139,7 +140,8 @@ def _write_sides(out: Path, loaded: List[RetrievalNet], sides: Sequence[Side], p
     """Each side's descriptors and rows (unreadable photos left out); (rows kept per side, skipped records)."""
     kept, skipped_all = {}, []
     for side in sides:
-        desc, skipped = embed_rows(loaded, side.paths, side.boxes, parts, side.name, device=device, **opts)
+        desc, skipped = embed_rows(loaded, side.paths, side.boxes, parts, side.name, device=device, domain=side.domain,
+                                   **opts)
         bad = {s["row"] for s in skipped}
         keep = [i for i in range(len(side.rows)) if i not in bad]
         write_descriptors(out, side.name, desc[keep], [side.rows[i] for i in keep])

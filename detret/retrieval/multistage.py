@@ -19,30 +19,53 @@ share is not the loss of the batch for a listwise loss (AP, N-pair, lifted: the 
 with N) nor for in-batch negatives. Multistage back-propagation makes the exact version cheap: each
 process embeds its share without gradients, the descriptors are all-gathered, every process computes
 the loss and dL/dD on the whole batch, and back-propagates the rows of its own share. The parameter
-gradients summed over processes are those of one process on the whole batch; DistributedDataParallel
-averages them, so each process scales its rows by N.
+gradients summed over processes (one all-reduce per step) are those of one process on the whole batch.
+The sum is taken here rather than by DistributedDataParallel, whose averaging and unused-parameter
+bookkeeping fit neither rows of one gradient nor a two-stream network whose street stream may see no
+image in one process.
+
+Photos of two domains (a two-stream network): ``domains`` names each image's, and the model is
+called as ``model(x, domain)`` on runs of one domain.
 """
 from __future__ import annotations
 
-import contextlib
+import itertools
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Sequence
 
 import torch
 from torch import nn
 
+Domains = Optional[Sequence[str]]
 
-def _forward_chunk(model: nn.Module, images: Sequence[torch.Tensor]) -> torch.Tensor:
+
+def _same_shape_forward(model: nn.Module, images: Sequence[torch.Tensor], domain: Optional[str]) -> torch.Tensor:
+    def call(x):
+        return model(x) if domain is None else model(x, domain)
+
     shapes = {tuple(x.shape) for x in images}
     if len(shapes) == 1:
-        return model(torch.stack(list(images)))
-    return torch.cat([model(x[None]) for x in images])
+        return call(torch.stack(list(images)))
+    return torch.cat([call(x[None]) for x in images])
 
 
-def embed_images(model: nn.Module, images: Sequence[torch.Tensor], chunk_size: int) -> torch.Tensor:
+def _forward_chunk(model: nn.Module, images: Sequence[torch.Tensor], domains: Domains = None) -> torch.Tensor:
+    if domains is None:
+        return _same_shape_forward(model, images, None)
+    runs = itertools.groupby(zip(images, domains), key=lambda pair: pair[1])
+    return torch.cat([_same_shape_forward(model, [x for x, _ in run], domain) for domain, run in runs])
+
+
+def embed_images(model: nn.Module, images: Sequence[torch.Tensor], chunk_size: int, domains: Domains = None
+                 ) -> torch.Tensor:
     """Descriptors [B, D] of a list of [3, H, W] tensors (sizes may differ), without gradients."""
     with torch.no_grad():
-        return torch.cat([_forward_chunk(model, images[i:i + chunk_size]) for i in range(0, len(images), chunk_size)])
+        return torch.cat([_forward_chunk(model, images[i:i + chunk_size], _part(domains, i, chunk_size))
+                          for i in range(0, len(images), chunk_size)])
+
+
+def _part(domains: Domains, start: int, size: int) -> Domains:
+    return None if domains is None else domains[start:start + size]
 
 
 @dataclass(frozen=True)
@@ -85,40 +108,52 @@ def multistage_backward(
     loss_fn: Callable[[torch.Tensor], torch.Tensor],
     chunk_size: int = 1,
     share: Optional[Share] = None,
+    domains: Domains = None,
 ) -> torch.Tensor:
     """Accumulate into the parameters' .grad the gradient of loss_fn(model(images)); returns the loss.
 
     `images` are already on the model's device and augmented (the same tensors
     serve both passes, so the recomputation sees exactly what the first pass saw).
-    With `share`, `images` are this process's part of the batch and ``loss_fn`` sees the whole
-    batch's descriptors (gathered from every process); every process of the group must call this.
+    With `share`, `images` are this process's part of the batch, ``loss_fn`` sees the whole
+    batch's descriptors (gathered from every process), and the parameter gradients are summed over
+    the processes; every process of the group must call this. `domains`: each image's domain.
     """
     if share is None:
-        descriptors = embed_images(model, images, chunk_size).detach().requires_grad_(True)
+        descriptors = embed_images(model, images, chunk_size, domains).detach().requires_grad_(True)
     else:
-        own = embed_images(model, images, chunk_size) if images else _blank(model, 0, share.dim)
+        own = embed_images(model, images, chunk_size, domains) if images else _zeros(model, 0, share.dim)
         descriptors = gather_rows(own, share).requires_grad_(True)
     loss = loss_fn(descriptors)
-    if not loss.requires_grad:  # e.g. no valid query: nothing to propagate
+    if not loss.requires_grad:  # e.g. no valid query: nothing to propagate (alike in every process)
         return loss.detach()
     (grad,) = torch.autograd.grad(loss, descriptors)
     if share is not None:
-        grad = grad[list(share.rows)] * share.world
-        if not images:  # no image here, but DistributedDataParallel's all-reduce needs every process
-            (model(_blank(model, 1, 3, 32, 32)).sum() * 0.0).backward()
-            return loss.detach()
-    starts = list(range(0, len(images), chunk_size))
-    for n, start in enumerate(starts):
-        # Under DistributedDataParallel, gradients are all-reduced once per step, on the
-        # last chunk's backward; the earlier chunks accumulate locally (no_sync).
-        sync = n == len(starts) - 1 or not hasattr(model, "no_sync")
-        with contextlib.nullcontext() if sync else model.no_sync():
-            out = _forward_chunk(model, images[start:start + chunk_size])
-            out.backward(grad[start:start + chunk_size])
+        grad = grad[list(share.rows)]
+    for start in range(0, len(images), chunk_size):
+        out = _forward_chunk(model, images[start:start + chunk_size], _part(domains, start, chunk_size))
+        out.backward(grad[start:start + chunk_size])
+    if share is not None:
+        sum_gradients(model)
     return loss.detach()
 
 
-def _blank(model: nn.Module, *shape: int) -> torch.Tensor:
+def sum_gradients(model: nn.Module) -> None:
+    """Each parameter's .grad summed over the processes (a missing .grad counts as zeros), in one all-reduce."""
+    import torch.distributed as dist
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    flat = torch.cat([p.grad.reshape(-1) for p in params])
+    dist.all_reduce(flat)
+    offset = 0
+    for p in params:
+        p.grad.copy_(flat[offset:offset + p.numel()].view_as(p))
+        offset += p.numel()
+
+
+def _zeros(model: nn.Module, *shape: int) -> torch.Tensor:
     """Zeros of `shape` on the model's device, in its parameters' dtype."""
     p = next(model.parameters())
     return torch.zeros(*shape, dtype=p.dtype, device=p.device)

@@ -42,7 +42,8 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from ..config.choices import Loss, Negatives, Optimizer, Pooling, Sampler, ShopCrops, check_choice
+from ..config.choices import Loss, Negatives, Optimizer, Pooling, Sampler, ShopCrops, Streams, check_choice
+from ..data.attributes import ProductAttributes, attributes_path, load_attributes
 from ..data.images import PhotoError
 from ..data.street2shop import load_street2shop
 from ..errors import InputError
@@ -52,6 +53,7 @@ from ..runs.manifest import read_manifest
 from ..runs.stage import SUMMARY_NAME, Stage, require_fresh
 from ..utils.device import DataParallel, resolve_device
 from ..utils.progress import progress
+from .attribute_heads import DescriptorsAndLogits, with_attribute_loss
 from .batch import Draw, assemble, augment_rng, crop_item, draw_pairs, pk_batches, pk_products
 from .data import CropItem, CropReader, TrainingSet, batches, build_training_set, load_shop_boxes
 from .metric_losses import PML_LOSSES
@@ -60,6 +62,7 @@ from .model import (
     RetrievalNet,
     build_retrieval_net,
     calibrate_batchnorm,
+    initialise_from,
     load_checkpoint,
     save_checkpoint,
     set_batchnorm_eval,
@@ -73,10 +76,11 @@ LAST_CHECKPOINT = "checkpoint_last.pt"  # resume state, written every epoch
 
 
 def make_optimizer(model: RetrievalNet, tcfg) -> torch.optim.Optimizer:
-    others = [p for n, p in model.named_parameters() if n != "pool.p"]
-    groups = [{"params": others, "lr": tcfg.lr}]
-    if isinstance(model.pool, GeM):  # GeM's p at its own rate, without weight decay (cirtorch)
-        groups.append({"params": [model.pool.p], "lr": tcfg.lr * model.pool.lr_mult, "weight_decay": 0.0})
+    gems = [m for m in model.modules() if isinstance(m, GeM)]  # one per stream
+    gem_ps = {id(m.p) for m in gems}
+    groups = [{"params": [p for p in model.parameters() if id(p) not in gem_ps], "lr": tcfg.lr}]
+    if gems:  # GeM's p at its own rate, without weight decay (cirtorch)
+        groups.append({"params": [m.p for m in gems], "lr": tcfg.lr * gems[0].lr_mult, "weight_decay": 0.0})
     optimizer = check_choice(tcfg.optimizer, Optimizer, "retrieval.train.optimizer")
     if optimizer == Optimizer.ADAM:
         return torch.optim.Adam(groups, lr=tcfg.lr, weight_decay=tcfg.weight_decay)
@@ -97,14 +101,16 @@ def _read_many(reader: CropReader, items: List[CropItem], device, rng=None):
 
 def embed_items(model: RetrievalNet, reader: CropReader, items: List[CropItem], device, chunk: int,
                 desc: str) -> torch.Tensor:
-    """Descriptors [N, D] (zeros for unreadable photos), no augmentation, eval mode."""
+    """Descriptors [N, D] (zeros for unreadable photos), no augmentation, eval mode, each photo by the
+    stream of its domain."""
     was_training = model.training
     model.eval()
     out = torch.zeros(len(items), model.dim)
     for start in progress(range(0, len(items), chunk), desc, unit="chunk"):
         tensors, ok = _read_many(reader, items[start:start + chunk], device)
         if tensors:
-            out[[start + i for i in ok]] = embed_images(model, tensors, chunk).float().cpu()
+            domains = [items[start + i].domain for i in ok]
+            out[[start + i for i in ok]] = embed_images(model, tensors, chunk, domains).float().cpu()
     model.train(was_training)
     if was_training:
         set_batchnorm_eval(model)
@@ -146,15 +152,20 @@ def validate(model, tset: TrainingSet, reader, device, chunk: int) -> Dict:
 
 
 def _calibrate(model, tset: TrainingSet, reader, device, tcfg, rng: np.random.Generator, n_items: int = 256) -> None:
-    """BatchNorm statistics from (augmented) training crops, street and shop alike."""
-    items = tset.train_queries + tset.shop
-    chosen = [items[int(i)] for i in rng.choice(len(items), size=min(n_items, len(items)), replace=False)]
-    tensors, _ = _read_many(reader, chosen, device, rng)
-    by_shape: Dict[tuple, List[torch.Tensor]] = {}
-    for t in tensors:
-        by_shape.setdefault(tuple(t.shape), []).append(t)
-    batches_ = [torch.stack(v[i:i + 32]) for v in by_shape.values() for i in range(0, len(v), 32)]
-    calibrate_batchnorm(model, batches_)
+    """BatchNorm statistics from (augmented) training crops: street and shop alike for a shared network,
+    each stream from photos of its domain for two."""
+    if model.street is None:
+        parts = [(None, tset.train_queries + tset.shop)]
+    else:
+        parts = [("street", tset.train_queries), ("shop", tset.shop)]
+    for domain, items in parts:
+        chosen = [items[int(i)] for i in rng.choice(len(items), size=min(n_items, len(items)), replace=False)]
+        tensors, _ = _read_many(reader, chosen, device, rng)
+        by_shape: Dict[tuple, List[torch.Tensor]] = {}
+        for t in tensors:
+            by_shape.setdefault(tuple(t.shape), []).append(t)
+        batches_ = [torch.stack(v[i:i + 32]) for v in by_shape.values() for i in range(0, len(v), 32)]
+        calibrate_batchnorm(model, batches_, domain)
 
 
 def _read_one(reader: CropReader, item: CropItem, device, rng) -> Optional[torch.Tensor]:
@@ -174,7 +185,7 @@ def _all_readable(readable: set, world: int) -> set:
     return set().union(*gathered)
 
 
-def _step(run: "TrainRun", net: torch.nn.Module, draw: Draw, epoch: int) -> Optional[float]:
+def _step(run: "TrainRun", draw: Draw, epoch: int) -> Optional[float]:
     """One optimiser step on the batch `draw`, drawn alike in every process.
 
     Each process reads and embeds every `world`-th image; the loss and its gradient are computed on
@@ -189,24 +200,33 @@ def _step(run: "TrainRun", net: torch.nn.Module, draw: Draw, epoch: int) -> Opti
     keys, loss_fn = assemble(draw, readable, tset, tcfg, run.device)
     if loss_fn is None:
         return None  # alike in every process: no step anywhere
+    net, width = run.model, run.model.dim
+    if run.attributes is not None:  # descriptors and attribute logits in one vector per image
+        net, width = DescriptorsAndLogits(run.model), run.model.dim + sum(map(len, run.attributes.values.values()))
+        classes = torch.tensor([run.attributes.classes(crop_item(tset, k).product) for k in keys],
+                               dtype=torch.long, device=run.device).reshape(len(keys), len(run.attributes.values))
+        loss_fn = with_attribute_loss(loss_fn, classes, run.model.dim, [len(v) for v in run.attributes.values.values()],
+                                      tcfg.attribute_weight)
     run.optimizer.zero_grad(set_to_none=True)
     rows = [n for n, k in enumerate(keys) if k in tensors]
-    share = Share(rows, len(keys), run.world, run.model.dim) if run.world > 1 else None
-    value = multistage_backward(net, [tensors[keys[n]] for n in rows], loss_fn, tcfg.chunk_size, share)
+    share = Share(rows, len(keys), run.world, width) if run.world > 1 else None
+    domains = [keys[n][0] for n in rows] if run.model.street is not None else None
+    value = multistage_backward(net, [tensors[keys[n]] for n in rows], loss_fn, tcfg.chunk_size, share, domains)
     run.optimizer.step()
     return float(value)
 
 
 # Keys added to retrieval.train after runs were made with it, and the value those runs had: left out of
 # a run's config when they hold it, so that finished runs stay valid (not stale) under a newer detret.
-LATER_KEYS_DEFAULTS = {"pooling": "gem", "sampler": "pairs", "pk_products": 10, "pk_photos": 6}
+LATER_KEYS_DEFAULTS = {"pooling": "gem", "sampler": "pairs", "pk_products": 10, "pk_photos": 6, "streams": "shared",
+                       "init_from": None, "attribute_weight": 0.0}
 
 
 def training_config(loss: str, shop_crops: str, tcfg) -> Dict:
     """What a retrieval run is trained with: the stage's config, the checkpoint's meta and the summary."""
     train = OmegaConf.to_container(tcfg, resolve=True)
     for key, default in LATER_KEYS_DEFAULTS.items():
-        if train.get(key) == default:
+        if key in train and train[key] == default:
             del train[key]
     return {"loss": loss, "shop_crops": shop_crops, "train": train}
 
@@ -221,8 +241,39 @@ def _stage(pcfg: DictConfig, loss: str, shop_crops: str, name: str, command: Opt
         inputs["shop_crops"] = layout.shop_detections
     if tcfg.pretrained and tcfg.backbone_weights:
         inputs["backbone_weights"] = Path(tcfg.backbone_weights)
+    if tcfg.init_from:
+        inputs["init_from"] = init_from_path(layout, tcfg.init_from)
+    if tcfg.attribute_weight > 0:
+        inputs["attributes"] = attributes_path(root)
     return Stage(layout.retrieval(name), f"train-retrieval-{name}", config=training_config(loss, shop_crops, tcfg),
                  inputs=inputs, command=command, pipeline_config=pcfg)
+
+
+def init_from_path(layout: RunLayout, init_from: str) -> Path:
+    """``retrieval.train.init_from``: a checkpoint file, or the name of a finished retrieval run of this run
+    directory (its model.pt)."""
+    path = Path(init_from)
+    if path.is_file():
+        return path
+    run = layout.retrieval(init_from)
+    if not (run / MODEL_FILE).is_file():
+        raise InputError(f"retrieval.train.init_from {init_from!r} is neither a checkpoint file nor a trained "
+                         f"retrieval run ({run / MODEL_FILE} not found)")
+    return run / MODEL_FILE
+
+
+def _check_streams(pcfg: DictConfig) -> None:
+    tcfg = pcfg.retrieval.train
+    check_choice(tcfg.streams, Streams, "retrieval.train.streams")
+    if tcfg.streams == Streams.DOMAIN and tcfg.classifier_epochs > 0:
+        raise InputError("classifier pre-training trains one network: pre-train with streams: shared, then train "
+                         "streams: domain with init_from: <that run> (Gajic & Baldrich's order)")
+    if tcfg.attribute_weight < 0:
+        raise InputError(f"retrieval.train.attribute_weight must be >= 0, got {tcfg.attribute_weight}")
+    if tcfg.attribute_weight > 0:
+        load_attributes(attributes_path(Path(pcfg.data.street2shop.root)))  # a missing or bad file fails now
+    if tcfg.init_from:
+        init_from_path(RunLayout(pcfg.run_dir), tcfg.init_from)
 
 
 def _check_sampler(loss: str, tcfg) -> None:
@@ -251,6 +302,7 @@ def run_train_retrieval(pcfg: DictConfig, loss: str, shop_crops: str, *, name: O
     check_choice(shop_crops, ShopCrops, "shop crops")
     check_choice(pcfg.retrieval.train.negatives, Negatives, "retrieval.train.negatives")
     _check_sampler(loss, pcfg.retrieval.train)
+    _check_streams(pcfg)
     if not pcfg.data.street2shop.root:
         raise InputError("data.street2shop.root is not set in the pipeline config")
     resolve_device(pcfg.device)  # a config asking for a missing GPU fails now
@@ -290,6 +342,7 @@ class TrainRun:
     reader: CropReader
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
+    attributes: Optional[ProductAttributes] = None  # the attribute heads' classes, when trained with them
     history: List[Dict] = field(default_factory=list)
     best: float = -1.0
     start_epoch: int = 0
@@ -318,16 +371,24 @@ def _setup(pcfg_yaml: str, loss: str, shop_crops: str, name: str) -> TrainRun:
         raise InputError(f"{root}: no usable training query (skipped: {tset.skipped})")
     logger.info("%d training queries, %d validation queries, %d shop crops (skipped: %s)",
                 len(tset.train_queries), len(tset.val_queries), len(tset.shop), tset.skipped)
+    attributes = load_attributes(attributes_path(root)) if tcfg.attribute_weight > 0 else None
     torch.manual_seed(tcfg.seed)
     model = build_retrieval_net(tcfg.architecture, tcfg.dim, pretrained=tcfg.pretrained,
                                 backbone_weights=tcfg.backbone_weights, image_size=tcfg.image_size, resize=tcfg.resize,
                                 training={**training_config(loss, shop_crops, tcfg), "name": name},
-                                pooling=check_choice(tcfg.pooling, Pooling, "retrieval.train.pooling")).to(device)
+                                pooling=check_choice(tcfg.pooling, Pooling, "retrieval.train.pooling"),
+                                streams=tcfg.streams, attributes=attributes.values if attributes else None)
+    if tcfg.init_from:
+        initialise_from(model, init_from_path(layout, tcfg.init_from))
+    model = model.to(device)
+    if world > 1:  # one start everywhere (the seed gives it already; a broadcast makes sure)
+        for tensor in model.state_dict().values():
+            torch.distributed.broadcast(tensor, src=0)
     reader = CropReader(tcfg.image_size, tcfg.resize, model.meta["mean"], model.meta["std"])
     optimizer = make_optimizer(model, tcfg)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=tcfg.lr_decay)
     return TrainRun(pcfg, loss, shop_crops, name, comm.get_rank(), world, device, layout.retrieval(name), tset, model,
-                    reader, optimizer, scheduler)
+                    reader, optimizer, scheduler, attributes)
 
 
 def _resume(run: TrainRun) -> None:
@@ -385,7 +446,7 @@ def _draws(run: TrainRun, rng: np.random.Generator, epoch: int) -> List[Draw]:
             for batch in batches(len(run.tset.train_queries), tcfg.batch_size, rng)]
 
 
-def _train_epoch(run: TrainRun, net: torch.nn.Module, epoch: int) -> List[float]:
+def _train_epoch(run: TrainRun, epoch: int) -> List[float]:
     """One epoch of optimiser steps (after mining, when the loss needs it); the batches' loss values."""
     tcfg = run.tcfg
     rng = np.random.default_rng([tcfg.seed, epoch])
@@ -395,7 +456,7 @@ def _train_epoch(run: TrainRun, net: torch.nn.Module, epoch: int) -> List[float]
         _calibrate(run.model, run.tset, run.reader, run.device, tcfg, rng)
     losses = []
     for draw in progress(_draws(run, rng, epoch), f"epoch {epoch}", unit="batch"):
-        value = _step(run, net, draw, epoch)
+        value = _step(run, draw, epoch)
         if value is not None:
             losses.append(value)
     run.scheduler.step()
@@ -447,13 +508,9 @@ def _train_worker(pcfg_yaml: str, loss: str, shop_crops: str, name: str, resume:
         _resume(run)
     else:
         _start(run)
-    net = run.model
-    if run.world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(
-            run.model, device_ids=[run.device.index] if run.device.type == "cuda" else None, broadcast_buffers=False)
     for epoch in range(run.start_epoch, run.tcfg.epochs):
         t0 = time.perf_counter()
-        losses = _train_epoch(run, net, epoch)
+        losses = _train_epoch(run, epoch)
         if run.rank == 0:
             _end_epoch(run, epoch, losses, time.perf_counter() - t0)
         comm.synchronize()

@@ -164,3 +164,13 @@ def test_negatives_typo_names_offline_and_batch(tmp_path):
     """The issue's example: `ofline` used to select batch-hard negatives silently."""
     with pytest.raises(ConfigError, match="'ofline'.*offline, batch"):
         load_pipeline_config(None, ["retrieval.train.negatives=ofline"], cwd=tmp_path)
+
+
+def test_architecture_is_a_torchvision_name_or_a_timm_model(tmp_path):
+    assert load_pipeline_config(None, ["retrieval.train.architecture=timm:convnext_tiny"], cwd=tmp_path) \
+        .retrieval.train.architecture == "timm:convnext_tiny"
+    with pytest.raises(ConfigError, match=r"retrieval.train.architecture \(or timm:<model name>\) 'resnet5' "
+                                          r"is not one of resnet18"):
+        load_pipeline_config(None, ["retrieval.train.architecture=resnet5"], cwd=tmp_path)
+    with pytest.raises(ConfigError, match="'timm:'"):
+        load_pipeline_config(None, ["retrieval.train.architecture=timm:"], cwd=tmp_path)

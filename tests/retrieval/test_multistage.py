@@ -108,9 +108,8 @@ def _two_process_worker(rank: int, world: int, init_file: str, out_dir: str) -> 
         for loss in LOSSES:
             keys, loss_fn = _toy_batch(loss)
             model = TinyNet().double()
-            net = torch.nn.parallel.DistributedDataParallel(model)
             rows = list(range(len(keys)))[rank::world]
-            value = multistage_backward(net, [image_of(keys[n]) for n in rows], loss_fn, 2,
+            value = multistage_backward(model, [image_of(keys[n]) for n in rows], loss_fn, 2,
                                         Share(rows, len(keys), world, model.dim))
             if rank == 0:
                 torch.save({"value": float(value), "grads": grads(model)}, f"{out_dir}/{loss}.pt")
@@ -132,7 +131,8 @@ def test_two_processes_give_the_gradients_of_one_for_every_loss(tmp_path):
 
 
 def test_a_process_without_images_still_joins_the_step(tmp_path):
-    """One image, two processes: the second has nothing to embed but takes part in the all-reduce."""
+    """One image, two processes: the second has nothing to embed but takes part in the step and ends
+    with the same gradients."""
     import torch.multiprocessing as mp
 
     mp.spawn(_lonely_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
@@ -155,9 +155,8 @@ def _lonely_worker(rank: int, init_file: str, out_dir: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
     try:
         model = TinyNet().double()
-        net = torch.nn.parallel.DistributedDataParallel(model)
         images = [image_of(("street", 0))] if rank == 0 else []
-        multistage_backward(net, images, lambda d: d.pow(2).sum(), 1, Share([0] if rank == 0 else [], 1, 2, 8))
+        multistage_backward(model, images, lambda d: d.pow(2).sum(), 1, Share([0] if rank == 0 else [], 1, 2, 8))
         if rank == 1:
             torch.save(grads(model), f"{out_dir}/lonely.pt")
     finally:

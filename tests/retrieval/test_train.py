@@ -181,3 +181,57 @@ def test_p_x_k_batches_are_for_the_label_based_losses(tiny, tmp_path):
     cfg = _cfg(tiny, tmp_path / "run", "retrieval.train.sampler=pk", "retrieval.train.pk_photos=1")
     with pytest.raises(InputError, match="at least 2"):
         train_mod.run_train_retrieval(cfg, "lifted", "full")
+
+
+def test_gajic_ss_two_streams_start_from_the_shared_run(tiny, tmp_path):
+    """Gajic & Baldrich's SS: a shared run, then street and shop streams initialised from it and trained apart."""
+    import torch
+
+    shared = train_mod.run_train_retrieval(_cfg(tiny, tmp_path / "run", "retrieval.train.epochs=1",
+                                                 "retrieval.train.pooling=mac"), "triplet", "full")
+    cfg = _cfg(tiny, tmp_path / "run", "retrieval.train.epochs=1", "retrieval.train.pooling=mac",
+               "retrieval.train.streams=domain", f"retrieval.train.init_from={shared['name']}")
+    summary = train_mod.run_train_retrieval(cfg, "triplet", "full", name="ss-full")
+    assert summary["config"]["streams"] == "domain" and summary["config"]["init_from"] == "tri-full"
+    two, _ = load_checkpoint(tmp_path / "run" / "retrieval-ss-full" / "model.pt")
+    one, _ = load_checkpoint(tmp_path / "run" / "retrieval-tri-full" / "model.pt")
+    assert two.meta["streams"] == "domain" and two.street is not None
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        street, shop = two(x, "street"), two(x, "shop")
+    assert not torch.allclose(street, shop)  # trained apart
+    assert not torch.allclose(shop, one(x))
+    # the streams moved from the shared weights, not from a fresh start: closer to it than to random
+    fresh = __import__("detret.retrieval.model", fromlist=["x"]).build_retrieval_net(
+        "resnet18", 32, pretrained=False, pooling="mac")
+    w = "whiten.weight"
+    assert (two.state_dict()[w] - one.state_dict()[w]).norm() < (two.state_dict()[w] - fresh.state_dict()[w]).norm()
+    with pytest.raises(ValueError, match="pre-train with streams: shared"):
+        train_mod.run_train_retrieval(_cfg(tiny, tmp_path / "run", "retrieval.train.streams=domain",
+                                           "retrieval.train.classifier_epochs=1"), "triplet", "full", name="x")
+    with pytest.raises(ValueError, match="init_from 'nope' is neither a checkpoint file nor a trained"):
+        train_mod.run_train_retrieval(_cfg(tiny, tmp_path / "run", "retrieval.train.init_from=nope"), "triplet",
+                                      "full", name="y")
+
+
+def test_darn_trains_two_streams_with_attribute_heads(tiny, tmp_path):
+    metrics_cfg = _cfg(tiny, tmp_path / "run", "retrieval.train.epochs=2", "retrieval.train.streams=domain",
+                       "retrieval.train.attribute_weight=1.0", "retrieval.train.negatives=batch")
+    summary = train_mod.run_train_retrieval(metrics_cfg, "triplet", "full", name="darn-full")
+    model, _ = load_checkpoint(tmp_path / "run" / "retrieval-darn-full" / "model.pt")
+    assert set(model.attributes) == {"colour", "pattern", "trim", "badge"}
+    assert set(model.heads) == set(model.street.heads) == set(model.attributes)
+    assert summary["config"]["attribute_weight"] == 1.0
+    metrics = json.loads((tmp_path / "run" / "retrieval-darn-full" / "metrics.json").read_text())
+    assert all(m["loss"] is not None for m in metrics[1:])
+
+
+def test_attribute_heads_need_the_attribute_file(tiny, tmp_path):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny, data)
+    (data / "street2shop" / "meta" / "attributes.csv").unlink()
+    cfg = _cfg(data, tmp_path / "run", "retrieval.train.attribute_weight=0.5")
+    with pytest.raises(ValueError, match="attributes.csv: attribute file not found"):
+        train_mod.run_train_retrieval(cfg, "triplet", "full")

@@ -11,6 +11,8 @@ Layout written under OUT (the same trees the real-data loaders read)::
     OUT/street2shop/meta/json/retrieval_<cat>.json     [{"photo", "product"}]  shop photos
     OUT/street2shop/meta/json/train_pairs_<cat>.json   [{"photo", "product", "bbox": {left, top, width, height}}]
     OUT/street2shop/meta/json/test_pairs_<cat>.json
+    OUT/street2shop/meta/attributes.csv                each product's colour, pattern, trim, badge
+                                                       (detret.data.attributes; DARN's attribute heads)
     OUT/street2shop/images/<photo id, 9 digits>.jpg    street and shop photos, one id space
 
 As in Exact Street2Shop: train and test share no product and no street photo;
@@ -40,6 +42,7 @@ import numpy as np
 from ...runs.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 from ...runs.stage import Stage
 from ...utils.progress import progress
+from ..attributes import attributes_path, write_attributes
 from ..categories import load_categories
 from .garments import PRODUCT_LABEL, GarmentSpec, sample_garment
 from .scenes import Instance, shop_photo, street_photo
@@ -205,6 +208,19 @@ def write_street2shop(cfg: SynthConfig, out: Path, products: List[Product], cate
     return counts
 
 
+def product_attributes(spec: GarmentSpec) -> Dict[str, str]:
+    """The attributes a product's look is drawn from: base colour (hex RGB), pattern, trim, badge."""
+    look = spec.look
+    trim = {0.0: "none", 0.025: "thin", 0.045: "thick"}.get(look.trim_width, f"{look.trim_width:g}")
+    return {"colour": "#{:02x}{:02x}{:02x}".format(*look.base_rgb), "pattern": look.pattern, "trim": trim,
+            "badge": look.badge}
+
+
+def write_product_attributes(out: Path, products: List[Product]) -> None:
+    rows = {(p.category, p.product_id): product_attributes(p.spec) for p in products}
+    write_attributes(attributes_path(out / "street2shop"), rows, ["colour", "pattern", "trim", "badge"])
+
+
 def write_modanet(cfg: SynthConfig, out: Path, modanet_labels: Tuple[str, ...]) -> Dict:
     root = out / "modanet"
     categories = [{"supercategory": "fashion", "id": i + 1, "name": n} for i, n in enumerate(modanet_labels)]
@@ -281,14 +297,18 @@ def generate(cfg: SynthConfig, out: Path, *, force: bool = False, command: Optio
         "modanet_val": "modanet/annotations/modanet2018_instances_val.json",
         "modanet_images": "modanet/images",
         "street2shop_json": "street2shop/meta/json",
+        "street2shop_attributes": "street2shop/meta/attributes.csv",
         "street2shop_images": "street2shop/images",
         "pipeline_config": "detret.yaml",
     }
     reused = stage.reuse_or_begin(force=force)
-    if reused is not None:
-        return reused
     cats = load_categories()
+    if reused is not None:
+        if not attributes_path(out / "street2shop").is_file():  # data written before the file existed
+            write_product_attributes(out, make_catalogue(cfg, cats.street2shop))
+        return reused
     products = make_catalogue(cfg, cats.street2shop)
+    write_product_attributes(out, products)
     summary = {
         "street2shop": write_street2shop(cfg, out, products, cats.street2shop),
         "modanet": write_modanet(cfg, out, cats.modanet),
