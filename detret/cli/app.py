@@ -31,6 +31,7 @@ from . import (
     detect_cmd,
     embed_cmd,
     eval_cmd,
+    export_cmd,
     query_cmd,
     report_cmd,
     search_cmd,
@@ -85,6 +86,7 @@ app.command("embed")(embed_cmd.embed)
 app.command("search")(search_cmd.search)
 app.command("eval")(eval_cmd.evaluate)
 app.command("query")(query_cmd.query)
+app.command("export")(export_cmd.export)
 app.command("demo")(demo_cmd.demo)
 app.command("report")(report_cmd.report)
 app.add_typer(catalogue_cmd.catalogue_app, name="catalogue")

@@ -19,7 +19,6 @@ import math
 from typing import List, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 POOLINGS = ("gem", "mac", "spoc", "rmac")
@@ -28,9 +27,10 @@ RMAC_STEPS = (2, 3, 4, 5, 6, 7)  # candidate numbers of regions along the long s
 
 
 def gem(x: torch.Tensor, p: torch.Tensor | float = 3.0, eps: float = 1e-6) -> torch.Tensor:
-    """x [N, C, H, W] -> [N, C]."""
+    """x [N, C, H, W] -> [N, C]: (mean over positions of x^p)^(1/p). cirtorch averages with avg_pool2d over
+    the whole map; a mean over (H, W) is the same number and exports to ONNX with a dynamic input size."""
     p_t = p if isinstance(p, torch.Tensor) else torch.tensor(float(p), dtype=x.dtype, device=x.device)
-    return F.avg_pool2d(x.clamp(min=eps).pow(p_t), (x.size(-2), x.size(-1))).pow(1.0 / p_t).flatten(1)
+    return x.clamp(min=eps).pow(p_t).mean(dim=(-2, -1)).pow(1.0 / p_t)
 
 
 def mac(x: torch.Tensor) -> torch.Tensor:

@@ -242,24 +242,11 @@ def _stage(pcfg: DictConfig, loss: str, shop_crops: str, name: str, command: Opt
     if tcfg.pretrained and tcfg.backbone_weights:
         inputs["backbone_weights"] = Path(tcfg.backbone_weights)
     if tcfg.init_from:
-        inputs["init_from"] = init_from_path(layout, tcfg.init_from)
+        inputs["init_from"] = layout.retrieval_checkpoint(tcfg.init_from, "retrieval.train.init_from")
     if tcfg.attribute_weight > 0:
         inputs["attributes"] = attributes_path(root)
     return Stage(layout.retrieval(name), f"train-retrieval-{name}", config=training_config(loss, shop_crops, tcfg),
                  inputs=inputs, command=command, pipeline_config=pcfg)
-
-
-def init_from_path(layout: RunLayout, init_from: str) -> Path:
-    """``retrieval.train.init_from``: a checkpoint file, or the name of a finished retrieval run of this run
-    directory (its model.pt)."""
-    path = Path(init_from)
-    if path.is_file():
-        return path
-    run = layout.retrieval(init_from)
-    if not (run / MODEL_FILE).is_file():
-        raise InputError(f"retrieval.train.init_from {init_from!r} is neither a checkpoint file nor a trained "
-                         f"retrieval run ({run / MODEL_FILE} not found)")
-    return run / MODEL_FILE
 
 
 def _check_streams(pcfg: DictConfig) -> None:
@@ -273,7 +260,7 @@ def _check_streams(pcfg: DictConfig) -> None:
     if tcfg.attribute_weight > 0:
         load_attributes(attributes_path(Path(pcfg.data.street2shop.root)))  # a missing or bad file fails now
     if tcfg.init_from:
-        init_from_path(RunLayout(pcfg.run_dir), tcfg.init_from)
+        RunLayout(pcfg.run_dir).retrieval_checkpoint(tcfg.init_from, "retrieval.train.init_from")
 
 
 def _check_sampler(loss: str, tcfg) -> None:
@@ -379,7 +366,7 @@ def _setup(pcfg_yaml: str, loss: str, shop_crops: str, name: str) -> TrainRun:
                                 pooling=check_choice(tcfg.pooling, Pooling, "retrieval.train.pooling"),
                                 streams=tcfg.streams, attributes=attributes.values if attributes else None)
     if tcfg.init_from:
-        initialise_from(model, init_from_path(layout, tcfg.init_from))
+        initialise_from(model, layout.retrieval_checkpoint(tcfg.init_from, "retrieval.train.init_from"))
     model = model.to(device)
     if world > 1:  # one start everywhere (the seed gives it already; a broadcast makes sure)
         for tensor in model.state_dict().values():

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Tuple, Union
 
+from ..errors import InputError
 from .manifest import MANIFEST_NAME
 
 MODEL_FILE = "model.pt"            # in retrieval-<model>/: the best epoch's self-describing checkpoint
@@ -94,6 +95,17 @@ class RunLayout:
 
     def retrieval(self, model: str) -> Path:
         return self.run_dir / f"retrieval-{model}"
+
+    def retrieval_checkpoint(self, ref: str, what: str = "retrieval model") -> Path:
+        """`ref` as a checkpoint: a file, or the name of a trained retrieval run here (its model.pt)."""
+        path = Path(ref)
+        if path.is_file():
+            return path
+        model = self.retrieval(ref) / MODEL_FILE
+        if not model.is_file():
+            raise InputError(f"{what} {ref!r} is neither a checkpoint file nor a trained retrieval run ({model} "
+                             f"not found; trained here: {', '.join(self.trained_models()) or 'none'})")
+        return model
 
     def embed(self, name: str) -> Path:
         return self.run_dir / f"embed-{name}"

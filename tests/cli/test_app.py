@@ -10,7 +10,7 @@ runner = CliRunner()
 
 SUBCOMMANDS = [["data"], ["data", "synth"], ["status"], ["config"], ["config", "show"], ["config", "keys"],
                ["catalogue"], ["catalogue", "create"], ["catalogue", "add"], ["catalogue", "remove"],
-               ["catalogue", "info"], ["catalogue", "reindex"], ["serve"]]
+               ["catalogue", "info"], ["catalogue", "reindex"], ["serve"], ["export"], ["train-retrieval"]]
 
 
 def test_root_help_lists_built_commands_only():
@@ -117,3 +117,23 @@ def test_serve_binds_loopback_unless_told_otherwise_and_names_a_missing_catalogu
     assert inspect.signature(serve).parameters["host"].default.default == "127.0.0.1"
     code, out = _run_main(["serve", str(tmp_path / "nowhere")], capsys)
     assert code == 2 and f"{tmp_path / 'nowhere'}: no such catalogue" in out.err and "Traceback" not in out.err
+
+
+def test_export_writes_the_network_of_a_run_or_a_file(tmp_path, capsys):
+    import torch
+
+    from detret.retrieval.model import build_retrieval_net, save_checkpoint
+
+    torch.manual_seed(0)
+    run = tmp_path / "run"
+    save_checkpoint(run / "retrieval-tri-full" / "model.pt", build_retrieval_net("resnet18", 8, pretrained=False,
+                                                                                 image_size=32))
+    code, printed = _run_main(["--set", f"run_dir={run}", "export", "tri-full", "--format", "torchscript",
+                               "--out", str(tmp_path / "ts")], capsys)
+    assert code in (0, None), printed.err
+    assert (tmp_path / "ts" / "shop.ts").is_file() and "descriptors [N, 8]" in printed.out
+    meta = json.loads((tmp_path / "ts" / "meta.json").read_text())
+    assert meta["source"] == str(run / "retrieval-tri-full" / "model.pt") and meta["output"]["dim"] == 8
+    code, printed = _run_main(["--set", f"run_dir={run}", "export", "ap-full", "--out", str(tmp_path / "x")], capsys)
+    assert code == 2 and "'ap-full' is neither a checkpoint file nor a trained retrieval run" in printed.err
+    assert "trained here: tri-full" in printed.err

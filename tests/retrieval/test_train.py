@@ -209,7 +209,7 @@ def test_gajic_ss_two_streams_start_from_the_shared_run(tiny, tmp_path):
     with pytest.raises(ValueError, match="pre-train with streams: shared"):
         train_mod.run_train_retrieval(_cfg(tiny, tmp_path / "run", "retrieval.train.streams=domain",
                                            "retrieval.train.classifier_epochs=1"), "triplet", "full", name="x")
-    with pytest.raises(ValueError, match="init_from 'nope' is neither a checkpoint file nor a trained"):
+    with pytest.raises(ValueError, match="retrieval.train.init_from .nope. is neither a checkpoint file nor a trained"):
         train_mod.run_train_retrieval(_cfg(tiny, tmp_path / "run", "retrieval.train.init_from=nope"), "triplet",
                                       "full", name="y")
 
