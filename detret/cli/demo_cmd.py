@@ -1,6 +1,7 @@
 """`detret demo`."""
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 
 import typer
@@ -10,6 +11,11 @@ from ..runs.layout import RunLayout
 from .context import console, state
 
 
+class DemoSystems(StrEnum):
+    PAPER = "paper"
+    SEEDS = "seeds"
+
+
 def demo(
     ctx: typer.Context,
     out: Path = typer.Option(Path("runs/demo"), "--out", "-o", file_okay=False,
@@ -17,6 +23,10 @@ def demo(
     quick: bool = typer.Option(False, "--quick", help="A much smaller run (a minute or two) that exercises "
                                                       "every stage; its numbers mean little."),
     seed: int = typer.Option(0, help="Seed of the synthetic dataset."),
+    profile: DemoSystems = typer.Option(DemoSystems.PAPER, "--profile",
+                                        help="paper: Table 1's models and ensembles; seeds: one configuration per "
+                                             "seed system (Kucer & Murray, Gajic & Baldrich, DARN, Ibrahim et al., "
+                                             "Morelli et al.) on the same detector and crops (README, Methods)."),
 ) -> None:
     """The paper in miniature: generate the embedded dataset, train the detector, detect, train the four
     retrieval models (triplet / AP loss x whole / cropped shop photos), embed, build the four ensembles,
@@ -26,19 +36,23 @@ def demo(
     Global --set overrides apply (e.g. --set device=cuda). Writes OUT/demo.yaml (rerun any
     stage with `detret --config OUT/demo.yaml ...`), OUT/runs/ (every stage),
     OUT/runs/eval/table.md, OUT/runs/report/index.html and OUT/demo/{timings.json,reading.md}.
+
+    --profile seeds trains, instead of Table 1's models, one configuration per seed system on the
+    same detector and crops (reusing the default demo's), and writes OUT/runs/eval-seeds/table.md
+    and OUT/demo/{timings-seeds.json,reading-seeds.md}.
     """
-    from ..demo.run import TIMINGS_FILE, run_demo
-    from ..evaluate.reading import reading_markdown
+    from ..demo.run import SEEDS_TIMINGS_FILE, TIMINGS_FILE, run_demo
     from ..evaluate.tables import table_rows
 
     printer = console()
     st = state(ctx)
     if st.config_path is not None:
         raise typer.BadParameter("the demo writes its own pipeline config (OUT/demo.yaml); use --set to override keys")
-    result = run_demo(out, quick=quick, seed=seed, overrides=st.overrides, console=printer)
+    result = run_demo(out, quick=quick, seed=seed, overrides=st.overrides, console=printer, systems=profile.value)
     results = result["results"]
     first = next(iter(results.values()))
-    table = Table(title="Table 1 on the synthetic Exact Street2Shop test pairs (%), within category")
+    title = "Table 1" if profile == DemoSystems.PAPER else "The seed systems"
+    table = Table(title=f"{title} on the synthetic Exact Street2Shop test pairs (%), within category")
     table.add_column("category")
     table.add_column("metric")
     for run in results:
@@ -46,13 +60,18 @@ def demo(
     for row in table_rows(results, first.get("ks", [1, 20])):
         table.add_row(*row, style="bold" if row[0].startswith("mean") else None)
     printer.print(table)
-    printer.print(reading_markdown(result["findings"]))
+    printer.print(result["reading"])
     total = sum(s.get("seconds_when_run", s["seconds"]) for s in result["steps"])
     printer.print(f"Steps: {total / 60:.1f} min of compute in all ({result['seconds'] / 60:.1f} min this time); "
-                  f"per step: {out / TIMINGS_FILE}")
+                  f"per step: {out / (SEEDS_TIMINGS_FILE if profile == DemoSystems.SEEDS else TIMINGS_FILE)}")
     layout = RunLayout(result["run_dir"])
-    printer.print(f"Table: {layout.eval / 'table.md'}")
-    printer.print(f"Report: {layout.report / 'index.html'}")
+    if profile == DemoSystems.SEEDS:
+        from ..demo.seeds import SEEDS_EVAL
+
+        printer.print(f"Table: {layout.run_dir / SEEDS_EVAL / 'table.md'}")
+    else:
+        printer.print(f"Table: {layout.eval / 'table.md'}")
+        printer.print(f"Report: {layout.report / 'index.html'}")
     printer.print("Serve the best run as your own catalogue (then open http://127.0.0.1:8000/):")
     for command in result["serve_commands"]:
         printer.print(f"  {command}", soft_wrap=True)

@@ -18,6 +18,8 @@ def evaluate(
     dataset: RetrievalDataset = typer.Option(RetrievalDataset.STREET2SHOP,
                                              help="street2shop (Table 1) or deepfashion2 (Recall@K both ways)."),
     force: bool = typer.Option(False, "--force", help="Recompute even if the metrics exist."),
+    out_name: str = typer.Option("eval", "--out-name", help="Folder under the run directory to write into (another "
+                                                            "comparison beside Table 1's, e.g. eval-seeds)."),
 ) -> None:
     """mAP, Acc@1 and Acc@20 per category and averaged, as the paper's Table 1, one column per run.
 
@@ -37,7 +39,9 @@ def evaluate(
     from ..evaluate.stage import run_eval
 
     ks_list = [int(k) for k in comma_floats(ks or "1,20", "--ks")]
-    results = run_eval(pcfg, names or [], ks=ks_list, force=force, command=rerun_command(ctx))
+    if not out_name or "/" in out_name or out_name.startswith("."):
+        raise typer.BadParameter(f"--out-name must be a folder name, got {out_name!r}", param_hint="--out-name")
+    results = run_eval(pcfg, names or [], ks=ks_list, out_name=out_name, force=force, command=rerun_command(ctx))
     printer = console()
     printer.print(_table(results, ks_list, per_category))
     first = next(iter(results.values()))

@@ -19,30 +19,24 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 from rich.console import Console
 
 from ..config.pipeline import load_pipeline_config
+from ..errors import InputError
 from ..runs.atomic import atomic_write_json, atomic_write_text
 from ..runs.layout import METRICS_FILE, PAPER_ENSEMBLES, PAPER_MODELS, TABLE_ORDER, RunLayout
 from ..runs.stage import StaleArtifactError, stage_status
 from .profiles import PROFILES, DemoProfile
+from .steps import Step
 
 TABLE_RUNS = TABLE_ORDER  # the runs of Table 1, in its column order
 DEMO_CONFIG_NAME = "demo.yaml"
 TIMINGS_FILE = Path("demo") / "timings.json"  # under the demo's folder: wall time of every step
-
-
-@dataclass
-class Step:
-    title: str                         # what it does, for the progress display
-    command: str                       # the equivalent CLI command (also recorded in the manifest)
-    stage_dir: Optional[Path]          # where its manifest lives (None: always runs; cheap)
-    run: Callable[[DictConfig, str, bool], object]   # (pipeline config, command, force)
+SEEDS_TIMINGS_FILE = Path("demo") / "timings-seeds.json"  # the same for --profile seeds
 
 
 def write_demo_config(out: Path, profile: DemoProfile) -> Path:
@@ -82,22 +76,29 @@ def _model_steps(prefix: str, layout: RunLayout, search_k: int) -> List[Step]:
     return steps
 
 
-def demo_steps(config_path: Path, profile: DemoProfile, run_dir: Path) -> List[Step]:
-    """The pipeline's steps, in order, with the CLI command each one stands for."""
+def demo_steps(config_path: Path, profile: DemoProfile, run_dir: Path, systems: str = "paper") -> List[Step]:
+    """The pipeline's steps, in order, with the CLI command each one stands for; `systems`: Table 1's
+    models ("paper") or the seed systems ("seeds", after the same detection steps)."""
     from ..detect.stage import run_detect
     from ..detect.train import run_train_detector
     from ..evaluate.stage import run_eval
     from ..report.stage import run_report
+    from .seeds import seed_steps
 
     prefix = f"detret --config {config_path}"
     layout = RunLayout(run_dir)
-    return [
+    detection = [
         Step("train the detector", f"{prefix} train-detector", layout.detector,
              lambda c, cmd, f: run_train_detector(c, command=cmd, force=f)),
         Step("detect shop photos", f"{prefix} detect --split shop", layout.detect_shop,
              lambda c, cmd, f: run_detect(c, "shop", command=cmd, force=f)),
         Step("crop street photos", f"{prefix} detect --split street", layout.detect("street", "test"),
              lambda c, cmd, f: run_detect(c, "street", command=cmd, force=f)),
+    ]
+    if systems == "seeds":
+        return detection + seed_steps(prefix, layout, profile.search_k)
+    return [
+        *detection,
         *_model_steps(prefix, layout, profile.search_k),
         Step("evaluate (Table 1)", f"{prefix} eval {' '.join(TABLE_RUNS)} --per-category", layout.eval,
              lambda c, cmd, f: run_eval(c, list(TABLE_RUNS), command=cmd, force=f)),
@@ -115,17 +116,21 @@ def _load_timings(path: Path) -> Dict[str, Dict]:
         return {}  # an unreadable timing file only loses old timings, never results
 
 
+SYSTEMS = ("paper", "seeds")  # `detret demo --profile`: Table 1's models, or the five seed systems
+
+
 def run_demo(out: Path, *, quick: bool = False, seed: int = 0, overrides: Sequence[str] = (),
-             console: Optional[Console] = None) -> Dict:
+             console: Optional[Console] = None, systems: str = "paper") -> Dict:
     """Run (or finish) the demo in ``out``; returns {"config", "run_dir", "steps", "results", "findings"}."""
     from ..data.synth.generate import generate
-    from ..evaluate.reading import read_table, reading_markdown
 
+    if systems not in SYSTEMS:
+        raise InputError(f"demo profile {systems!r} is not one of {', '.join(SYSTEMS)}")
     console = console or Console()
     profile = PROFILES["quick" if quick else "full"]
     synth_cfg = dataclasses.replace(profile.synth, seed=seed)
     out = Path(out)
-    timings_path = out / TIMINGS_FILE
+    timings_path = out / (TIMINGS_FILE if systems == "paper" else SEEDS_TIMINGS_FILE)
     old = _load_timings(timings_path)
     records: List[Dict] = []
 
@@ -141,7 +146,7 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 0, overrides: Sequen
     started = time.perf_counter()
     data_cmd = (f"detret data synth --out {out} --seed {seed} --products {synth_cfg.n_products} "
                 f"--distractors {synth_cfg.n_distractors} --modanet-images {synth_cfg.n_modanet_train}")
-    n = 1 + len(demo_steps(out / DEMO_CONFIG_NAME, profile, out))
+    n = 1 + len(demo_steps(out / DEMO_CONFIG_NAME, profile, out, systems))
     console.rule(f"[bold]detret demo ({profile.name})[/bold]: [1/{n}] generate the dataset")
     reused = stage_status(out).state == "done"
     t0 = time.perf_counter()
@@ -156,7 +161,7 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 0, overrides: Sequen
     config_path = write_demo_config(out, profile)
     pcfg = load_pipeline_config(config_path, list(overrides))
     run_dir = Path(pcfg.run_dir)
-    steps = demo_steps(config_path, profile, run_dir)
+    steps = demo_steps(config_path, profile, run_dir, systems)
     for i, step in enumerate(steps, start=2):
         reused = step.stage_dir is not None and stage_status(step.stage_dir).state == "done"
         console.rule(f"[{i}/{n}] {step.title}" + (" (finished earlier: reused)" if reused else ""))
@@ -175,13 +180,31 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 0, overrides: Sequen
         if not reused:
             console.print(f"[green]done[/green] in {seconds:.0f} s")
 
+    results, findings, reading = _read_results(out, run_dir, systems)
+    return {"config": config_path, "run_dir": run_dir, "steps": records, "results": results, "findings": findings,
+            "reading": reading, "seconds": time.perf_counter() - started, "profile": profile.name,
+            "systems": systems, "serve_commands": serve_commands(config_path, out / "catalogue", best_run(results))}
+
+
+def _read_results(out: Path, run_dir: Path, systems: str):
+    """(the evaluated runs' metrics, the reading's findings, its markdown), the markdown also in
+    ``<out>/demo/reading.md`` (``reading-seeds.md``)."""
+    from ..evaluate.reading import read_table, reading_markdown
+    from .seeds import SEED_RUNS, SEEDS_EVAL, read_seeds, seeds_markdown
+
+    if systems == "seeds":
+        results = json.loads((run_dir / SEEDS_EVAL / METRICS_FILE).read_text())
+        results = {r: results[r] for r in SEED_RUNS}
+        findings = read_seeds(results)
+        reading = seeds_markdown(findings)
+        atomic_write_text(out / "demo" / "reading-seeds.md", "# What the seed systems' table says\n\n" + reading)
+        return results, findings, reading
     results = json.loads((RunLayout(run_dir).eval / METRICS_FILE).read_text())
     results = {r: results[r] for r in TABLE_RUNS}
     findings = read_table(results)
-    atomic_write_text(out / "demo" / "reading.md", "# What the demo's Table 1 says\n\n" + reading_markdown(findings))
-    return {"config": config_path, "run_dir": run_dir, "steps": records, "results": results, "findings": findings,
-            "seconds": time.perf_counter() - started, "profile": profile.name,
-            "serve_commands": serve_commands(config_path, out / "catalogue", best_run(results))}
+    reading = reading_markdown(findings)
+    atomic_write_text(out / "demo" / "reading.md", "# What the demo's Table 1 says\n\n" + reading)
+    return results, findings, reading
 
 
 def best_run(results: Dict) -> str:
