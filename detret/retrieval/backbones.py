@@ -26,6 +26,7 @@ from ..errors import InputError, MissingFileError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+RANDOM_INIT = "random initialisation"
 
 # torchvision constructor, weights enum, feature channels
 ARCHITECTURES: Dict[str, Tuple[str, str, int]] = {
@@ -47,6 +48,7 @@ class Backbone(NamedTuple):
     channels: int
     mean: Sequence[float]
     std: Sequence[float]
+    source: str  # where its initial weights came from: a file, a cache entry, or "random initialisation"
 
 
 def check_architecture(architecture: str) -> None:
@@ -68,13 +70,15 @@ def build_backbone(architecture: str, pretrained: bool, weights_path: Optional[s
         return _timm_backbone(architecture[len(TIMM_PREFIX):], pretrained, weights_path)
     ctor, _, channels = ARCHITECTURES[architecture]
     net = getattr(torchvision.models, ctor)(weights=None)
+    source = RANDOM_INIT
     if pretrained:
-        state = _torchvision_state(architecture, weights_path)
-        missing, _ = net.load_state_dict(state, strict=False)
+        path = _torchvision_file(architecture, weights_path)
+        missing, _ = net.load_state_dict(_read_state(path), strict=False)
         if [k for k in missing if not k.startswith("fc.")]:
             raise InputError(f"backbone weights do not fit {architecture}: missing {missing[:5]}")
+        source = f"torchvision: {path}"
     features = nn.Sequential(*list(net.children())[:-2])  # drop avgpool and fc
-    return Backbone(features, channels, IMAGENET_MEAN, IMAGENET_STD)
+    return Backbone(features, channels, IMAGENET_MEAN, IMAGENET_STD, source)
 
 
 def _read_state(path: Path) -> Dict[str, torch.Tensor]:
@@ -87,9 +91,9 @@ def _read_state(path: Path) -> Dict[str, torch.Tensor]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def _torchvision_state(arch: str, weights_path: Optional[str]) -> Dict[str, torch.Tensor]:
+def _torchvision_file(arch: str, weights_path: Optional[str]) -> Path:
     if weights_path:
-        return _read_state(Path(weights_path))
+        return Path(weights_path)
     _, enum_name, _ = ARCHITECTURES[arch]
     weights = getattr(torchvision.models, enum_name).IMAGENET1K_V1
     cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
@@ -97,7 +101,7 @@ def _torchvision_state(arch: str, weights_path: Optional[str]) -> Dict[str, torc
         raise PretrainedWeightsMissing(
             f"ImageNet weights for {arch} are not in the torch hub cache ({cached}). Download {weights.url} "
             f"to that path, or pass the file with backbone_weights=/path/to/file, or train with pretrained: false")
-    return torch.load(cached, map_location="cpu", weights_only=True)
+    return cached
 
 
 class TimmFeatures(nn.Module):
@@ -139,6 +143,7 @@ def _timm_backbone(name: str, pretrained: bool, weights_path: Optional[str]) -> 
     except TypeError:  # a convolutional network: any size already
         model = timm.create_model(name, pretrained=False, num_classes=0, global_pool="")
     cfg = dict(model.pretrained_cfg)
+    source = RANDOM_INIT
     if pretrained:
         path = weights_path or _timm_cached_file(cfg)
         if path is None:
@@ -151,5 +156,6 @@ def _timm_backbone(name: str, pretrained: bool, weights_path: Optional[str]) -> 
         missing, _ = model.load_state_dict(state, strict=False)
         if missing:
             raise InputError(f"{path}: backbone weights do not fit timm:{name}: missing {missing[:5]}")
+        source = f"timm: {path}"
     mean, std = cfg.get("mean", IMAGENET_MEAN), cfg.get("std", IMAGENET_STD)
-    return Backbone(TimmFeatures(model), int(model.num_features), tuple(mean), tuple(std))
+    return Backbone(TimmFeatures(model), int(model.num_features), tuple(mean), tuple(std), source)

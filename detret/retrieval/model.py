@@ -19,6 +19,7 @@ A checkpoint is a ``torch.save`` dict that loads with ``weights_only=True``
 
     {"meta": {"format": "detret.retrieval/1", "architecture": "resnet50", "pooling": "gem",
               "streams": "shared", "attributes": {"colour": [...], ...},
+              "backbone_source": "torchvision: <weights file>" | "timm: <file>" | "random initialisation",
               "gem_p_init": 3.0, "feat_dim": 2048, "dim": 512, "mean": [...], "std": [...],
               "image_size": 224, "resize": "longest", "training": {...}},
      "state_dict": {...}, ... training state (optimizer, epoch) in training checkpoints}
@@ -160,7 +161,7 @@ def build_retrieval_net(
     meta = {"format": CHECKPOINT_FORMAT, "architecture": architecture, "pooling": pooling, "streams": streams,
             "attributes": attributes, "gem_p_init": gem_p, "feat_dim": backbone.channels, "dim": dim,
             "mean": list(backbone.mean), "std": list(backbone.std), "image_size": image_size, "resize": resize,
-            "pretrained": bool(pretrained), "training": dict(training or {})}
+            "pretrained": bool(pretrained), "backbone_source": backbone.source, "training": dict(training or {})}
     net = RetrievalNet(backbone.features, backbone.channels, dim, gem_p, meta, pooling=pooling, attributes=attributes)
     if streams == "domain":  # the same start for both domains (then init_from, when given, sets both)
         street = RetrievalNet(build_backbone(architecture, False, None).features, backbone.channels, dim, gem_p,

@@ -54,6 +54,8 @@ def test_local_backbone_weights_are_loaded(tmp_path):
     torch.save(ref.state_dict(), tmp_path / "r18.pth")
     model = build_retrieval_net("resnet18", pretrained=True, backbone_weights=str(tmp_path / "r18.pth"))
     assert torch.equal(model.features[0].weight, ref.conv1.weight)
+    assert model.meta["backbone_source"] == f"torchvision: {tmp_path / 'r18.pth'}"
+    assert build_retrieval_net("resnet18", pretrained=False).meta["backbone_source"] == "random initialisation"
 
 
 def test_the_configs_architecture_choices_are_the_buildable_ones():
@@ -192,3 +194,4 @@ def test_timm_weights_from_a_local_file(tmp_path):
     torch.save(ref.state_dict(), tmp_path / "r18.pth")
     model = build_retrieval_net("timm:resnet18", pretrained=True, backbone_weights=str(tmp_path / "r18.pth"))
     assert torch.equal(model.features.model.conv1.weight, ref.conv1.weight)
+    assert model.meta["backbone_source"] == f"timm: {tmp_path / 'r18.pth'}"

@@ -101,7 +101,7 @@ def _two_process_worker(rank: int, world: int, init_file: str, out_dir: str) -> 
 
     from detret.retrieval.multistage import Share
 
-    from .toy_batches import TinyNet, grads, image_of
+    from .toy_batches import TinyNet, TinyTwoStream, grads, image_of
 
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
@@ -113,6 +113,14 @@ def _two_process_worker(rank: int, world: int, init_file: str, out_dir: str) -> 
                                         Share(rows, len(keys), world, model.dim))
             if rank == 0:
                 torch.save({"value": float(value), "grads": grads(model)}, f"{out_dir}/{loss}.pt")
+        # two streams: each process embeds its rows by their domain's stream (here rank 1 has no street image)
+        keys, loss_fn = _toy_batch("lifted")
+        model = TinyTwoStream().double()
+        rows = [n for n, k in enumerate(keys) if (k[0] == "street") == (rank == 0)]
+        multistage_backward(model, [image_of(keys[n]) for n in rows], loss_fn, 3,
+                            Share(rows, len(keys), world, model.dim), [keys[n][0] for n in rows])
+        if rank == 1:
+            torch.save(grads(model), f"{out_dir}/two-stream.pt")
     finally:
         dist.destroy_process_group()
 
@@ -128,6 +136,16 @@ def test_two_processes_give_the_gradients_of_one_for_every_loss(tmp_path):
         assert two["value"] == pytest.approx(value, rel=1e-12), loss
         for name, g in plain.items():
             assert torch.allclose(g, two["grads"][name], atol=1e-12, rtol=1e-9), (loss, name)
+    # a two-stream network, one process holding all the street images and the other all the shop ones
+    from .toy_batches import TinyTwoStream, image_of
+
+    keys, loss_fn = _toy_batch("lifted")
+    model = TinyTwoStream().double()
+    loss_fn(torch.cat([model(image_of(k)[None], k[0]) for k in keys])).backward()
+    two = torch.load(tmp_path / "two-stream.pt", weights_only=True)
+    assert {n.split(".")[0] for n in two} == {"shop", "street"}
+    for name, p in model.named_parameters():
+        assert torch.allclose(p.grad, two[name], atol=1e-12, rtol=1e-9), name
 
 
 def test_a_process_without_images_still_joins_the_step(tmp_path):

@@ -53,5 +53,19 @@ class TinyNet(nn.Module):
         return F.normalize(self.fc(h), dim=1)
 
 
+class TinyTwoStream(nn.Module):
+    """Two TinyNets, one per domain: ``forward(x, domain)`` as a two-stream RetrievalNet."""
+
+    def __init__(self, dim: int = 8) -> None:
+        super().__init__()
+        self.shop, self.street = TinyNet(dim), TinyNet(dim)
+        with torch.no_grad():
+            self.street.fc.weight.mul_(-0.5)
+        self.dim = dim
+
+    def forward(self, x: torch.Tensor, domain: str = "shop") -> torch.Tensor:
+        return (self.street if domain == "street" else self.shop)(x)
+
+
 def grads(model: nn.Module) -> dict:
     return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
