@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 from omegaconf import DictConfig, OmegaConf
 
 from ..config.pipeline import check_choices
-from ..evaluate.reading import Finding
+from ..evaluate.reading import Finding, reading_markdown
 from .steps import Step
 
 CROPS = "detected"  # every system trains on, and searches, the detector's shop crops
@@ -119,16 +119,7 @@ TITLES = {"streams": "Separate street and shop streams (Gajic & Baldrich)?",
 
 
 def seeds_markdown(findings: List[Finding]) -> str:
-    if not findings:
-        return "No seed systems evaluated to compare.\n"
-    out = []
-    for question, title in TITLES.items():
-        items = [f for f in findings if f.question == question]
-        if items:
-            out.append(f"**{title}**\n")
-            out.extend(f"- {f.text}" for f in items)
-            out.append("")
-    return "\n".join(out)
+    return reading_markdown(findings, TITLES, "No seed systems evaluated to compare.")
 
 
 def seed_steps(prefix: str, layout, search_k: int) -> List[Step]:

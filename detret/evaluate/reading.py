@@ -113,13 +113,17 @@ def read_table(results: Mapping[str, Dict]) -> List[Finding]:
     return findings
 
 
-def reading_markdown(findings: List[Finding]) -> str:
+TITLES = {"cropping": "Does cropping the database help?", "losses": "Triplet loss or AP loss?",
+          "ensembles": "Do the ensembles help?"}
+
+
+def reading_markdown(findings: List[Finding], titles: Mapping[str, str] = TITLES, nothing: str = (
+        "No run pairs of the paper's Table 1 (tri-full, tri-crops, ap-full, ap-crops, Tris, ...) to compare.")) -> str:
+    """The findings as markdown, one bold question of `titles` (in its order) then its findings."""
     if not findings:
-        return "No run pairs of the paper's Table 1 (tri-full, tri-crops, ap-full, ap-crops, Tris, ...) to compare.\n"
-    titles = {"cropping": "Does cropping the database help?", "losses": "Triplet loss or AP loss?",
-              "ensembles": "Do the ensembles help?"}
+        return nothing + "\n"
     out = []
-    for question in ("cropping", "losses", "ensembles"):
+    for question in titles:
         items = [f for f in findings if f.question == question]
         if items:
             out.append(f"**{titles[question]}**\n")
