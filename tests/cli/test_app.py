@@ -137,3 +137,8 @@ def test_export_writes_the_network_of_a_run_or_a_file(tmp_path, capsys):
     code, printed = _run_main(["--set", f"run_dir={run}", "export", "ap-full", "--out", str(tmp_path / "x")], capsys)
     assert code == 2 and "'ap-full' is neither a checkpoint file nor a trained retrieval run" in printed.err
     assert "trained here: tri-full" in printed.err
+
+
+def test_eval_out_name_must_be_a_folder_name(capsys):
+    code, printed = _run_main(["eval", "tri-full", "--out-name", "../elsewhere"], capsys)
+    assert code == 2 and "--out-name must be a folder name" in printed.err
