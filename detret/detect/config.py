@@ -148,11 +148,17 @@ def check_weights_available(cfg: CfgNode) -> Optional[str]:
     return local
 
 
-def detector_identity(cfg: CfgNode) -> str:
-    """The detector config as it decides the results, for manifests: device and batching left
-    out, so the same detection on CPU or GPU, or with other batch sizes, counts as the same."""
+def detector_identity(cfg: CfgNode, *, legacy: bool = False) -> str:
+    """The detector config as it decides the results, for manifests: device, batching, the output folder
+    and the weights' path left out (the stages fingerprint the weights' content as an input), so the same
+    detection on CPU or GPU, with other batch sizes, or in a run directory moved elsewhere counts as the
+    same. ``legacy``: as detret recorded it before the paths were left out (a stage accepts both, so
+    runs made then stay valid where they are)."""
     c = cfg.clone()
     c.defrost()
+    if not legacy:
+        c.OUTPUT_DIR = ""
+        c.MODEL.WEIGHTS = ""
     c.MODEL.DEVICE = ""
     c.DETRET.DETECT.BATCH_SIZE = 0
     c.DETRET.DETECT.NUM_WORKERS = 0

@@ -135,11 +135,14 @@ class Stage:
         inputs: Mapping[str, Path],
         command: Optional[str] = None,
         pipeline_config: Optional[Any] = None,
+        equivalent_configs: Sequence[Mapping[str, Any]] = (),
     ) -> None:
         self.stage_dir = Path(stage_dir)
         self.pipeline_config = pipeline_config  # written beside the manifest (not hashed: `config` is)
         self.stage = stage
         self.config = dict(config)
+        # How an older detret recorded this same config: a finished run recorded so is not stale.
+        self.equivalent_hashes = {config_hash(dict(c)) for c in equivalent_configs}
         self.input_paths = {k: Path(v) for k, v in inputs.items()}
         self.command = command or invoked_command()
         self._manifest: Optional[Manifest] = None
@@ -185,7 +188,7 @@ class Stage:
                 raise
         if old is not None and not force:
             differences = []
-            if old.config_sha256 != fresh.config_sha256:
+            if old.config_sha256 != fresh.config_sha256 and old.config_sha256 not in self.equivalent_hashes:
                 differences.append("its config differs")
             for name in sorted(set(old.inputs) | set(fresh.inputs)):
                 if old.inputs.get(name, {}).get("sha256") != fresh.inputs.get(name, {}).get("sha256"):

@@ -125,3 +125,18 @@ def test_reuse_or_begin_and_finish(tmp_path, inp):
     (d / "out.jsonl").write_text("damaged\n")
     with pytest.raises(StaleArtifactError, match="output detections"):
         require_built(d)
+
+
+def test_a_config_recorded_the_older_way_is_not_stale(tmp_path):
+    """`equivalent_configs`: how an older detret recorded the same config keeps its finished run valid."""
+    from detret.runs.stage import Stage
+
+    old = Stage(tmp_path / "s", "s", config={"cfg": "OUTPUT_DIR: /old/place"}, inputs={})
+    assert old.begin() == "fresh"
+    old.complete({})
+    new = Stage(tmp_path / "s", "s", config={"cfg": "OUTPUT_DIR: ''"}, inputs={},
+                equivalent_configs=[{"cfg": "OUTPUT_DIR: /old/place"}])
+    assert new.begin() == "done"
+    other = Stage(tmp_path / "s", "s", config={"cfg": "OUTPUT_DIR: ''"}, inputs={})
+    with pytest.raises(StaleArtifactError, match="its config differs"):
+        other.begin()
