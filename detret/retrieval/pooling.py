@@ -89,7 +89,7 @@ class GeM(nn.Module):
         return gem(x, self.p, self.eps)
 
     def extra_repr(self) -> str:
-        return f"p={float(self.p):.3f}, eps={self.eps}, lr_mult={self.lr_mult}"
+        return f"p={self.p.item():.3f}, eps={self.eps}, lr_mult={self.lr_mult}"
 
 
 class MAC(nn.Module):
