@@ -137,7 +137,7 @@ def seed_steps(prefix: str, layout, search_k: int) -> List[Step]:
     steps = []
     for s in SEED_SYSTEMS:
         sets = "".join(f" --set {o}" for o in s.options())
-        steps.append(Step(f"train {s.name} ({s.paper})",
+        steps.append(Step(f"train {s.name} ({s.paper}: {s.method})",
                           f"{prefix}{sets} train-retrieval --loss {s.loss} --shop-crops {CROPS} --name {s.name}",
                           layout.retrieval(s.name),
                           lambda c, cmd, f, s=s: run_train_retrieval(system_config(c, s), s.loss, CROPS, name=s.name,

@@ -58,8 +58,9 @@ def test_seeds_demo_trains_every_system_on_the_default_demos_crops(demo_quick, t
     shutil.copytree(src, out)
     result = run_demo(out, quick=True, overrides=["device=cpu"], systems="seeds")
     steps = {s["step"]: s["status"] for s in result["steps"]}
-    for reused in ("train the detector", "detect shop photos", "train tri-crops (Kucer & Murray 2019)",
-                   "train ap-crops (Kucer & Murray 2019)"):
+    for reused in ("train the detector", "detect shop photos",
+                   "train tri-crops (Kucer & Murray 2019: GeM, triplet, mined negatives)",
+                   "train ap-crops (Kucer & Murray 2019: GeM, AP loss (listwise))"):
         assert steps[reused] == "reused", reused  # the default demo's detector, crops and K&M runs
     assert list(result["results"]) == list(SEED_RUNS)
     run_dir = Path(result["run_dir"])
