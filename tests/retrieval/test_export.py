@@ -13,12 +13,14 @@ def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
 
 
-@pytest.mark.parametrize("pooling, streams", [("gem", "shared"), ("mac", "domain"), ("rmac", "shared")])
-def test_onnx_file_run_by_onnxruntime_matches_detret(tmp_path, pooling, streams):
+@pytest.mark.parametrize("architecture, pooling, streams", [
+    ("resnet18", "gem", "shared"), ("resnet18", "mac", "domain"), ("resnet18", "rmac", "shared"),
+    ("timm:vit_tiny_patch16_224", "gem", "shared")])
+def test_onnx_file_run_by_onnxruntime_matches_detret(tmp_path, architecture, pooling, streams):
     import onnxruntime as ort
 
     torch.manual_seed(0)
-    model = build_retrieval_net("resnet18", dim=16, pretrained=False, pooling=pooling, streams=streams,
+    model = build_retrieval_net(architecture, dim=16, pretrained=False, pooling=pooling, streams=streams,
                                 image_size=64).eval()
     if model.street is not None:
         with torch.no_grad():
