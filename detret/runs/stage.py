@@ -28,7 +28,7 @@ import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from ..errors import DetretError
 from .atomic import atomic_write_json, atomic_write_text, is_temporary

@@ -1,6 +1,5 @@
-"""train-retrieval on a tiny synthetic dataset: artifacts, resume, both losses, DB C and DB F."""
+"""train-retrieval on a tiny synthetic dataset: artifacts, resume, the losses, samplers, streams and heads."""
 import json
-from pathlib import Path
 
 import pytest
 
