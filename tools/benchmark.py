@@ -5,6 +5,7 @@
     python tools/benchmark.py all [--config runs/demo/demo.yaml]   # the README's sizes
     python tools/benchmark.py search [--gallery 40000 --queries 2000 --dim 512]
     python tools/benchmark.py eval   [--gallery 20000 --queries 2000 --dim 256]
+    python tools/benchmark.py bootstrap [--resamples 1000]
     python tools/benchmark.py embed  [--arch resnet50 --size 224 --images 64 --batch 16]
     python tools/benchmark.py detect --config runs/demo/demo.yaml [--photos 200]
     python tools/benchmark.py search-full [--scale 1.0 --compressed SQ8]
@@ -18,6 +19,8 @@
 - eval: full-gallery mAP by counting, per positive, the items ranked before it
   (detret.retrieval.metrics.full_gallery_ap) against the sort-based definition
   (sort the whole gallery, then eq. 4); checks that the values agree.
+- bootstrap: eval's 95% intervals (1,000 resamples within each category) at Exact Street2Shop's
+  scale (20,357 queries, 8 runs) against computing the metrics without them; the seconds added.
 - embed: batched channels-last bf16-autocast embedding against a per-image eager fp32
   loop with the same model and crops; reports the lowest cosine similarity between them.
 - detect: `detret detect`'s batched detection (fp32, and bf16 bottom-up) against Detectron2's
@@ -227,6 +230,36 @@ def bench_eval(args) -> Dict:
     t_fast, t_sort = t["fast"], t["sort"]
     return {"benchmark": "eval", "gallery": args.gallery, "queries": args.queries, "fast_s": t_fast,
             "sort_reference_s": t_sort, "speedup": t_sort / t_fast, "values_agree": bool(agree)}
+
+
+def bench_bootstrap(args) -> Dict:
+    """`eval --bootstrap 1000` at Exact Street2Shop's scale: 20,357 queries split by the real gallery
+    proportions, 8 runs (Table 1's columns), mAP and Acc@1/20, against the metrics without intervals
+    (the positives' ranks given: what eval adds on top of its search)."""
+    from detret.evaluate.protocol import metrics_from_ranks
+
+    rng = np.random.default_rng(5)
+    total = sum(S2S_GALLERY.values())
+    runs = []
+    for _ in range(8):
+        per_cat = {}
+        for cat, g_size in S2S_GALLERY.items():
+            n_q = max(1, int(round(20357 * g_size / total)))
+            ranks = [np.sort(rng.choice(np.arange(1, 2000), size=int(rng.integers(1, 4)), replace=False))
+                     for _ in range(n_q)]
+            per_cat[cat] = {"gallery": g_size, "ranks": ranks}
+        runs.append(per_cat)
+
+    def plain():
+        return [metrics_from_ranks(r, (1, 20)) for r in runs]
+
+    def with_intervals():
+        return [metrics_from_ranks(r, (1, 20), bootstrap=args.resamples, seed=0) for r in runs]
+
+    t = best_of({"plain": plain, "bootstrap": with_intervals}, args.repeat)
+    return {"benchmark": "bootstrap", "queries": sum(len(c["ranks"]) for c in runs[0].values()), "runs": len(runs),
+            "resamples": args.resamples, "metrics_s": t["plain"], "metrics_with_intervals_s": t["bootstrap"],
+            "added_s": t["bootstrap"] - t["plain"], "ratio": t["bootstrap"] / t["plain"]}
 
 
 def bench_embed(args) -> Dict:
@@ -571,8 +604,9 @@ def _service(which: str):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("which", choices=["all", "search", "search-full", "eval", "embed", "embed-map", "detect",
-                                          "serve", "catalogue-add"])
+    parser.add_argument("which", choices=["all", "search", "search-full", "eval", "bootstrap", "embed", "embed-map",
+                                          "detect", "serve", "catalogue-add"])
+    parser.add_argument("--resamples", type=int, default=1000, help="bootstrap: resamples per interval")
     parser.add_argument("--quick", action="store_true", help="all: the quick demo and smaller sizes (minutes)")
     parser.add_argument("--work", default=None, help="all: where the demo runs (default runs/bench-quick, runs/bench)")
     parser.add_argument("--out-dir", default="benchmarks", help="all: where report[_quick].json/.md go")
@@ -603,6 +637,7 @@ def main(argv=None) -> int:
     if args.which in ("serve", "catalogue-add") and not args.config:
         raise SystemExit(f"{args.which}: --config must name the demo.yaml of a finished `detret demo`")
     runners = {"all": bench_all, "search": bench_search, "search-full": bench_search_full, "eval": bench_eval,
+               "bootstrap": bench_bootstrap,
                "embed": bench_embed, "embed-map": bench_embed_map, "detect": bench_detect,
                "serve": _service("serve"), "catalogue-add": _service("catalogue-add")}
     result = runners[args.which](args)

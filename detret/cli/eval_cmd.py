@@ -18,6 +18,9 @@ def evaluate(
     dataset: RetrievalDataset = typer.Option(RetrievalDataset.STREET2SHOP,
                                              help="street2shop (Table 1) or deepfashion2 (Recall@K both ways)."),
     force: bool = typer.Option(False, "--force", help="Recompute even if the metrics exist."),
+    bootstrap: int = typer.Option(1000, "--bootstrap", min=0, help="Resamples of the 95% intervals over queries "
+                                                                  "(within each category, seeded by the config's "
+                                                                  "seed); 0: none."),
     out_name: str = typer.Option("eval", "--out-name", help="Folder under the run directory to write into (another "
                                                             "comparison beside Table 1's, e.g. eval-seeds)."),
 ) -> None:
@@ -41,7 +44,8 @@ def evaluate(
     ks_list = [int(k) for k in comma_floats(ks or "1,20", "--ks")]
     if not out_name or "/" in out_name or out_name.startswith("."):
         raise typer.BadParameter(f"--out-name must be a folder name, got {out_name!r}", param_hint="--out-name")
-    results = run_eval(pcfg, names or [], ks=ks_list, out_name=out_name, force=force, command=rerun_command(ctx))
+    results = run_eval(pcfg, names or [], ks=ks_list, out_name=out_name, bootstrap=bootstrap, force=force,
+                       command=rerun_command(ctx))
     printer = console()
     printer.print(_table(results, ks_list, per_category))
     first = next(iter(results.values()))

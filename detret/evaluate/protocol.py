@@ -10,7 +10,9 @@ gallery photos of its product ((category, product id)). Per category:
   excluded from mAP and Acc@K and counted in ``queries_without_positive``.
 
 Averages: ``mean_over_categories`` (each category weighs the same, as the
-paper's per-category table invites) and ``mean_over_queries``.
+paper's per-category table invites) and ``mean_over_queries``. With bootstrap
+resamples, ``ci95`` holds every metric's 95% interval (per category and both
+means; queries resampled within each category, :mod:`detret.evaluate.bootstrap`).
 Scores are exact inner products of the descriptors (eq. 5), computed here
 independently of the search index, so an approximate index does not change
 the reported numbers.
@@ -23,6 +25,7 @@ import numpy as np
 
 from ..embed.artifact import Row, rows_by_category
 from ..retrieval.metrics import positive_ranks
+from .bootstrap import metric_intervals
 
 DEFAULT_KS = (1, 20)
 CURVE_MAX_K = 50
@@ -55,14 +58,21 @@ def category_ranks(gallery: np.ndarray, grows: List[Row], queries: np.ndarray, q
     return out
 
 
-def metrics_from_ranks(per_cat: Dict[str, Dict], ks: Sequence[int] = DEFAULT_KS) -> Dict:
+def metrics_from_ranks(per_cat: Dict[str, Dict], ks: Sequence[int] = DEFAULT_KS, bootstrap: int = 0,
+                       seed: int = 0) -> Dict:
+    """Table 1's metrics from the positives' ranks; with ``bootstrap`` resamples, their 95% intervals
+    under ``ci95`` (see :mod:`detret.evaluate.bootstrap`)."""
     result = {"per_category": {}, "ks": list(ks)}
     all_ap, all_acc = [], {k: [] for k in ks}
     curve_cat = []
+    per_query: Dict[str, Dict[str, List[float]]] = {"mAP": {}, **{f"Acc@{k}": {} for k in ks}}
     for cat, info in per_cat.items():
         valid = [r for r in info["ranks"] if r is not None]
         aps = [float(np.mean(np.arange(1, len(r) + 1) / r)) for r in valid]
         first = np.array([r[0] for r in valid]) if valid else np.array([])
+        per_query["mAP"][cat] = aps
+        for k in ks:
+            per_query[f"Acc@{k}"][cat] = list((first <= k).astype(float))
         row = {"queries": len(info["ranks"]), "queries_scored": len(valid),
                "queries_without_positive": len(info["ranks"]) - len(valid), "gallery": info["gallery"],
                "mAP": float(np.mean(aps)) if aps else None}
@@ -82,9 +92,12 @@ def metrics_from_ranks(per_cat: Dict[str, Dict], ks: Sequence[int] = DEFAULT_KS)
     result["mean_over_queries"] = {"mAP": float(np.mean(all_ap)) if all_ap else None,
                                    **{f"Acc@{k}": float(np.mean(all_acc[k])) if all_acc[k] else None for k in ks}}
     result["acc_curve"] = [float(v) for v in np.mean(curve_cat, axis=0)] if curve_cat else []
+    intervals = metric_intervals(per_query, bootstrap, seed)
+    if intervals is not None:
+        result["ci95"] = {**intervals, "resamples": int(bootstrap), "seed": int(seed)}
     return result
 
 
 def evaluate_descriptors(gallery: np.ndarray, grows: List[Row], queries: np.ndarray, qrows: List[Row],
-                         ks: Sequence[int] = DEFAULT_KS) -> Dict:
-    return metrics_from_ranks(category_ranks(gallery, grows, queries, qrows), ks)
+                         ks: Sequence[int] = DEFAULT_KS, bootstrap: int = 0, seed: int = 0) -> Dict:
+    return metrics_from_ranks(category_ranks(gallery, grows, queries, qrows), ks, bootstrap, seed)

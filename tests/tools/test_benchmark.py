@@ -29,6 +29,10 @@ def test_search_and_eval_benchmarks_check_their_results(bench, tmp_path):
     out = tmp_path / "eval.json"
     assert bench.main(["eval", "--gallery", "500", "--queries", "50", "--repeat", "1", "--out", str(out)]) == 0
     assert json.loads(out.read_text())["values_agree"] is True
+    out = tmp_path / "bootstrap.json"
+    assert bench.main(["bootstrap", "--resamples", "20", "--repeat", "1", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["queries"] > 20000 and result["runs"] == 8 and result["metrics_with_intervals_s"] > 0
 
 
 def test_embed_map_measures_bf16_descriptors_and_leaves_the_run_as_it_was(bench, demo_quick):
