@@ -1,19 +1,14 @@
 """`detret demo`."""
 from __future__ import annotations
 
-from enum import StrEnum
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
+from ..config.choices import DemoSystems
 from ..runs.layout import RunLayout
 from .context import console, state
-
-
-class DemoSystems(StrEnum):
-    PAPER = "paper"
-    SEEDS = "seeds"
 
 
 def demo(

@@ -75,6 +75,13 @@ class Sampler(StrEnum):
     PK = "pk"
 
 
+class DemoSystems(StrEnum):
+    """What `detret demo --profile` trains after the detector: Table 1's models and ensembles, or one
+    configuration per seed system (``detret.demo.seeds``)."""
+    PAPER = "paper"
+    SEEDS = "seeds"
+
+
 class Streams(StrEnum):
     """One network for street and shop photos, or one per domain (Gajic & Baldrich's "SS", DARN)."""
     SHARED = "shared"

@@ -25,8 +25,8 @@ from typing import Dict, List, Optional, Sequence
 from omegaconf import OmegaConf
 from rich.console import Console
 
+from ..config.choices import DemoSystems, check_choice
 from ..config.pipeline import load_pipeline_config
-from ..errors import InputError
 from ..runs.atomic import atomic_write_json, atomic_write_text
 from ..runs.layout import METRICS_FILE, PAPER_ENSEMBLES, PAPER_MODELS, TABLE_ORDER, RunLayout
 from ..runs.stage import StaleArtifactError, stage_status
@@ -116,16 +116,12 @@ def _load_timings(path: Path) -> Dict[str, Dict]:
         return {}  # an unreadable timing file only loses old timings, never results
 
 
-SYSTEMS = ("paper", "seeds")  # `detret demo --profile`: Table 1's models, or the five seed systems
-
-
 def run_demo(out: Path, *, quick: bool = False, seed: int = 0, overrides: Sequence[str] = (),
              console: Optional[Console] = None, systems: str = "paper") -> Dict:
     """Run (or finish) the demo in ``out``; returns {"config", "run_dir", "steps", "results", "findings"}."""
     from ..data.synth.generate import generate
 
-    if systems not in SYSTEMS:
-        raise InputError(f"demo profile {systems!r} is not one of {', '.join(SYSTEMS)}")
+    check_choice(systems, DemoSystems, "demo profile")
     console = console or Console()
     profile = PROFILES["quick" if quick else "full"]
     synth_cfg = dataclasses.replace(profile.synth, seed=seed)

@@ -63,8 +63,8 @@ def metrics_from_ranks(per_cat: Dict[str, Dict], ks: Sequence[int] = DEFAULT_KS,
     """Table 1's metrics from the positives' ranks; with ``bootstrap`` resamples, their 95% intervals
     under ``ci95`` (see :mod:`detret.evaluate.bootstrap`)."""
     result = {"per_category": {}, "ks": list(ks)}
-    all_ap, all_acc = [], {k: [] for k in ks}
     curve_cat = []
+    # metric -> category -> the value of each scored query: the means over queries, and the resamples
     per_query: Dict[str, Dict[str, List[float]]] = {"mAP": {}, **{f"Acc@{k}": {} for k in ks}}
     for cat, info in per_cat.items():
         valid = [r for r in info["ranks"] if r is not None]
@@ -78,19 +78,18 @@ def metrics_from_ranks(per_cat: Dict[str, Dict], ks: Sequence[int] = DEFAULT_KS,
                "mAP": float(np.mean(aps)) if aps else None}
         for k in ks:
             row[f"Acc@{k}"] = float(np.mean(first <= k)) if valid else None
-            all_acc[k] += list((first <= k).astype(float))
         curve = [float(np.mean(first <= k)) if valid else None for k in range(1, CURVE_MAX_K + 1)]
         row["acc_curve"] = curve
         if valid:
             curve_cat.append(curve)
-        all_ap += aps
         result["per_category"][cat] = row
     scored = [r for r in result["per_category"].values() if r["mAP"] is not None]
     result["mean_over_categories"] = {"mAP": float(np.mean([r["mAP"] for r in scored])) if scored else None,
                                       **{f"Acc@{k}": float(np.mean([r[f"Acc@{k}"] for r in scored]))
                                          if scored else None for k in ks}}
-    result["mean_over_queries"] = {"mAP": float(np.mean(all_ap)) if all_ap else None,
-                                   **{f"Acc@{k}": float(np.mean(all_acc[k])) if all_acc[k] else None for k in ks}}
+    pooled = {metric: [v for values in by_cat.values() for v in values] for metric, by_cat in per_query.items()}
+    result["mean_over_queries"] = {metric: float(np.mean(values)) if values else None
+                                   for metric, values in pooled.items()}
     result["acc_curve"] = [float(v) for v in np.mean(curve_cat, axis=0)] if curve_cat else []
     intervals = metric_intervals(per_query, bootstrap, seed)
     if intervals is not None:

@@ -12,7 +12,7 @@ is ``retrieval.train.attribute_weight``.
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -52,3 +52,12 @@ def with_attribute_loss(loss_fn: Callable[[torch.Tensor], torch.Tensor], classes
     def loss(out: torch.Tensor) -> torch.Tensor:
         return loss_fn(out[:, :dim]) + weight * attribute_loss(out[:, dim:], classes, sizes)
     return loss
+
+
+def attribute_training(model: RetrievalNet, loss_fn: Callable[[torch.Tensor], torch.Tensor], classes: torch.Tensor,
+                       weight: float) -> Tuple[nn.Module, int, Callable[[torch.Tensor], torch.Tensor]]:
+    """(the network multistage back-propagation calls, the width of its output rows, the step's loss) for
+    a model with attribute heads; `classes` [images, attributes] are the batch's images' classes (-1: unknown)."""
+    sizes = [len(values) for values in model.attributes.values()]
+    return (DescriptorsAndLogits(model), model.dim + sum(sizes),
+            with_attribute_loss(loss_fn, classes, model.dim, sizes, weight))

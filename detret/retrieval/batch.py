@@ -112,11 +112,11 @@ def pk_batches(products: Dict[Product, List[Key]], p: int, k: int, loss: str, se
     order = np.random.default_rng([seed, epoch, PK_SAMPLING]).permutation(len(names))
     draws = []
     for start in range(0, len(order), p):
-        group = [names[i] for i in order[start:start + p]]
+        group = order[start:start + p]
         if len(group) < 2:
             continue
         rows, labels = [], []
-        for n in order[start:start + p]:
+        for n in group:
             keys = products[names[n]]
             chosen = item_rng(seed, epoch, PK_SAMPLING, int(n)).choice(len(keys), size=min(k, len(keys)),
                                                                        replace=False)

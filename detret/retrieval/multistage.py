@@ -138,19 +138,26 @@ def multistage_backward(
 
 
 def sum_gradients(model: nn.Module) -> None:
-    """Each parameter's .grad summed over the processes (a missing .grad counts as zeros), in one all-reduce."""
+    """Each parameter's .grad summed over the processes, in one all-reduce. A parameter no process gave a
+    gradient keeps none (as in one process: the optimiser then skips it); where only some did, the others
+    count as zeros."""
     import torch.distributed as dist
 
     params = [p for p in model.parameters() if p.requires_grad]
+    had = [p.grad is not None for p in params]
     for p in params:
         if p.grad is None:
             p.grad = torch.zeros_like(p)
-    flat = torch.cat([p.grad.reshape(-1) for p in params])
+    flags = torch.tensor(had, dtype=params[0].grad.dtype, device=params[0].grad.device)
+    flat = torch.cat([p.grad.reshape(-1) for p in params] + [flags])
     dist.all_reduce(flat)
     offset = 0
     for p in params:
         p.grad.copy_(flat[offset:offset + p.numel()].view_as(p))
         offset += p.numel()
+    for p, anyone in zip(params, flat[offset:].tolist()):
+        if anyone == 0:
+            p.grad = None
 
 
 def _zeros(model: nn.Module, *shape: int) -> torch.Tensor:

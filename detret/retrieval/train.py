@@ -53,7 +53,7 @@ from ..runs.manifest import read_manifest
 from ..runs.stage import SUMMARY_NAME, Stage, require_fresh
 from ..utils.device import DataParallel, resolve_device
 from ..utils.progress import progress
-from .attribute_heads import DescriptorsAndLogits, with_attribute_loss
+from .attribute_heads import attribute_training
 from .batch import Draw, assemble, augment_rng, crop_item, draw_pairs, pk_batches, pk_products
 from .data import CropItem, CropReader, TrainingSet, batches, build_training_set, load_shop_boxes
 from .metric_losses import PML_LOSSES
@@ -202,11 +202,9 @@ def _step(run: "TrainRun", draw: Draw, epoch: int) -> Optional[float]:
         return None  # alike in every process: no step anywhere
     net, width = run.model, run.model.dim
     if run.attributes is not None:  # descriptors and attribute logits in one vector per image
-        net, width = DescriptorsAndLogits(run.model), run.model.dim + sum(map(len, run.attributes.values.values()))
         classes = torch.tensor([run.attributes.classes(crop_item(tset, k).product) for k in keys],
                                dtype=torch.long, device=run.device).reshape(len(keys), len(run.attributes.values))
-        loss_fn = with_attribute_loss(loss_fn, classes, run.model.dim, [len(v) for v in run.attributes.values.values()],
-                                      tcfg.attribute_weight)
+        net, width, loss_fn = attribute_training(run.model, loss_fn, classes, tcfg.attribute_weight)
     run.optimizer.zero_grad(set_to_none=True)
     rows = [n for n, k in enumerate(keys) if k in tensors]
     share = Share(rows, len(keys), run.world, width) if run.world > 1 else None
@@ -259,8 +257,6 @@ def _check_streams(pcfg: DictConfig) -> None:
         raise InputError(f"retrieval.train.attribute_weight must be >= 0, got {tcfg.attribute_weight}")
     if tcfg.attribute_weight > 0:
         load_attributes(attributes_path(Path(pcfg.data.street2shop.root)))  # a missing or bad file fails now
-    if tcfg.init_from:
-        RunLayout(pcfg.run_dir).retrieval_checkpoint(tcfg.init_from, "retrieval.train.init_from")
 
 
 def _check_sampler(loss: str, tcfg) -> None:

@@ -161,6 +161,8 @@ def test_a_process_without_images_still_joins_the_step(tmp_path):
     two = torch.load(tmp_path / "lonely.pt", weights_only=True)
     for name, g in grads(model).items():
         assert torch.allclose(g, two[name], atol=1e-12), name
+    unused = torch.load(tmp_path / "unused.pt", weights_only=True)
+    assert unused == {n: n.startswith("street.") for n in unused} and len(unused) == 8
 
 
 def _lonely_worker(rank: int, init_file: str, out_dir: str) -> None:
@@ -168,7 +170,7 @@ def _lonely_worker(rank: int, init_file: str, out_dir: str) -> None:
 
     from detret.retrieval.multistage import Share
 
-    from .toy_batches import TinyNet, grads, image_of
+    from .toy_batches import TinyNet, TinyTwoStream, grads, image_of
 
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
     try:
@@ -177,5 +179,11 @@ def _lonely_worker(rank: int, init_file: str, out_dir: str) -> None:
         multistage_backward(model, images, lambda d: d.pow(2).sum(), 1, Share([0] if rank == 0 else [], 1, 2, 8))
         if rank == 1:
             torch.save(grads(model), f"{out_dir}/lonely.pt")
+        # a stream no process used keeps no gradient, as in one process (the optimiser skips it)
+        two = TinyTwoStream().double()
+        multistage_backward(two, images, lambda d: d.pow(2).sum(), 1, Share([0] if rank == 0 else [], 1, 2, 8),
+                            ["shop"] * len(images))
+        if rank == 1:
+            torch.save({n: p.grad is None for n, p in two.named_parameters()}, f"{out_dir}/unused.pt")
     finally:
         dist.destroy_process_group()
