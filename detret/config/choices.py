@@ -88,6 +88,22 @@ class Streams(StrEnum):
     DOMAIN = "domain"
 
 
+class Protocol(StrEnum):
+    """Which shop photos a street query is ranked against: its category's (Kiapour et al., the paper's
+    Table 1) or all of them (Morelli et al.'s Recall@K)."""
+    CATEGORY = "category"
+    ALL = "all"
+
+
+class RerankMethod(StrEnum):
+    """Re-ranking of a search (``detret.search.rerank``): none, alpha query expansion, alpha database-side
+    augmentation, diffusion."""
+    NONE = "none"
+    AQE = "aqe"
+    DBA = "dba"
+    DIFFUSION = "diffusion"
+
+
 class ShopCrops(StrEnum):
     """Shop photos as the detector cropped them (the paper's "DB C"), or whole ("DB F")."""
     DETECTED = "detected"

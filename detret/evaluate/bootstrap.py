@@ -68,3 +68,41 @@ def metric_intervals(per_query: Mapping[str, Mapping[str, Sequence[float]]], n_r
         out["mean_over_categories"][metric] = interval(over_cats)
         out["mean_over_queries"][metric] = interval(over_queries)
     return out
+
+
+def curve_intervals(first_ranks: Mapping[str, Sequence[int]], n_resamples: int, seed: int, max_k: int
+                    ) -> Optional[List[List[float]]]:
+    """[lo, hi] of Acc@K (mean over categories) for K = 1..max_k, from each category's first-positive ranks
+    (the same resamples as :func:`metric_intervals`). Per resample, a histogram of the clipped ranks
+    (one ``bincount`` for all resamples) gives every K at once: memory [B, n], never [B, n, K]."""
+    indices = resample_indices({cat: len(r) for cat, r in first_ranks.items()}, n_resamples, seed)
+    if n_resamples <= 0 or not indices:
+        return None
+    acc = []
+    for cat, idx in indices.items():
+        ranks = np.minimum(np.asarray(first_ranks[cat], np.int64), max_k + 1)[idx]  # [B, n], max_k + 1: beyond
+        offsets = (np.arange(idx.shape[0]) * (max_k + 2))[:, None]
+        counts = np.bincount((ranks + offsets).ravel(), minlength=idx.shape[0] * (max_k + 2))
+        counts = counts.reshape(idx.shape[0], max_k + 2)[:, 1:max_k + 1]
+        acc.append(np.cumsum(counts, axis=1) / idx.shape[1])  # [B, max_k]: Acc@1..max_k
+    over_categories = np.mean(np.stack(acc), axis=0)
+    return [interval(over_categories[:, k]) for k in range(max_k)]
+
+
+def paired_difference(a: Mapping[str, Sequence[float]], b: Mapping[str, Sequence[float]], n_resamples: int,
+                      seed: int) -> Dict:
+    """The difference b - a of the mean over categories of two runs' per-query values on the same queries
+    (``a[cat][i]`` and ``b[cat][i]`` the same query), and its paired bootstrap interval: each resample
+    draws the same queries for both runs, so what the runs share (a hard query is hard for both) cancels.
+    {"difference", "ci95": [lo, hi] or None (no resamples), "queries"}."""
+    cats = sorted(c for c in a if len(a[c]))
+    if sorted(c for c in b if len(b[c])) != cats or any(len(a[c]) != len(b[c]) for c in cats):
+        raise ValueError("a paired comparison needs the same queries in both runs")
+    diff = {c: np.asarray(b[c], np.float64) - np.asarray(a[c], np.float64) for c in cats}
+    point = float(np.mean([d.mean() for d in diff.values()])) if cats else None
+    out = {"difference": point, "ci95": None, "queries": int(sum(len(d) for d in diff.values()))}
+    indices = resample_indices({c: len(d) for c, d in diff.items()}, n_resamples, seed) if n_resamples > 0 else {}
+    if indices:
+        _, over_categories, _ = resampled_means(diff, indices)
+        out["ci95"] = interval(over_categories)
+    return out

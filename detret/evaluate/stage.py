@@ -1,29 +1,37 @@
-"""`detret eval`: Table 1 of the paper for one or several descriptor runs, side by side.
+"""`detret eval`: Table 1 of the paper for one or several runs, side by side.
 
-Writes ``<run_dir>/eval/``: ``metrics.json`` (per run: per category and averaged
-mAP, Acc@K, query and gallery counts, queries without positive, Acc@K curve),
-``table.md`` and ``table.csv`` (categories by metric, one column per run), and with
-``--bootstrap N`` (1,000 by default) each metric's 95% interval under ``ci95`` in metrics.json,
-``acc_at_k.png``.
+A run is a descriptor run (``embed-<name>``) or a re-ranked one (``<name>+aqe``, searched by ``detret
+search <name> --rerank aqe``). Writes ``<run_dir>/eval/`` (``--protocol all``: ``eval-all/``):
+``metrics.json`` (per run: per category and averaged mAP, Acc@K, query and gallery counts, queries
+without positive, Acc@K curve, and with ``--bootstrap N`` (1,000 by default) each metric's 95%
+interval under ``ci95``), ``table.md`` and ``table.csv`` (categories by metric, one column per run,
+intervals beside the values), ``acc_at_k.png`` (with the intervals' band) and ``per_query.json``
+(per run and category, the scored queries' keys [photo_id, record], AP and first-positive rank: what the
+paired comparisons of :mod:`detret.evaluate.reading` resample).
 """
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
-from typing import Dict, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from omegaconf import DictConfig
 
 from ..embed.artifact import read_descriptors, read_skipped
 from ..errors import InputError
-from ..runs.layout import METRICS_FILE, RunLayout
-from ..runs.stage import Stage, require_fresh
+from ..runs.atomic import atomic_write_json
+from ..runs.layout import METRICS_FILE, RunLayout, split_reranked
+from ..runs.stage import SUMMARY_NAME, Stage, require_fresh
+from ..search.rerank import Rerank, scorer
 from .acc_curve import plot_acc_curve
 from .bootstrap import DEFAULT_RESAMPLES
-from .protocol import DEFAULT_KS, evaluate_descriptors
+from .protocol import DEFAULT_KS, PROTOCOLS, category_ranks, metrics_from_ranks, per_query_values
 from .tables import write_tables
 
 logger = logging.getLogger(__name__)
+
+PER_QUERY_FILE = "per_query.json"  # {run: {category: {"queries", "ap", "first_rank"}}}: for paired comparisons
 
 
 def add_unreadable_counts(result: Dict, skipped: Sequence[Dict]) -> None:
@@ -41,34 +49,63 @@ def add_unreadable_counts(result: Dict, skipped: Sequence[Dict]) -> None:
                             for side in ("gallery", "queries")}
 
 
-def _descriptor_inputs(layout: RunLayout, names: Sequence[str]) -> Dict[str, Path]:
+def _run_inputs(layout: RunLayout, names: Sequence[str], protocol: str) -> Dict[str, Path]:
+    """Each run's descriptors (a re-ranked run's: its descriptor run's, and its search's summary, which holds
+    the re-ranking's settings)."""
     inputs = {}
     for name in names:
-        folder = layout.embed(name)
-        require_fresh(folder, f"the descriptors '{name}' (detret embed)")
+        base, method = split_reranked(name)
+        folder = layout.embed(base)
+        require_fresh(folder, f"the descriptors '{base}' (detret embed)")
         for side in ("gallery", "queries"):
-            inputs[f"{name}:{side}"] = folder / f"{side}.npy"
-            inputs[f"{name}:{side}_rows"] = folder / f"{side}_rows.jsonl"
+            inputs[f"{base}:{side}"] = folder / f"{side}.npy"
+            inputs[f"{base}:{side}_rows"] = folder / f"{side}_rows.jsonl"
+        if method:
+            searched = layout.search(name, protocol)
+            require_fresh(searched, f"the re-ranked run '{name}' (detret search {base} --rerank {method}"
+                                    f"{'' if protocol == 'category' else ' --protocol ' + protocol})")
+            inputs[f"{name}:search"] = searched / SUMMARY_NAME
     return inputs
 
 
-def evaluate_run(folder: Path, ks: Sequence[int], bootstrap: int = 0, seed: int = 0) -> Dict:
-    """Table 1's metrics of one descriptor run (``embed-<name>``), unreadable photos counted; with
+def rerank_settings(layout: RunLayout, name: str, protocol: str) -> Rerank:
+    """The re-ranking a re-ranked run was searched with (its search summary's ``rerank``)."""
+    summary = json.loads((layout.search(name, protocol) / SUMMARY_NAME).read_text())
+    return Rerank(**summary["rerank"])
+
+
+def evaluate_run(layout: RunLayout, name: str, ks: Sequence[int], bootstrap: int = 0, seed: int = 0,
+                 protocol: str = "category") -> Tuple[Dict, Dict]:
+    """(Table 1's metrics, per-query values) of one run: a descriptor run (``embed-<name>``), or a re-ranked
+    one (``<name>+<method>``, ranked by the re-ranker over the exact scores), unreadable photos counted; with
     ``bootstrap`` resamples, their 95% intervals (the same resampled queries for every run of a seed)."""
+    base, method = split_reranked(name)
+    folder = layout.embed(base)
     gallery, grows = read_descriptors(folder, "gallery")
     queries, qrows = read_descriptors(folder, "queries")
-    result = evaluate_descriptors(gallery, grows, queries, qrows, ks, bootstrap, seed)
+    ranker = scorer(rerank_settings(layout, name, protocol)) if method else None
+    ranks = category_ranks(gallery, grows, queries, qrows, protocol, ranker)
+    result = metrics_from_ranks(ranks, ks, bootstrap, seed)
+    result["protocol"] = protocol
     add_unreadable_counts(result, read_skipped(folder))
-    return result
+    return result, per_query_values(ranks)
 
 
-def run_eval(pcfg: DictConfig, names: Sequence[str], *, ks: Sequence[int] = DEFAULT_KS, out_name: str = "eval",
-             bootstrap: int = DEFAULT_RESAMPLES, force: bool = False, command: Optional[str] = None
-             ) -> Dict[str, Dict]:
-    """The stage; returns the metrics per run (as ``metrics.json``). ``out_name``: another folder than ``eval``;
-    ``bootstrap``: resamples of the 95% intervals (0: none), seeded by the pipeline's seed."""
+def default_runs(layout: RunLayout, protocol: str) -> List[str]:
+    """Every descriptor run, then every re-ranked run searched under ``protocol``."""
+    return layout.descriptor_runs() + layout.reranked_runs(protocol)
+
+
+def run_eval(pcfg: DictConfig, names: Sequence[str], *, ks: Sequence[int] = DEFAULT_KS, out_name: str = "",
+             bootstrap: int = DEFAULT_RESAMPLES, protocol: str = "category", force: bool = False,
+             command: Optional[str] = None) -> Dict[str, Dict]:
+    """The stage; returns the metrics per run (as ``metrics.json``). ``out_name``: another folder than ``eval``
+    (``eval-all`` for the protocol all); ``bootstrap``: resamples of the 95% intervals (0: none), seeded by the
+    pipeline's seed."""
     layout = RunLayout(pcfg.run_dir)
-    names = list(names) or layout.descriptor_runs()
+    if protocol not in PROTOCOLS:
+        raise InputError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+    names = list(names) or default_runs(layout, protocol)
     if not names:
         raise InputError(f"{layout.run_dir}: no descriptors to evaluate; run detret embed first")
     ks = sorted(set(int(k) for k in ks))
@@ -77,13 +114,18 @@ def run_eval(pcfg: DictConfig, names: Sequence[str], *, ks: Sequence[int] = DEFA
     if bootstrap < 0:
         raise InputError(f"--bootstrap must be 0 (no intervals) or a number of resamples, got {bootstrap}")
     config = {"runs": list(names), "ks": ks, "bootstrap": int(bootstrap), "seed": int(pcfg.seed)}
-    stage = Stage(layout.run_dir / out_name, "eval", config=config,
-                  inputs=_descriptor_inputs(layout, names), command=command, pipeline_config=pcfg)
+    if protocol != "category":
+        config["protocol"] = protocol  # the key only where it is not the default: older evaluations stay valid
+    out_name = out_name or ("eval" if protocol == "category" else f"eval-{protocol}")
+    stage = Stage(layout.run_dir / out_name, "eval", config=config, inputs=_run_inputs(layout, names, protocol),
+                  command=command, pipeline_config=pcfg)
     reused = stage.reuse_or_begin(force=force, summary_name=METRICS_FILE)
     if reused is not None:
         return reused
-    results = {name: evaluate_run(layout.embed(name), ks, bootstrap, int(pcfg.seed)) for name in names}
+    evaluated = {name: evaluate_run(layout, name, ks, bootstrap, int(pcfg.seed), protocol) for name in names}
+    results = {name: result for name, (result, _) in evaluated.items()}
+    atomic_write_json(stage.stage_dir / PER_QUERY_FILE, {name: values for name, (_, values) in evaluated.items()})
     write_tables(stage.stage_dir, results, ks)
     plot_acc_curve(stage.stage_dir / "acc_at_k.png", results)
-    return stage.finish(results, {"table_md": "table.md", "table_csv": "table.csv", "acc_curve": "acc_at_k.png"},
-                        summary_name=METRICS_FILE)
+    return stage.finish(results, {"table_md": "table.md", "table_csv": "table.csv", "acc_curve": "acc_at_k.png",
+                                  "per_query": PER_QUERY_FILE}, summary_name=METRICS_FILE)

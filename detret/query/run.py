@@ -33,7 +33,7 @@ from ..detect.crops import Crop, Detection, given_box_crop, select_crop
 from ..embed.artifact import read_descriptors
 from ..embed.describer import Describer, spec_of_embed_run
 from ..errors import InputError
-from ..runs.layout import METRICS_FILE, RunLayout
+from ..runs.layout import METRICS_FILE, RunLayout, split_reranked
 from ..runs.stage import require_fresh, stage_status
 from ..utils.device import resolve_device
 
@@ -57,10 +57,12 @@ class QueryResult:
 
 
 def default_run(run_dir: Path) -> str:
-    """The evaluated descriptor run with the best mean mAP that has a finished search."""
+    """The evaluated descriptor run with the best mean mAP that has a finished search (a re-ranked run has
+    no index to query a new photo with: not one of them)."""
     layout = RunLayout(run_dir)
     metrics_path = layout.eval / METRICS_FILE
-    searched = [n for n in layout.searched_runs() if stage_status(layout.search(n)).state == "done"]
+    searched = [n for n in layout.searched_runs() if stage_status(layout.search(n)).state == "done"
+                and not split_reranked(n)[1]]
     if not searched:
         raise InputError(f"{run_dir}: no finished search to query; run `detret search <name>` first")
     if metrics_path.is_file():

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Tuple, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 from ..errors import InputError
 from .manifest import MANIFEST_NAME
@@ -33,6 +33,13 @@ from .manifest import MANIFEST_NAME
 MODEL_FILE = "model.pt"            # in retrieval-<model>/: the best epoch's self-describing checkpoint
 DETECTIONS_FILE = "detections.jsonl"  # in detect-*/: the crop of every photo
 METRICS_FILE = "metrics.json"      # in eval/ and eval-df2/
+RERANKED = "+"  # a re-ranked run is <descriptor run>+<method>: search-tri-crops+aqe/, a column "tri-crops+aqe"
+
+
+def split_reranked(name: str) -> Tuple[str, Optional[str]]:
+    """(descriptor run, re-ranking method or None) of a run name: "tri-crops+aqe" -> ("tri-crops", "aqe")."""
+    base, sep, method = name.partition(RERANKED)
+    return (base, method) if sep else (name, None)
 
 
 @dataclass(frozen=True)
@@ -113,8 +120,9 @@ class RunLayout:
     def embed_df2(self, name: str) -> Path:
         return self.run_dir / f"embed-df2-{name}"
 
-    def search(self, name: str) -> Path:
-        return self.run_dir / f"search-{name}"
+    def search(self, name: str, protocol: str = "category") -> Path:
+        """``search-<name>``: within each category; ``search-<name>@all``: one gallery of every shop photo."""
+        return self.run_dir / (f"search-{name}" if protocol == "category" else f"search-{name}@{protocol}")
 
     @property
     def eval(self) -> Path:
@@ -147,7 +155,14 @@ class RunLayout:
         return [n for n in self._names("embed-") if not n.startswith("df2-")]
 
     def searched_runs(self) -> List[str]:
-        return self._names("search-")
+        """Names of the search-<name> folders within category (not search-<name>@all)."""
+        return [n for n in self._names("search-") if "@" not in n]
+
+    def reranked_runs(self, protocol: str = "category") -> List[str]:
+        """Names of the re-ranked runs searched under ``protocol`` (search-<name>+<method>[@all])."""
+        suffix = "" if protocol == "category" else f"@{protocol}"
+        names = [n[:len(n) - len(suffix)] for n in self._names("search-") if n.endswith(suffix)]
+        return [n for n in names if "@" not in n and split_reranked(n)[1]]
 
     def stage_folders(self) -> List[Path]:
         """Every folder of the run holding a manifest, one or two levels down, sorted."""

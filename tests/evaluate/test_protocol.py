@@ -68,3 +68,41 @@ def test_a_photo_showing_two_products_is_a_positive_for_each():
     grows[0] = Row(10, 1, "a", "shop", None, "full", None)
     r = evaluate_descriptors(g, grows, q, qrows, ks=(1,))["per_category"]["a"]
     assert r["mAP"] == pytest.approx((1 + 1 / 2) / 2) and r["Acc@1"] == 0.5
+
+
+def _brute_force_all(g, grows, q, qrows, k):
+    """Recall@k over one gallery of every shop photo, one query at a time, by a full sort."""
+    hits = []
+    for qi, qr in enumerate(qrows):
+        positives = {j for j, r in enumerate(grows) if r.category == qr.category and qr.product_id in r.products}
+        if not positives:
+            continue
+        scores = g @ q[qi]
+        order = sorted(range(len(grows)), key=lambda j: (-scores[j], j))
+        hits.append(bool(positives & set(order[:k])))
+    return float(np.mean(hits))
+
+
+def test_protocol_all_ranks_against_every_shop_photo_as_a_brute_force_search():
+    """Category b's photo of product 1 outscores category a's product 1 for the first query: within category it is
+    not in the gallery; over all, it is ranked but is not a positive (another category's product 1)."""
+    grows = [Row(10, 1, "a", "shop", None, "full", None), Row(11, 2, "a", "shop", None, "full", None),
+             Row(20, 1, "b", "shop", None, "full", None)]
+    g = np.array([[0.8, 0.6], [0.6, 0.8], [1, 0]], np.float32)
+    qrows = [Row(1, 1, "a", "street", 0, "ground_truth", None), Row(2, 1, "b", "street", 0, "ground_truth", None)]
+    q = np.array([[1, 0], [0, 1]], np.float32)
+    within = evaluate_descriptors(g, grows, q, qrows, ks=(1, 2))
+    over_all = evaluate_descriptors(g, grows, q, qrows, ks=(1, 2), protocol="all")
+    assert within["per_category"]["a"]["Acc@1"] == 1.0 and within["per_category"]["a"]["gallery"] == 2
+    assert over_all["per_category"]["a"]["Acc@1"] == 0.0 and over_all["per_category"]["a"]["Acc@2"] == 1.0
+    assert over_all["per_category"]["a"]["gallery"] == 3
+    # b's query: scores [0.6, 0.8, 0]: its positive (photo 20) last, rank 3
+    assert over_all["per_category"]["b"]["mAP"] == pytest.approx(1 / 3)
+    rng = np.random.default_rng(0)
+    cats = ["a", "b", "c"]
+    grows = [Row(100 + i, int(rng.integers(0, 6)), cats[i % 3], "shop", None, "full", None) for i in range(60)]
+    qrows = [Row(i, int(rng.integers(0, 6)), cats[i % 3], "street", 0, "ground_truth", None) for i in range(30)]
+    g, q = rng.normal(size=(60, 8)).astype(np.float32), rng.normal(size=(30, 8)).astype(np.float32)
+    result = evaluate_descriptors(g, grows, q, qrows, ks=(1, 5, 10, 20), protocol="all")
+    for k in (1, 5, 10, 20):
+        assert result["mean_over_queries"][f"Acc@{k}"] == pytest.approx(_brute_force_all(g, grows, q, qrows, k))

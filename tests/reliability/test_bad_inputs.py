@@ -4,9 +4,7 @@ Every photo that cannot be used is skipped with its reason, listed in the stage'
 artifact, counted, and left out of the metrics as documented (README, "Failure
 behaviour"); photos in odd but valid formats are used; the run goes on.
 """
-import io
 import json
-import shutil
 
 import numpy as np
 import pytest
