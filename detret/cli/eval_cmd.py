@@ -6,7 +6,7 @@ from typing import Dict, List, Optional
 import typer
 from rich.table import Table
 
-from ..config.choices import RetrievalDataset
+from ..config.choices import Protocol, RetrievalDataset
 from .context import comma_floats, console, rerun_command, state
 
 
@@ -21,13 +21,18 @@ def evaluate(
     bootstrap: int = typer.Option(1000, "--bootstrap", min=0, help="Resamples of the 95% intervals over queries "
                                                                   "(within each category, seeded by the config's "
                                                                   "seed); 0: none."),
-    out_name: str = typer.Option("eval", "--out-name", help="Folder under the run directory to write into (another "
-                                                            "comparison beside Table 1's, e.g. eval-seeds)."),
+    out_name: str = typer.Option("", "--out-name", help="Folder under the run directory to write into (default: "
+                                                        "eval, eval-all for --protocol all; e.g. eval-seeds)."),
+    protocol: Protocol = typer.Option(Protocol.CATEGORY, help="category: a query against its category's shop photos "
+                                      "(Kiapour et al., the paper's); all: against every shop photo (Morelli et al.'s "
+                                      "Recall@K; default --ks 1,5,10,20)."),
 ) -> None:
     """mAP, Acc@1 and Acc@20 per category and averaged, as the paper's Table 1, one column per run.
 
-    Writes <run_dir>/eval/: metrics.json, table.md, table.csv, acc_at_k.png. With
-    --dataset deepfashion2: Recall@K consumer-to-shop and shop-to-consumer in <run_dir>/eval-df2/.
+    A run is a descriptor run (embed-<name>) or a re-ranked one (<name>+aqe, from detret search <name>
+    --rerank aqe). Writes <run_dir>/eval/: metrics.json, table.md, table.csv, acc_at_k.png,
+    per_query.json; each value with its 95% bootstrap interval. With --dataset deepfashion2: Recall@K
+    consumer-to-shop and shop-to-consumer, per annotation level, in <run_dir>/eval-df2/.
     """
     pcfg = state(ctx).pipeline_config()
     if dataset == RetrievalDataset.DEEPFASHION2:
@@ -41,23 +46,25 @@ def evaluate(
         return
     from ..evaluate.stage import run_eval
 
-    ks_list = [int(k) for k in comma_floats(ks or "1,20", "--ks")]
-    if not out_name or "/" in out_name or out_name.startswith("."):
+    default_ks = "1,20" if protocol == Protocol.CATEGORY else "1,5,10,20"
+    ks_list = [int(k) for k in comma_floats(ks or default_ks, "--ks")]
+    if "/" in out_name or out_name.startswith("."):
         raise typer.BadParameter(f"--out-name must be a folder name, got {out_name!r}", param_hint="--out-name")
-    results = run_eval(pcfg, names or [], ks=ks_list, out_name=out_name, bootstrap=bootstrap, force=force,
-                       command=rerun_command(ctx))
+    results = run_eval(pcfg, names or [], ks=ks_list, out_name=out_name, bootstrap=bootstrap, protocol=protocol.value,
+                       force=force, command=rerun_command(ctx))
     printer = console()
-    printer.print(_table(results, ks_list, per_category))
+    printer.print(_table(results, ks_list, per_category, protocol))
     first = next(iter(results.values()))
     missing = sum(r["queries_without_positive"] for r in first["per_category"].values())
     if missing:
         printer.print(f"{missing} queries have no positive in the gallery and are excluded")
 
 
-def _table(results: Dict[str, Dict], ks: List[int], per_category: bool) -> Table:
+def _table(results: Dict[str, Dict], ks: List[int], per_category: bool, protocol: Protocol) -> Table:
     from ..evaluate.tables import table_rows
 
-    table = Table(title="Exact Street2Shop retrieval (%), within category")
+    where = "within category" if protocol == Protocol.CATEGORY else "over every shop photo"
+    table = Table(title=f"Exact Street2Shop retrieval (%), {where}; [95% interval]")
     table.add_column("category")
     table.add_column("metric")
     for run in results:

@@ -28,7 +28,7 @@ from rich.console import Console
 from ..config.choices import DemoSystems, check_choice
 from ..config.pipeline import load_pipeline_config
 from ..runs.atomic import atomic_write_json, atomic_write_text
-from ..runs.layout import METRICS_FILE, PAPER_ENSEMBLES, PAPER_MODELS, TABLE_ORDER, RunLayout
+from ..runs.layout import METRICS_FILE, PAPER_ENSEMBLES, PAPER_MODELS, PER_QUERY_FILE, TABLE_ORDER, RunLayout
 from ..runs.stage import StaleArtifactError, stage_status
 from .profiles import PROFILES, DemoProfile
 from .steps import Step
@@ -182,6 +182,12 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 0, overrides: Sequen
             "systems": systems, "serve_commands": serve_commands(config_path, out / "catalogue", best_run(results))}
 
 
+def _per_query(eval_dir: Path) -> Optional[Dict]:
+    """The evaluation's per-query values (for the reading's paired intervals), when it kept them."""
+    path = eval_dir / PER_QUERY_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def _read_results(out: Path, run_dir: Path, systems: str):
     """(the evaluated runs' metrics, the reading's findings, its markdown), the markdown also in
     ``<out>/demo/reading.md`` (``reading-seeds.md``)."""
@@ -191,13 +197,13 @@ def _read_results(out: Path, run_dir: Path, systems: str):
     if systems == "seeds":
         results = json.loads((run_dir / SEEDS_EVAL / METRICS_FILE).read_text())
         results = {r: results[r] for r in SEED_RUNS}
-        findings = read_seeds(results)
+        findings = read_seeds(results, _per_query(run_dir / SEEDS_EVAL))
         reading = seeds_markdown(findings)
         atomic_write_text(out / "demo" / "reading-seeds.md", "# What the seed systems' table says\n\n" + reading)
         return results, findings, reading
     results = json.loads((RunLayout(run_dir).eval / METRICS_FILE).read_text())
     results = {r: results[r] for r in TABLE_RUNS}
-    findings = read_table(results)
+    findings = read_table(results, _per_query(RunLayout(run_dir).eval))
     reading = reading_markdown(findings)
     atomic_write_text(out / "demo" / "reading.md", "# What the demo's Table 1 says\n\n" + reading)
     return results, findings, reading

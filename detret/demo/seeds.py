@@ -14,12 +14,13 @@ is the method's. README "Methods" gives the settings that reproduce each paper a
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from omegaconf import DictConfig, OmegaConf
 
 from ..config.pipeline import check_choices
-from ..evaluate.reading import Finding, reading_markdown
+from ..evaluate.paired import Comparison
+from ..evaluate.reading import NOISE, UNTESTED, Comparer, Finding, conclusion, reading_markdown
 from .steps import Step
 
 CROPS = "detected"  # every system trains on, and searches, the detector's shop crops
@@ -78,41 +79,60 @@ def _mean(results: Mapping[str, Dict], run: str, metric: str = "mAP") -> Optiona
     return None if value is None else 100.0 * value
 
 
-def _compare(results, a: str, b: str, claim: str, expected_better: bool, topic: str) -> Optional[Finding]:
-    """`b` against `a` on mean mAP, and whether that agrees with the paper's `claim`."""
+def _compare(compare: Callable[[str, str, str], Comparison], results, a: str, b: str, claim: str, topic: str
+             ) -> Optional[Finding]:
+    """`b` against `a` on mean mAP with its paired interval, and whether that agrees with the paper's `claim`
+    (that b is better); noise agrees with nothing."""
     ma, mb = _mean(results, a), _mean(results, b)
     if ma is None or mb is None:
         return None
-    better = mb > ma
-    agrees = better == expected_better
-    return Finding(topic, f"{b} vs {a}: mean mAP {mb:.1f} vs {ma:.1f} ({mb - ma:+.1f} points); {claim} - "
-                          f"{'as' if agrees else 'unlike'} the paper here.", agrees)
+    c = compare(a, b, "mAP")
+    said, agrees = conclusion(c, f"{b} is better here", f"{b} is worse here", "better")
+    return Finding(topic, f"{b} vs {a}: mean mAP {mb:.1f} vs {ma:.1f} ({c.text()} points); {claim} - {said}.", agrees)
 
 
-def read_seeds(results: Mapping[str, Dict]) -> List[Finding]:
-    """Each system beside its paper's claim, on mean mAP over categories (eval's metrics.json)."""
+def read_seeds(results: Mapping[str, Dict], per_query: Optional[Mapping[str, Dict]] = None) -> List[Finding]:
+    """Each system beside its paper's claim, on mean mAP over categories (eval's metrics.json), each difference
+    with its paired 95% interval from eval's per_query.json."""
+    compare = Comparer(results, per_query)
     findings = [f for f in (
-        _compare(results, "gajic-shared", "gajic-ss", "Gajic & Baldrich: separate streams improve on the shared "
-                 "network (about 1%)", True, "streams"),
-        _compare(results, "tri-crops", "darn", "Huang et al.: attribute-guided domain networks beat one network "
-                 "without attributes", True, "attributes"),
-        _compare(results, "tri-crops", "morelli", "Morelli et al.: the hardest negative beats the standard "
-                 "triplet", True, "hardest"),
+        _compare(compare, results, "gajic-shared", "gajic-ss", "Gajic & Baldrich: separate streams improve on the "
+                 "shared network (about 1%)", "streams"),
+        _compare(compare, results, "tri-crops", "darn", "Huang et al.: attribute-guided domain networks beat one "
+                 "network without attributes", "attributes"),
+        _compare(compare, results, "tri-crops", "morelli", "Morelli et al.: the hardest negative beats the standard "
+                 "triplet", "hardest"),
     ) if f is not None]
-    losses = [r for r in ("npair", "lifted", "angular", "batch-hard") if _mean(results, r) is not None]
-    if len(losses) == 4:
-        order = sorted(losses, key=lambda r: -_mean(results, r))
-        agrees = order[0] == "npair" and order[-1] == "lifted"
-        ranked = ", ".join(f"{r} {_mean(results, r):.1f}" for r in order)
-        findings.append(Finding("metric losses", f"Ibrahim et al.'s losses by mean mAP: {ranked}; the paper: N-pair "
-                                                 f"best, lifted lowest - {'as' if agrees else 'unlike'} the paper "
-                                                 f"here.", agrees))
+    findings += _metric_losses(compare, results)
     ranked = sorted((r for r in results if _mean(results, r) is not None), key=lambda r: -_mean(results, r))
-    if ranked:
+    if len(ranked) >= 2:
+        c = compare(ranked[1], ranked[0], "mAP")
+        lead = "ahead beyond noise" if c.verdict == "better" else NOISE if c.verdict == "noise" else UNTESTED
         findings.append(Finding("best", f"Best system here: {ranked[0]} (mean mAP {_mean(results, ranked[0]):.1f}); "
-                                        f"worst: {ranked[-1]} ({_mean(results, ranked[-1]):.1f}). Differences of a "
-                                        f"few points rest on a few hundred queries of synthetic data.", None))
+                                        f"against the runner-up {ranked[1]}: {c.text()} points, {lead}; worst: "
+                                        f"{ranked[-1]} ({_mean(results, ranked[-1]):.1f}).", None))
     return findings
+
+
+def _metric_losses(compare: Callable[[str, str, str], Comparison], results) -> List[Finding]:
+    """Ibrahim et al.'s claim (N-pair best, lifted lowest), each order tested pairwise: agrees when every
+    comparison it needs is beyond noise, disagrees when one is beyond noise the other way."""
+    losses = ("npair", "lifted", "angular", "batch-hard")
+    if any(_mean(results, r) is None for r in losses):
+        return []
+    npair = [compare(o, "npair", "mAP") for o in losses if o != "npair"]
+    lifted = [compare(o, "lifted", "mAP") for o in losses if o != "lifted"]
+    if all(c.verdict == "better" for c in npair) and all(c.verdict == "worse" for c in lifted):
+        agrees: Optional[bool] = True
+    elif any(c.verdict == "worse" for c in npair) or any(c.verdict == "better" for c in lifted):
+        agrees = False
+    else:
+        agrees = None
+    ranked = ", ".join(f"{r} {_mean(results, r):.1f}" for r in sorted(losses, key=lambda r: -_mean(results, r)))
+    versus = "; ".join(f"{c.b} - {c.a} {c.text()}" for c in npair + lifted)
+    said = {True: "as the paper", False: "unlike the paper", None: "no order beyond noise that decides it"}[agrees]
+    return [Finding("metric losses", f"Ibrahim et al.'s losses by mean mAP: {ranked}. Paired: {versus} points. "
+                                     f"The paper: N-pair best, lifted lowest - {said} here.", agrees)]
 
 
 TITLES = {"streams": "Separate street and shop streams (Gajic & Baldrich)?",

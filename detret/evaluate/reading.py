@@ -9,16 +9,21 @@ The paper (Section 4.3) draws three conclusions from its Table 1:
    combined (Crops = Tri DB C + mAP DB C: +3.5 mAP over the best cropped model).
 
 :func:`read_table` states, for the runs present in an evaluation, what our
-numbers say on each question: the differences are computed, never assumed, and
-each finding says whether it agrees with the paper. Runs are recognised by the
+numbers say on each question: the differences are computed, never assumed, each
+with its paired 95% bootstrap interval over the same queries
+(:mod:`detret.evaluate.paired`). A difference is stated as an effect ("cropping
+helps") only when its interval excludes 0; otherwise the finding says "within
+noise" and agrees with nothing. Each effect says whether it agrees with the paper. Runs are recognised by the
 names ``detret demo`` gives them (``detret.runs.layout.PAPER_MODELS``).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Mapping, Optional
+from typing import Dict, List, Mapping, Optional, Tuple
 
 from ..runs.layout import PAPER_ENSEMBLES, PAPER_MODELS, TABLE_ORDER, default_model_name
+from .bootstrap import DEFAULT_RESAMPLES
+from .paired import Comparison, compare
 
 # The paper's Table 1, average over categories (%), on the real Exact Street2Shop (ResNet-50,
 # ImageNet weights, 800 px, X101 Mask R-CNN crops): the numbers a full-scale run compares with.
@@ -53,64 +58,100 @@ def _mean(results: Mapping[str, Dict], run: str, metric: str) -> Optional[float]
     return None if value is None else 100.0 * value
 
 
-def _fmt(delta: float) -> str:
-    return f"{delta:+.1f}"
+NOISE = "within noise (its 95% interval holds 0)"
+UNTESTED = "untested (no per-query values: rerun `detret eval --force`)"
 
 
-def read_table(results: Mapping[str, Dict]) -> List[Finding]:
-    """Findings on the paper's questions for the runs in ``results`` (eval's metrics.json)."""
-    findings: List[Finding] = []
-    have = set(results)
-    # 1. Cropping the database: DB F -> DB C for each loss, mean over categories.
+def conclusion(c: Comparison, better: str, worse: str, paper: Optional[str]) -> Tuple[str, Optional[bool]]:
+    """(what the comparison lets us say, whether it agrees with the paper's direction ``paper``: "better",
+    "worse" or None for no claim). Noise is never called an effect: it agrees with nothing."""
+    if c.verdict in ("better", "worse"):
+        said = better if c.verdict == "better" else worse
+        if paper is None:
+            return said, None
+        agrees = c.verdict == paper
+        return f"{said}{', as in the paper' if agrees else ', unlike the paper'}", agrees
+    return (NOISE if c.verdict == "noise" else UNTESTED), None
+
+
+class Comparer:
+    """The comparisons of one evaluation, all with the evaluation's resamples and seed."""
+
+    def __init__(self, results: Mapping[str, Dict], per_query: Optional[Mapping[str, Dict]]) -> None:
+        self.results, self.per_query = results, per_query
+        ci = next(iter(results.values()), {}).get("ci95") or {}
+        self.resamples, self.seed = int(ci.get("resamples", DEFAULT_RESAMPLES)), int(ci.get("seed", 0))
+
+    def __call__(self, a: str, b: str, metric: str) -> Comparison:
+        return compare(self.results, self.per_query, a, b, metric, self.resamples, self.seed)
+
+
+def _cropping(compare: Comparer, have: set) -> List[Finding]:
+    """1. Cropping the database: DB F -> DB C for each loss, mean over categories."""
+    findings = []
     for loss, label in (("triplet", "triplet"), ("ap", "AP")):
         full, crops = default_model_name(loss, "full"), default_model_name(loss, "detected")
         if {full, crops} <= have:
-            d_map = _mean(results, crops, "mAP") - _mean(results, full, "mAP")
-            d_acc1 = _mean(results, crops, "Acc@1") - _mean(results, full, "Acc@1")
-            helps = d_map > 0
+            d_map, d_acc1 = compare(full, crops, "mAP"), compare(full, crops, "Acc@1")
+            said, agrees = conclusion(d_map, "cropping helps here", "cropping hurts here", "better")
             findings.append(Finding(
                 "cropping",
                 f"With the {label} loss, cropping the shop photos ({PAPER_NAMES[full]} -> {PAPER_NAMES[crops]}) "
-                f"changes mean mAP by {_fmt(d_map)} and Acc@1 by {_fmt(d_acc1)} points: cropping "
-                f"{'helps' if helps else 'does not help'} here"
-                f"{', as in the paper' if helps else ', unlike the paper'}.",
-                helps))
-    # 2. Triplet vs AP loss at equal database crops.
+                f"changes mean mAP by {d_map.text()} and Acc@1 by {d_acc1.text()} points: {said}.", agrees))
+    return findings
+
+
+def _losses(compare: Comparer, have: set) -> List[Finding]:
+    """2. Triplet vs AP loss at equal database crops."""
+    findings = []
     for crops_name, shop_crops in (("whole", "full"), ("cropped", "detected")):
         tri, ap = default_model_name("triplet", shop_crops), default_model_name("ap", shop_crops)
         if {tri, ap} <= have:
-            d = {m: _mean(results, ap, m) - _mean(results, tri, m) for m in ("mAP", "Acc@1", "Acc@20")
-                 if _mean(results, ap, m) is not None and _mean(results, tri, m) is not None}
-            parts = ", ".join(f"{m} {_fmt(v)}" for m, v in d.items())
+            parts = []
+            for m in ("mAP", "Acc@1", "Acc@20"):
+                if _mean(compare.results, ap, m) is not None and _mean(compare.results, tri, m) is not None:
+                    c = compare(tri, ap, m)
+                    word = {"better": "higher", "worse": "lower", "noise": "within noise"}.get(c.verdict, "untested")
+                    parts.append(f"{m} {c.text()} ({word})")
             findings.append(Finding(
                 "losses",
-                f"On {crops_name} shop photos, the AP loss differs from the triplet loss by {parts} points "
-                "(the paper: similar mAP and Acc@1, lower Acc@20 for the AP loss).",
-                None))
-    # 3. Ensembles against their best member.
+                f"On {crops_name} shop photos, the AP loss differs from the triplet loss by {', '.join(parts)} "
+                "points (the paper: similar mAP and Acc@1, lower Acc@20 for the AP loss).", None))
+    return findings
+
+
+def _ensembles(compare: Comparer, have: set) -> List[Finding]:
+    """3. Ensembles against their best member, and the two losses against crops + whole photos."""
+    findings = []
     for ens, (a, b) in PAPER_ENSEMBLES.items():
         if {ens, a, b} <= have:
-            best = max((a, b), key=lambda r: _mean(results, r, "mAP"))
-            d_map = _mean(results, ens, "mAP") - _mean(results, best, "mAP")
-            d_acc1 = _mean(results, ens, "Acc@1") - _mean(results, best, "Acc@1")
-            better = d_map > 0
+            best = max((a, b), key=lambda r: _mean(compare.results, r, "mAP"))
+            d_map, d_acc1 = compare(best, ens, "mAP"), compare(best, ens, "Acc@1")
+            said, agrees = conclusion(d_map, "the ensemble improves on its members",
+                                       "the ensemble is worse than its best member", "better")
             findings.append(Finding(
                 "ensembles",
-                f"{ens} ({a} + {b}) against its best member {best}: mAP {_fmt(d_map)}, Acc@1 {_fmt(d_acc1)} "
-                f"points; the ensemble {'improves on' if better else 'does not improve on'} its members"
-                f"{', as in the paper' if better else ', unlike the paper'}.",
-                better))
+                f"{ens} ({a} + {b}) against its best member {best}: mAP {d_map.text()}, Acc@1 {d_acc1.text()} "
+                f"points: {said}.", agrees))
     if {"Crops", "Tris", "mAPs"} <= have:
-        cross = _mean(results, "Crops", "mAP")
-        same = max(_mean(results, "Tris", "mAP"), _mean(results, "mAPs", "mAP"))
-        complementary = cross > same
+        same = max(("Tris", "mAPs"), key=lambda r: _mean(compare.results, r, "mAP"))
+        c = compare(same, "Crops", "mAP")
+        said, agrees = conclusion(c, "the two losses are the more complementary pair here",
+                                   "crops and whole photos under one loss are the more complementary pair here",
+                                   "better")
         findings.append(Finding(
             "ensembles",
-            f"Combining the two losses (Crops, mAP {cross:.1f}) against combining crops and whole photos under one "
-            f"loss (best of Tris/mAPs, mAP {same:.1f}): the losses {'are' if complementary else 'are not'} the more "
-            f"complementary pair here{', as in the paper' if complementary else ', unlike the paper'}.",
-            complementary))
+            f"Combining the two losses (Crops, mAP {_mean(compare.results, 'Crops', 'mAP'):.1f}) against combining "
+            f"crops and whole photos under one loss (the better of Tris/mAPs, {same}, mAP "
+            f"{_mean(compare.results, same, 'mAP'):.1f}): {c.text()} points: {said}.", agrees))
     return findings
+
+
+def read_table(results: Mapping[str, Dict], per_query: Optional[Mapping[str, Dict]] = None) -> List[Finding]:
+    """Findings on the paper's questions for the runs in ``results`` (eval's metrics.json), each difference
+    with its paired 95% interval from ``per_query`` (eval's per_query.json; without it, untested)."""
+    compare, have = Comparer(results, per_query), set(results)
+    return _cropping(compare, have) + _losses(compare, have) + _ensembles(compare, have)
 
 
 TITLES = {"cropping": "Does cropping the database help?", "losses": "Triplet loss or AP loss?",

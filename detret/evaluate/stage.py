@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 from ..embed.artifact import read_descriptors, read_skipped
 from ..errors import InputError
 from ..runs.atomic import atomic_write_json
-from ..runs.layout import METRICS_FILE, RunLayout, split_reranked
+from ..runs.layout import METRICS_FILE, PER_QUERY_FILE, RunLayout, split_reranked
 from ..runs.stage import SUMMARY_NAME, Stage, require_fresh
 from ..search.rerank import Rerank, scorer
 from .acc_curve import plot_acc_curve
@@ -30,8 +30,6 @@ from .protocol import DEFAULT_KS, PROTOCOLS, category_ranks, metrics_from_ranks,
 from .tables import write_tables
 
 logger = logging.getLogger(__name__)
-
-PER_QUERY_FILE = "per_query.json"  # {run: {category: {"queries", "ap", "first_rank"}}}: for paired comparisons
 
 
 def add_unreadable_counts(result: Dict, skipped: Sequence[Dict]) -> None:

@@ -113,14 +113,25 @@ def plot_retrieval_examples(path: Path, examples: Sequence[RetrievalExample]) ->
     save_png(fig, path)
 
 
+def _bar_errors(result: Dict, cats: Sequence[str], metric: str, values: Sequence[float]) -> Optional[np.ndarray]:
+    """[2, n] distances from each bar's value (%) down and up to its 95% interval, or None without intervals."""
+    ci = result.get("ci95")
+    if not ci:
+        return None
+    bounds = [ci["per_category"].get(c, {}).get(metric) for c in cats] + [ci["mean_over_categories"].get(metric)]
+    lo = [v if b is None else 100 * b[0] for v, b in zip(values, bounds)]
+    hi = [v if b is None else 100 * b[1] for v, b in zip(values, bounds)]
+    return np.clip(np.array([np.subtract(values, lo), np.subtract(hi, values)]), 0, None)
+
+
 def plot_category_bars(path: Path, results: Mapping[str, Dict], metrics: Sequence[str] = ("mAP", "Acc@1", "Acc@20")
                        ) -> None:
-    """One panel per metric: categories on x, one bar per run, values in %."""
+    """One panel per metric: categories on x, one bar per run, values in %, whiskers: 95% intervals."""
     plt = pyplot()
     runs = list(results)
     cats = sorted({c for r in results.values() for c in r["per_category"]})
-    fig, axes = plt.subplots(len(metrics), 1, figsize=(max(8.0, 0.9 * len(cats) * max(1, len(runs)) / 4), 3.2 * len(metrics)),
-                             dpi=90, squeeze=False)
+    fig, axes = plt.subplots(len(metrics), 1, figsize=(max(8.0, 0.9 * len(cats) * max(1, len(runs)) / 4),
+                                                       3.2 * len(metrics)), dpi=90, squeeze=False)
     width = 0.8 / max(1, len(runs))
     x = np.arange(len(cats) + 1)
     for ax, metric in zip(axes[:, 0], metrics):
@@ -128,7 +139,8 @@ def plot_category_bars(path: Path, results: Mapping[str, Dict], metrics: Sequenc
             per_cat = results[run]["per_category"]
             values = [100 * (per_cat.get(c, {}).get(metric) or 0.0) for c in cats]
             values.append(100 * (results[run]["mean_over_categories"].get(metric) or 0.0))
-            ax.bar(x - 0.4 + width * (j + 0.5), values, width, label=run)
+            ax.bar(x - 0.4 + width * (j + 0.5), values, width, label=run,
+                   yerr=_bar_errors(results[run], cats, metric, values), error_kw={"elinewidth": 0.7, "capsize": 1.5})
         ax.set_xticks(x)
         ax.set_xticklabels(cats + ["mean"], fontsize=8)
         ax.set_ylabel(f"{metric} (%)")

@@ -33,7 +33,7 @@ from ..evaluate.acc_curve import plot_acc_curve
 from ..evaluate.reading import PAPER_MEANS, read_table, table_order
 from ..evaluate.tables import counts_rows, table_rows
 from ..runs.atomic import atomic_write_text
-from ..runs.layout import METRICS_FILE, RunLayout
+from ..runs.layout import METRICS_FILE, PER_QUERY_FILE, RunLayout
 from ..runs.manifest import package_versions, read_manifest
 from ..runs.stage import SUMMARY_NAME, Stage, require_fresh, stage_status
 from ..search.stage import RANKINGS_FILE
@@ -219,6 +219,8 @@ def _manifest_rows(layout: RunLayout) -> List[List[str]]:
 
 def _report_inputs(layout: RunLayout, example_run: Optional[str]) -> Dict[str, Path]:
     inputs = {"metrics": layout.eval / METRICS_FILE}
+    if (layout.eval / PER_QUERY_FILE).is_file():  # evaluations before per-query values were kept have none
+        inputs["per_query"] = layout.eval / PER_QUERY_FILE
     for key, folder in (("detect_shop", layout.detect_shop), ("detect_street", layout.detect("street", "test"))):
         if stage_status(folder).state == "done":
             inputs[key] = folder / ARTIFACT_NAME
@@ -239,6 +241,11 @@ def _evaluated(layout: RunLayout, names: Optional[Sequence[str]]) -> Dict[str, D
     return {n: metrics[n] for n in names}
 
 
+def _per_query(layout: RunLayout) -> Optional[Dict]:
+    path = layout.eval / PER_QUERY_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def _page(layout: RunLayout, results: Dict[str, Dict], figs: _Figures, fallback_rows: List[List],
           timings: Optional[Path]) -> str:
     names = list(results)
@@ -250,7 +257,7 @@ def _page(layout: RunLayout, results: Dict[str, Dict], figs: _Figures, fallback_
     return build_page(
         title=f"detret report: {layout.run_dir}", run_dir=layout.run_dir,
         table_header=["category", "metric"] + names, table_rows=table_rows(results, ks),
-        counts_rows=counts_rows(results), findings=read_table(results), figures=figs.items,
+        counts_rows=counts_rows(results), findings=read_table(results, _per_query(layout)), figures=figs.items,
         fallback_rows=fallback_rows, manifest_rows=_manifest_rows(layout), versions=package_versions(),
         timings=timing_rows, paper_rows=paper_rows)
 

@@ -33,6 +33,7 @@ from .manifest import MANIFEST_NAME
 MODEL_FILE = "model.pt"            # in retrieval-<model>/: the best epoch's self-describing checkpoint
 DETECTIONS_FILE = "detections.jsonl"  # in detect-*/: the crop of every photo
 METRICS_FILE = "metrics.json"      # in eval/ and eval-df2/
+PER_QUERY_FILE = "per_query.json"  # in eval/: {run: {category: {"queries", "ap", "first_rank"}}}, paired comparisons
 RERANKED = "+"  # a re-ranked run is <descriptor run>+<method>: search-tri-crops+aqe/, a column "tri-crops+aqe"
 
 

@@ -3,6 +3,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from detret.config.pipeline import load_pipeline_config
@@ -14,21 +15,50 @@ def _result(map_percent):
     return {"mean_over_categories": {"mAP": map_percent / 100.0}}
 
 
+def _runs(means, spread=0.0, seed=0):
+    """(metrics.json, per_query.json) of runs whose per-query AP is a shared difficulty plus the run's mean
+    (plus noise of sd ``spread``): with no noise every paired difference is exact, beyond noise."""
+    rng = np.random.default_rng(seed)
+    difficulty = rng.uniform(-0.1, 0.1, size=200)
+    difficulty -= difficulty.mean()
+    per_query, results = {}, {}
+    for run, m in means.items():
+        noise = rng.normal(0, spread, size=200) if spread else np.zeros(200)
+        ap = m / 100.0 + difficulty + noise - noise.mean()
+        per_query[run] = {"tops": {"queries": [[i, 0] for i in range(200)], "ap": list(ap),
+                                   "first_rank": [1] * 200}}
+        results[run] = _result(m)
+    return results, per_query
+
+
+MEANS = {"tri-crops": 40, "ap-crops": 41, "gajic-shared": 30, "gajic-ss": 32, "darn": 38, "npair": 50,
+         "lifted": 35, "angular": 45, "batch-hard": 44, "morelli": 42}
+
+
 def test_the_reading_sets_each_system_beside_its_papers_claim():
-    results = {"tri-crops": _result(40), "ap-crops": _result(41), "gajic-shared": _result(30),
-               "gajic-ss": _result(32), "darn": _result(38), "npair": _result(50), "lifted": _result(35),
-               "angular": _result(45), "batch-hard": _result(44), "morelli": _result(42)}
-    findings = {f.question: f for f in read_seeds(results)}
-    assert findings["streams"].agrees_with_paper is True and "+2.0 points" in findings["streams"].text
-    assert findings["attributes"].agrees_with_paper is False and "-2.0 points" in findings["attributes"].text
+    results, per_query = _runs(MEANS)
+    findings = {f.question: f for f in read_seeds(results, per_query)}
+    assert findings["streams"].agrees_with_paper is True and "+2.0 [+2.0, +2.0] points" in findings["streams"].text
+    assert findings["attributes"].agrees_with_paper is False and "-2.0 [-2.0, -2.0]" in findings["attributes"].text
     assert findings["hardest"].agrees_with_paper is True
     assert findings["metric losses"].agrees_with_paper is True
     assert "npair 50.0, angular 45.0, batch-hard 44.0, lifted 35.0" in findings["metric losses"].text
-    assert "Best system here: npair (mean mAP 50.0); worst: gajic-shared (30.0)" in findings["best"].text
-    results["lifted"] = _result(60)
-    assert {f.question: f for f in read_seeds(results)}["metric losses"].agrees_with_paper is False
+    assert "Best system here: npair (mean mAP 50.0); against the runner-up angular: +5.0" in findings["best"].text
+    assert "worst: gajic-shared (30.0)" in findings["best"].text
+    results, per_query = _runs({**MEANS, "lifted": 60})
+    assert {f.question: f for f in read_seeds(results, per_query)}["metric losses"].agrees_with_paper is False
     del results["gajic-ss"]
-    assert "streams" not in {f.question for f in read_seeds(results)}
+    assert "streams" not in {f.question for f in read_seeds(results, per_query)}
+
+
+def test_differences_within_noise_agree_with_nothing():
+    """Per-query noise of 0.3 on 200 queries: a 2-point difference is within noise, and so is no claim."""
+    results, per_query = _runs(MEANS, spread=0.3)
+    findings = {f.question: f for f in read_seeds(results, per_query)}
+    assert "within noise" in findings["streams"].text and findings["streams"].agrees_with_paper is None
+    assert findings["attributes"].agrees_with_paper is None
+    untested = {f.question: f for f in read_seeds(results)}
+    assert all(f.agrees_with_paper is None for f in untested.values()) and "untested" in untested["streams"].text
 
 
 def test_each_printed_command_gives_the_systems_config(tmp_path):
