@@ -37,7 +37,7 @@ def demo(
     and OUT/demo/{timings-seeds.json,reading-seeds.md}.
     """
     from ..demo.run import SEEDS_TIMINGS_FILE, TIMINGS_FILE, run_demo
-    from ..evaluate.tables import table_rows
+    from ..evaluate.tables import means_rows
 
     printer = console()
     st = state(ctx)
@@ -47,13 +47,13 @@ def demo(
     results = result["results"]
     first = next(iter(results.values()))
     title = "Table 1" if profile == DemoSystems.PAPER else "The seed systems"
-    table = Table(title=f"{title} on the synthetic Exact Street2Shop test pairs (%), within category")
-    table.add_column("category")
-    table.add_column("metric")
-    for run in results:
-        table.add_column(run, justify="right")
-    for row in table_rows(results, first.get("ks", [1, 20])):
-        table.add_row(*row, style="bold" if row[0].startswith("mean") else None)
+    table = Table(title=f"{title} on the synthetic Exact Street2Shop test pairs: mean over categories (%) "
+                        "[95% interval]; per category in the table file below")
+    header, rows = means_rows(results, first.get("ks", [1, 20]))
+    for i, name in enumerate(header):
+        table.add_column(name, justify="left" if i == 0 else "right")
+    for row in rows:
+        table.add_row(*row)
     printer.print(table)
     printer.print(result["reading"])
     total = sum(s.get("seconds_when_run", s["seconds"]) for s in result["steps"])

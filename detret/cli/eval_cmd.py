@@ -61,15 +61,23 @@ def evaluate(
 
 
 def _table(results: Dict[str, Dict], ks: List[int], per_category: bool, protocol: Protocol) -> Table:
-    from ..evaluate.tables import table_rows
+    """Means only: one row per run (narrow); --per-category: Table 1's layout, one column per run."""
+    from ..evaluate.tables import means_rows, table_rows
 
     where = "within category" if protocol == Protocol.CATEGORY else "over every shop photo"
+    if not per_category:
+        table = Table(title=f"Exact Street2Shop retrieval, {where}: mean over categories (%) [95% interval]")
+        header, rows = means_rows(results, ks)
+        for i, name in enumerate(header):
+            table.add_column(name, justify="left" if i == 0 else "right")
+        for row in rows:
+            table.add_row(*row)
+        return table
     table = Table(title=f"Exact Street2Shop retrieval (%), {where}; [95% interval]")
     table.add_column("category")
     table.add_column("metric")
     for run in results:
         table.add_column(run, justify="right")
     for row in table_rows(results, ks):
-        if per_category or row[0].startswith("mean"):
-            table.add_row(*row)
+        table.add_row(*row, style="bold" if row[0].startswith("mean") else None)
     return table

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Tuple
 
-from ..runs.layout import PAPER_ENSEMBLES, PAPER_MODELS, TABLE_ORDER, default_model_name
+from ..runs.layout import PAPER_ENSEMBLES, PAPER_MODELS, TABLE_ORDER, default_model_name, split_reranked
 from .bootstrap import DEFAULT_RESAMPLES
 from .paired import Comparison, compare
 
@@ -86,6 +86,15 @@ class Comparer:
         return compare(self.results, self.per_query, a, b, metric, self.resamples, self.seed)
 
 
+def _each_metric(compare: Comparer, a: str, b: str) -> str:
+    """"mAP +1.0 [-0.2, +2.1] (within noise), Acc@1 ... (higher), ...": b against a on each metric both have."""
+    words = {"better": "higher", "worse": "lower", "noise": "within noise", "untested": "untested"}
+    parts = [f"{m} {c.text()} ({words[c.verdict]})" for m in ("mAP", "Acc@1", "Acc@20")
+             if _mean(compare.results, a, m) is not None and _mean(compare.results, b, m) is not None
+             for c in [compare(a, b, m)]]
+    return ", ".join(parts)
+
+
 def _cropping(compare: Comparer, have: set) -> List[Finding]:
     """1. Cropping the database: DB F -> DB C for each loss, mean over categories."""
     findings = []
@@ -107,15 +116,9 @@ def _losses(compare: Comparer, have: set) -> List[Finding]:
     for crops_name, shop_crops in (("whole", "full"), ("cropped", "detected")):
         tri, ap = default_model_name("triplet", shop_crops), default_model_name("ap", shop_crops)
         if {tri, ap} <= have:
-            parts = []
-            for m in ("mAP", "Acc@1", "Acc@20"):
-                if _mean(compare.results, ap, m) is not None and _mean(compare.results, tri, m) is not None:
-                    c = compare(tri, ap, m)
-                    word = {"better": "higher", "worse": "lower", "noise": "within noise"}.get(c.verdict, "untested")
-                    parts.append(f"{m} {c.text()} ({word})")
+            differences = _each_metric(compare, tri, ap)
             findings.append(Finding(
-                "losses",
-                f"On {crops_name} shop photos, the AP loss differs from the triplet loss by {', '.join(parts)} "
+                "losses", f"On {crops_name} shop photos, the AP loss differs from the triplet loss by {differences} "
                 "points (the paper: similar mAP and Acc@1, lower Acc@20 for the AP loss).", None))
     return findings
 
@@ -147,15 +150,28 @@ def _ensembles(compare: Comparer, have: set) -> List[Finding]:
     return findings
 
 
+def _reranking(compare: Comparer, have: set) -> List[Finding]:
+    """4. Each re-ranked run against the run it re-ranks (not in the paper; Ibrahim et al. saw diffusion raise
+    Recall@1 a little and lower Recall@20)."""
+    findings = []
+    for name in sorted(have):
+        base, method = split_reranked(name)
+        if method and base in have:
+            findings.append(Finding("reranking", f"{name} against {base}: {_each_metric(compare, base, name)} points.",
+                                    None))
+    return findings
+
+
 def read_table(results: Mapping[str, Dict], per_query: Optional[Mapping[str, Dict]] = None) -> List[Finding]:
     """Findings on the paper's questions for the runs in ``results`` (eval's metrics.json), each difference
     with its paired 95% interval from ``per_query`` (eval's per_query.json; without it, untested)."""
     compare, have = Comparer(results, per_query), set(results)
-    return _cropping(compare, have) + _losses(compare, have) + _ensembles(compare, have)
+    return (_cropping(compare, have) + _losses(compare, have) + _ensembles(compare, have)
+            + _reranking(compare, have))
 
 
 TITLES = {"cropping": "Does cropping the database help?", "losses": "Triplet loss or AP loss?",
-          "ensembles": "Do the ensembles help?"}
+          "ensembles": "Do the ensembles help?", "reranking": "Does re-ranking help?"}
 
 
 def reading_markdown(findings: List[Finding], titles: Mapping[str, str] = TITLES, nothing: str = (

@@ -62,6 +62,17 @@ def table_rows(results: Dict[str, Dict], ks: List[int], intervals: bool = True) 
     return rows
 
 
+def means_rows(results: Dict[str, Dict], ks: List[int]) -> Tuple[List[str], List[List[str]]]:
+    """(header, rows): one row per run, its means over categories with their intervals; narrow enough for a
+    terminal however many runs there are (Table 1's layout transposed, means only)."""
+    metrics = ["mAP"] + [f"Acc@{k}" for k in ks]
+    protocol = next(iter(results.values())).get("protocol", "category")
+    header = ["run"] + [metric_label(m, protocol) for m in metrics]
+    rows = [[run] + [with_interval(*_value_and_interval(r, "mean over categories", m)) for m in metrics]
+            for run, r in results.items()]
+    return header, rows
+
+
 def csv_rows(results: Dict[str, Dict], ks: List[int]) -> Tuple[List[str], List[List[str]]]:
     """(header, rows) of table.csv: per run three columns, the value and its interval's bounds (%)."""
     header = ["category", "metric"] + [f"{run}{part}" for run in results for part in ("", " ci95 lo", " ci95 hi")]

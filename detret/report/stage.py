@@ -33,7 +33,7 @@ from ..evaluate.acc_curve import plot_acc_curve
 from ..evaluate.reading import PAPER_MEANS, read_table, table_order
 from ..evaluate.tables import counts_rows, table_rows
 from ..runs.atomic import atomic_write_text
-from ..runs.layout import METRICS_FILE, PER_QUERY_FILE, RunLayout
+from ..runs.layout import METRICS_FILE, PER_QUERY_FILE, RunLayout, split_reranked
 from ..runs.manifest import package_versions, read_manifest
 from ..runs.stage import SUMMARY_NAME, Stage, require_fresh, stage_status
 from ..search.stage import RANKINGS_FILE
@@ -121,9 +121,9 @@ def _detection_panels(records: List, root: Path, domain: str, rules: Dict[str, i
 def _retrieval_rows(layout: RunLayout, root: Path, example_run: str, picked: List[Dict], k_show: int
                     ) -> List[RetrievalExample]:
     """Figure 5's rows: each picked query's photo and box, then its top shop photos (match or not)."""
-    gallery_by_key = {(g["category"], g["photo_id"]): g
-                      for g in _read_jsonl(layout.embed(example_run) / "gallery_rows.jsonl")}
-    query_rows = _read_jsonl(layout.embed(example_run) / "queries_rows.jsonl")
+    descriptors = layout.embed(split_reranked(example_run)[0])  # a re-ranked run's rows are its descriptors'
+    gallery_by_key = {(g["category"], g["photo_id"]): g for g in _read_jsonl(descriptors / "gallery_rows.jsonl")}
+    query_rows = _read_jsonl(descriptors / "queries_rows.jsonl")
     rows: List[RetrievalExample] = []
     for q in picked:
         qrgb = _photo(root, q["photo_id"])
@@ -226,7 +226,7 @@ def _report_inputs(layout: RunLayout, example_run: Optional[str]) -> Dict[str, P
             inputs[key] = folder / ARTIFACT_NAME
     if example_run:
         inputs["rankings"] = layout.search(example_run) / RANKINGS_FILE
-        inputs["gallery_rows"] = layout.embed(example_run) / "gallery_rows.jsonl"
+        inputs["gallery_rows"] = layout.embed(split_reranked(example_run)[0]) / "gallery_rows.jsonl"
     return inputs
 
 

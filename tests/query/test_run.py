@@ -59,7 +59,9 @@ def test_without_a_box_the_detector_and_the_shop_crop_policy_choose_the_crop(bui
 def test_default_run_is_the_best_evaluated(built):
     _, run_dir = built
     metrics = json.loads((run_dir / "eval" / "metrics.json").read_text())
-    best = max(metrics, key=lambda n: metrics[n]["mean_over_categories"]["mAP"])
+    descriptor_runs = [n for n in metrics if "+" not in n]  # a re-ranked run (Crops+aqe) has no index to query
+    assert len(descriptor_runs) < len(metrics)
+    best = max(descriptor_runs, key=lambda n: metrics[n]["mean_over_categories"]["mAP"])
     assert default_run(run_dir) == best
 
 
