@@ -36,13 +36,14 @@ def evaluate(
     """
     pcfg = state(ctx).pipeline_config()
     if dataset == RetrievalDataset.DEEPFASHION2:
-        from ..evaluate.deepfashion2_stage import run_eval_df2
+        from ..evaluate.deepfashion2_stage import TABLE_FILE, run_eval_df2
+        from ..runs.layout import RunLayout
 
         if not names:
             raise typer.BadParameter("name the DeepFashion2 descriptor runs to evaluate (embed-df2-<name>)")
-        result = run_eval_df2(pcfg, names, ks=[int(k) for k in comma_floats(ks or "1,5,10,20", "--ks")], force=force,
-                              command=rerun_command(ctx))
-        typer.echo(result["table"])
+        run_eval_df2(pcfg, names, ks=[int(k) for k in comma_floats(ks or "1,5,10,20", "--ks")], bootstrap=bootstrap,
+                     force=force, command=rerun_command(ctx))
+        typer.echo((RunLayout(pcfg.run_dir).eval_df2 / TABLE_FILE).read_text())
         return
     from ..evaluate.stage import run_eval
 
