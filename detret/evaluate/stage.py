@@ -5,7 +5,9 @@ search <name> --rerank aqe``). Writes ``<run_dir>/eval/`` (``--protocol all``: `
 ``metrics.json`` (per run: per category and averaged mAP, Acc@K, query and gallery counts, queries
 without positive, Acc@K curve, and with ``--bootstrap N`` (1,000 by default) each metric's 95%
 interval under ``ci95``), ``table.md`` and ``table.csv`` (categories by metric, one column per run,
-intervals beside the values), ``acc_at_k.png`` (with the intervals' band) and ``per_query.json``
+intervals beside the values), ``table2.md`` (the paper's Tables 2 and 3: the best single run and
+ensemble beside the published numbers, :mod:`detret.evaluate.published`), ``acc_at_k.png`` (with the
+intervals' band) and ``per_query.json``
 (per run and category, the scored queries' keys [photo_id, record], AP and first-positive rank: what the
 paired comparisons of :mod:`detret.evaluate.reading` resample).
 """
@@ -18,18 +20,22 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from omegaconf import DictConfig
 
+from ..data.synth.generate import is_synthetic
 from ..embed.artifact import read_descriptors, read_skipped
 from ..errors import InputError
-from ..runs.atomic import atomic_write_json
+from ..runs.atomic import atomic_write_json, atomic_write_text
 from ..runs.layout import METRICS_FILE, PER_QUERY_FILE, RunLayout, split_reranked
 from ..runs.stage import SUMMARY_NAME, Stage, require_fresh
 from ..search.rerank import Rerank, scorer
 from .acc_curve import plot_acc_curve
 from .bootstrap import DEFAULT_RESAMPLES
 from .protocol import DEFAULT_KS, PROTOCOLS, category_ranks, metrics_from_ranks, per_query_values
+from .published import comparison_tables
 from .tables import write_tables
 
 logger = logging.getLogger(__name__)
+
+TABLE2_FILE = "table2.md"  # the paper's Tables 2 and 3: ours beside the published numbers
 
 
 def add_unreadable_counts(result: Dict, skipped: Sequence[Dict]) -> None:
@@ -125,5 +131,22 @@ def run_eval(pcfg: DictConfig, names: Sequence[str], *, ks: Sequence[int] = DEFA
     atomic_write_json(stage.stage_dir / PER_QUERY_FILE, {name: values for name, (_, values) in evaluated.items()})
     write_tables(stage.stage_dir, results, ks)
     plot_acc_curve(stage.stage_dir / "acc_at_k.png", results)
-    return stage.finish(results, {"table_md": "table.md", "table_csv": "table.csv", "acc_curve": "acc_at_k.png",
-                                  "per_query": PER_QUERY_FILE}, summary_name=METRICS_FILE)
+    outputs = {"table_md": "table.md", "table_csv": "table.csv", "acc_curve": "acc_at_k.png",
+               "per_query": PER_QUERY_FILE}
+    comparison = comparison_tables(results, ensemble_runs(layout, names), is_synthetic(pcfg.data.street2shop.root)) \
+        if protocol == "category" else []
+    if comparison:
+        atomic_write_text(stage.stage_dir / TABLE2_FILE, "\n".join(t.markdown() for t in comparison))
+        outputs["table2"] = TABLE2_FILE
+    return stage.finish(results, outputs, summary_name=METRICS_FILE)
+
+
+def ensemble_runs(layout: RunLayout, names: Sequence[str]) -> List[str]:
+    """The runs built by ``embed --combine`` (their summary names the members)."""
+    out = []
+    for name in names:
+        summary = layout.embed(name) / SUMMARY_NAME
+        if not split_reranked(name)[1] and summary.is_file() and "combine" in json.loads(summary.read_text()):
+            out.append(name)
+    return out
+

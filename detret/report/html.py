@@ -55,8 +55,10 @@ def _figure(png: Path, caption: str, fig_id: str) -> str:
 def build_page(*, title: str, run_dir: Path, table_header: Sequence[str], table_rows: List[List[str]],
                counts_rows: List[List[str]], findings: Sequence, figures: Sequence[tuple],
                fallback_rows: List[List[str]], manifest_rows: List[List[str]], versions: Dict[str, str],
-               paper_rows: Optional[List[List[str]]] = None, timings: Optional[List[Dict]] = None) -> str:
-    """The whole page. ``figures``: (png path, caption, id) in display order."""
+               paper_rows: Optional[List[List[str]]] = None, timings: Optional[List[Dict]] = None,
+               comparisons: Sequence = ()) -> str:
+    """The whole page. ``figures``: (png path, caption, id) in display order; ``comparisons``: the paper's
+    Tables 2 and 3 (:class:`detret.evaluate.published.ComparisonTable`)."""
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
@@ -86,6 +88,12 @@ def build_page(*, title: str, run_dir: Path, table_header: Sequence[str], table_
         parts.append("</ul>")
     else:
         parts.append('<p id="reading">This run does not hold the paper\'s pairs of models to compare.</p>')
+    for n, table in enumerate(comparisons, start=2):
+        parts += [f"<h2>{_e(table.title)}</h2>", _table(table.header, table.rows, f"table{n}",
+                                                        row_classes=["mean" if r[0].startswith("average") else ""
+                                                                     for r in table.rows]),
+                  f"<p>{_e(table.notes[0])}</p>", "<ul>" + "".join(f"<li>{_e(n)}</li>" for n in table.notes[1:])
+                  + "</ul>"]
     parts.append("<h2>Figures</h2>")
     parts.extend(_figure(png, caption, fig_id) for png, caption, fig_id in figures)
     if fallback_rows:

@@ -27,10 +27,13 @@ from omegaconf import DictConfig
 
 from ..data.images import PhotoError, read_rgb
 from ..data.street2shop import PHOTO_NAME
+from ..data.synth.generate import is_synthetic
 from ..detect.artifact import ARTIFACT_NAME, read_artifact
 from ..errors import InputError
 from ..evaluate.acc_curve import plot_acc_curve
+from ..evaluate.published import comparison_tables
 from ..evaluate.reading import PAPER_MEANS, read_table, table_order
+from ..evaluate.stage import ensemble_runs
 from ..evaluate.tables import counts_rows, table_rows
 from ..runs.atomic import atomic_write_text
 from ..runs.layout import METRICS_FILE, PER_QUERY_FILE, RunLayout, split_reranked
@@ -247,7 +250,7 @@ def _per_query(layout: RunLayout) -> Optional[Dict]:
 
 
 def _page(layout: RunLayout, results: Dict[str, Dict], figs: _Figures, fallback_rows: List[List],
-          timings: Optional[Path]) -> str:
+          timings: Optional[Path], street2shop_root: Path) -> str:
     names = list(results)
     ks = results[names[0]].get("ks", [1, 20])
     # Timings are informational (not an input: a rerun of the demo rewrites them).
@@ -259,7 +262,8 @@ def _page(layout: RunLayout, results: Dict[str, Dict], figs: _Figures, fallback_
         table_header=["category", "metric"] + names, table_rows=table_rows(results, ks),
         counts_rows=counts_rows(results), findings=read_table(results, _per_query(layout)), figures=figs.items,
         fallback_rows=fallback_rows, manifest_rows=_manifest_rows(layout), versions=package_versions(),
-        timings=timing_rows, paper_rows=paper_rows)
+        timings=timing_rows, paper_rows=paper_rows,
+        comparisons=comparison_tables(results, ensemble_runs(layout, names), is_synthetic(street2shop_root)))
 
 
 def run_report(pcfg: DictConfig, names: Optional[Sequence[str]] = None, *, examples: int = 8, k_show: int = 7,
@@ -284,7 +288,7 @@ def run_report(pcfg: DictConfig, names: Optional[Sequence[str]] = None, *, examp
         _retrieval_figure(figs, layout, root, example_run, examples, seed, k_show)
     fallback_rows = _fallback_section(figs, layout) if "detect_shop" in inputs and \
         (layout.detect_shop / SUMMARY_NAME).is_file() else []
-    atomic_write_text(html, _page(layout, results, figs, fallback_rows, timings))
+    atomic_write_text(html, _page(layout, results, figs, fallback_rows, timings, root))
     stage.finish(figs.chosen, {"html": "index.html", "figures": "figures"}, summary_name=EXAMPLES_FILE)
     logger.info("report: %s", html)
     return {"html": html, "example_run": example_run}

@@ -40,6 +40,11 @@ def test_table_has_every_model_and_the_reading_matches_the_metrics(demo_quick):
     assert "Do the ensembles help?" in reading and "Does re-ranking help?" in reading
     for name in RERANKED_RUNS:
         assert f"{name} against Crops: mAP" in reading
+    table2 = (run_dir / "eval" / "table2.md").read_text()
+    assert "ours: best ensemble (" in table2 and "published: Kiapour et al. 2015" in table2
+    assert "not comparable" in table2
+    page = (run_dir / "report" / "index.html").read_text()
+    assert 'id="table2"' in page and 'id="table3"' in page
     # every finding either names an effect whose interval excludes 0, or says it is within noise
     for line in reading.splitlines():
         if line.startswith("- ") and "within noise" not in line:

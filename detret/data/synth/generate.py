@@ -40,6 +40,7 @@ import cv2
 import numpy as np
 
 from ...runs.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
+from ...runs.manifest import read_manifest
 from ...runs.stage import Stage
 from ...utils.progress import progress
 from ..attributes import attributes_path, write_attributes
@@ -288,10 +289,22 @@ retrieval:
 """
 
 
+SYNTH_STAGE = "data-synth"
+
+
+def is_synthetic(street2shop_root: Path) -> bool:
+    """Whether a Street2Shop root is this generator's (``<out>/street2shop`` of a data-synth stage)."""
+    try:
+        manifest = read_manifest(Path(street2shop_root).parent)
+    except ValueError:
+        return False
+    return manifest is not None and manifest.stage == SYNTH_STAGE
+
+
 def generate(cfg: SynthConfig, out: Path, *, force: bool = False, command: Optional[str] = None) -> Dict:
     """Write the dataset under `out`; returns a summary (counts). Reuses a finished identical run."""
     out = Path(out)
-    stage = Stage(out, "data-synth", config=asdict(cfg), inputs={}, command=command)
+    stage = Stage(out, SYNTH_STAGE, config=asdict(cfg), inputs={}, command=command)
     outputs = {
         "modanet_train": "modanet/annotations/modanet2018_instances_train.json",
         "modanet_val": "modanet/annotations/modanet2018_instances_val.json",
