@@ -6,6 +6,7 @@
     python tools/benchmark.py search [--gallery 40000 --queries 2000 --dim 512]
     python tools/benchmark.py eval   [--gallery 20000 --queries 2000 --dim 256]
     python tools/benchmark.py bootstrap [--resamples 1000]
+    python tools/benchmark.py rerank [--scale 1.0 --dim 128]
     python tools/benchmark.py embed  [--arch resnet50 --size 224 --images 64 --batch 16]
     python tools/benchmark.py detect --config runs/demo/demo.yaml [--photos 200]
     python tools/benchmark.py search-full [--scale 1.0 --compressed SQ8]
@@ -21,6 +22,9 @@
   (sort the whole gallery, then eq. 4); checks that the values agree.
 - bootstrap: eval's 95% intervals (1,000 resamples within each category) at Exact Street2Shop's
   scale (20,357 queries, 8 runs) against computing the metrics without them; the seconds added.
+- rerank: aqe, dba and diffusion (tools/bench_rerank.py) at Exact Street2Shop scale against plain
+  exact scoring in the same run: seconds and peak memory per method, and the dense [M, M] matrix
+  the largest category would need (never built).
 - embed: batched channels-last bf16-autocast embedding against a per-image eager fp32
   loop with the same model and crops; reports the lowest cosine similarity between them.
 - detect: `detret detect`'s batched detection (fp32, and bf16 bottom-up) against Detectron2's
@@ -595,17 +599,19 @@ def bench_all(args) -> Dict:
 
 
 def _service(which: str):
-    """The catalogue/service benchmarks, kept in their own module beside this one."""
+    """The catalogue/service and re-ranking benchmarks, kept in their own modules beside this one."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import bench_rerank
     import bench_service
 
-    return {"serve": bench_service.bench_serve, "catalogue-add": bench_service.bench_catalogue_add}[which]
+    return {"serve": bench_service.bench_serve, "catalogue-add": bench_service.bench_catalogue_add,
+            "rerank": bench_rerank.bench_rerank}[which]
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("which", choices=["all", "search", "search-full", "eval", "bootstrap", "embed", "embed-map",
-                                          "detect", "serve", "catalogue-add"])
+    parser.add_argument("which", choices=["all", "search", "search-full", "eval", "bootstrap", "rerank", "embed",
+                                          "embed-map", "detect", "serve", "catalogue-add"])
     parser.add_argument("--resamples", type=int, default=1000, help="bootstrap: resamples per interval")
     parser.add_argument("--quick", action="store_true", help="all: the quick demo and smaller sizes (minutes)")
     parser.add_argument("--work", default=None, help="all: where the demo runs (default runs/bench-quick, runs/bench)")
@@ -634,10 +640,12 @@ def main(argv=None) -> int:
         args.gallery = 40000 if args.which == "search" else 20000
     if args.which == "search-full" and args.dim == 512 and "--dim" not in (argv or sys.argv):
         args.dim = 2048
+    if args.which == "rerank" and "--dim" not in (argv or sys.argv):
+        args.dim = 128
     if args.which in ("serve", "catalogue-add") and not args.config:
         raise SystemExit(f"{args.which}: --config must name the demo.yaml of a finished `detret demo`")
     runners = {"all": bench_all, "search": bench_search, "search-full": bench_search_full, "eval": bench_eval,
-               "bootstrap": bench_bootstrap,
+               "bootstrap": bench_bootstrap, "rerank": _service("rerank"),
                "embed": bench_embed, "embed-map": bench_embed_map, "detect": bench_detect,
                "serve": _service("serve"), "catalogue-add": _service("catalogue-add")}
     result = runners[args.which](args)

@@ -123,17 +123,17 @@ def offline_diffusion(gallery: np.ndarray, settings: Rerank, chunk: int = 4096) 
     m = len(gallery)
     laplacian = (sparse.identity(m, format="csr") - settings.diffusion_alpha
                  * normalised_affinity(gallery, settings.kd, settings.gamma)).tocsr()
-    data, cols, indptr = [], [], [0]
+    width = min(settings.truncation, m)  # every row holds itself and its width - 1 nearest others
+    data = np.empty((m, width), np.float32)
+    cols = np.empty((m, width), np.int64)
     for start in range(0, m, chunk):
-        _, truncated = self_first_knn(gallery, settings.truncation - 1, start=start, stop=min(start + chunk, m))
-        for ids in truncated:  # ids[0] is the photo itself
+        _, truncated = self_first_knn(gallery, width - 1, start=start, stop=min(start + chunk, m))
+        cols[start:start + len(truncated)] = truncated
+        for i, ids in enumerate(truncated, start=start):  # ids[0] is the photo itself
             start_vector = np.zeros(len(ids))
             start_vector[0] = 1.0
-            f, _ = cg(laplacian[ids][:, ids], start_vector, rtol=1e-6, maxiter=settings.iterations)
-            data.append(f.astype(np.float32))
-            cols.append(ids)
-            indptr.append(indptr[-1] + len(ids))
-    return sparse.csr_matrix((np.concatenate(data), np.concatenate(cols), np.array(indptr)), shape=(m, m))
+            data[i], _ = cg(laplacian[ids][:, ids], start_vector, rtol=1e-6, maxiter=settings.iterations)
+    return sparse.csr_matrix((data.ravel(), cols.ravel(), np.arange(0, m * width + 1, width)), shape=(m, m))
 
 
 def nearest_columns(row: np.ndarray, k: int) -> np.ndarray:
