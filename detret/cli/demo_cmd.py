@@ -65,7 +65,8 @@ def demo(
 
         printer.print(f"Table: {layout.run_dir / SEEDS_EVAL / 'table.md'}")
     else:
-        printer.print(f"Table: {layout.eval / 'table.md'}")
+        printer.print(f"Table: {layout.eval / 'table.md'} (Tables 2 and 3: {layout.eval / 'table2.md'})")
+        printer.print(f"DeepFashion2, both ways and by annotation level: {layout.eval_df2 / 'table.md'}")
         printer.print(f"Report: {layout.report / 'index.html'}")
     printer.print("Serve the best run as your own catalogue (then open http://127.0.0.1:8000/):")
     for command in result["serve_commands"]:

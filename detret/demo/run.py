@@ -9,7 +9,10 @@ process, so torch and Detectron2 are imported once):
 4. ``train-retrieval`` x 4: triplet / AP loss x whole shop photos / detected crops;
 5. ``embed`` x 4, then ``embed --combine`` x 4: the paper's ensembles;
 6. ``search`` x 8, and the best of them (Crops) re-ranked three ways (``search --rerank aqe | dba |
-   diffusion``), ``eval`` (11 columns, each value with its 95% interval), ``report``.
+   diffusion``), ``eval`` (11 columns, each value with its 95% interval);
+7. ``embed --dataset deepfashion2`` x 3 and ``eval --dataset deepfashion2``: the synthetic test
+   products in DeepFashion2's format, Recall@K both ways and by annotation level;
+8. ``report``.
 
 ``<out>/demo/timings.json`` records, per step, the command, whether it ran or
 was reused, and its wall time in seconds (the "end to end" benchmark of the
@@ -47,6 +50,8 @@ TABLE_RUNS = TABLE_ORDER  # the runs of Table 1, in its column order
 RERANK_BASE = "Crops"    # the paper's best run, re-ranked three ways: three more columns of the demo's Table 1
 RERANKED_RUNS = tuple(f"{RERANK_BASE}{RERANKED}{m}" for m in ("aqe", "dba", "diffusion"))
 EVALUATED_RUNS = TABLE_RUNS + RERANKED_RUNS
+# DeepFashion2-format view of the synthetic test products: run name -> the models it concatenates
+DF2_RUNS = {"tri-crops": ("tri-crops",), "ap-crops": ("ap-crops",), "Crops": PAPER_ENSEMBLES["Crops"]}
 DEMO_CONFIG_NAME = "demo.yaml"
 TIMINGS_FILE = Path("demo") / "timings.json"  # under the demo's folder: wall time of every step
 SEEDS_TIMINGS_FILE = Path("demo") / "timings-seeds.json"  # the same for --profile seeds
@@ -55,6 +60,8 @@ SEEDS_TIMINGS_FILE = Path("demo") / "timings-seeds.json"  # the same for --profi
 def write_demo_config(out: Path, profile: DemoProfile) -> Path:
     """``<out>/demo.yaml``: the synthetic dataset's detret.yaml with the profile's overrides."""
     base = OmegaConf.load(out / "detret.yaml")
+    if (out / "deepfashion2").is_dir() and not OmegaConf.select(base, "data.deepfashion2.root"):
+        base = OmegaConf.merge(base, {"data": {"deepfashion2": {"root": "deepfashion2"}}})  # data written before it
     merged = OmegaConf.merge(base, OmegaConf.create(profile.overrides))
     path = out / DEMO_CONFIG_NAME
     atomic_write_text(path, f"# Pipeline config of `detret demo` ({profile.name} profile): the dataset's detret.yaml\n"
@@ -94,6 +101,22 @@ def _model_steps(prefix: str, layout: RunLayout, search_k: int) -> List[Step]:
     return steps
 
 
+def _deepfashion2_steps(prefix: str, layout: RunLayout) -> List[Step]:
+    """The synthetic test products in DeepFashion2's format, both directions, by annotation level (Ibrahim
+    et al.'s Tables 2 and 3): the two cropped models and their ensemble."""
+    from ..embed.deepfashion2 import run_embed_df2
+    from ..evaluate.deepfashion2_stage import run_eval_df2
+
+    steps = [Step(f"DeepFashion2 embed {name}", f"{prefix} embed --dataset deepfashion2 "
+                  + " ".join(f"-m {m}" for m in models) + f" --name {name}", layout.embed_df2(name),
+                  lambda c, cmd, f, n=name, ms=models: run_embed_df2(c, models=list(ms), name=n, command=cmd,
+                                                                     force=f))
+             for name, models in DF2_RUNS.items()]
+    steps.append(Step("DeepFashion2 evaluate", f"{prefix} eval --dataset deepfashion2 {' '.join(DF2_RUNS)}",
+                      layout.eval_df2, lambda c, cmd, f: run_eval_df2(c, list(DF2_RUNS), command=cmd, force=f)))
+    return steps
+
+
 def demo_steps(config_path: Path, profile: DemoProfile, run_dir: Path, systems: str = "paper") -> List[Step]:
     """The pipeline's steps, in order, with the CLI command each one stands for; `systems`: Table 1's
     models ("paper") or the seed systems ("seeds", after the same detection steps)."""
@@ -120,6 +143,7 @@ def demo_steps(config_path: Path, profile: DemoProfile, run_dir: Path, systems: 
         *_model_steps(prefix, layout, profile.search_k),
         Step("evaluate (Table 1)", f"{prefix} eval {' '.join(EVALUATED_RUNS)} --per-category", layout.eval,
              lambda c, cmd, f: run_eval(c, list(EVALUATED_RUNS), command=cmd, force=f)),
+        *_deepfashion2_steps(prefix, layout),
         Step("write the report", f"{prefix} report", layout.report,
              lambda c, cmd, f: run_report(c, list(EVALUATED_RUNS), timings=layout.demo_timings, command=cmd,
                                           force=f)),

@@ -12,7 +12,7 @@ from detret.runs.stage import stage_status
 def test_every_step_ran_and_left_a_complete_stage(demo_quick):
     out, result = demo_quick
     steps = json.loads((out / "demo" / "timings.json").read_text())["steps"]
-    assert len(steps) == 1 + 3 + 4 + 4 + 4 + 8 + 3 + 2
+    assert len(steps) == 1 + 3 + 4 + 4 + 4 + 8 + 3 + 1 + 4 + 1
     assert [s["status"] for s in steps] == ["ran"] * len(steps)
     assert all(s["seconds"] >= 0 for s in steps)
     run_dir = result["run_dir"]

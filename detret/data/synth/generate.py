@@ -45,6 +45,7 @@ from ...runs.stage import Stage
 from ...utils.progress import progress
 from ..attributes import attributes_path, write_attributes
 from ..categories import load_categories
+from .deepfashion2_view import write_deepfashion2_view
 from .garments import PRODUCT_LABEL, GarmentSpec, sample_garment
 from .scenes import Instance, shop_photo, street_photo
 
@@ -165,8 +166,9 @@ def write_street2shop(cfg: SynthConfig, out: Path, products: List[Product], cate
             next_photo_id += 1
     for j, (p, photo_id) in enumerate(progress(shop_jobs, "shop photos")):
         rng = _rng(cfg, _STREAM_SHOP, 100000 + j)
+        rng.uniform()  # the draw shop_on_figure makes (its first): the photo's other draws follow it
         img, _ = shop_photo(p.spec, rng, size_hw=(cfg.shop_height_px, cfg.shop_width_px),
-                            on_figure=bool(rng.uniform() < cfg.shop_on_figure_prob), tag=str(p.product_id))
+                            on_figure=shop_on_figure(cfg, photo_id), tag=str(p.product_id))
         atomic_write_bytes(img_dir / f"{photo_id:09d}.jpg", _encode_jpeg(img, cfg.jpeg_quality), fsync=False)
         retrieval[p.category].append({"photo": photo_id, "product": p.product_id})
 
@@ -207,6 +209,12 @@ def write_street2shop(cfg: SynthConfig, out: Path, products: List[Product], cate
         counts[c] = {"gallery": len(retrieval[c]), "train_pairs": len(pairs[("train", c)]),
                      "test_pairs": len(pairs[("test", c)])}
     return counts
+
+
+def shop_on_figure(cfg: SynthConfig, photo_id: int) -> bool:
+    """Whether shop photo ``photo_id`` shows its garment on a figure: the first draw of the photo's seeded
+    stream (shop photos are numbered from 1 in the order :func:`write_street2shop` draws them)."""
+    return bool(_rng(cfg, _STREAM_SHOP, 100000 + photo_id - 1).uniform() < cfg.shop_on_figure_prob)
 
 
 def product_attributes(spec: GarmentSpec) -> Dict[str, str]:
@@ -268,6 +276,9 @@ data:
     images: modanet/images
   street2shop:
     root: street2shop
+  deepfashion2:
+    # the synthetic test products in DeepFashion2's format (detret/data/synth/deepfashion2_view.py)
+    root: deepfashion2
 detector:
   # The small detector that trains in minutes on a CPU (detectron_configs/).
   config_file: mask_rcnn_R_18_FPN_synth_cpu.yaml
@@ -312,6 +323,7 @@ def generate(cfg: SynthConfig, out: Path, *, force: bool = False, command: Optio
         "street2shop_json": "street2shop/meta/json",
         "street2shop_attributes": "street2shop/meta/attributes.csv",
         "street2shop_images": "street2shop/images",
+        "deepfashion2": "deepfashion2/validation/annos",
         "pipeline_config": "detret.yaml",
     }
     reused = stage.reuse_or_begin(force=force)
@@ -319,12 +331,15 @@ def generate(cfg: SynthConfig, out: Path, *, force: bool = False, command: Optio
     if reused is not None:
         if not attributes_path(out / "street2shop").is_file():  # data written before the file existed
             write_product_attributes(out, make_catalogue(cfg, cats.street2shop))
+        if not (out / "deepfashion2" / "validation" / "annos").is_dir():  # likewise
+            write_deepfashion2_view(out, cats.deepfashion2, lambda photo: shop_on_figure(cfg, photo))
         return reused
     products = make_catalogue(cfg, cats.street2shop)
     write_product_attributes(out, products)
     summary = {
         "street2shop": write_street2shop(cfg, out, products, cats.street2shop),
         "modanet": write_modanet(cfg, out, cats.modanet),
+        "deepfashion2": write_deepfashion2_view(out, cats.deepfashion2, lambda photo: shop_on_figure(cfg, photo)),
         "products": {s: sum(p.split == s for p in products) for s in ("train", "test", "distractor")},
     }
     atomic_write_text(out / "detret.yaml", _PIPELINE_YAML.format(seed=cfg.seed))
