@@ -305,6 +305,8 @@ SYNTH_STAGE = "data-synth"
 
 def is_synthetic(street2shop_root: Path) -> bool:
     """Whether a Street2Shop root is this generator's (``<out>/street2shop`` of a data-synth stage)."""
+    if not street2shop_root:
+        return False
     try:
         manifest = read_manifest(Path(street2shop_root).parent)
     except ValueError:
