@@ -35,6 +35,16 @@ def test_search_and_eval_benchmarks_check_their_results(bench, tmp_path):
     assert result["queries"] > 20000 and result["runs"] == 8 and result["metrics_with_intervals_s"] > 0
 
 
+def test_rerank_benchmark_measures_every_method_in_its_own_process(bench, tmp_path):
+    out = tmp_path / "rerank.json"
+    assert bench.main(["rerank", "--scale", "0.001", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["dim"] == 128 and set(result["methods"]) == {"none", "aqe", "dba", "diffusion"}
+    assert result["methods"]["none"]["time_ratio"] == 1.0
+    assert all(m["seconds"] > 0 and m["peak_rss_gib"] > 0 for m in result["methods"].values())
+    assert result["dense_matrix_of_largest_gib"] == result["largest_category"] ** 2 * 4 / 2**30
+
+
 def test_embed_map_measures_bf16_descriptors_and_leaves_the_run_as_it_was(bench, demo_quick):
     out, _ = demo_quick
     run_dir = out / "runs"
