@@ -8,6 +8,7 @@ the page is a handful of tables and images, and every value passes through
 from __future__ import annotations
 
 import base64
+import re
 from html import escape
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence
@@ -25,24 +26,35 @@ img { max-width: 100%; border: 1px solid #eee; }
 figure { margin: 1em 0; } figcaption { font-size: .85em; color: #555; }
 .agree { color: #1a9850; } .disagree { color: #d73027; }
 code { font-size: .85em; background: #f6f6f6; padding: 0 .2em; }
+.wide { overflow-x: auto; }
+.ci { display: block; font-size: .75em; color: #777; white-space: nowrap; }
 """
+_WITH_INTERVAL = re.compile(r"^(\S+) (\[[^\]]*\])$")  # "24.3 [22.1, 26.5]" (detret.evaluate.tables)
 
 
 def _e(value) -> str:
     return escape("" if value is None else str(value))
 
 
+def _number(value) -> str:
+    """A numeric cell; a value with its interval shows the interval small, on a line of its own."""
+    match = _WITH_INTERVAL.match(str(value)) if value is not None else None
+    if match:
+        return f'{_e(match.group(1))}<span class="ci">{_e(match.group(2))}</span>'
+    return _e(value)
+
+
 def _table(header: Sequence[str], rows: Iterable[Sequence], table_id: str = "", row_classes: Optional[List[str]] = None,
            text_columns: int = 1) -> str:
     """A table; the first ``text_columns`` columns are left-aligned text, the others numbers."""
     id_attr = f' id="{_e(table_id)}"' if table_id else ""
-    out = [f"<table{id_attr}>", "<thead><tr>" + "".join(f"<th>{_e(h)}</th>" for h in header) + "</tr></thead><tbody>"]
+    out = [f'<div class="wide"><table{id_attr}>', "<thead><tr>" + "".join(f"<th>{_e(h)}</th>" for h in header) + "</tr></thead><tbody>"]
     for i, row in enumerate(rows):
         cls = row_classes[i] if row_classes else ""
-        cells = "".join((f'<td class="text">{_e(v)}</td>' if j < text_columns else f"<td>{_e(v)}</td>")
+        cells = "".join((f'<td class="text">{_e(v)}</td>' if j < text_columns else f"<td>{_number(v)}</td>")
                         for j, v in enumerate(row))
         out.append((f'<tr class="{_e(cls)}">' if cls else "<tr>") + cells + "</tr>")
-    out.append("</tbody></table>")
+    out.append("</tbody></table></div>")  # a table wider than the page scrolls within it
     return "\n".join(out)
 
 
