@@ -48,7 +48,8 @@ def _table(header: Sequence[str], rows: Iterable[Sequence], table_id: str = "", 
            text_columns: int = 1) -> str:
     """A table; the first ``text_columns`` columns are left-aligned text, the others numbers."""
     id_attr = f' id="{_e(table_id)}"' if table_id else ""
-    out = [f'<div class="wide"><table{id_attr}>', "<thead><tr>" + "".join(f"<th>{_e(h)}</th>" for h in header) + "</tr></thead><tbody>"]
+    head = "".join(f"<th>{_e(h)}</th>" for h in header)
+    out = [f'<div class="wide"><table{id_attr}>', f"<thead><tr>{head}</tr></thead><tbody>"]
     for i, row in enumerate(rows):
         cls = row_classes[i] if row_classes else ""
         cells = "".join((f'<td class="text">{_e(v)}</td>' if j < text_columns else f"<td>{_number(v)}</td>")

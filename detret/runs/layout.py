@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Union
 
+from ..config.choices import RerankMethod
 from ..errors import InputError
 from .manifest import MANIFEST_NAME
 
@@ -38,9 +39,12 @@ RERANKED = "+"  # a re-ranked run is <descriptor run>+<method>: search-tri-crops
 
 
 def split_reranked(name: str) -> Tuple[str, Optional[str]]:
-    """(descriptor run, re-ranking method or None) of a run name: "tri-crops+aqe" -> ("tri-crops", "aqe")."""
-    base, sep, method = name.partition(RERANKED)
-    return (base, method) if sep else (name, None)
+    """(descriptor run, re-ranking method or None) of a run name: "tri-crops+aqe" -> ("tri-crops", "aqe").
+    Only a re-ranking method after the last "+" makes a re-ranked run: an ensemble embedded without --name
+    is called "tri-crops+ap-crops" and is a descriptor run."""
+    base, sep, method = name.rpartition(RERANKED)
+    methods = {m.value for m in RerankMethod} - {RerankMethod.NONE.value}
+    return (base, method) if sep and base and method in methods else (name, None)
 
 
 @dataclass(frozen=True)
