@@ -60,6 +60,13 @@ def test_ensemble_is_normalised_concatenation_of_singles(setup, tmp_path):
         e, rows_e = read_descriptors(tmp_path / "embed-both", side)
         c, rows_c = read_descriptors(tmp_path / "embed-combined", side)
         assert rows_c == rows_e and np.allclose(c, e, atol=1e-6)
+    # any number of members, a run twice included (two seeds of one configuration are two runs like these)
+    run_combine(cfg, ["one", "two", "one"], "three")
+    for side in ("gallery", "queries"):
+        a, _ = read_descriptors(tmp_path / "embed-one", side)
+        b, _ = read_descriptors(tmp_path / "embed-two", side)
+        t, _ = read_descriptors(tmp_path / "embed-three", side)
+        assert np.allclose(t, np.concatenate([a, b, a], 1) / np.sqrt(3), atol=1e-5)
     with pytest.raises(ValueError, match="at least two"):
         run_combine(cfg, ["one"], "x")
 
