@@ -45,6 +45,7 @@ from ...runs.stage import Stage
 from ...utils.progress import progress
 from ..attributes import attributes_path, write_attributes
 from ..categories import load_categories
+from ..shop_boxes import SHOP_BOXES, write_shop_boxes
 from .deepfashion2_view import write_deepfashion2_view
 from .garments import PRODUCT_LABEL, GarmentSpec, sample_garment
 from .scenes import Instance, shop_photo, street_photo
@@ -148,29 +149,53 @@ def _coco_annotation(inst: Instance, ann_id: int, image_id: int, category_id: in
             "category_id": category_id, "id": ann_id}
 
 
+def shop_jobs(cfg: SynthConfig, products: List[Product]) -> List[Tuple[Product, int]]:
+    """(product, photo id) of every shop photo, numbered from 1 in the order they are drawn."""
+    jobs = []
+    for i, p in enumerate(products):
+        rng = _rng(cfg, _STREAM_SHOP, i)
+        for _ in range(int(rng.integers(cfg.shop_photos_min, cfg.shop_photos_max + 1))):
+            jobs.append((p, len(jobs) + 1))
+    return jobs
+
+
+def render_shop_photo(cfg: SynthConfig, p: Product, photo_id: int, j: int) -> Tuple[np.ndarray, List[float]]:
+    """Shop photo ``photo_id`` (the ``j``-th drawn) and the box around its product's instances."""
+    rng = _rng(cfg, _STREAM_SHOP, 100000 + j)
+    rng.uniform()  # the draw shop_on_figure makes (its first): the photo's other draws follow it
+    img, instances = shop_photo(p.spec, rng, size_hw=(cfg.shop_height_px, cfg.shop_width_px),
+                                on_figure=shop_on_figure(cfg, photo_id), tag=str(p.product_id))
+    boxes = np.array([i.box_xyxy for i in instances if i.tag == str(p.product_id)], np.float64).reshape(-1, 4)
+    box = [float(boxes[:, 0].min()), float(boxes[:, 1].min()), float(boxes[:, 2].max()), float(boxes[:, 3].max())] \
+        if len(boxes) else [0.0, 0.0, float(cfg.shop_width_px), float(cfg.shop_height_px)]
+    return img, box
+
+
+def rewrite_shop_boxes(cfg: SynthConfig, out: Path, products: List[Product]) -> None:
+    """shop_boxes.json for data generated before it existed: the shop photos drawn again (same seeds)."""
+    write_shop_boxes(out / "street2shop", [
+        {"photo": photo_id, "product": p.product_id, "category": p.category,
+         "box_xyxy": render_shop_photo(cfg, p, photo_id, j)[1]}
+        for j, (p, photo_id) in enumerate(progress(shop_jobs(cfg, products), "shop boxes"))])
+
+
 def write_street2shop(cfg: SynthConfig, out: Path, products: List[Product], categories: Tuple[str, ...]) -> Dict:
     root = out / "street2shop"
     img_dir = root / "images"
     by_split: Dict[str, List[Product]] = defaultdict(list)
     for p in products:
         by_split[p.split].append(p)
-    next_photo_id = 1
     retrieval: Dict[str, List[Dict]] = {c: [] for c in categories}
     pairs: Dict[Tuple[str, str], List[Dict]] = {(s, c): [] for s in ("train", "test") for c in categories}
 
-    shop_jobs = []
-    for i, p in enumerate(products):
-        rng = _rng(cfg, _STREAM_SHOP, i)
-        for _ in range(int(rng.integers(cfg.shop_photos_min, cfg.shop_photos_max + 1))):
-            shop_jobs.append((p, next_photo_id))
-            next_photo_id += 1
-    for j, (p, photo_id) in enumerate(progress(shop_jobs, "shop photos")):
-        rng = _rng(cfg, _STREAM_SHOP, 100000 + j)
-        rng.uniform()  # the draw shop_on_figure makes (its first): the photo's other draws follow it
-        img, _ = shop_photo(p.spec, rng, size_hw=(cfg.shop_height_px, cfg.shop_width_px),
-                            on_figure=shop_on_figure(cfg, photo_id), tag=str(p.product_id))
+    shop_boxes = []
+    for j, (p, photo_id) in enumerate(progress(shop_jobs(cfg, products), "shop photos")):
+        img, box = render_shop_photo(cfg, p, photo_id, j)
         atomic_write_bytes(img_dir / f"{photo_id:09d}.jpg", _encode_jpeg(img, cfg.jpeg_quality), fsync=False)
         retrieval[p.category].append({"photo": photo_id, "product": p.product_id})
+        shop_boxes.append({"photo": photo_id, "product": p.product_id, "category": p.category, "box_xyxy": box})
+    write_shop_boxes(root, shop_boxes)
+    next_photo_id = len(shop_boxes) + 1
 
     street_index = 0
     for split in ("train", "test"):
@@ -324,6 +349,7 @@ def generate(cfg: SynthConfig, out: Path, *, force: bool = False, command: Optio
         "modanet_images": "modanet/images",
         "street2shop_json": "street2shop/meta/json",
         "street2shop_attributes": "street2shop/meta/attributes.csv",
+        "street2shop_shop_boxes": "street2shop/meta/shop_boxes.json",
         "street2shop_images": "street2shop/images",
         "deepfashion2": "deepfashion2/validation/annos",
         "pipeline_config": "detret.yaml",
@@ -333,6 +359,8 @@ def generate(cfg: SynthConfig, out: Path, *, force: bool = False, command: Optio
     if reused is not None:
         if not attributes_path(out / "street2shop").is_file():  # data written before the file existed
             write_product_attributes(out, make_catalogue(cfg, cats.street2shop))
+        if not (out / "street2shop" / SHOP_BOXES).is_file():  # likewise
+            rewrite_shop_boxes(cfg, out, make_catalogue(cfg, cats.street2shop))
         if not (out / "deepfashion2" / "validation" / "annos").is_dir():  # likewise
             write_deepfashion2_view(out, cats.deepfashion2, lambda photo: shop_on_figure(cfg, photo))
         return reused

@@ -1,4 +1,4 @@
-"""The synthetic test products in DeepFashion2's format: what the loader reads back agrees with the Street2Shop files."""
+"""The synthetic test products in DeepFashion2's format: what the loader reads agrees with the Street2Shop files."""
 import json
 
 import numpy as np

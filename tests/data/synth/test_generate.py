@@ -139,3 +139,40 @@ def test_manifest_done_reused_and_stale_on_edit(synth, tmp_path):
     (copy / "street2shop/meta/json/test_pairs_bags.json").write_text("[]\n")
     status = stage_status(copy)
     assert status.state == "stale" and any("street2shop_json" in r for r in status.reasons)
+
+
+def test_shop_boxes_are_where_the_generator_drew_each_product(synth_small, tmp_path):
+    """shop_boxes.json: one box per shop photo inside the photo; drawing the photos again (for data written
+    before the file existed) gives the same boxes and the same JPEG bytes as the files on disk."""
+    import json
+    import shutil
+
+    from detret.data.categories import load_categories
+    from detret.data.shop_boxes import SHOP_BOXES, read_shop_boxes
+    from detret.data.synth.generate import (
+        _encode_jpeg,
+        make_catalogue,
+        render_shop_photo,
+        rewrite_shop_boxes,
+        shop_jobs,
+    )
+
+    out, cfg, _ = synth_small
+    boxes = read_shop_boxes(out / "street2shop")
+    products = make_catalogue(cfg, load_categories().street2shop)
+    jobs = shop_jobs(cfg, products)
+    assert len(boxes) == len(jobs)
+    for (p, photo_id), j in list(zip(jobs, range(len(jobs))))[:5]:
+        img, box = render_shop_photo(cfg, p, photo_id, j)
+        stored = (out / "street2shop" / "images" / f"{photo_id:09d}.jpg").read_bytes()
+        assert stored == _encode_jpeg(img, cfg.jpeg_quality)
+        x0, y0, x1, y1 = boxes[(p.category, photo_id)]
+        assert tuple(box) == (x0, y0, x1, y1)
+        assert 0 <= x0 < x1 <= img.shape[1] + 1 and 0 <= y0 < y1 <= img.shape[0] + 1
+    copy = tmp_path / "copy"
+    (copy / "street2shop" / "meta").mkdir(parents=True)
+    rewrite_shop_boxes(cfg, copy, products)
+    assert json.loads((copy / "street2shop" / SHOP_BOXES).read_text()) == \
+        json.loads((out / "street2shop" / SHOP_BOXES).read_text())
+    assert read_shop_boxes(tmp_path) is None  # real data has no such file
+    shutil.rmtree(copy)
