@@ -16,14 +16,17 @@ from __future__ import annotations
 import logging
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Mapping, Optional, Tuple
 
 import torch
 from detectron2.config import CfgNode
 from omegaconf import DictConfig
+from torchvision.ops import box_iou
 
 from ..config.choices import Split, Subset, check_choice
+from ..data.boxes import BoxXYXY
 from ..data.categories import Categories, load_categories
+from ..data.shop_boxes import read_shop_boxes
 from ..data.street2shop import Street2Shop, load_street2shop
 from ..errors import InputError
 from ..runs.layout import RunLayout
@@ -62,8 +65,27 @@ def work_items(data: Street2Shop, split: str, subset: str) -> Tuple[List[PhotoIt
     return [(p, data.photo_path(p)) for p in photos], units
 
 
-def summarise(records: List[CropRecord]) -> Dict[str, Dict]:
-    """Per category: photos, skipped, crops by rule, fallback rate, mean score of chosen detections."""
+COVERS_IOU = 0.5  # a crop "covers the product" when its IoU with the product's true box reaches this
+
+
+def covering_share(records: List[CropRecord], true_boxes: Mapping[Tuple[str, int], BoxXYXY]) -> Optional[float]:
+    """Share of the photos whose crop is a detection with IoU >= 0.5 against the product's true box."""
+    known = [r for r in records if (r.category, r.photo_id) in true_boxes]
+    if not known:
+        return None
+    detected = [r for r in known if r.crop.rule == "detection"]
+    if not detected:
+        return 0.0
+    crops = torch.tensor([r.crop.box_xyxy for r in detected], dtype=torch.float64)
+    truth = torch.tensor([true_boxes[(r.category, r.photo_id)] for r in detected], dtype=torch.float64)
+    ious = box_iou(crops, truth).diagonal()
+    return float((ious >= COVERS_IOU).sum()) / len(known)
+
+
+def summarise(records: List[CropRecord], true_boxes: Optional[Mapping[Tuple[str, int], BoxXYXY]] = None
+              ) -> Dict[str, Dict]:
+    """Per category: photos, skipped, crops by rule, fallback rate, mean score of chosen detections, and with
+    the products' true boxes (synthetic shop photos), the share whose detection crop covers the product."""
     by_cat: Dict[str, List[CropRecord]] = defaultdict(list)
     for r in records:
         by_cat[r.category].append(r)
@@ -76,6 +98,8 @@ def summarise(records: List[CropRecord]) -> Dict[str, Dict]:
         out[cat] = {"photos": len(rows), "skipped": len(rows) - len(ok), "rules": dict(sorted(rules.items())),
                     "fallback_rate": rules["fallback"] / len(ok) if ok else None,
                     "mean_score": sum(chosen) / len(chosen) if chosen else None}
+        if true_boxes is not None:
+            out[cat]["covers_product"] = covering_share(ok, true_boxes)
     return out
 
 
@@ -235,6 +259,7 @@ def run_detect(pcfg: DictConfig, split: str, *, subset: str = "test", run_detect
             _detect_here(choice, todo, list(cats.modanet), device, stage.stage_dir, done, split)
     records = crop_records(units, done, split, cats, choice)
     write_artifact(stage.stage_dir / ARTIFACT_NAME, records)
-    summary = stage.finish(summarise(records), {"detections": ARTIFACT_NAME})
+    true_boxes = read_shop_boxes(Path(pcfg.data.street2shop.root)) if split == "shop" else None
+    summary = stage.finish(summarise(records, true_boxes), {"detections": ARTIFACT_NAME})
     _remove_partials(stage.stage_dir)
     return summary

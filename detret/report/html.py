@@ -111,8 +111,8 @@ def build_page(*, title: str, run_dir: Path, table_header: Sequence[str], table_
     parts.extend(_figure(png, caption, fig_id) for png, caption, fig_id in figures)
     if fallback_rows:
         parts.append("<h2>Crop policy on shop photos</h2>")
-        parts.append(_table(["category", "photos", "skipped", "detection", "fallback", "fallback rate"],
-                            fallback_rows, "fallback"))
+        parts.append(_table(["category", "photos", "skipped", "detection", "fallback", "fallback rate",
+                             "crop covers the product (IoU >= 0.5; synthetic data)"], fallback_rows, "fallback"))
     if timings:
         parts.append("<h2>Time per step</h2>")
         parts.append(_table(["step", "status", "seconds", "command"],

@@ -100,24 +100,24 @@ def _photo(root: Path, photo_id: int):
         return None
 
 
-def _detection_panels(records: List, root: Path, domain: str, rules: Dict[str, int], rng: random.Random
+def _detection_panels(records: List, root: Path, domain: str, count: int, rng: random.Random
                       ) -> Tuple[List[DetectionPanel], List[Dict]]:
-    """Up to rules[rule] photos per crop rule, from distinct categories where possible."""
+    """``count`` photos drawn at random (seeded) whatever their crop rule, from distinct categories where
+    possible: the figure shows the detector as it is, not its best photos."""
+    candidates = [r for r in records if r.status == "ok" and r.crop is not None]
+    rng.shuffle(candidates)
+    seen_cats: set = set()
+    picked = [r for r in candidates if not (r.category in seen_cats or seen_cats.add(r.category))][:count]
+    picked += [r for r in candidates if r not in picked][:count - len(picked)]
     panels, chosen = [], []
-    for rule, count in rules.items():
-        candidates = [r for r in records if r.status == "ok" and r.crop is not None and r.crop.rule == rule
-                      and (r.detections or rule != "ground_truth")]
-        rng.shuffle(candidates)
-        seen_cats = set()
-        picked = [r for r in candidates if not (r.category in seen_cats or seen_cats.add(r.category))][:count]
-        for rec in picked:
-            rgb = _photo(root, rec.photo_id)
-            if rgb is None:
-                continue
-            top = sorted(rec.detections, key=lambda d: -d.score)[:MAX_BOXES_DRAWN]
-            panels.append(DetectionPanel(rgb, f"{domain} {rec.photo_id} · {rec.category}",
-                                         [(d.box_xyxy, d.label, d.score) for d in top], rec.crop.box_xyxy, rule))
-            chosen.append({"domain": domain, "photo_id": rec.photo_id, "category": rec.category, "rule": rule})
+    for rec in picked:
+        rgb = _photo(root, rec.photo_id)
+        if rgb is None:
+            continue
+        top = sorted(rec.detections, key=lambda d: -d.score)[:MAX_BOXES_DRAWN]
+        panels.append(DetectionPanel(rgb, f"{domain} {rec.photo_id} · {rec.category}",
+                                     [(d.box_xyxy, d.label, d.score) for d in top], rec.crop.box_xyxy, rec.crop.rule))
+        chosen.append({"domain": domain, "photo_id": rec.photo_id, "category": rec.category, "rule": rec.crop.rule})
     return panels, chosen
 
 
@@ -166,17 +166,17 @@ def _metric_figures(figs: _Figures, results: Dict[str, Dict]) -> None:
 
 
 def _detection_figure(figs: _Figures, inputs: Dict[str, Path], root: Path, rng: random.Random) -> None:
-    """Figure 4: shop photos by crop rule (4 detections, 2 fallbacks) and street photos with their boxes."""
+    """Figure 4: six shop photos and two street photos drawn at random (seeded), with their boxes and crops."""
     panels: List[DetectionPanel] = []
-    for key, domain, rules in (("detect_shop", "shop", {"detection": 4, "fallback": 2}),
-                               ("detect_street", "street", {"ground_truth": 2})):
+    for key, domain, count in (("detect_shop", "shop", 6), ("detect_street", "street", 2)):
         if key in inputs:
-            p, c = _detection_panels(list(read_artifact(inputs[key])), root, domain, rules, rng)
+            p, c = _detection_panels(list(read_artifact(inputs[key])), root, domain, count, rng)
             panels += p
             figs.chosen.setdefault("detections", []).extend(c)
     if panels:
         plot_detections(figs.add("detections.png", "Detections (dashed, top scores) and the chosen crop (cyan) "
-                                 "with the rule that chose it (Figure 4)", "fig-detections"), panels)
+                                 "with the rule that chose it, on photos drawn at random (Figure 4)",
+                                 "fig-detections"), panels)
 
 
 def _retrieval_figure(figs: _Figures, layout: RunLayout, root: Path, example_run: str, examples: int, seed: int,
@@ -202,9 +202,10 @@ def _fallback_section(figs: _Figures, layout: RunLayout) -> List[List]:
                         summary)
     rows = []
     for cat, row in sorted(summary.items()):
-        rate = row.get("fallback_rate")
+        rate, covers = row.get("fallback_rate"), row.get("covers_product")
         rows.append([cat, row["photos"], row["skipped"], row["rules"].get("detection", 0),
-                     row["rules"].get("fallback", 0), "" if rate is None else f"{100 * rate:.1f}%"])
+                     row["rules"].get("fallback", 0), "" if rate is None else f"{100 * rate:.1f}%",
+                     "" if covers is None else f"{100 * covers:.1f}%"])
     return rows
 
 

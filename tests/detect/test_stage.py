@@ -186,3 +186,27 @@ def test_train_detector_in_two_cpu_processes(trained, tmp_path):
     iters = [json.loads(line) for line in (out2 / "metrics.json").read_text().splitlines()
              if "total_loss" in line]
     assert [r["iteration"] for r in iters][-1] == 2 and all(np.isfinite(r["total_loss"]) for r in iters)
+
+
+def test_the_summary_says_how_often_the_crop_covers_the_product():
+    """covers_product: the share of a category's photos whose crop is a detection with IoU >= 0.5 against the
+    product's true box, counted by hand on four photos (a fallback never covers)."""
+    from detret.detect.artifact import CropRecord
+    from detret.detect.crops import Crop, Detection
+    from detret.detect.stage import summarise
+
+    det = Detection((0, 0, 10, 10), "bag", 0.9, 0.9)
+
+    def rec(photo, crop_box, rule):
+        return CropRecord(photo, "shop", "bags", None, 100, 100, [det], Crop(crop_box, rule, 0 if rule == "detection"
+                                                                             else None))
+
+    records = [rec(1, (0, 0, 10, 10), "detection"),     # IoU 1
+               rec(2, (0, 0, 10, 10), "detection"),     # IoU 100 / 400 = 0.25 against (0, 0, 20, 20)
+               rec(3, (0, 0, 100, 100), "fallback"),    # the whole photo: not a detection
+               rec(4, (0, 0, 12, 10), "detection")]     # IoU 100 / 120 = 0.83
+    truth = {("bags", 1): (0, 0, 10, 10), ("bags", 2): (0, 0, 20, 20), ("bags", 3): (0, 0, 90, 90),
+             ("bags", 4): (0, 0, 10, 10)}
+    summary = summarise(records, truth)["bags"]
+    assert summary["covers_product"] == 2 / 4 and summary["fallback_rate"] == 1 / 4
+    assert "covers_product" not in summarise(records)["bags"]  # real data: no true boxes, no such figure

@@ -53,7 +53,18 @@ def test_report_files_and_examples(demo_quick):
                 for l in (result["run_dir"] / f"search-{examples['retrieval'][0]['run']}" / "rankings.jsonl").open()}
     for ex in examples["retrieval"]:
         assert rankings[ex["query_row"]]["photo_id"] == ex["photo_id"]
+    # Figure 4: shop photos drawn at random whatever their rule, the same as a seeded draw done here
+    import random
+
+    from detret.detect.artifact import read_artifact
+    from detret.report.stage import _detection_panels
+
+    shop = [e for e in examples["detections"] if e["domain"] == "shop"]
+    records = list(read_artifact(result["run_dir"] / "detect-shop" / "detections.jsonl"))
+    redrawn = _detection_panels(records, result["run_dir"].parent / "street2shop", "shop", 6, random.Random(0))[1]
+    assert shop == redrawn and len(shop) == 6
     html = (report / "index.html").read_text()
+    assert "crop covers the product" in html
     assert "http://" not in html and "https://" not in html and "<script" not in html  # self-contained
 
 
