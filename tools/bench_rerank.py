@@ -19,27 +19,10 @@ from typing import Dict
 
 import numpy as np
 
-# Shop photos per category of Exact Street2Shop (as tools/benchmark.py's S2S_GALLERY)
-S2S_GALLERY = {"bags": 16308, "belts": 1252, "dresses": 169827, "eyewear": 1595, "footwear": 75943,
-               "hats": 2551, "leggings": 8219, "outerwear": 34695, "pants": 7640, "skirts": 18281,
-               "tops": 68372}
-METHODS = ("none", "aqe", "dba", "diffusion")
-
-
-def _category(rng: np.random.Generator, n_gallery: int, n_queries: int, dim: int):
-    n_products = max(1, n_gallery // 3)
-    centres = rng.standard_normal((n_products, dim), dtype=np.float32)
-    gallery = centres[rng.integers(0, n_products, n_gallery)] + 0.6 * rng.standard_normal((n_gallery, dim),
-                                                                                          dtype=np.float32)
-    queries = centres[rng.integers(0, n_products, n_queries)] + 1.0 * rng.standard_normal((n_queries, dim),
-                                                                                          dtype=np.float32)
-    gallery /= np.linalg.norm(gallery, axis=1, keepdims=True)
-    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
-    return gallery, queries
-
 
 def _run_method(method: str, scale: float, dim: int, results) -> None:
     """In a child process: every category fitted and searched with one method; its seconds and peak memory."""
+    from benchmark import S2S_GALLERY, structured_descriptors
     from detret.search.rerank import Rerank, scorer, top_k
 
     rng = np.random.default_rng(0)
@@ -47,8 +30,8 @@ def _run_method(method: str, scale: float, dim: int, results) -> None:
     n_queries = int(round(20357 * scale))
     seconds = 0.0
     for cat, size in S2S_GALLERY.items():
-        gallery, queries = _category(rng, max(64, int(round(size * scale))),
-                                     max(1, int(round(n_queries * size / total))), dim)
+        gallery, queries = structured_descriptors(rng, max(64, int(round(size * scale))),
+                                                  max(1, int(round(n_queries * size / total))), dim)
         started = time.perf_counter()
         for keys in scorer(Rerank(method=method))(gallery, queries):
             top_k(keys, 20)
@@ -60,6 +43,10 @@ def _run_method(method: str, scale: float, dim: int, results) -> None:
 
 
 def bench_rerank(args) -> Dict:
+    from benchmark import S2S_GALLERY
+
+    from detret.search.rerank import METHODS
+
     context = multiprocessing.get_context("spawn")  # a fresh interpreter per method: its own peak memory
     out = {}
     for method in METHODS:

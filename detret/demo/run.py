@@ -36,7 +36,6 @@ from ..runs.layout import (
     METRICS_FILE,
     PAPER_ENSEMBLES,
     PAPER_MODELS,
-    PER_QUERY_FILE,
     RERANKED,
     TABLE_ORDER,
     RunLayout,
@@ -225,28 +224,23 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 0, overrides: Sequen
             "systems": systems, "serve_commands": serve_commands(config_path, out / "catalogue", best_run(results))}
 
 
-def _per_query(eval_dir: Path) -> Optional[Dict]:
-    """The evaluation's per-query values (for the reading's paired intervals), when it kept them."""
-    path = eval_dir / PER_QUERY_FILE
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
 def _read_results(out: Path, run_dir: Path, systems: str):
     """(the evaluated runs' metrics, the reading's findings, its markdown), the markdown also in
     ``<out>/demo/reading.md`` (``reading-seeds.md``)."""
     from ..evaluate.reading import read_table, reading_markdown
+    from ..evaluate.stage import read_per_query
     from .seeds import SEED_RUNS, SEEDS_EVAL, read_seeds, seeds_markdown
 
     if systems == "seeds":
         results = json.loads((run_dir / SEEDS_EVAL / METRICS_FILE).read_text())
         results = {r: results[r] for r in SEED_RUNS}
-        findings = read_seeds(results, _per_query(run_dir / SEEDS_EVAL))
+        findings = read_seeds(results, read_per_query(run_dir / SEEDS_EVAL))
         reading = seeds_markdown(findings)
         atomic_write_text(out / "demo" / "reading-seeds.md", "# What the seed systems' table says\n\n" + reading)
         return results, findings, reading
     results = json.loads((RunLayout(run_dir).eval / METRICS_FILE).read_text())
     results = {r: results[r] for r in EVALUATED_RUNS}
-    findings = read_table(results, _per_query(RunLayout(run_dir).eval))
+    findings = read_table(results, read_per_query(RunLayout(run_dir).eval))
     reading = reading_markdown(findings)
     atomic_write_text(out / "demo" / "reading.md", "# What the demo's Table 1 says\n\n" + reading)
     return results, findings, reading

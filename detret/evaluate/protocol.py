@@ -28,9 +28,9 @@ from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, 
 
 import numpy as np
 
-from ..config.choices import Protocol
+from ..config.choices import Protocol, check_choice
 from ..embed.artifact import Row, rows_by_category
-from ..retrieval.metrics import positive_ranks
+from ..retrieval.metrics import ap_from_ranks, positive_ranks
 from .bootstrap import curve_intervals, metric_intervals
 
 DEFAULT_KS = (1, 20)
@@ -38,8 +38,6 @@ DEFAULT_KS = (1, 20)
 Scorer = Callable[[np.ndarray, np.ndarray], Iterator[np.ndarray]]
 CURVE_MAX_K = 50
 
-
-PROTOCOLS = tuple(p.value for p in Protocol)
 
 
 def _positive_pairs(g_idx: np.ndarray, grows: List[Row]) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -62,8 +60,7 @@ def category_ranks(gallery: np.ndarray, grows: List[Row], queries: np.ndarray, q
     ranks (None: no positive). ``protocol``: "category" ranks a query against its category's shop photos,
     "all" against every shop photo (Morelli et al.'s Recall@K); ``scorer(gallery, queries)`` yields the
     score rows (default :func:`plain_scores`; a re-ranker's, :mod:`detret.search.rerank`)."""
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    check_choice(protocol, Protocol, "protocol")
     scorer = scorer or plain_scores
     g_by_cat, q_by_cat = rows_by_category(grows), rows_by_category(qrows)
     everything = np.arange(len(grows), dtype=np.int64)
@@ -92,7 +89,7 @@ def per_query_values(per_cat: Mapping[str, Dict]) -> Dict[str, Dict[str, List]]:
         scored = [(key, r) for key, r in zip(info.get("queries", [None] * len(info["ranks"])), info["ranks"])
                   if r is not None]
         out[cat] = {"queries": [key for key, _ in scored],
-                    "ap": [float(np.mean(np.arange(1, len(r) + 1) / r)) for _, r in scored],
+                    "ap": [ap_from_ranks(r) for _, r in scored],
                     "first_rank": [int(r[0]) for _, r in scored]}
     return out
 
@@ -107,7 +104,7 @@ def metrics_from_ranks(per_cat: Dict[str, Dict], ks: Sequence[int] = DEFAULT_KS,
     per_query: Dict[str, Dict[str, List[float]]] = {"mAP": {}, **{f"Acc@{k}": {} for k in ks}}
     for cat, info in per_cat.items():
         valid = [r for r in info["ranks"] if r is not None]
-        aps = [float(np.mean(np.arange(1, len(r) + 1) / r)) for r in valid]
+        aps = [ap_from_ranks(r) for r in valid]
         first = np.array([r[0] for r in valid]) if valid else np.array([])
         per_query["mAP"][cat] = aps
         for k in ks:

@@ -20,6 +20,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from omegaconf import DictConfig
 
+from ..config.choices import Protocol, check_choice
 from ..data.synth.generate import is_synthetic
 from ..embed.artifact import read_descriptors, read_skipped
 from ..errors import InputError
@@ -29,7 +30,7 @@ from ..runs.stage import SUMMARY_NAME, Stage, require_fresh
 from ..search.rerank import Rerank, scorer
 from .acc_curve import plot_acc_curve
 from .bootstrap import DEFAULT_RESAMPLES
-from .protocol import DEFAULT_KS, PROTOCOLS, category_ranks, metrics_from_ranks, per_query_values
+from .protocol import DEFAULT_KS, category_ranks, metrics_from_ranks, per_query_values
 from .published import comparison_tables
 from .tables import write_tables
 
@@ -107,8 +108,7 @@ def run_eval(pcfg: DictConfig, names: Sequence[str], *, ks: Sequence[int] = DEFA
     (``eval-all`` for the protocol all); ``bootstrap``: resamples of the 95% intervals (0: none), seeded by the
     pipeline's seed."""
     layout = RunLayout(pcfg.run_dir)
-    if protocol not in PROTOCOLS:
-        raise InputError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+    check_choice(protocol, Protocol, "--protocol")
     names = list(names) or default_runs(layout, protocol)
     if not names:
         raise InputError(f"{layout.run_dir}: no descriptors to evaluate; run detret embed first")
@@ -139,6 +139,13 @@ def run_eval(pcfg: DictConfig, names: Sequence[str], *, ks: Sequence[int] = DEFA
         atomic_write_text(stage.stage_dir / TABLE2_FILE, "\n".join(t.markdown() for t in comparison))
         outputs["table2"] = TABLE2_FILE
     return stage.finish(results, outputs, summary_name=METRICS_FILE)
+
+
+def read_per_query(eval_dir: Path) -> Optional[Dict]:
+    """An evaluation's ``per_query.json`` (for the reading's paired intervals), or None for an evaluation
+    written before it was kept."""
+    path = Path(eval_dir) / PER_QUERY_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def ensemble_runs(layout: RunLayout, names: Sequence[str]) -> List[str]:

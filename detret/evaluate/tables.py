@@ -48,9 +48,9 @@ def table_groups(results: Dict[str, Dict]) -> List[str]:
                                                                                "mean over queries"]
 
 
-def table_rows(results: Dict[str, Dict], ks: List[int], intervals: bool = True) -> List[List[str]]:
+def table_rows(results: Dict[str, Dict], ks: List[int]) -> List[List[str]]:
     """Rows [category, metric, run 1, run 2, ...]: categories by metric, one column per run; each cell the
-    value in % with its 95% interval when the evaluation has one (``intervals``)."""
+    value in % with its 95% interval when the evaluation has one."""
     metrics = ["mAP"] + [f"Acc@{k}" for k in ks]
     protocol = next(iter(results.values())).get("protocol", "category")
     rows = []
@@ -58,7 +58,7 @@ def table_rows(results: Dict[str, Dict], ks: List[int], intervals: bool = True) 
         for m in metrics:
             cells = [_value_and_interval(results[run], group, m) for run in results]
             rows.append([group, metric_label(m, protocol)]
-                        + [with_interval(v, ci if intervals else None) for v, ci in cells])
+                        + [with_interval(v, ci) for v, ci in cells])
     return rows
 
 

@@ -33,7 +33,7 @@ from ..errors import InputError
 from ..evaluate.acc_curve import plot_acc_curve
 from ..evaluate.published import comparison_tables
 from ..evaluate.reading import PAPER_MEANS, read_table, table_order
-from ..evaluate.stage import ensemble_runs
+from ..evaluate.stage import ensemble_runs, read_per_query
 from ..evaluate.tables import counts_rows, table_rows
 from ..runs.atomic import atomic_write_text
 from ..runs.layout import METRICS_FILE, PER_QUERY_FILE, RunLayout, split_reranked
@@ -245,11 +245,6 @@ def _evaluated(layout: RunLayout, names: Optional[Sequence[str]]) -> Dict[str, D
     return {n: metrics[n] for n in names}
 
 
-def _per_query(layout: RunLayout) -> Optional[Dict]:
-    path = layout.eval / PER_QUERY_FILE
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
 def _page(layout: RunLayout, results: Dict[str, Dict], figs: _Figures, fallback_rows: List[List],
           timings: Optional[Path], street2shop_root: Path) -> str:
     names = list(results)
@@ -261,7 +256,7 @@ def _page(layout: RunLayout, results: Dict[str, Dict], figs: _Figures, fallback_
     return build_page(
         title=f"detret report: {layout.run_dir}", run_dir=layout.run_dir,
         table_header=["category", "metric"] + names, table_rows=table_rows(results, ks),
-        counts_rows=counts_rows(results), findings=read_table(results, _per_query(layout)), figures=figs.items,
+        counts_rows=counts_rows(results), findings=read_table(results, read_per_query(layout.eval)), figures=figs.items,
         fallback_rows=fallback_rows, manifest_rows=_manifest_rows(layout), versions=package_versions(),
         timings=timing_rows, paper_rows=paper_rows,
         comparisons=comparison_tables(results, ensemble_runs(layout, names), is_synthetic(street2shop_root)))

@@ -52,6 +52,12 @@ def full_gallery_ap(scores: np.ndarray, positives: np.ndarray) -> float:
     ranks = positive_ranks(scores, positives)
     if len(ranks) == 0:
         raise ValueError("AP is undefined for a query with no positive")
+    return ap_from_ranks(ranks)
+
+
+def ap_from_ranks(ranks: Sequence[int]) -> float:
+    """AP (eq. 4) from the sorted 1-based ranks of a query's positives: the mean of precision at each."""
+    ranks = np.asarray(ranks)
     return float(np.mean(np.arange(1, len(ranks) + 1) / ranks))
 
 

@@ -38,7 +38,7 @@ import numpy as np
 import scipy.sparse as sparse
 from scipy.sparse.linalg import cg
 
-from ..config.choices import RerankMethod
+from ..config.choices import RerankMethod, check_choice
 from ..errors import InputError
 from .knn import knn, self_first_knn
 
@@ -60,8 +60,7 @@ class Rerank:
     iterations: int = 20        # diffusion: conjugate-gradient iterations per gallery photo
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise InputError(f"re-ranking must be one of {', '.join(METHODS)}, got {self.method!r}")
+        check_choice(self.method, RerankMethod, "re-ranking")
         for name in ("k", "truncation", "kd", "kq", "iterations"):
             if getattr(self, name) < 1:
                 raise InputError(f"re-ranking {name} must be at least 1, got {getattr(self, name)}")
@@ -80,16 +79,15 @@ def _normalise(x: np.ndarray) -> np.ndarray:
 
 
 def _weighted_sum(base: np.ndarray, scores: np.ndarray, rows: np.ndarray, alpha: float) -> np.ndarray:
-    """normalise(sum_j max(scores[:, j], 0)^alpha base[rows[:, j]]) per row: [n, D]."""
+    """sum_j max(scores[:, j], 0)^alpha base[rows[:, j]] per row: [n, D] (not normalised)."""
     weights = np.maximum(scores, 0.0) ** alpha
-    return _normalise(np.einsum("nk,nkd->nd", weights, base[rows]))
+    return np.einsum("nk,nkd->nd", weights, base[rows])
 
 
 def expand_queries(gallery: np.ndarray, queries: np.ndarray, alpha: float, k: int) -> np.ndarray:
     """alpha-QE: each query averaged with its k nearest gallery photos (itself weighted 1)."""
     scores, rows = knn(gallery, queries, k)
-    weights = np.maximum(scores, 0.0) ** alpha
-    return _normalise(queries + np.einsum("nk,nkd->nd", weights, gallery[rows]))
+    return _normalise(queries + _weighted_sum(gallery, scores, rows, alpha))
 
 
 def augment_database(gallery: np.ndarray, alpha: float, k: int, chunk: int = 4096) -> np.ndarray:
@@ -97,7 +95,7 @@ def augment_database(gallery: np.ndarray, alpha: float, k: int, chunk: int = 409
     out = np.empty_like(gallery, dtype=np.float32)
     for start in range(0, len(gallery), chunk):
         scores, rows = self_first_knn(gallery, k, start=start, stop=min(start + chunk, len(gallery)))
-        out[start:start + chunk] = _weighted_sum(gallery, scores, rows, alpha)
+        out[start:start + chunk] = _normalise(_weighted_sum(gallery, scores, rows, alpha))  # rows: itself first
     return out
 
 

@@ -25,7 +25,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 from omegaconf import DictConfig
 
-from ..config.choices import Protocol
+from ..config.choices import Protocol, check_choice
 from ..embed.artifact import Row, read_descriptors, rows_by_category
 from ..errors import InputError
 from ..runs.atomic import atomic_path, atomic_write_json, atomic_write_text
@@ -39,7 +39,6 @@ from .index import build_index, for_search, search
 from .rerank import Rerank, scorer, top_k
 
 logger = logging.getLogger(__name__)
-PROTOCOL_NAMES = tuple(p.value for p in Protocol)
 
 INDEX_DIR = "indexes"
 RANKINGS_FILE = "rankings.jsonl"
@@ -130,8 +129,7 @@ def run_search(pcfg: DictConfig, embed_name: str, *, k: int = 50, factory: str =
     """The stage: ``search-<name>`` (``search-<name>+<method>`` re-ranked, ``...@all`` for the protocol all)."""
     if k < 1:
         raise InputError(f"k must be at least 1, got {k}")
-    if protocol not in PROTOCOL_NAMES:
-        raise InputError(f"protocol must be one of {', '.join(PROTOCOL_NAMES)}, got {protocol!r}")
+    check_choice(protocol, Protocol, "protocol")
     layout = RunLayout(pcfg.run_dir)
     name = embed_name if rerank.method == "none" else f"{embed_name}{RERANKED}{rerank.method}"
     embed_dir, out = layout.embed(embed_name), layout.search(name, protocol)

@@ -116,7 +116,7 @@ def test_top_k_orders_by_key_then_column_and_pads_short_rows():
 
 
 def test_bad_settings_are_named():
-    with pytest.raises(InputError, match="re-ranking must be one of"):
+    with pytest.raises(InputError, match="re-ranking 'krnn' is not one of none, aqe, dba, diffusion"):
         Rerank(method="krnn")
     with pytest.raises(InputError, match="truncation must be at least 1"):
         Rerank(method="diffusion", truncation=0)

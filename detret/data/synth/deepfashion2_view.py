@@ -33,6 +33,7 @@ from PIL import Image
 
 from ...runs.atomic import atomic_write_text
 from ..boxes import BoxXYXY
+from ..street2shop import load_street2shop
 
 # Street2Shop category -> DeepFashion2 category (1-based id in detret/resources/categories.yaml's order)
 TO_DEEPFASHION2 = {"tops": "short_sleeved_shirt", "outerwear": "long_sleeved_outwear",
@@ -79,35 +80,33 @@ def _link(src: Path, dst: Path) -> None:
         shutil.copyfile(src, dst)
 
 
+def _size(path: Path) -> Tuple[int, int]:
+    with Image.open(path) as img:
+        return img.size
+
+
 def records(street2shop: Path, categories: Sequence[str], shop_on_figure) -> List[Tuple[int, Dict]]:
     """(Street2Shop photo id, DeepFashion2 annotation) of every record, consumer ones first."""
-    meta = street2shop / "meta" / "json"
-    pairs = {c: json.loads((meta / f"test_pairs_{c}.json").read_text()) for c in TO_DEEPFASHION2}
-    boxes_by_photo: Dict[int, List[BoxXYXY]] = defaultdict(list)
-    for split in ("train", "test"):
-        for path in meta.glob(f"{split}_pairs_*.json"):
-            for p in json.loads(path.read_text()):
-                b = p["bbox"]
-                boxes_by_photo[p["photo"]].append((b["left"], b["top"], b["left"] + b["width"], b["top"] + b["height"]))
+    data = load_street2shop(street2shop)
+    boxes_by_photo: Dict[int, List[BoxXYXY]] = defaultdict(list)  # every labelled garment of a street photo
+    for q in data.train_queries + data.test_queries:
+        if q.box_xyxy is not None:
+            boxes_by_photo[q.photo_id].append(q.box_xyxy)
     out, test_products = [], set()
-    for cat, rows in pairs.items():
-        for p in rows:
-            b = p["bbox"]
-            box = (b["left"], b["top"], b["left"] + b["width"], b["top"] + b["height"])
-            with Image.open(street2shop / "images" / f"{p['photo']:09d}.jpg") as img:
-                width, height = img.size
-            others = [o for o in boxes_by_photo[p["photo"]] if o != box]
-            item = _item(cat, categories, box, scale_level(box, width, height), occlusion_level(box, others),
-                         zoom_level(box, width, height), 2)
-            out.append((p["photo"], {"source": "user", "pair_id": p["product"], "item1": item}))
-            test_products.add((cat, p["product"]))
     for cat in TO_DEEPFASHION2:
-        for g in json.loads((meta / f"retrieval_{cat}.json").read_text()):
-            if (cat, g["product"]) in test_products:
-                with Image.open(street2shop / "images" / f"{g['photo']:09d}.jpg") as img:
-                    width, height = img.size
-                item = _item(cat, categories, (0, 0, width, height), 3, 1, 3, 2 if shop_on_figure(g["photo"]) else 1)
-                out.append((g["photo"], {"source": "shop", "pair_id": g["product"], "item1": item}))
+        for q in (q for q in data.test_queries if q.category == cat and q.box_xyxy is not None):
+            width, height = _size(data.photo_path(q.photo_id))
+            others = [o for o in boxes_by_photo[q.photo_id] if o != q.box_xyxy]
+            item = _item(cat, categories, q.box_xyxy, scale_level(q.box_xyxy, width, height),
+                         occlusion_level(q.box_xyxy, others), zoom_level(q.box_xyxy, width, height), 2)
+            out.append((q.photo_id, {"source": "user", "pair_id": q.product_id, "item1": item}))
+            test_products.add((cat, q.product_id))
+    for cat in TO_DEEPFASHION2:
+        for g in data.gallery[cat]:
+            if (cat, g.product_id) in test_products:
+                width, height = _size(data.photo_path(g.photo_id))
+                item = _item(cat, categories, (0, 0, width, height), 3, 1, 3, 2 if shop_on_figure(g.photo_id) else 1)
+                out.append((g.photo_id, {"source": "shop", "pair_id": g.product_id, "item1": item}))
     return out
 
 

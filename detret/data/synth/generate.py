@@ -159,24 +159,27 @@ def shop_jobs(cfg: SynthConfig, products: List[Product]) -> List[Tuple[Product, 
     return jobs
 
 
-def render_shop_photo(cfg: SynthConfig, p: Product, photo_id: int, j: int) -> Tuple[np.ndarray, List[float]]:
-    """Shop photo ``photo_id`` (the ``j``-th drawn) and the box around its product's instances."""
-    rng = _rng(cfg, _STREAM_SHOP, 100000 + j)
+def _shop_stream(cfg: SynthConfig, photo_id: int) -> np.random.Generator:
+    """The seeded stream of shop photo ``photo_id`` (numbered from 1 in the order they are drawn)."""
+    return _rng(cfg, _STREAM_SHOP, 100000 + photo_id - 1)
+
+
+def render_shop_photo(cfg: SynthConfig, p: Product, photo_id: int) -> Tuple[np.ndarray, Dict]:
+    """Shop photo ``photo_id`` and its shop_boxes.json record: the box around its product's instances."""
+    rng = _shop_stream(cfg, photo_id)
     rng.uniform()  # the draw shop_on_figure makes (its first): the photo's other draws follow it
     img, instances = shop_photo(p.spec, rng, size_hw=(cfg.shop_height_px, cfg.shop_width_px),
                                 on_figure=shop_on_figure(cfg, photo_id), tag=str(p.product_id))
     boxes = np.array([i.box_xyxy for i in instances if i.tag == str(p.product_id)], np.float64).reshape(-1, 4)
     box = [float(boxes[:, 0].min()), float(boxes[:, 1].min()), float(boxes[:, 2].max()), float(boxes[:, 3].max())] \
         if len(boxes) else [0.0, 0.0, float(cfg.shop_width_px), float(cfg.shop_height_px)]
-    return img, box
+    return img, {"photo": photo_id, "product": p.product_id, "category": p.category, "box_xyxy": box}
 
 
 def rewrite_shop_boxes(cfg: SynthConfig, out: Path, products: List[Product]) -> None:
     """shop_boxes.json for data generated before it existed: the shop photos drawn again (same seeds)."""
-    write_shop_boxes(out / "street2shop", [
-        {"photo": photo_id, "product": p.product_id, "category": p.category,
-         "box_xyxy": render_shop_photo(cfg, p, photo_id, j)[1]}
-        for j, (p, photo_id) in enumerate(progress(shop_jobs(cfg, products), "shop boxes"))])
+    write_shop_boxes(out / "street2shop", [render_shop_photo(cfg, p, photo_id)[1]
+                                           for p, photo_id in progress(shop_jobs(cfg, products), "shop boxes")])
 
 
 def write_street2shop(cfg: SynthConfig, out: Path, products: List[Product], categories: Tuple[str, ...]) -> Dict:
@@ -189,11 +192,11 @@ def write_street2shop(cfg: SynthConfig, out: Path, products: List[Product], cate
     pairs: Dict[Tuple[str, str], List[Dict]] = {(s, c): [] for s in ("train", "test") for c in categories}
 
     shop_boxes = []
-    for j, (p, photo_id) in enumerate(progress(shop_jobs(cfg, products), "shop photos")):
-        img, box = render_shop_photo(cfg, p, photo_id, j)
+    for p, photo_id in progress(shop_jobs(cfg, products), "shop photos"):
+        img, record = render_shop_photo(cfg, p, photo_id)
         atomic_write_bytes(img_dir / f"{photo_id:09d}.jpg", _encode_jpeg(img, cfg.jpeg_quality), fsync=False)
         retrieval[p.category].append({"photo": photo_id, "product": p.product_id})
-        shop_boxes.append({"photo": photo_id, "product": p.product_id, "category": p.category, "box_xyxy": box})
+        shop_boxes.append(record)
     write_shop_boxes(root, shop_boxes)
     next_photo_id = len(shop_boxes) + 1
 
@@ -239,7 +242,7 @@ def write_street2shop(cfg: SynthConfig, out: Path, products: List[Product], cate
 def shop_on_figure(cfg: SynthConfig, photo_id: int) -> bool:
     """Whether shop photo ``photo_id`` shows its garment on a figure: the first draw of the photo's seeded
     stream (shop photos are numbered from 1 in the order :func:`write_street2shop` draws them)."""
-    return bool(_rng(cfg, _STREAM_SHOP, 100000 + photo_id - 1).uniform() < cfg.shop_on_figure_prob)
+    return bool(_shop_stream(cfg, photo_id).uniform() < cfg.shop_on_figure_prob)
 
 
 def product_attributes(spec: GarmentSpec) -> Dict[str, str]:

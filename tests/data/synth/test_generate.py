@@ -162,8 +162,9 @@ def test_shop_boxes_are_where_the_generator_drew_each_product(synth_small, tmp_p
     products = make_catalogue(cfg, load_categories().street2shop)
     jobs = shop_jobs(cfg, products)
     assert len(boxes) == len(jobs)
-    for (p, photo_id), j in list(zip(jobs, range(len(jobs))))[:5]:
-        img, box = render_shop_photo(cfg, p, photo_id, j)
+    for p, photo_id in jobs[:5]:
+        img, record = render_shop_photo(cfg, p, photo_id)
+        box = record["box_xyxy"]
         stored = (out / "street2shop" / "images" / f"{photo_id:09d}.jpg").read_bytes()
         assert stored == _encode_jpeg(img, cfg.jpeg_quality)
         x0, y0, x1, y1 = boxes[(p.category, photo_id)]
