@@ -116,6 +116,13 @@ class Precision(StrEnum):
     BF16 = "bf16"
 
 
+class DetectorOptimizer(StrEnum):
+    """The detector's optimizer (DETRET.SOLVER.OPTIMIZER): Detectron2's SGD with momentum, or AdamW with the
+    same parameter groups, learning rate schedule and weight decay."""
+    SGD = "SGD"
+    ADAMW = "AdamW"
+
+
 class Split(StrEnum):
     """Photos of Street2Shop to detect: the shop gallery, or the street queries."""
     SHOP = "shop"

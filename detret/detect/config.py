@@ -21,11 +21,12 @@ from typing import List, Optional, Sequence
 from detectron2.config import CfgNode, get_cfg
 from omegaconf import DictConfig
 
-from ..config.choices import CropPolicy, Precision, check_choice
+from ..config.choices import CropPolicy, DetectorOptimizer, Precision, check_choice
 from ..data.categories import load_categories
 from ..errors import InputError, MissingFileError
 from ..runs.layout import RunLayout
 from ..runs.stage import require_built
+from .backbones import BACKBONE_NAME  # (the import registers the backbone)
 from .roi_heads import OBJECTNESS_HEADS  # noqa: F401  (imports register the heads)
 
 logger = logging.getLogger(__name__)
@@ -54,6 +55,13 @@ def add_detret_config(cfg: CfgNode) -> None:
     # fp32 gives DefaultPredictor's crops; bf16 may change a crop where two detections' scores
     # are within bf16 precision of each other (measured with tools/benchmark.py detect).
     cfg.DETRET.DETECT.PRECISION = "fp32"
+    cfg.DETRET.SOLVER = CfgNode()
+    # "SGD" (Detectron2's), or "AdamW" (SOLVER.BASE_LR, SOLVER.WEIGHT_DECAY and the schedule apply to it too;
+    # from random weights on a CPU's few hundred iterations it learns faster: detectron_configs/*synth_cpu*).
+    cfg.DETRET.SOLVER.OPTIMIZER = "SGD"
+    cfg.DETRET.RESNET = CfgNode()
+    # Blocks in res2-res5 of MODEL.BACKBONE.NAME build_basic_resnet_fpn_backbone (detret.detect.backbones).
+    cfg.DETRET.RESNET.BLOCKS_PER_STAGE = [2, 2, 2, 2]
 
 
 
@@ -114,6 +122,7 @@ def build_detector_cfg(
         cfg.MODEL.ROI_HEADS.NUM_CLASSES = n_labels
     check_choice(cfg.DETRET.CROP.POLICY, CropPolicy, f"{path}: DETRET.CROP.POLICY")
     check_choice(cfg.DETRET.DETECT.PRECISION, Precision, f"{path}: DETRET.DETECT.PRECISION")
+    check_choice(cfg.DETRET.SOLVER.OPTIMIZER, DetectorOptimizer, f"{path}: DETRET.SOLVER.OPTIMIZER")
     if weights is not None:
         cfg.MODEL.WEIGHTS = str(weights)
     cfg.MODEL.DEVICE = device
@@ -164,6 +173,10 @@ def detector_identity(cfg: CfgNode, *, legacy: bool = False) -> str:
     c.DETRET.DETECT.NUM_WORKERS = 0
     if c.DETRET.DETECT.PRECISION == "fp32":  # the default: left out, so runs from before the key stay valid
         del c.DETRET.DETECT["PRECISION"]
+    if c.DETRET.SOLVER.OPTIMIZER == "SGD":  # likewise
+        del c.DETRET["SOLVER"]
+    if c.MODEL.BACKBONE.NAME != BACKBONE_NAME:  # read by that backbone alone
+        del c.DETRET["RESNET"]
     return c.dump()
 
 

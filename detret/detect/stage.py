@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 from detectron2.config import CfgNode
@@ -68,21 +68,23 @@ def work_items(data: Street2Shop, split: str, subset: str) -> Tuple[List[PhotoIt
 COVERS_IOU = 0.5  # a crop "covers the product" when its IoU with the product's true box reaches this
 
 
-def covering_share(records: List[CropRecord], true_boxes: Mapping[Tuple[str, int], BoxXYXY]) -> Optional[float]:
-    """Share of the photos whose crop is a detection with IoU >= 0.5 against the product's true box."""
+def covering_share(records: List[CropRecord], true_boxes: Mapping[Tuple[str, int], Sequence[BoxXYXY]]
+                   ) -> Optional[float]:
+    """Share of the photos whose crop is a detection with IoU >= 0.5 against one of the product's true boxes
+    (the whole product's, or one of its pieces': a shoe of a pair; see detret.data.shop_boxes)."""
     known = [r for r in records if (r.category, r.photo_id) in true_boxes]
     if not known:
         return None
-    detected = [r for r in known if r.crop.rule == "detection"]
-    if not detected:
-        return 0.0
-    crops = torch.tensor([r.crop.box_xyxy for r in detected], dtype=torch.float64)
-    truth = torch.tensor([true_boxes[(r.category, r.photo_id)] for r in detected], dtype=torch.float64)
-    ious = box_iou(crops, truth).diagonal()
-    return float((ious >= COVERS_IOU).sum()) / len(known)
+    covered = 0
+    for r in known:
+        if r.crop.rule == "detection":
+            truth = torch.tensor(true_boxes[(r.category, r.photo_id)], dtype=torch.float64).reshape(-1, 4)
+            crop = torch.tensor([r.crop.box_xyxy], dtype=torch.float64)
+            covered += bool(box_iou(crop, truth).max() >= COVERS_IOU)
+    return covered / len(known)
 
 
-def summarise(records: List[CropRecord], true_boxes: Optional[Mapping[Tuple[str, int], BoxXYXY]] = None
+def summarise(records: List[CropRecord], true_boxes: Optional[Mapping[Tuple[str, int], Sequence[BoxXYXY]]] = None
               ) -> Dict[str, Dict]:
     """Per category: photos, skipped, crops by rule, fallback rate, mean score of chosen detections, and with
     the products' true boxes (synthetic shop photos), the share whose detection crop covers the product."""

@@ -23,9 +23,11 @@ import os
 from pathlib import Path
 from typing import Dict, Optional
 
+import torch
 from detectron2.config import CfgNode
 from detectron2.engine import DefaultTrainer
 from detectron2.evaluation import COCOEvaluator
+from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
 from detectron2.utils import comm
 from detectron2.utils.events import CommonMetricPrinter, JSONWriter
 from omegaconf import DictConfig, OmegaConf
@@ -65,6 +67,19 @@ class DetectorTrainer(DefaultTrainer):
         tasks = ("bbox", "segm") if cfg.MODEL.MASK_ON else ("bbox",)
         return QuietCOCOEvaluator(dataset_name, tasks=tasks, distributed=True,
                                   output_dir=output_folder or os.path.join(cfg.OUTPUT_DIR, "inference"))
+
+    @classmethod
+    def build_optimizer(cls, cfg: CfgNode, model):
+        """Detectron2's SGD, or AdamW (DETRET.SOLVER.OPTIMIZER) over the same parameter groups (no weight decay
+        on norms and biases as configured), gradient clipping as configured."""
+        if cfg.DETRET.SOLVER.OPTIMIZER == "SGD":
+            return super().build_optimizer(cfg, model)
+        params = get_default_optimizer_params(model, base_lr=cfg.SOLVER.BASE_LR,
+                                              weight_decay_norm=cfg.SOLVER.WEIGHT_DECAY_NORM,
+                                              bias_lr_factor=cfg.SOLVER.BIAS_LR_FACTOR,
+                                              weight_decay_bias=cfg.SOLVER.WEIGHT_DECAY_BIAS)
+        adamw = torch.optim.AdamW(params, lr=cfg.SOLVER.BASE_LR, weight_decay=cfg.SOLVER.WEIGHT_DECAY)
+        return maybe_add_gradient_clipping(cfg, adamw)
 
     def build_writers(self):
         os.makedirs(self.cfg.OUTPUT_DIR, exist_ok=True)

@@ -205,8 +205,15 @@ def test_the_summary_says_how_often_the_crop_covers_the_product():
                rec(2, (0, 0, 10, 10), "detection"),     # IoU 100 / 400 = 0.25 against (0, 0, 20, 20)
                rec(3, (0, 0, 100, 100), "fallback"),    # the whole photo: not a detection
                rec(4, (0, 0, 12, 10), "detection")]     # IoU 100 / 120 = 0.83
-    truth = {("bags", 1): (0, 0, 10, 10), ("bags", 2): (0, 0, 20, 20), ("bags", 3): (0, 0, 90, 90),
-             ("bags", 4): (0, 0, 10, 10)}
+    truth = {("bags", 1): [(0, 0, 10, 10)], ("bags", 2): [(0, 0, 20, 20)], ("bags", 3): [(0, 0, 90, 90)],
+             ("bags", 4): [(0, 0, 10, 10)]}
     summary = summarise(records, truth)["bags"]
     assert summary["covers_product"] == 2 / 4 and summary["fallback_rate"] == 1 / 4
+    # a pair drawn as two pieces: a crop of one shoe covers the product, a crop across both halves does not
+    shoes = [(0, 0, 40, 10), (0, 0, 20, 10), (20, 0, 40, 10)]   # the pair, the left shoe, the right shoe
+    pair = [rec(5, (21, 0, 40, 10), "detection"),          # IoU 19 / 20 with the right shoe
+            rec(6, (10, 0, 30, 10), "detection")]          # IoU 0.5 with the pair, 1/3 with either shoe
+    assert summarise(pair, {("bags", 5): shoes, ("bags", 6): shoes})["bags"]["covers_product"] == 2 / 2
+    pair[1] = rec(6, (10, 0, 28, 10), "detection")          # IoU 18 / 40 = 0.45 with the pair, 10 / 28 with a shoe
+    assert summarise(pair, {("bags", 5): shoes, ("bags", 6): shoes})["bags"]["covers_product"] == 1 / 2
     assert "covers_product" not in summarise(records)["bags"]  # real data: no true boxes, no such figure

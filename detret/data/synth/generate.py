@@ -73,6 +73,7 @@ class SynthConfig:
     second_product_prob: float = 0.25  # a street photo also shows a product of another category
     n_modanet_train: int = 400
     n_modanet_val: int = 40
+    modanet_catalogue_prob: float = 0.4  # ModaNet-style photos drawn catalogue-style (modanet_style_photo)
     street_height_px: int = 384
     street_width_px: int = 256
     shop_height_px: int = 320
@@ -165,15 +166,19 @@ def _shop_stream(cfg: SynthConfig, photo_id: int) -> np.random.Generator:
 
 
 def render_shop_photo(cfg: SynthConfig, p: Product, photo_id: int) -> Tuple[np.ndarray, Dict]:
-    """Shop photo ``photo_id`` and its shop_boxes.json record: the box around its product's instances."""
+    """Shop photo ``photo_id`` and its shop_boxes.json record: the boxes of its product's instances (pieces)
+    and the box around them all."""
     rng = _shop_stream(cfg, photo_id)
     rng.uniform()  # the draw shop_on_figure makes (its first): the photo's other draws follow it
     img, instances = shop_photo(p.spec, rng, size_hw=(cfg.shop_height_px, cfg.shop_width_px),
                                 on_figure=shop_on_figure(cfg, photo_id), tag=str(p.product_id))
-    boxes = np.array([i.box_xyxy for i in instances if i.tag == str(p.product_id)], np.float64).reshape(-1, 4)
-    box = [float(boxes[:, 0].min()), float(boxes[:, 1].min()), float(boxes[:, 2].max()), float(boxes[:, 3].max())] \
-        if len(boxes) else [0.0, 0.0, float(cfg.shop_width_px), float(cfg.shop_height_px)]
-    return img, {"photo": photo_id, "product": p.product_id, "category": p.category, "box_xyxy": box}
+    pieces = [[float(v) for v in i.box_xyxy] for i in instances if i.tag == str(p.product_id)]
+    if not pieces:
+        pieces = [[0.0, 0.0, float(cfg.shop_width_px), float(cfg.shop_height_px)]]
+    boxes = np.array(pieces, np.float64)
+    box = [float(boxes[:, 0].min()), float(boxes[:, 1].min()), float(boxes[:, 2].max()), float(boxes[:, 3].max())]
+    return img, {"photo": photo_id, "product": p.product_id, "category": p.category, "box_xyxy": box,
+                 "piece_boxes_xyxy": pieces}
 
 
 def rewrite_shop_boxes(cfg: SynthConfig, out: Path, products: List[Product]) -> None:
@@ -258,6 +263,22 @@ def write_product_attributes(out: Path, products: List[Product]) -> None:
     write_attributes(attributes_path(out / "street2shop"), rows, ["colour", "pattern", "trim", "badge"])
 
 
+def modanet_style_photo(cfg: SynthConfig, rng: np.random.Generator, modanet_labels: Tuple[str, ...],
+                        size_hw: Tuple[int, int]) -> Tuple[np.ndarray, List[Instance]]:
+    """A photo for detector training: a street photo, or (``modanet_catalogue_prob``) a catalogue-style one of a
+    garment of any label, flat on a plain background or worn (as often as shop photos are worn).
+
+    The catalogue-style share stands in for what lets the paper's detector, trained on ModaNet's street
+    photos, still find the garment in a shop photo: an ImageNet-pretrained backbone. The demo's detector
+    starts from random weights and learns only what these photos show.
+    """
+    if rng.uniform() >= cfg.modanet_catalogue_prob:
+        return street_photo({}, rng, size_hw=size_hw)
+    label = str(rng.choice(modanet_labels))
+    on_figure = bool(rng.uniform() < cfg.shop_on_figure_prob)
+    return shop_photo(sample_garment(label, rng), rng, size_hw=size_hw, on_figure=on_figure, tag=None)
+
+
 def write_modanet(cfg: SynthConfig, out: Path, modanet_labels: Tuple[str, ...]) -> Dict:
     root = out / "modanet"
     categories = [{"supercategory": "fashion", "id": i + 1, "name": n} for i, n in enumerate(modanet_labels)]
@@ -272,11 +293,7 @@ def write_modanet(cfg: SynthConfig, out: Path, modanet_labels: Tuple[str, ...]) 
             image_id = first_id + k
             rng = _rng(cfg, _STREAM_MODANET, image_id)
             size_hw = (cfg.street_height_px, cfg.street_width_px)
-            if rng.uniform() < 0.15:  # a few catalogue-style photos on plain backgrounds
-                img, instances = shop_photo(sample_garment("dress" if rng.uniform() < 0.5 else "top", rng), rng,
-                                            size_hw=size_hw, on_figure=True, tag=None)
-            else:
-                img, instances = street_photo({}, rng, size_hw=size_hw)
+            img, instances = modanet_style_photo(cfg, rng, modanet_labels, size_hw)
             name = f"{image_id:07d}.jpg"
             atomic_write_bytes(root / "images" / name, _encode_jpeg(img, cfg.jpeg_quality), fsync=False)
             images.append({"file_name": name, "width": size_hw[1], "id": image_id, "license": 0,

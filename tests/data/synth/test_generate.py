@@ -167,9 +167,14 @@ def test_shop_boxes_are_where_the_generator_drew_each_product(synth_small, tmp_p
         box = record["box_xyxy"]
         stored = (out / "street2shop" / "images" / f"{photo_id:09d}.jpg").read_bytes()
         assert stored == _encode_jpeg(img, cfg.jpeg_quality)
-        x0, y0, x1, y1 = boxes[(p.category, photo_id)]
+        (x0, y0, x1, y1), *pieces = boxes[(p.category, photo_id)]
         assert tuple(box) == (x0, y0, x1, y1)
         assert 0 <= x0 < x1 <= img.shape[1] + 1 and 0 <= y0 < y1 <= img.shape[0] + 1
+        for px0, py0, px1, py1 in pieces:  # inside the whole product's box
+            assert x0 <= px0 < px1 <= x1 and y0 <= py0 < py1 <= y1
+    # a pair of shoes: the pair's box and each shoe's; any other product: its box alone
+    assert {cat: len(b) for (cat, _), b in boxes.items()} == {cat: 3 if cat == "footwear" else 1
+                                                              for cat, _ in boxes}
     copy = tmp_path / "copy"
     (copy / "street2shop" / "meta").mkdir(parents=True)
     rewrite_shop_boxes(cfg, copy, products)
