@@ -4,7 +4,7 @@ Steps (each is one CLI command; the demo calls the same functions in one
 process, so torch and Detectron2 are imported once):
 
 1. ``data synth``: the embedded dataset (ModaNet + Exact Street2Shop formats);
-2. ``train-detector``: the small R18-FPN detector, evaluated on the held-out split;
+2. ``train-detector``: the small half-width R18-FPN detector, evaluated on the held-out split;
 3. ``detect --split shop`` / ``--split street``: one crop per photo;
 4. ``train-retrieval`` x 4: triplet / AP loss x whole shop photos / detected crops;
 5. ``embed`` x 4, then ``embed --combine`` x 4: the paper's ensembles;

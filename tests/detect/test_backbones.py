@@ -18,7 +18,9 @@ def _backbone(opts):
 def test_at_r18_widths_it_is_detectron2s_r18():
     """Blocks [2, 2, 2, 2] at widths 64/64: the same modules, parameter shapes and, from the same seed, the same
     features as Detectron2's build_resnet_fpn_backbone with DEPTH 18."""
-    ours, theirs = _backbone(BASIC), _backbone(["MODEL.BACKBONE.NAME", "build_resnet_fpn_backbone"])
+    widths = ["MODEL.RESNETS.STEM_OUT_CHANNELS", "64", "MODEL.RESNETS.RES2_OUT_CHANNELS", "64"]
+    ours = _backbone(BASIC + widths + ["DETRET.RESNET.BLOCKS_PER_STAGE", "[2, 2, 2, 2]"])
+    theirs = _backbone(["MODEL.BACKBONE.NAME", "build_resnet_fpn_backbone", "MODEL.RESNETS.DEPTH", "18"] + widths)
     assert [(n, p.shape) for n, p in ours.named_parameters()] == \
         [(n, p.shape) for n, p in theirs.named_parameters()]
     image = torch.rand(1, 3, 128, 96) * 255
@@ -57,7 +59,7 @@ def test_adamw_takes_detectron2s_parameter_groups():
     from detret.detect.train import DetectorTrainer
 
     opts = ["SOLVER.WEIGHT_DECAY_NORM", "0.0", "SOLVER.BASE_LR", "0.003"]
-    sgd_cfg = build_detector_cfg("mask_rcnn_R_18_FPN_synth_cpu.yaml", opts)
+    sgd_cfg = build_detector_cfg("mask_rcnn_R_18_FPN_synth_cpu.yaml", opts + ["DETRET.SOLVER.OPTIMIZER", "SGD"])
     adamw_cfg = build_detector_cfg("mask_rcnn_R_18_FPN_synth_cpu.yaml", opts + ["DETRET.SOLVER.OPTIMIZER", "AdamW"])
     model = build_model(sgd_cfg)
     sgd, adamw = DetectorTrainer.build_optimizer(sgd_cfg, model), DetectorTrainer.build_optimizer(adamw_cfg, model)
@@ -76,7 +78,7 @@ def test_adamw_takes_detectron2s_parameter_groups():
 def test_optimizer_choice_is_checked_and_the_default_leaves_identities_alone():
     with pytest.raises(ValueError, match="DETRET.SOLVER.OPTIMIZER 'Adam' is not one of SGD, AdamW"):
         build_detector_cfg("mask_rcnn_R_18_FPN_synth_cpu.yaml", ["DETRET.SOLVER.OPTIMIZER", "Adam"])
-    sgd = detector_identity(build_detector_cfg("mask_rcnn_R_18_FPN_synth_cpu.yaml"))
+    sgd = detector_identity(build_detector_cfg("mask_rcnn_R_50_FPN_modanet.yaml", ["MODEL.WEIGHTS", ""]))
     assert "OPTIMIZER" not in sgd and "BLOCKS_PER_STAGE" not in sgd  # detectors trained before the keys stay valid
     adamw = build_detector_cfg("mask_rcnn_R_18_FPN_synth_cpu.yaml", ["DETRET.SOLVER.OPTIMIZER", "AdamW"] + BASIC)
     assert "OPTIMIZER: AdamW" in detector_identity(adamw) and "BLOCKS_PER_STAGE" in detector_identity(adamw)
