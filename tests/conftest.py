@@ -17,7 +17,8 @@ def synth_small(tmp_path_factory):
     """A small synthetic dataset (both formats), generated once per test session."""
     from detret.data.synth.generate import SynthConfig, generate
 
-    cfg = SynthConfig(seed=3, n_products=33, n_distractors=11, n_modanet_train=24, n_modanet_val=3)
+    # 48 ModaNet-style photos: with this seed every one of the 13 labels appears (data check requires it)
+    cfg = SynthConfig(seed=3, n_products=33, n_distractors=11, n_modanet_train=48, n_modanet_val=3)
     out = tmp_path_factory.mktemp("synth_small")
     summary = generate(cfg, out)
     return out, cfg, summary

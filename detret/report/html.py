@@ -112,7 +112,8 @@ def build_page(*, title: str, run_dir: Path, table_header: Sequence[str], table_
     if fallback_rows:
         parts.append("<h2>Crop policy on shop photos</h2>")
         parts.append(_table(["category", "photos", "skipped", "detection", "fallback", "fallback rate",
-                             "crop covers the product (IoU >= 0.5; synthetic data)"], fallback_rows, "fallback"))
+                             "crop covers the product (IoU >= 0.5 with it or one shoe of a pair; synthetic data)"],
+                            fallback_rows, "fallback"))
     if timings:
         parts.append("<h2>Time per step</h2>")
         parts.append(_table(["step", "status", "seconds", "command"],

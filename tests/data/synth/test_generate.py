@@ -13,7 +13,7 @@ from detret.data.categories import load_categories
 from detret.data.synth.generate import SynthConfig, generate
 from detret.runs.stage import stage_status
 
-SMALL = SynthConfig(seed=3, n_products=33, n_distractors=11, n_modanet_train=24, n_modanet_val=3)
+SMALL = SynthConfig(seed=3, n_products=33, n_distractors=11, n_modanet_train=48, n_modanet_val=3)
 CATS = load_categories()
 
 
@@ -182,3 +182,28 @@ def test_shop_boxes_are_where_the_generator_drew_each_product(synth_small, tmp_p
         json.loads((out / "street2shop" / SHOP_BOXES).read_text())
     assert read_shop_boxes(tmp_path) is None  # real data has no such file
     shutil.rmtree(copy)
+
+
+def test_modanet_style_photos_are_street_or_catalogue_photos_of_any_label():
+    """modanet_catalogue_prob 1: one garment of a drawn label (a pair for shoes) on a plain background when
+    flat, over 60 photos every one of the 13 labels; 0: street photos, a dressed figure amid clutter."""
+    from dataclasses import replace
+
+    from detret.data.synth.generate import _STREAM_MODANET, _rng, modanet_style_photo
+
+    labels = tuple(CATS.modanet)
+    flat = replace(SMALL, modanet_catalogue_prob=1.0, shop_on_figure_prob=0.0)
+    seen = set()
+    for k in range(60):
+        img, instances = modanet_style_photo(flat, _rng(flat, _STREAM_MODANET, k), labels, (384, 256))
+        names = {i.label for i in instances}
+        assert len(names) == 1 and len(instances) == (2 if names <= {"footwear", "boots"} else 1)
+        corners = np.concatenate([img[:8, :8].reshape(-1, 3), img[:8, -8:].reshape(-1, 3)])
+        assert corners.std(0).max() < 12  # plain background (a flat lay is rotated by at most 6 degrees)
+        seen |= names
+    assert seen == set(labels)
+    street = replace(SMALL, modanet_catalogue_prob=0.0)
+    for k in range(5):
+        img, instances = modanet_style_photo(street, _rng(street, _STREAM_MODANET, k), labels, (384, 256))
+        assert len({i.label for i in instances}) >= 2  # a dress or a top and a bottom, and shoes
+        assert img.reshape(-1, 3).std(0).max() > 30  # clutter
