@@ -57,7 +57,7 @@ def add_detret_config(cfg: CfgNode) -> None:
     cfg.DETRET.DETECT.PRECISION = "fp32"
     cfg.DETRET.SOLVER = CfgNode()
     # "SGD" (Detectron2's), or "AdamW" (SOLVER.BASE_LR, SOLVER.WEIGHT_DECAY and the schedule apply to it too;
-    # from random weights on a CPU's few hundred iterations it learns faster: detectron_configs/*synth_cpu*).
+    # the synthetic CPU config trains from random weights with it: detectron_configs/*synth_cpu*).
     cfg.DETRET.SOLVER.OPTIMIZER = "SGD"
     cfg.DETRET.RESNET = CfgNode()
     # Blocks in res2-res5 of MODEL.BACKBONE.NAME build_basic_resnet_fpn_backbone (detret.detect.backbones).
