@@ -3,8 +3,13 @@ from pathlib import Path
 
 import pytest
 
+from detret.data.synth.generate import SynthConfig
+
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 REALDATA = FIXTURES / "realdata"
+# The small synthetic dataset of `synth_small`. 48 ModaNet-style photos: with this seed every one of the
+# 13 labels appears (the data check requires it).
+SYNTH_SMALL = SynthConfig(seed=3, n_products=33, n_distractors=11, n_modanet_train=48, n_modanet_val=3)
 
 
 @pytest.fixture(scope="session")
@@ -15,13 +20,11 @@ def realdata() -> Path:
 @pytest.fixture(scope="session")
 def synth_small(tmp_path_factory):
     """A small synthetic dataset (both formats), generated once per test session."""
-    from detret.data.synth.generate import SynthConfig, generate
+    from detret.data.synth.generate import generate
 
-    # 48 ModaNet-style photos: with this seed every one of the 13 labels appears (data check requires it)
-    cfg = SynthConfig(seed=3, n_products=33, n_distractors=11, n_modanet_train=48, n_modanet_val=3)
     out = tmp_path_factory.mktemp("synth_small")
-    summary = generate(cfg, out)
-    return out, cfg, summary
+    summary = generate(SYNTH_SMALL, out)
+    return out, SYNTH_SMALL, summary
 
 
 @pytest.fixture(scope="session")

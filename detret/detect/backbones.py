@@ -18,8 +18,6 @@ from detectron2.modeling.backbone.resnet import BasicBlock, BasicStem, ResNet
 
 from ..errors import InputError
 
-BACKBONE_NAME = "build_basic_resnet_fpn_backbone"
-
 
 def build_basic_resnet(cfg: CfgNode, input_shape: ShapeSpec) -> ResNet:
     """The bottom-up ResNet: Detectron2's stem, then stages res2-res5 of basic blocks (strides 1, 2, 2, 2)."""
@@ -48,3 +46,6 @@ def build_basic_resnet_fpn_backbone(cfg: CfgNode, input_shape: ShapeSpec) -> FPN
     return FPN(bottom_up=build_basic_resnet(cfg, input_shape), in_features=cfg.MODEL.FPN.IN_FEATURES,
                out_channels=cfg.MODEL.FPN.OUT_CHANNELS, norm=cfg.MODEL.FPN.NORM, top_block=LastLevelMaxPool(),
                fuse_type=cfg.MODEL.FPN.FUSE_TYPE)
+
+
+BACKBONE_NAME = build_basic_resnet_fpn_backbone.__name__  # MODEL.BACKBONE.NAME that selects it

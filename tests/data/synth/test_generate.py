@@ -12,8 +12,8 @@ from pycocotools.coco import COCO
 from detret.data.categories import load_categories
 from detret.data.synth.generate import SynthConfig, generate
 from detret.runs.stage import stage_status
+from tests.conftest import SYNTH_SMALL as SMALL
 
-SMALL = SynthConfig(seed=3, n_products=33, n_distractors=11, n_modanet_train=48, n_modanet_val=3)
 CATS = load_categories()
 
 
