@@ -13,7 +13,11 @@ Layout written under OUT (the same trees the real-data loaders read)::
     OUT/street2shop/meta/json/test_pairs_<cat>.json
     OUT/street2shop/meta/attributes.csv                each product's colour, pattern, trim, badge
                                                        (detret.data.attributes; DARN's attribute heads)
+    OUT/street2shop/meta/shop_boxes.json               where each shop photo shows its product, whole and
+                                                       by piece (detret.data.shop_boxes; synthetic only)
     OUT/street2shop/images/<photo id, 9 digits>.jpg    street and shop photos, one id space
+    OUT/deepfashion2/validation/{annos,image}/         the test products in DeepFashion2's format
+                                                       (deepfashion2_view.py)
 
 As in Exact Street2Shop: train and test share no product and no street photo;
 a street photo may show products of two categories (then it is in both pair
@@ -22,7 +26,8 @@ the gallery (retrieval files) holds the shop photos of every product of the
 category, those with street photos and distractors without.
 
 ModaNet-style photos are separate scenes with garments not in the catalogue,
-so the detector never sees a test product in training.
+so the detector never sees a test product in training: street photos, and a
+share (``modanet_catalogue_prob``) in the catalogue's style (:func:`modanet_style_photo`).
 
 Every photo is drawn from its own Generator seeded by (seed, stream, index), so
 a seed gives byte-identical files on one machine.
