@@ -99,12 +99,14 @@ def _rng(cfg: SynthConfig, stream: int, index: int) -> np.random.Generator:
 
 
 def _compatible(a: str, b: str) -> bool:
+    """Whether products of ModaNet labels `a` and `b` can be worn, both visible, in one street photo."""
     if a == b or {a, b} & {"footwear", "boots"} == {a, b}:
         return False
     ga, gb = _BODY_GROUP.get(a), _BODY_GROUP.get(b)
     if ga and gb and (ga == gb or "full" in (ga, gb)):
         return False
-    return not ({a, b} == {"belt", "dress"})
+    # No belt on a dress, nor under an open outer garment (its box would mark pixels the outer hides).
+    return {a, b} not in ({"belt", "dress"}, {"belt", "outer"})
 
 
 def make_catalogue(cfg: SynthConfig, categories: Tuple[str, ...]) -> List[Product]:

@@ -166,8 +166,9 @@ def sample_outfit(rng: np.random.Generator, required: Sequence[str] = ()) -> Lis
     if "dress" in req or (not req & {"top", "outer", "pants", "shorts", "skirt"} and rng.uniform() < 0.3):
         labels.append("dress")
     else:
-        # An outer garment covers most of a top: never add one over a required top.
-        if "outer" in req or ("top" not in req and rng.uniform() < 0.2):
+        # An open outer garment covers most of a top, and all of a belt but the strip in its opening:
+        # never add one over a required top or belt (a catalogue photo shows its product).
+        if "outer" in req or (not req & {"top", "belt"} and rng.uniform() < 0.2):
             labels.append("outer")
         if "top" in req or "outer" not in labels:
             labels.append("top")
@@ -177,7 +178,9 @@ def sample_outfit(rng: np.random.Generator, required: Sequence[str] = ()) -> Lis
     labels.append(shoes[0] if shoes else str(rng.choice(["footwear", "boots"], p=[0.75, 0.25])))
     for extra, p in (("bag", 0.35), ("belt", 0.2), ("headwear", 0.25), ("sunglasses", 0.25), ("scarf/tie", 0.12)):
         if extra in req or rng.uniform() < p:
-            if extra == "belt" and "dress" in labels and "belt" not in req:
+            # Nor a belt nobody would see (under an outer: its box would mark hidden pixels) or wear (on a
+            # dress, unless it is the product).
+            if extra == "belt" and {"dress", "outer"} & set(labels) and "belt" not in req:
                 continue
             labels.append(extra)
     return labels
