@@ -53,7 +53,7 @@ from ..categories import load_categories
 from ..shop_boxes import SHOP_BOXES, write_shop_boxes
 from .deepfashion2_view import write_deepfashion2_view
 from .garments import PRODUCT_LABEL, GarmentSpec, sample_garment
-from .scenes import Instance, shop_photo, street_photo
+from .scenes import NOT_WORN_TOGETHER, Instance, shop_photo, street_photo
 
 logger = logging.getLogger(__name__)
 
@@ -105,8 +105,7 @@ def _compatible(a: str, b: str) -> bool:
     ga, gb = _BODY_GROUP.get(a), _BODY_GROUP.get(b)
     if ga and gb and (ga == gb or "full" in (ga, gb)):
         return False
-    # No belt on a dress, nor under an open outer garment (its box would mark pixels the outer hides).
-    return {a, b} not in ({"belt", "dress"}, {"belt", "outer"})
+    return frozenset((a, b)) not in NOT_WORN_TOGETHER
 
 
 def make_catalogue(cfg: SynthConfig, categories: Tuple[str, ...]) -> List[Product]:

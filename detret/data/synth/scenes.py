@@ -13,7 +13,7 @@ same pixels. Coordinates are pixels, (x, y), x right, y down.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import cv2
 import numpy as np
@@ -42,6 +42,15 @@ REGIONS_FIG: Dict[str, Tuple[float, float, float, float]] = {  # x0, y0, x1, y1
 LAYER_ORDER = ("pants", "shorts", "skirt", "top", "dress", "footwear", "boots", "belt",
                "outer", "scarf/tie", "bag", "sunglasses", "headwear")
 SKIN_RGB = ((236, 196, 164), (205, 150, 115), (160, 110, 80), (110, 75, 55))
+# Garments never worn together unless both are asked for (then: never both as products of one street
+# photo): a belt on a dress, which nobody wears, and a belt under an open outer garment, which hides all
+# of it but the strip in its opening while its box (drawn around the whole outline) spans the coat.
+NOT_WORN_TOGETHER = (frozenset({"belt", "dress"}), frozenset({"belt", "outer"}))
+
+
+def excluded_by(label: str) -> Set[str]:
+    """The labels that NOT_WORN_TOGETHER keeps from being worn with `label`."""
+    return {other for pair in NOT_WORN_TOGETHER if label in pair for other in pair - {label}}
 
 
 @dataclass
@@ -166,9 +175,9 @@ def sample_outfit(rng: np.random.Generator, required: Sequence[str] = ()) -> Lis
     if "dress" in req or (not req & {"top", "outer", "pants", "shorts", "skirt"} and rng.uniform() < 0.3):
         labels.append("dress")
     else:
-        # An open outer garment covers most of a top, and all of a belt but the strip in its opening:
-        # never add one over a required top or belt (a catalogue photo shows its product).
-        if "outer" in req or (not req & {"top", "belt"} and rng.uniform() < 0.2):
+        # An open outer garment covers most of a top: never add one over a required top, nor over what
+        # it hides (a catalogue photo shows its product).
+        if "outer" in req or (not req & ({"top"} | excluded_by("outer")) and rng.uniform() < 0.2):
             labels.append("outer")
         if "top" in req or "outer" not in labels:
             labels.append("top")
@@ -178,9 +187,7 @@ def sample_outfit(rng: np.random.Generator, required: Sequence[str] = ()) -> Lis
     labels.append(shoes[0] if shoes else str(rng.choice(["footwear", "boots"], p=[0.75, 0.25])))
     for extra, p in (("bag", 0.35), ("belt", 0.2), ("headwear", 0.25), ("sunglasses", 0.25), ("scarf/tie", 0.12)):
         if extra in req or rng.uniform() < p:
-            # Nor a belt nobody would see (under an outer: its box would mark hidden pixels) or wear (on a
-            # dress, unless it is the product).
-            if extra == "belt" and {"dress", "outer"} & set(labels) and "belt" not in req:
+            if extra not in req and excluded_by(extra) & set(labels):
                 continue
             labels.append(extra)
     return labels
