@@ -385,9 +385,11 @@ def bench_detect(args) -> Dict:
     crops = {precision: run() for precision, run in runs.items()}
     t = best_of({"base": baseline, **runs}, args.repeat)
     t_base = t["base"]
+    detector = (f"R{cfg.MODEL.RESNETS.DEPTH}-FPN (res2 {cfg.MODEL.RESNETS.RES2_OUT_CHANNELS} channels), "
+                f"{cfg.INPUT.MIN_SIZE_TEST}-{cfg.INPUT.MAX_SIZE_TEST} px")
     result = {"benchmark": "detect", "photos": len(items), "batch_size": int(cfg.DETRET.DETECT.BATCH_SIZE),
-              "workers": int(cfg.DETRET.DETECT.NUM_WORKERS), "detector": f"R{cfg.MODEL.RESNETS.DEPTH}-FPN "
-              f"(res2 {cfg.MODEL.RESNETS.RES2_OUT_CHANNELS} channels), {cfg.INPUT.MIN_SIZE_TEST}-{cfg.INPUT.MAX_SIZE_TEST} px", "baseline_default_predictor_s": t_base}
+              "workers": int(cfg.DETRET.DETECT.NUM_WORKERS), "detector": detector,
+              "baseline_default_predictor_s": t_base}
     for precision, ours in crops.items():
         ious = matched_pairwise_iou(Boxes(torch.tensor([ref[pid] for pid, _ in items])),
                                     Boxes(torch.tensor([ours[pid] for pid, _ in items]))).tolist()
