@@ -25,7 +25,7 @@ from ..runs.manifest import sha256_file
 from ..utils.device import DataParallel
 from . import db
 from .binding import BoundModels
-from .changes import NewPhoto, apply_change, begin_add
+from .changes import NewPhoto, begin_add, finish_add_or_roll_back
 from .compute import Computed, compute_all
 from .db import in_chunks
 from .products_csv import ProductLine, read_products_csv
@@ -101,6 +101,15 @@ def store_photo(cat: Catalogue, source: Path, sha: str) -> str:
     return relative
 
 
+def _unstore(cat: Catalogue, files: Sequence[str]) -> None:
+    """Delete the stored photos of ``files`` that no row of the catalogue uses."""
+    for chunk in in_chunks(sorted(set(files))):
+        used = {r[0] for r in cat.conn.execute(f"SELECT DISTINCT file FROM photos WHERE file IN "
+                                               f"({','.join('?' * len(chunk))})", chunk)}
+        for f in set(chunk) - used:
+            (cat.root / f).unlink(missing_ok=True)
+
+
 CropKey = Tuple[str, str, Optional[Tuple[float, ...]]]
 
 
@@ -122,8 +131,14 @@ def _known_descriptors(cat: Catalogue, wanted: Sequence[CropKey]) -> Dict[CropKe
                 found[key] = r
     indexes = {c: read_index(cat.layout.index_file(c), cat.card.index_factory, cat.card.dim)
                for c in {k[1] for k in found}}
-    return {k: (Computed(None, db.box_of(r), r["rule"], r["width"], r["height"]),
-                indexes[k[1]].reconstruct(int(r["photo_id"]))) for k, r in found.items()}
+    out = {}
+    for k, r in found.items():
+        try:
+            vector = indexes[k[1]].reconstruct(int(r["photo_id"]))
+        except RuntimeError:  # FAISS: the id is not in the index (a vector lost; `catalogue check` says so)
+            continue          # computed again instead
+        out[k] = (Computed(None, db.box_of(r), r["rule"], r["width"], r["height"]), vector)
+    return out
 
 
 def _descriptors_of(cat: Catalogue, todo: Sequence[Tuple[ProductLine, str]], report: AddReport, **compute_opts
@@ -156,18 +171,24 @@ def add_lines(cat: Catalogue, lines: Sequence[ProductLine], models: Optional[Bou
                                        parallel=parallel)
     photos: List[NewPhoto] = []
     vectors: List[np.ndarray] = []
-    for ln, sha in todo:
-        c, vector = results[_crop_key(sha, ln.category, ln.box_xyxy)]
-        if c.reason is not None:
-            report.unreadable.append({"line": ln.line, "photo": ln.source, "reason": c.reason})
-            continue
-        photos.append(NewPhoto(ln.product, ln.category, sha, store_photo(cat, ln.photo, sha), ln.source, c.width,
-                               c.height, c.box_xyxy, c.rule, ln.title, ln.url))
-        vectors.append(vector)
-        report.crop_rules[c.rule] = report.crop_rules.get(c.rule, 0) + 1
-    if photos:
-        report.change_id = begin_add(cat.applier, photos, np.stack(vectors))
-        apply_change(cat.applier, report.change_id)
+    stored: List[str] = []
+    try:
+        for ln, sha in todo:
+            c, vector = results[_crop_key(sha, ln.category, ln.box_xyxy)]
+            if c.reason is not None:
+                report.unreadable.append({"line": ln.line, "photo": ln.source, "reason": c.reason})
+                continue
+            stored.append(store_photo(cat, ln.photo, sha))
+            photos.append(NewPhoto(ln.product, ln.category, sha, stored[-1], ln.source, c.width, c.height,
+                                   c.box_xyxy, c.rule, ln.title, ln.url))
+            vectors.append(vector)
+            report.crop_rules[c.rule] = report.crop_rules.get(c.rule, 0) + 1
+        if photos:
+            report.change_id = begin_add(cat.applier, photos, np.stack(vectors))
+            finish_add_or_roll_back(cat.applier, report.change_id)
+    except BaseException:
+        _unstore(cat, stored)  # a failed add leaves no stored photo that no row uses
+        raise
     shutil.rmtree(staging, ignore_errors=True)
     report.added = len(photos)
     report.unreadable.sort(key=lambda u: u["line"])

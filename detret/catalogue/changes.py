@@ -2,28 +2,37 @@
 
 An add of photos with their descriptors:
 
-1. one transaction: a ``changes`` row (``pending``), the products, the photo rows ``pending``
-   (invisible to readers); inside it, before COMMIT, the descriptors and their photo ids are
-   written to ``journal/<change>.npz`` (renamed into place);
+1. one transaction: a ``changes`` row (``pending``, with the titles and urls the add brings), new
+   products, the photo rows ``pending`` (invisible to readers); inside it, before COMMIT, the
+   descriptors and their photo ids are written to ``journal/<change>.npz`` (renamed into place);
 2. each touched category's index: the change's ids removed, then added with their vectors,
    written to a temporary file and renamed (applying twice is applying once);
-3. one transaction: the rows ``present``, each touched index's generation + 1, the change
-   ``applied``: from here on readers see the new photos;
+3. one transaction: the rows ``present``, the products' new titles and urls, each touched index's
+   generation + 1, the change ``applied``: from here on readers see the new photos and titles;
 4. the journal file deleted, the change ``done``.
 
 A removal is one transaction that deletes the rows (and the products left without photos), records
 their ids, categories and files in the change (``applied``) and bumps the generations: readers stop
-seeing the photos at once. Then each touched index drops the ids (temporary file, rename), the stored
-photos no row uses any more are deleted, and the generations are bumped again (``done``).
+seeing the photos at once. Then the stored photos no row uses any more are deleted (first: on a full
+disk this frees the space the next step needs), each touched index drops the ids (temporary file,
+rename), and the generations are bumped again (``done``).
 
 A kill before an add's first COMMIT leaves the catalogue as before (a journal file without its change is
 deleted later); after it, :func:`reconcile` (run whenever a writer opens the catalogue) finishes every
 change that is not ``done``, so the catalogue ends as after. Readers show only ``present`` rows, whatever
 the index files hold at that moment: an index may hold ids of an add not committed yet, or of a removal
 committed but not yet applied to it, never miss a visible photo.
+
+Every rename is flushed with its folder (``runs/atomic.py``), and SQLite commits with
+``synchronous=FULL``, so a power cut leaves the same states as a kill. Two cases cannot be finished
+and are rolled back instead (the add is lost, never half-made; rerun it): a pending add whose journal
+is missing or unreadable (a disk that lost it), and a pending add that fails for lack of disk space
+(:class:`~detret.utils.disk.DiskSpaceError`), so that a full disk never blocks the writers that free
+space (``catalogue remove``).
 """
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -34,6 +43,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from ..runs.atomic import atomic_path, is_temporary
+from ..utils.disk import DiskSpaceError
 from .db import in_chunks, transaction
 from .layout import CatalogueLayout
 from .vectors import read_index, replace_vectors, write_index
@@ -41,6 +51,7 @@ from .vectors import read_index, replace_vectors, write_index
 logger = logging.getLogger(__name__)
 
 KILL_POINT_ENV = "DETRET_CATALOGUE_KILL_AT"  # tests: SIGKILL this process at a named step
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 
 
 def _maybe_die(point: str) -> None:
@@ -76,19 +87,26 @@ class Applier:
     dim: int
 
 
-def _upsert_products(conn: sqlite3.Connection, photos: Sequence[NewPhoto]) -> None:
+def _insert_products(conn: sqlite3.Connection, photos: Sequence[NewPhoto]) -> Dict[str, List]:
+    """The products not in the catalogue yet (their photos are pending: no reader sees them); the titles
+    and urls the add brings, product -> [title, url], applied when the add is (``_commit_add``)."""
+    updates: Dict[str, List] = {}
     for p in photos:
         conn.execute("INSERT INTO products (product, category, title, url) VALUES (?, ?, ?, ?) "
-                     "ON CONFLICT (product) DO UPDATE SET title = COALESCE(excluded.title, title), "
-                     "url = COALESCE(excluded.url, url)", (p.product, p.category, p.title, p.url))
+                     "ON CONFLICT (product) DO NOTHING", (p.product, p.category, p.title, p.url))
+        if p.title is not None or p.url is not None:
+            old = updates.get(p.product, [None, None])
+            updates[p.product] = [p.title if p.title is not None else old[0], p.url if p.url is not None else old[1]]
+    return updates
 
 
 def begin_add(ap: Applier, photos: Sequence[NewPhoto], descriptors: np.ndarray) -> int:
     """Step 1 of an add; the change's id."""
     with transaction(ap.conn) as conn:
-        change_id = conn.execute("INSERT INTO changes (kind, state, detail) VALUES ('add', 'pending', ?)",
-                                 (json.dumps({"photos": len(photos)}),)).lastrowid
-        _upsert_products(conn, photos)
+        change_id = conn.execute("INSERT INTO changes (kind, state) VALUES ('add', 'pending')").lastrowid
+        updates = _insert_products(conn, photos)
+        conn.execute("UPDATE changes SET detail = ? WHERE change_id = ?",
+                     (json.dumps({"photos": len(photos), "products": updates}), change_id))
         ids = []
         for p in photos:
             ids.append(conn.execute(
@@ -122,13 +140,13 @@ def remove(ap: Applier, where: str, args: Sequence) -> Optional[int]:
         for chunk in in_chunks(products):
             conn.execute(f"DELETE FROM products WHERE product IN ({','.join('?' * len(chunk))}) AND NOT EXISTS "
                          "(SELECT 1 FROM photos WHERE photos.product = products.product)", chunk)
-        _bump(conn, {c: None for c in detail["photo_ids"]})
+        bump_generations(conn, {c: None for c in detail["photo_ids"]})
     _maybe_die("remove:committed")
     apply_change(ap, change_id)
     return change_id
 
 
-def _bump(conn: sqlite3.Connection, ntotal: Dict[str, Optional[int]]) -> None:
+def bump_generations(conn: sqlite3.Connection, ntotal: Dict[str, Optional[int]]) -> None:
     """Each category's generation + 1 (readers reload its index), with its vector count when known."""
     for category, n in ntotal.items():
         conn.execute("INSERT INTO indexes (category, generation, ntotal) VALUES (?, 1, COALESCE(?, 0)) "
@@ -167,7 +185,11 @@ def _rewrite_indexes(ap: Applier, change_id: int, kind: str, ids: Dict[str, List
 def _commit_add(ap: Applier, change_id: int, ntotal: Dict[str, int]) -> None:
     with transaction(ap.conn) as conn:
         conn.execute("UPDATE photos SET state = 'present' WHERE change_id = ?", (change_id,))
-        _bump(conn, ntotal)
+        detail = json.loads(conn.execute("SELECT detail FROM changes WHERE change_id = ?", (change_id,)).fetchone()[0])
+        for product, (title, url) in sorted(detail.get("products", {}).items()):
+            conn.execute("UPDATE products SET title = COALESCE(?, title), url = COALESCE(?, url) WHERE product = ?",
+                         (title, url, product))
+        bump_generations(conn, ntotal)
         conn.execute("UPDATE changes SET state = 'applied' WHERE change_id = ?", (change_id,))
     _maybe_die("add:applied")
 
@@ -193,22 +215,76 @@ def apply_change(ap: Applier, change_id: int) -> None:
                         (change_id,))
         return
     detail = json.loads(detail)
-    ntotal = _rewrite_indexes(ap, change_id, kind, detail["photo_ids"])
     _free_files(ap, detail["files"])
+    ntotal = _rewrite_indexes(ap, change_id, kind, detail["photo_ids"])
     with transaction(ap.conn) as conn:
-        _bump(conn, ntotal)
+        bump_generations(conn, ntotal)
         conn.execute("UPDATE changes SET state = 'done', finished = datetime('now') WHERE change_id = ?",
                      (change_id,))
     _maybe_die("remove:done")
 
 
-def reconcile(ap: Applier) -> List[int]:
-    """Finish every change a killed writer left; delete journal files of changes never committed."""
-    unfinished = [r[0] for r in ap.conn.execute("SELECT change_id FROM changes WHERE state != 'done' "
-                                                "ORDER BY change_id")]
-    for change_id in unfinished:
-        logger.info("%s: finishing change %d, interrupted earlier", ap.layout.root, change_id)
+def journal_readable(ap: Applier, change_id: int) -> Optional[str]:
+    """None when the add's journal holds its descriptors; else what is wrong with it."""
+    path = ap.layout.journal_file(change_id)
+    if not path.is_file():
+        return f"its journal {path.name} is missing"
+    try:
+        with np.load(path) as z:
+            ids, desc = z["photo_ids"], z["descriptors"]
+    except Exception as exc:  # noqa: BLE001 -- numpy/zipfile raise many types for a damaged file: unreadable
+        return f"its journal {path.name} is unreadable ({type(exc).__name__}: {exc})"
+    if desc.ndim != 2 or len(ids) != len(desc) or desc.shape[1] != ap.dim:
+        return f"its journal {path.name} holds {desc.shape} descriptors for {len(ids)} photos of dimension {ap.dim}"
+    return None
+
+
+def rollback_add(ap: Applier, change_id: int, reason: str) -> None:
+    """Undo a pending add (its rows, the products only it brought, the photos only it stored): the catalogue
+    as before it. Ids its index writes may have left are invisible (no row) and dropped by ``repair``."""
+    logger.warning("%s: rolling back change %d: %s", ap.layout.root, change_id, reason)
+    with transaction(ap.conn) as conn:
+        rows = conn.execute("SELECT DISTINCT product, file FROM photos WHERE change_id = ? AND state = 'pending'",
+                            (change_id,)).fetchall()
+        conn.execute("DELETE FROM photos WHERE change_id = ? AND state = 'pending'", (change_id,))
+        for chunk in in_chunks(sorted({r["product"] for r in rows})):
+            conn.execute(f"DELETE FROM products WHERE product IN ({','.join('?' * len(chunk))}) AND NOT EXISTS "
+                         "(SELECT 1 FROM photos WHERE photos.product = products.product)", chunk)
+        conn.execute("UPDATE changes SET state = 'done', finished = datetime('now'), "
+                     "detail = json_set(detail, '$.rolled_back', ?) WHERE change_id = ?", (reason, change_id))
+    _free_files(ap, sorted({r["file"] for r in rows}))
+    ap.layout.journal_file(change_id).unlink(missing_ok=True)
+
+
+def finish_add_or_roll_back(ap: Applier, change_id: int) -> None:
+    """Apply a pending add; roll it back when it cannot be applied (no journal, or no disk space left)."""
+    problem = journal_readable(ap, change_id)
+    if problem is not None:
+        return rollback_add(ap, change_id, problem)
+    try:
         apply_change(ap, change_id)
+    except OSError as exc:
+        if exc.errno not in DISK_FULL_ERRNOS:
+            raise
+        rollback_add(ap, change_id, f"no disk space left ({exc.strerror})")
+        raise DiskSpaceError(f"{ap.layout.root}: the disk is full ({exc.strerror}); the add was rolled back, nothing "
+                             "changed: free space (`catalogue remove` works) and run it again") from None
+
+
+def reconcile(ap: Applier) -> List[int]:
+    """Finish every change a killed writer left (or roll back an add that cannot be finished, see the module
+    docstring); delete journal files of changes never committed."""
+    unfinished = ap.conn.execute("SELECT change_id, kind, state FROM changes WHERE state != 'done' "
+                                 "ORDER BY change_id").fetchall()
+    for change_id, kind, state in unfinished:
+        logger.info("%s: finishing change %d, interrupted earlier", ap.layout.root, change_id)
+        if kind == "add" and state == "pending":
+            try:
+                finish_add_or_roll_back(ap, change_id)
+            except DiskSpaceError:
+                pass  # rolled back: the writer that opened the catalogue goes on (a removal frees space)
+        else:
+            apply_change(ap, change_id)
     known = {r[0] for r in ap.conn.execute("SELECT change_id FROM changes WHERE state = 'pending'")}
     if ap.layout.journal_dir.is_dir():
         for f in ap.layout.journal_dir.glob("*.npz"):
@@ -218,4 +294,4 @@ def reconcile(ap: Applier) -> List[int]:
         for f in folder.iterdir() if folder.is_dir() else ():
             if is_temporary(f.name):
                 f.unlink(missing_ok=True)
-    return unfinished
+    return [r[0] for r in unfinished]

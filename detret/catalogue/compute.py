@@ -43,7 +43,28 @@ class Computed:
 
 
 def compute_batch(models: BoundModels, items: Sequence[Item]) -> Tuple[List[Computed], np.ndarray]:
-    """(one record per item, descriptors [n usable, D] in item order)."""
+    """(one record per item, descriptors [n usable, D] in item order). A photo the models fail on is that
+    photo's problem alone: when the batch fails, each photo is computed alone, and one that fails alone is
+    recorded unusable with the models' error; a failure of every photo of a batch of several is not the
+    photos' (a device out of memory, a bug) and is raised."""
+    try:
+        return _compute_together(models, items)
+    except Exception as first:  # noqa: BLE001 -- which photo failed is found below, one at a time
+        records: List[Computed] = []
+        parts = [np.zeros((0, models.card.dim), np.float32)]
+        for item in items:
+            try:
+                rec, desc = _compute_together(models, [item])
+            except Exception as exc:  # noqa: BLE001 -- this photo's failure alone: recorded with its reason
+                rec, desc = [Computed(reason=f"the models cannot read it ({type(exc).__name__}: {exc})")], parts[0]
+            records += rec
+            parts.append(desc)
+        if len(items) > 1 and all(r.reason and r.reason.startswith("the models cannot read it") for r in records):
+            raise first
+        return records, np.concatenate(parts)
+
+
+def _compute_together(models: BoundModels, items: Sequence[Item]) -> Tuple[List[Computed], np.ndarray]:
     records: List[Computed] = []
     photos, boxes, need_detection = [], [], []
     for path, category, box in items:

@@ -20,12 +20,13 @@ from ..data.street2shop import PHOTO_NAME
 from ..detect.crops import GIVEN_BOX
 from ..embed.artifact import read_descriptors
 from ..errors import InputError
+from ..runs.atomic import fsync_dir
 from ..runs.layout import RunLayout
 from ..runs.manifest import sha256_file
 from . import db
 from .add import add_lines, store_photo
 from .binding import BoundModels, bind_run
-from .changes import NewPhoto, apply_change, begin_add
+from .changes import NewPhoto, begin_add, finish_add_or_roll_back
 from .layout import CatalogueLayout
 from .products_csv import ProductLine
 from .store import Catalogue
@@ -65,6 +66,7 @@ def create_catalogue(pcfg, root: Path, run: str, *, index_factory: str = "Flat",
         if root.is_dir():
             root.rmdir()
         os.rename(tmp, root)
+        fsync_dir(root.parent)  # the rename survives a power cut
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -88,7 +90,7 @@ def _import_gallery(cat: Catalogue, pcfg, run: str) -> int:
                                    height, r.box_xyxy, r.crop_rule))
             take.append(i)
     if photos:
-        apply_change(cat.applier, begin_add(cat.applier, photos, descriptors[np.asarray(take)]))
+        finish_add_or_roll_back(cat.applier, begin_add(cat.applier, photos, descriptors[np.asarray(take)]))
     return len(photos)
 
 
@@ -110,11 +112,13 @@ def exchange_dirs(a: Path, b: Path) -> None:
     if renameat2 is not None:
         at_fdcwd, rename_exchange = -100, 2
         if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+            fsync_dir(b.parent)  # the exchange survives a power cut
             return
     aside = b.parent / f".{b.name}.old-{os.getpid()}"
     os.rename(b, aside)
     os.rename(a, b)
     os.rename(aside, a)
+    fsync_dir(b.parent)
 
 
 def reindex_catalogue(pcfg, root: Path, run: str, *, device="cpu", index_factory: Optional[str] = None) -> Dict:

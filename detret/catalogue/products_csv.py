@@ -4,14 +4,17 @@ Columns (a header line names them, in any order): ``photo`` (path relative to th
 ``product`` (the retailer's product id, any text), ``category`` (one of the catalogue's retrieval
 categories), and optionally ``box`` (the garment's box ``x0,y0,x1,y1`` in pixels of the upright photo,
 quoted, or separated by spaces; empty: the detector and the paper's crop policy choose it), ``title``
-and ``url``. A product's category is the same on every line. A bad line stops the add before
+and ``url`` (an absolute ``http://`` or ``https://`` URL: the page makes it a link, so ``javascript:``,
+``data:`` and the like are refused). The file is UTF-8 text. A product's category is the same on every line. A bad line stops the add before
 anything changes, with the file, the line and the problem; a missing or unreadable photo does not
 (it is listed with the reason and the other photos are added).
 """
 from __future__ import annotations
 
 import csv
+import io
 import re
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -21,6 +24,8 @@ from ..errors import InputError, MissingFileError
 
 REQUIRED = ("photo", "product", "category")
 OPTIONAL = ("box", "title", "url")
+URL_SCHEMES = ("http", "https")
+MAX_URL_CHARS = 2048
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,18 @@ def parse_box(text: str, where: str) -> Optional[BoxXYXY]:
     return (x0, y0, x1, y1)
 
 
+def check_url(text: Optional[str], where: str) -> Optional[str]:
+    """A product's link: None, or an absolute http(s) URL with a host; anything else -> InputError."""
+    if text is None:
+        return None
+    parsed = urllib.parse.urlsplit(text) if len(text) <= MAX_URL_CHARS and text.isprintable() else None
+    if parsed is None or parsed.scheme.lower() not in URL_SCHEMES or not parsed.netloc:
+        shown = text if len(text) <= 80 else text[:77] + "..."
+        raise InputError(f"{where}: url {shown!r} is not an http:// or https:// URL (at most {MAX_URL_CHARS} "
+                         "printable characters)")
+    return text
+
+
 def _text(row: Dict[str, Optional[str]], key: str) -> Optional[str]:
     value = (row.get(key) or "").strip()
     return value or None
@@ -63,15 +80,23 @@ def read_products_csv(path: Path, categories: Sequence[str]) -> List[ProductLine
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(f"{path}: product list not found")
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        header = [h.strip() for h in reader.fieldnames or []]
-        missing = [c for c in REQUIRED if c not in header]
-        if missing:
-            raise InputError(f"{path}: missing column(s) {', '.join(missing)}; the header must name "
-                             f"{', '.join(REQUIRED)} (and optionally {', '.join(OPTIONAL)})")
-        reader.fieldnames = header
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[:exc.start].count(b"\n") + 1
+        raise InputError(f"{path}:{line}: not UTF-8 text (byte {exc.start}: {exc.reason}); save the product list "
+                         "as UTF-8") from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    header = [h.strip() for h in reader.fieldnames or []]
+    missing = [c for c in REQUIRED if c not in header]
+    if missing:
+        raise InputError(f"{path}: missing column(s) {', '.join(missing)}; the header must name "
+                         f"{', '.join(REQUIRED)} (and optionally {', '.join(OPTIONAL)})")
+    reader.fieldnames = header
+    try:
         lines = [_line(path, reader.line_num, row, categories) for row in reader]
+    except csv.Error as exc:
+        raise InputError(f"{path}:{reader.line_num}: not a CSV line ({exc})") from None
     _check_product_categories(path, lines)
     return lines
 
@@ -85,7 +110,7 @@ def _line(path: Path, line: int, row: Dict, categories: Sequence[str]) -> Produc
     if category not in categories:
         raise InputError(f"{where}: unknown category {category!r}; the catalogue's categories: {', '.join(categories)}")
     return ProductLine(line, (path.parent / photo).resolve(), photo, product, category,
-                       parse_box(row.get("box") or "", where), _text(row, "title"), _text(row, "url"))
+                       parse_box(row.get("box") or "", where), _text(row, "title"), check_url(_text(row, "url"), where))
 
 
 def _check_product_categories(path: Path, lines: List[ProductLine]) -> None:

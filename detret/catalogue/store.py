@@ -10,7 +10,7 @@ import contextlib
 import os
 import sqlite3
 from pathlib import Path
-from typing import Dict, Iterator
+from typing import Dict, Iterator, Optional
 
 from ..errors import InputError, MissingFileError
 from . import db
@@ -20,10 +20,14 @@ from .layout import CatalogueLayout
 from .lock import WriterLock
 
 
+_OPEN_TRIES = 5   # a reindex swapping the folder during open is rare; five in a row is not a race
+
+
 class Catalogue:
-    def __init__(self, root: Path, conn: sqlite3.Connection, card: ModelCard) -> None:
+    def __init__(self, root: Path, conn: sqlite3.Connection, card: ModelCard, db_inode: Optional[int] = None) -> None:
         self.root, self.conn, self.card = Path(root), conn, card
         self.layout = CatalogueLayout(root)
+        self.db_inode = db_inode    # which database file ``conn`` opened (a reindex replaces the file)
         self.reconciled: list = []   # changes a killed writer left, finished when this writer opened it
 
     @classmethod
@@ -32,11 +36,16 @@ class Catalogue:
         if not layout.root.is_dir():
             raise MissingFileError(f"{root}: no such catalogue; create it with "
                                    "`detret --config RUN.yaml catalogue create DIR --run NAME`")
-        card = read_card(root)
-        if not layout.db.is_file():
-            raise MissingFileError(f"{layout.db}: the catalogue's database is missing")
-        conn = db.connect(layout.db)
-        meta = db.get_meta(conn)
+        for attempt in range(_OPEN_TRIES):
+            card = read_card(root)
+            if not layout.db.is_file():
+                raise MissingFileError(f"{layout.db}: the catalogue's database is missing")
+            inode = layout.db.stat().st_ino      # before connecting: the file opened is this one, or a newer one
+            conn = db.connect(layout.db)
+            meta = db.get_meta(conn)
+            if layout.db.stat().st_ino == inode or attempt == _OPEN_TRIES - 1:  # no reindex swapped it meanwhile
+                break
+            conn.close()  # the card and the database may come from either side of the swap: read both again
         if meta.get("schema_version") != str(db.SCHEMA_VERSION):
             conn.close()
             raise InputError(f"{layout.db}: schema version {meta.get('schema_version')}, this detret reads "
@@ -46,7 +55,7 @@ class Catalogue:
             raise ModelMismatch(f"{layout.model}: model {card.identity[:12]} is not the model "
                                 f"{str(meta.get('identity'))[:12]} the catalogue's descriptors were computed with; "
                                 f"{rebuild_hint(root)}")
-        return cls(root, conn, card)
+        return cls(root, conn, card, inode)
 
     @classmethod
     @contextlib.contextmanager

@@ -1,4 +1,4 @@
-"""`detret catalogue create | add | remove | info | reindex`: a retailer's own searchable catalogue."""
+"""`detret catalogue create | add | remove | info | reindex | check | repair`: a retailer's own searchable catalogue."""
 from __future__ import annotations
 
 import json
@@ -115,3 +115,32 @@ def reindex(
 
     _print_json(reindex_catalogue(state(ctx).pipeline_config(), catalogue, run, device=resolve_device(device),
                                   index_factory=index))
+
+
+@catalogue_app.command("check")
+def check(
+    catalogue: Path = typer.Argument(..., file_okay=False, help="The catalogue folder."),
+) -> None:
+    """Compare the index files, the database's photos and the stored photos; say what disagrees (exit 1).
+
+    Run it after a power cut or a full disk; `catalogue repair` fixes what it finds."""
+    from ..catalogue.check import check_catalogue
+
+    report = check_catalogue(catalogue)
+    _print_json(report)
+    if not report["ok"]:
+        console().print("the catalogue needs `detret catalogue repair`")
+        raise typer.Exit(1)
+
+
+@catalogue_app.command("repair")
+def repair(
+    catalogue: Path = typer.Argument(..., file_okay=False, help="The catalogue folder."),
+    device: str = typer.Option("cpu", "--device", help="Device for the descriptor model (missing vectors)."),
+) -> None:
+    """Make the catalogue agree with its database: missing vectors computed again from the stored photos,
+    photos whose stored file is gone removed, stray vectors and files deleted."""
+    from ..catalogue.check import repair_catalogue
+    from ..utils.device import resolve_device
+
+    _print_json(repair_catalogue(catalogue, device=resolve_device(device)))

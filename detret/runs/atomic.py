@@ -3,6 +3,12 @@
 A reader (or a resumed run) therefore never sees a half-written artifact: the
 target either does not exist or is complete. `os.replace` is atomic on POSIX
 when both names are on one filesystem, which writing beside the target ensures.
+
+Durable too (with ``fsync=True``, the default): the file's bytes are flushed
+before the rename, and the folder after it (a rename lives in the folder, so
+without that a power cut can undo it even though the file's bytes are on disk),
+as is every folder created on the way. After the function returns, the new file
+is there after a power cut.
 """
 from __future__ import annotations
 
@@ -33,6 +39,36 @@ def is_temporary(name: str) -> bool:
     return name.startswith(".") and ".tmp" in name
 
 
+def fsync_dir(folder: PathLike) -> None:
+    """Flush a folder's entries (renames, new files, removals in it) to the disk."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def makedirs_durable(folder: PathLike) -> None:
+    """``mkdir -p`` whose new folders survive a power cut (each one's parent flushed after it is made)."""
+    folder = Path(folder)
+    missing = []
+    probe = folder
+    while not probe.exists():
+        missing.append(probe)
+        probe = probe.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    for made in reversed(missing):
+        fsync_dir(made.parent)
+
+
+def durable_rename(src: PathLike, dst: PathLike) -> None:
+    """``os.replace`` then flush the destination's folder (and the source's, when it is another)."""
+    os.replace(src, dst)
+    fsync_dir(Path(dst).parent)
+    if Path(src).parent != Path(dst).parent:
+        fsync_dir(Path(src).parent)
+
+
 @contextlib.contextmanager
 def atomic_path(target: PathLike, *, fsync: bool = True) -> Iterator[Path]:
     """Yield a temporary path to write to; on success it replaces `target`.
@@ -42,7 +78,10 @@ def atomic_path(target: PathLike, *, fsync: bool = True) -> Iterator[Path]:
     file is removed and the target is left as it was.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    if fsync:
+        makedirs_durable(target.parent)
+    else:
+        target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
@@ -52,7 +91,10 @@ def atomic_path(target: PathLike, *, fsync: bool = True) -> Iterator[Path]:
             with open(tmp, "rb") as fh:
                 os.fsync(fh.fileno())
         os.chmod(tmp, _FILE_MODE)
-        os.replace(tmp, target)
+        if fsync:
+            durable_rename(tmp, target)
+        else:
+            os.replace(tmp, target)
     finally:
         if tmp.exists():
             tmp.unlink()

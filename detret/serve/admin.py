@@ -1,19 +1,22 @@
 """Catalogue changes over HTTP, only with ``Authorization: Bearer <DETRET_SERVE_TOKEN>``.
 
-Without a token configured the routes answer 403 (disabled). ``POST /api/catalogue`` takes the
+Without a token configured the routes answer 403 (disabled); the gate (``limits.py``) refuses a request
+without the token before reading its body, and the routes check it again. ``POST /api/catalogue`` takes the
 product list as a CSV upload (``products``, the columns of ``catalogue add``) and the photos it names
 as uploads (``photos``, matched by file name); a line may only name an uploaded photo, never a
 path on the server. The change runs under the catalogue's writer lock (409 while another writer
-holds it) with the server's loaded models, and searches go on meanwhile.
+holds it) with the server's loaded models, and searches go on meanwhile. A full disk is answered 507
+and leaves nothing pending (``changes.py``), so a removal can still free space.
 """
 from __future__ import annotations
 
-import hmac
+import errno
+import shutil
 import tempfile
 from pathlib import Path
 from typing import List, Optional
 
-from fastapi import Depends, FastAPI, File, Header, UploadFile
+from fastapi import Depends, FastAPI, File, Header, Path as PathParam, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from ..catalogue.add import add_lines
@@ -24,28 +27,37 @@ from ..catalogue.remove import remove_products
 from ..catalogue.store import Catalogue
 from ..errors import InputError, UnknownNameError
 from .engine import SearchEngine
+from .limits import token_refusal
 from .uploads import RequestError
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 def _token_check(token: Optional[str]):
     def require_token(authorization: Optional[str] = Header(None)) -> None:
-        if not token:
-            raise RequestError(403, "catalogue changes are disabled: start `detret serve` with DETRET_SERVE_TOKEN set")
-        given = (authorization or "")[len("Bearer "):] if (authorization or "").startswith("Bearer ") else ""
-        if not hmac.compare_digest(given.encode(), token.encode()):
-            raise RequestError(401, "authorization: a valid 'Bearer <token>' header is required")
+        refusal = token_refusal(token, None if authorization is None else authorization.encode("latin-1", "replace"))
+        if refusal is not None:
+            raise RequestError(*refusal)
     return require_token
 
 
-async def _save_uploads(folder: Path, products: UploadFile, photos: List[UploadFile]) -> Path:
+def _save_uploads(folder: Path, products: UploadFile, photos: List[UploadFile]) -> Path:
+    """The uploads as files of ``folder`` (copied from starlette's spooled files, never whole in memory)."""
     for up in photos:
         name = Path(up.filename or "").name
-        if not name or name in (".", "..") or name != (up.filename or ""):
+        if not name or name in (".", "..") or name != (up.filename or "") or name == "products.csv":
             raise RequestError(400, f"photos: {up.filename!r} is not a plain file name")
-        (folder / name).write_bytes(await up.read())
+        with open(folder / name, "wb") as out:
+            shutil.copyfileobj(up.file, out)
     csv_path = folder / "products.csv"
-    csv_path.write_bytes(await products.read())
+    with open(csv_path, "wb") as out:
+        shutil.copyfileobj(products.file, out)
     return csv_path
+
+
+def _disk_full(exc: OSError) -> RequestError:
+    return RequestError(507, f"the server's disk is full ({exc.strerror}); nothing was changed: free space (removing "
+                             "products is allowed) and retry")
 
 
 def _add(engine: SearchEngine, folder: Path, csv_path: Path):
@@ -72,16 +84,21 @@ def add_admin_routes(app: FastAPI, engine: SearchEngine, token: Optional[str]) -
     @app.post("/api/catalogue", summary="Add products (bearer token)", dependencies=[Depends(require_token)])
     async def add(products: UploadFile = File(..., description="CSV: photo,product,category[,box][,title][,url]"),
                   photos: List[UploadFile] = File([], description="The photos the CSV names, by file name")):
-        with tempfile.TemporaryDirectory(prefix="detret-upload-") as tmp:
-            csv_path = await _save_uploads(Path(tmp), products, photos)
-            try:
+        try:
+            with tempfile.TemporaryDirectory(prefix="detret-upload-") as tmp:
+                csv_path = await run_in_threadpool(_save_uploads, Path(tmp), products, photos)
                 return await run_in_threadpool(_add, engine, Path(tmp), csv_path)
-            except CatalogueBusy as exc:
-                raise RequestError(409, str(exc)) from None
+        except CatalogueBusy as exc:
+            raise RequestError(409, str(exc)) from None
+        except OSError as exc:
+            if exc.errno in DISK_FULL:
+                raise _disk_full(exc) from None
+            raise
 
-    @app.delete("/api/catalogue/products/{product}", summary="Remove a product (bearer token)",
+    # ``:path``: a product id may hold "/" (sent as %2F, which the router decodes before matching)
+    @app.delete("/api/catalogue/products/{product:path}", summary="Remove a product (bearer token)",
                 dependencies=[Depends(require_token)])
-    async def remove(product: str):
+    async def remove(product: str = PathParam(..., description="The product id (URL-encoded)")):
         try:
             return await run_in_threadpool(remove_products, engine.root, product=product,
                                            holder="detret serve (DELETE /api/catalogue/products)")
@@ -89,3 +106,7 @@ def add_admin_routes(app: FastAPI, engine: SearchEngine, token: Optional[str]) -
             raise RequestError(409, str(exc)) from None
         except UnknownNameError:
             raise RequestError(404, f"product: {product!r} is not in the catalogue") from None
+        except OSError as exc:
+            if exc.errno in DISK_FULL:
+                raise _disk_full(exc) from None
+            raise

@@ -6,13 +6,19 @@
 - ``GET /api/photos/{photo_id}``: a catalogue photo by id (never by a path the client names);
 - ``GET /api/catalogue``: the catalogue's summary; ``POST /api/catalogue`` and
   ``DELETE /api/catalogue/products/{product}``: changes, behind a bearer token (``admin.py``);
-- ``GET /healthz``, ``GET /metrics`` (Prometheus text), ``GET /docs`` (OpenAPI), ``GET /`` (the page).
+- ``GET /healthz`` (the database and the models' worker), ``GET /metrics`` (Prometheus text),
+  ``GET /docs`` (OpenAPI, its assets served by detret), ``GET /`` (the page).
 
-Every refusal is a 4xx JSON ``{"error": "<field>: <problem>"}``; the server goes on serving. Uploaded
-photos are decoded in memory and never written to the catalogue.
+Every refusal is a 4xx JSON ``{"error": "<field>: <problem>"}`` (503 when busy or past a deadline,
+507 when the catalogue's disk is full); the server goes on serving, and one request's bad photo
+fails that request only. Uploaded photos are decoded in memory, reduced, and never written to the
+catalogue. The layers around the routes, outermost first: metrics (``metrics.Observed``), security
+headers (``headers.py``), the gate (``limits.py``: the token before the body, body limits, uploads
+at once, the body deadline).
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import mimetypes
@@ -21,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from fastapi import FastAPI, File, Form, Request, UploadFile
+from fastapi import FastAPI, File, Form, Path as PathParam, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -35,10 +41,12 @@ from ..catalogue.layout import CatalogueLayout
 from ..catalogue.store import Catalogue
 from ..errors import DetretError
 from .admin import add_admin_routes
-from .batcher import Batcher, QueueFull
+from .batcher import Batcher, QueueFull, TimedOut
+from .docs import DOCS_PATH, add_docs_routes, inline_script_hashes
 from .engine import Job, SearchEngine, db_inode
-from .limits import BodyLimit
-from .metrics import ServiceMetrics
+from .headers import SecurityHeaders, policy_with_script_hashes
+from .limits import Gate, GateLimits
+from .metrics import Observed, ServiceMetrics
 from .uploads import (
     Limits,
     RequestError,
@@ -51,6 +59,8 @@ from .uploads import (
 
 logger = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).resolve().parent / "static"
+MAX_PHOTO_ID = 2**63 - 1   # SQLite's largest integer
+BUSY = {"Retry-After": "1"}
 
 
 class Reader:
@@ -92,65 +102,71 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def user_error(_, exc: DetretError):
         return _error(400, str(exc))
 
+    @app.exception_handler(QueueFull)
+    async def queue_full(_, exc: QueueFull):
+        return _error(503, "busy: too many searches waiting; retry in a moment", BUSY)
 
-def _install_metrics(app: FastAPI, metrics: ServiceMetrics) -> None:
-    @app.middleware("http")
-    async def observe(request: Request, call_next):
-        started = time.perf_counter()
-        try:
-            response = await call_next(request)
-        except Exception:  # noqa: BLE001 -- a bug: logged with its traceback, answered 500, the server goes on
-            logger.exception("%s %s failed", request.method, request.url.path)
-            response = _error(500, "internal error (see the server's log)")
-        route = request.scope.get("route")
-        metrics.observe(getattr(route, "path", "unmatched"), request.method, response.status_code,
-                        time.perf_counter() - started)
-        return response
+    @app.exception_handler(TimedOut)
+    async def timed_out(_, exc: TimedOut):
+        return _error(503, f"busy: {exc}; retry in a moment", BUSY)
 
 
 def _search_route(app: FastAPI, engine: SearchEngine, batcher: Batcher, limits: Limits,
                   metrics: ServiceMetrics) -> None:
+    decoding = asyncio.Semaphore(limits.decode_slots)
+
     @app.post("/api/search", summary="Find the catalogue's products in a photo")
-    async def search(photo: UploadFile = File(..., description="The photo (JPEG, PNG, WebP, ...)."),
+    async def search(photo: UploadFile = File(..., description="The photo (JPEG, PNG, WebP, GIF, BMP, TIFF)."),
                      category: Optional[str] = Form(None, description="Retrieval category; none: shop the look."),
                      box: Optional[str] = Form(None, description="x0,y0,x1,y1 in pixels (needs a category)."),
                      k: int = Form(20, description="Results per garment.")):
         started = time.perf_counter()
         category, k = check_category(category, engine.categories), check_k(k, limits)  # cheap checks first
+        if batcher.full():
+            raise QueueFull()  # before the photo costs a decode
         data = await read_limited(photo, limits.max_upload_bytes, "photo")
-        rgb = await run_in_threadpool(decode_photo, data, photo.filename or "upload", limits)
-        job = Job(rgb, category, check_box(box, category, rgb), k, {"decode": (time.perf_counter() - started) * 1e3})
+        async with decoding:
+            decoded = await run_in_threadpool(decode_photo, data, photo.filename or "upload", limits)
+        del data
+        job = Job(decoded.rgb, category, check_box(box, category, decoded), k,
+                  {"decode": (time.perf_counter() - started) * 1e3}, decoded.scale_xy)
         metrics.queue.set(batcher.waiting())
-        try:
-            result = await batcher.submit(job)
-        except QueueFull:
-            return _error(503, "busy: too many searches waiting; retry in a moment", {"Retry-After": "1"})
+        result = await batcher.submit(job)
         result["timings_ms"] = {name: round(v, 2) for name, v in result["timings_ms"].items()}
         result["timings_ms"]["total"] = round((time.perf_counter() - started) * 1e3, 2)
         return result
 
 
-def _read_routes(app: FastAPI, engine: SearchEngine, reader: Reader, metrics: ServiceMetrics) -> None:
+def _read_routes(app: FastAPI, engine: SearchEngine, reader: Reader, batcher: Batcher,
+                 metrics: ServiceMetrics) -> None:
     @app.get("/api/photos/{photo_id}", summary="A catalogue photo, by id")
-    def photo(photo_id: int):
+    def photo(photo_id: int = PathParam(..., ge=0, le=MAX_PHOTO_ID)):
         with reader() as conn:
             row = db.visible_photos(conn, [photo_id]).get(photo_id)
         if row is None:
             raise RequestError(404, f"photo_id: {photo_id} is not in the catalogue")
         path = engine.root / row["file"]
+        if not path.is_file():
+            logger.error("%s: stored photo of photo_id %d is missing (run `detret catalogue check`)", path, photo_id)
+            raise RequestError(404, f"photo_id: {photo_id}: its stored photo is missing (the operator is told)")
         return FileResponse(path, media_type=mimetypes.guess_type(path.name)[0] or "application/octet-stream")
 
     @app.get("/api/catalogue", summary="Counts per category, the model, the index")
     def catalogue():
         with reader() as conn:
-            return Catalogue(engine.root, conn, read_card(engine.root)).summary(with_size=False)
+            summary = Catalogue(engine.root, conn, read_card(engine.root)).summary(with_size=False)
+        summary["catalogue"] = engine.root.name  # never the server's own paths
+        return summary
 
-    @app.get("/healthz", summary="Liveness: the models are loaded and the database answers")
+    @app.get("/healthz", summary="Liveness: the database answers and the models' worker is not stuck")
     def healthz():
         with reader() as conn:
             photos = conn.execute("SELECT COUNT(*) FROM photos WHERE state = 'present'").fetchone()[0]
             identity = db.get_meta(conn)["identity"]
-        return {"status": "ok", "photos": photos, "model": identity}
+        worker = batcher.health()
+        body = {"status": "ok" if worker["ok"] else "unhealthy", "photos": photos, "model": identity,
+                "worker": worker}
+        return body if worker["ok"] else JSONResponse(body, status_code=503)
 
     @app.get("/metrics", summary="Prometheus metrics")
     def prometheus():
@@ -162,11 +178,11 @@ def _read_routes(app: FastAPI, engine: SearchEngine, reader: Reader, metrics: Se
 
 
 def create_app(root: Path, *, device="cpu", limits: Limits = Limits(), token: Optional[str] = None,
-               max_batch: int = 8, max_queue: int = 64) -> FastAPI:
+               max_batch: int = 8, max_queue: int = 32) -> FastAPI:
     """The service over catalogue ``root``; models loaded now, once."""
-    engine = SearchEngine(root, device)
+    engine = SearchEngine(root, device, max_garments=limits.max_garments)
     engine.warm_up()
-    batcher = Batcher(engine.run, max_batch=max_batch, max_queue=max_queue)
+    batcher = Batcher(engine.run, max_batch=max_batch, max_queue=max_queue, timeout_s=limits.search_timeout_s)
     reader, metrics = Reader(engine.root), ServiceMetrics()
 
     @contextlib.asynccontextmanager
@@ -175,14 +191,18 @@ def create_app(root: Path, *, device="cpu", limits: Limits = Limits(), token: Op
         batcher.close()
 
     app = FastAPI(title="detret", description="Street-to-shop search of a catalogue (Kucer & Murray 2019).",
-                  lifespan=lifespan)
-    app.state.engine, app.state.batcher = engine, batcher
+                  lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.engine, app.state.batcher, app.state.metrics = engine, batcher, metrics
     _install_error_handlers(app)
-    _install_metrics(app, metrics)
     _search_route(app, engine, batcher, limits, metrics)
-    _read_routes(app, engine, reader, metrics)
+    _read_routes(app, engine, reader, batcher, metrics)
     add_admin_routes(app, engine, token)
+    docs_page = add_docs_routes(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    app.add_middleware(BodyLimit, search_bytes=limits.max_upload_bytes + 64 * 1024,
-                       admin_bytes=limits.max_admin_bytes)
+    gate = GateLimits(search_bytes=limits.max_upload_bytes + 64 * 1024, admin_bytes=limits.max_admin_bytes,
+                      max_uploads=limits.max_uploads, body_timeout_s=limits.body_timeout_s)
+    app.add_middleware(Gate, limits=gate, token=token)   # add_middleware: the last added is the outermost
+    app.add_middleware(SecurityHeaders, policies={DOCS_PATH: policy_with_script_hashes(
+        inline_script_hashes(docs_page))})
+    app.add_middleware(Observed, metrics=metrics)
     return app

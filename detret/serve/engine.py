@@ -7,6 +7,7 @@ see a batch of requests at a time. For each request:
   crop policy (the best detection of a label mapped to the category, the whole photo as fallback);
 - without one (*shop the look*): every detection the policy would accept (objectness above the
   catalogue's threshold, a usable box) is a garment, searched in each category its label maps to;
+  at most ``max_garments`` of them, the highest category scores first;
 - descriptors as ``embed`` computes street queries (side "query"); each category's FAISS index is
   searched for k plus the ids it holds that readers must not see, and results are kept only if the
   database shows them (``present``), so a query never returns a photo that is not in the catalogue.
@@ -35,15 +36,21 @@ from ..detect.crops import Crop, accepted_detections, given_box_crop
 TIE_MARGIN = 8
 
 
+MAX_GARMENTS = 10   # shop the look: garments of one photo searched at most
+
+
 @dataclass
 class Job:
-    """One search request, decoded and checked."""
+    """One search request, decoded and checked. ``photo`` may be a reduced copy of the upload (the service
+    reduces large photos): ``scale_xy`` = (its width / the upload's, its height / the upload's); ``box_xyxy``
+    is in the reduced photo's pixels, and the answer's boxes are given back in the upload's."""
 
     photo: np.ndarray                  # [H, W, 3] uint8 RGB
     category: Optional[str]
     box_xyxy: Optional[BoxXYXY]        # only with a category
     k: int
     timings_ms: Dict[str, float] = field(default_factory=dict)
+    scale_xy: Tuple[float, float] = (1.0, 1.0)
 
 
 @dataclass
@@ -53,18 +60,23 @@ class Garment:
     label: Optional[str] = None        # the detector label, for shop the look
     results: List[Dict] = field(default_factory=list)
 
-    def to_json(self) -> Dict:
-        return {"category": self.category, "box_xyxy": [round(float(v), 1) for v in self.crop.box_xyxy],
+    def to_json(self, scale_xy: Tuple[float, float] = (1.0, 1.0)) -> Dict:
+        """The garment as the API answers it, its box in the pixels of the photo the client sent."""
+        sx, sy = scale_xy
+        box = [v / s for v, s in zip(self.crop.box_xyxy, (sx, sy, sx, sy))]
+        return {"category": self.category, "box_xyxy": [round(float(v), 1) for v in box],
                 "rule": self.crop.rule, "label": self.label, "results": self.results}
 
 
 class SearchEngine:
-    def __init__(self, root: Path, device="cpu") -> None:
-        self.root, self.device = Path(root), device
+    def __init__(self, root: Path, device="cpu", max_garments: int = MAX_GARMENTS) -> None:
+        self.root, self.device, self.max_garments = Path(root), device, max_garments
         self.catalogue = Catalogue.open(root)
+        # the database file this connection opened (Catalogue.open records it before connecting): a reindex
+        # landing while the models load below is followed at the first search
+        self._db_inode = self.catalogue.db_inode
         self.models = BoundModels(self.catalogue.card, self.root, device)
         self._indexes: Dict[str, Tuple[int, object, int]] = {}  # category -> (generation, index, visible photos)
-        self._db_inode = db_inode(self.root)
 
     def _follow_reindex(self) -> None:
         """After ``catalogue reindex`` (a new catalogue moved into place), open it, and its models if
@@ -76,7 +88,7 @@ class SearchEngine:
         if fresh.card.identity != self.models.card.identity:
             self.models = BoundModels(fresh.card, self.root, self.device)
         self.catalogue.close()
-        self.catalogue, self._indexes, self._db_inode = fresh, {}, inode
+        self.catalogue, self._indexes, self._db_inode = fresh, {}, fresh.db_inode
 
     def warm_up(self) -> None:
         """One search of a blank photo, so that the first client does not pay for lazy initialisation
@@ -105,8 +117,9 @@ class SearchEngine:
                 return [Garment(job.category, given_box_crop(job.box_xyxy, size_wh))]  # checked non-empty
             return [Garment(job.category, self.models.crop(detections, job.category, size_wh))]
         thresh = self.models.card.crop["objectness_thresh"]
+        accepted = sorted(accepted_detections(detections, size_wh, thresh), key=lambda a: (-a[1].score, a[0]))
         return [Garment(c, Crop(box, "detection", i), det.label)
-                for i, det, box in accepted_detections(detections, size_wh, thresh)
+                for i, det, box in sorted(accepted[:self.max_garments], key=lambda a: a[0])
                 for c in self.models.categories_of(det.label)]
 
     def _search(self, garments: List[Garment], descriptors: np.ndarray, ks: List[int]) -> None:
@@ -143,7 +156,7 @@ class SearchEngine:
         t3 = time.perf_counter()
         stages = {"detect": round((t1 - t0) * 1e3, 2), "embed": round((t2 - t1) * 1e3, 2),
                   "search": round((t3 - t2) * 1e3, 2)}
-        return [{"garments": [g.to_json() for g in gs], "timings_ms": {**j.timings_ms, **stages,
+        return [{"garments": [g.to_json(j.scale_xy) for g in gs], "timings_ms": {**j.timings_ms, **stages,
                                                                        "batch_size": len(jobs)}}
                 for j, gs in zip(jobs, garments)]
 

@@ -61,6 +61,18 @@ function selectGarment(i) {
   showResults(g);
 }
 
+// A product link only when it is an http(s) URL: the server refuses others, and the page checks again
+// (a catalogue written by an older detret may hold javascript: or data: URLs).
+function safeUrl(text) {
+  if (!text) return null;
+  try {
+    const url = new URL(text);
+    return url.protocol === "http:" || url.protocol === "https:" ? url.href : null;
+  } catch (_) {
+    return null;
+  }
+}
+
 function showResults(garment) {
   const grid = $("results");
   grid.innerHTML = "";
@@ -79,10 +91,14 @@ function showResults(garment) {
     img.src = r.photo_url;
     img.alt = `product ${r.product}`;
     img.loading = "lazy";
-    const product = document.createElement(r.url ? "a" : "div");
+    const link = safeUrl(r.url);
+    const product = document.createElement(link ? "a" : "div");
     product.className = "product";
     product.textContent = r.title ? `${r.product} · ${r.title}` : r.product;
-    if (r.url) product.href = r.url;
+    if (link) {
+      product.href = link;
+      product.rel = "noopener noreferrer";
+    }
     const score = document.createElement("div");
     score.className = "score";
     score.textContent = `#${r.rank} · score ${r.score.toFixed(3)}`;

@@ -1,0 +1,198 @@
+"""``catalogue check`` and ``catalogue repair``: do the database, the index files and the stored photos agree?
+
+The database is the source of truth. :func:`check_catalogue` (read-only, no lock) compares, per category,
+the ids in the FAISS index with the ``present`` rows, and the rows with the stored photos:
+
+- ``missing_vectors``: present photos whose vector is not in their category's index (never found);
+- ``extra_vectors``: ids in an index that no row holds (an add rolled back after its index was written);
+- ``missing_files``: present photos whose stored file is gone (``/api/photos`` answers 404);
+- ``orphan_files``: files under ``photos/`` that no row uses, and temporary files a killed write left;
+- ``leftovers``: the staging folder of an add, and the hidden folders of a killed ``create`` or ``reindex``
+  beside the catalogue;
+- ``unfinished_changes``: changes not ``done`` (the next writer finishes or rolls them back).
+
+:func:`repair_catalogue` (the writer's lock; interrupted changes reconciled first) makes them agree:
+missing vectors are computed again from the stored photo and its recorded crop (the same descriptor
+``catalogue add`` computed: same photo, same box, same model), photos whose stored file is gone are
+removed (a change, so readers stop seeing them at once), extra ids are dropped from the indexes, and
+orphan files and leftovers are deleted. Each touched index is written atomically and its generation
+bumped, so servers reload it; a killed repair is run again.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Dict, List, Optional, Set
+
+import numpy as np
+
+from ..data.images import PhotoError, read_rgb
+from ..runs.atomic import is_temporary
+from . import db
+from .binding import BoundModels
+from .changes import bump_generations, remove
+from .db import transaction
+from .store import Catalogue
+from .vectors import index_ids, read_index, replace_vectors, write_index
+
+REEMBED_BATCH = 16
+
+
+def _rows_by_category(cat: Catalogue) -> Dict[str, Dict[int, dict]]:
+    out: Dict[str, Dict[int, dict]] = {}
+    for r in cat.conn.execute("SELECT photo_id, category, file, box_xyxy, state FROM photos"):
+        out.setdefault(r["category"], {})[r["photo_id"]] = dict(r)
+    return out
+
+
+def _index_ids(cat: Catalogue, category: str) -> Set[int]:
+    path = cat.layout.index_file(category)
+    if not path.is_file():
+        return set()
+    return set(index_ids(read_index(path, cat.card.index_factory, cat.card.dim)).tolist())
+
+
+def _indexed_categories(cat: Catalogue) -> List[str]:
+    folder = cat.layout.indexes_dir
+    return sorted(p.stem for p in folder.glob("*.faiss") if not is_temporary(p.name)) if folder.is_dir() else []
+
+
+def _vector_problems(cat: Catalogue) -> Dict[str, Dict[str, List[int]]]:
+    rows = _rows_by_category(cat)
+    out: Dict[str, Dict[str, List[int]]] = {}
+    for category in sorted(set(rows) | set(_indexed_categories(cat))):
+        ids = _index_ids(cat, category)
+        present = {i for i, r in rows.get(category, {}).items() if r["state"] == "present"}
+        held = set(rows.get(category, {}))
+        missing, extra = sorted(present - ids), sorted(ids - held)
+        if missing or extra:
+            out[category] = {"missing_vectors": missing, "extra_vectors": extra}
+    return out
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def leftover_folders(root: Path) -> List[Path]:
+    """Hidden folders a killed ``create`` / ``reindex`` of ``root`` left beside it (their process is gone)."""
+    root = Path(root).resolve()
+    out = []
+    for p in root.parent.glob(f".{root.name}.*-*"):
+        what, _, pid = p.name[len(root.name) + 2:].rpartition("-")
+        if what in ("creating", "reindexing", "old") and pid.isdigit() and not _pid_alive(int(pid)):
+            out.append(p)
+    staging = root / "staging"
+    if staging.is_dir() and any(staging.iterdir()):
+        out.append(staging)
+    return sorted(out)
+
+
+def _file_problems(cat: Catalogue) -> Dict[str, List[str]]:
+    used = {r[0] for r in cat.conn.execute("SELECT DISTINCT file FROM photos")}
+    missing = sorted({r[0] for r in cat.conn.execute("SELECT DISTINCT file FROM photos WHERE state = 'present'")
+                      if not (cat.root / r[0]).is_file()})
+    orphans = []
+    for folder in ("photos", "indexes", "journal"):
+        base = cat.root / folder
+        for path in sorted(base.rglob("*")) if base.is_dir() else ():
+            relative = path.relative_to(cat.root).as_posix()
+            if path.is_file() and (is_temporary(path.name) or (folder == "photos" and relative not in used)):
+                orphans.append(relative)
+    return {"missing_files": missing, "orphan_files": orphans}
+
+
+def check_catalogue(root: Path) -> Dict:
+    """What disagrees (see the module docstring); ``ok`` when nothing does."""
+    cat = Catalogue.open(root)
+    try:
+        vectors = _vector_problems(cat)
+        files = _file_problems(cat)
+        unfinished = [dict(r) for r in cat.conn.execute(
+            "SELECT change_id, kind, state FROM changes WHERE state != 'done' ORDER BY change_id")]
+    finally:
+        cat.close()
+    leftovers = [str(p) for p in leftover_folders(root)]
+    ok = not (vectors or files["missing_files"] or files["orphan_files"] or leftovers or unfinished)
+    return {"ok": ok, "vectors": vectors, **files, "leftovers": leftovers, "unfinished_changes": unfinished}
+
+
+def _reembed(cat: Catalogue, models: BoundModels, rows: List[dict]) -> Dict[str, List[int]]:
+    """Vectors computed again for ``rows`` (their stored photo, their recorded crop) and put in their indexes;
+    category -> the ids that could not be read (their photo is unreadable now)."""
+    unreadable: Dict[str, List[int]] = {}
+    by_category: Dict[str, List[dict]] = {}
+    for r in rows:
+        by_category.setdefault(r["category"], []).append(r)
+    for category, cat_rows in sorted(by_category.items()):
+        index = read_index(cat.layout.index_file(category), cat.card.index_factory, cat.card.dim)
+        for start in range(0, len(cat_rows), REEMBED_BATCH):
+            ids, photos, boxes = [], [], []
+            for r in cat_rows[start:start + REEMBED_BATCH]:
+                try:
+                    photos.append(read_rgb(cat.root / r["file"]))
+                except PhotoError:
+                    unreadable.setdefault(category, []).append(r["photo_id"])
+                    continue
+                ids.append(r["photo_id"])
+                boxes.append(None if r["box_xyxy"] is None else tuple(db.box_of(r)))
+            if ids:
+                replace_vectors(index, ids, models.describe(photos, boxes, "gallery"))
+        write_index(index, cat.layout.index_file(category))
+    return unreadable
+
+
+def _drop_extra(cat: Catalogue, extra: Dict[str, List[int]]) -> None:
+    for category, ids in sorted(extra.items()):
+        if ids:
+            index = read_index(cat.layout.index_file(category), cat.card.index_factory, cat.card.dim)
+            index.remove_ids(np.asarray(ids, np.int64))
+            write_index(index, cat.layout.index_file(category))
+
+
+def _delete_files(cat: Catalogue, relative: List[str], folders: List[Path]) -> None:
+    for f in relative:
+        (cat.root / f).unlink(missing_ok=True)
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def repair_catalogue(root: Path, *, device="cpu", models: Optional[BoundModels] = None) -> Dict:
+    """Make the database, the indexes and the stored photos agree (see the module docstring); what was done."""
+    with Catalogue.writing(root, "detret catalogue repair") as cat:
+        files = _file_problems(cat)
+        gone = files["missing_files"]
+        removed = remove(cat.applier, "file IN (SELECT value FROM json_each(?))", (_json(gone),)) if gone else None
+        vectors = _vector_problems(cat)
+        rows = _rows_by_category(cat)
+        need = [rows[c][i] for c, p in vectors.items() for i in p["missing_vectors"]]
+        unreadable: Dict[str, List[int]] = {}
+        if need:
+            unreadable = _reembed(cat, models or BoundModels(cat.card, cat.root, device), need)
+        _drop_extra(cat, {c: p["extra_vectors"] for c, p in vectors.items()})
+        if unreadable:
+            remove(cat.applier, "photo_id IN (SELECT value FROM json_each(?))",
+                   (_json([i for ids in unreadable.values() for i in ids]),))
+        with transaction(cat.conn) as conn:
+            bump_generations(conn, {c: None for c in vectors})
+        leftovers = leftover_folders(root)
+        orphans = _file_problems(cat)["orphan_files"]
+        _delete_files(cat, orphans, leftovers)
+    failed = {i for ids in unreadable.values() for i in ids}
+    return {"reconciled_changes": cat.reconciled, "removed_missing_files": gone, "removal_change": removed,
+            "reembedded": sorted(r["photo_id"] for r in need if r["photo_id"] not in failed),
+            "removed_unreadable": unreadable,
+            "dropped_extra_vectors": {c: p["extra_vectors"] for c, p in vectors.items() if p["extra_vectors"]},
+            "deleted_orphan_files": orphans, "deleted_leftovers": [str(p) for p in leftovers]}
+
+
+def _json(values) -> str:
+    return json.dumps([v if isinstance(v, str) else int(v) for v in values])
