@@ -18,9 +18,19 @@ def serve(
     port: int = typer.Option(8000, "--port", min=0, max=65535, help="TCP port."),
     device: str = typer.Option("cpu", "--device", help="Device for the detector and the descriptor model."),
     max_batch: int = typer.Option(8, "--max-batch", min=1, help="Searches run through the models together."),
-    max_queue: int = typer.Option(64, "--max-queue", min=1, help="Searches that may wait; more get 503 + "
+    max_queue: int = typer.Option(32, "--max-queue", min=1, help="Searches that may wait; more get 503 + "
                                                                  "Retry-After."),
     max_upload_mb: float = typer.Option(16.0, "--max-upload-mb", min=0.01, help="Largest photo upload."),
+    max_connections: int = typer.Option(128, "--max-connections", min=1, help="Open connections and requests at "
+                                                                              "once; more get 503."),
+    max_uploads: int = typer.Option(32, "--max-uploads", min=1, help="Requests with a body received or answered "
+                                                                     "at once; more get 503 + Retry-After."),
+    body_timeout_s: float = typer.Option(60.0, "--body-timeout-s", min=0.1, help="A request body must arrive "
+                                                                                 "within this; else 408."),
+    search_timeout_s: float = typer.Option(30.0, "--search-timeout-s", min=0.1, help="A search must be answered "
+                                                                                     "within this; else 503."),
+    header_timeout_s: float = typer.Option(10.0, "--header-timeout-s", min=0.1, help="A connection that sends no "
+                                           "complete request within twice this is closed."),
 ) -> None:
     """Serve a catalogue: POST /api/search, the page at /, OpenAPI at /docs, metrics at /metrics.
 
@@ -30,13 +40,20 @@ def serve(
     import uvicorn
 
     from ..serve.app import create_app
+    from ..serve.protocol import protocol_with_header_timeout
     from ..serve.uploads import Limits
     from ..utils.device import resolve_device
 
     token = os.environ.get(TOKEN_ENV) or None
+    limits = Limits(max_upload_bytes=int(max_upload_mb * 2**20), max_uploads=max_uploads,
+                    body_timeout_s=body_timeout_s, search_timeout_s=search_timeout_s)
     app = create_app(catalogue, device=resolve_device(device), token=token, max_batch=max_batch, max_queue=max_queue,
-                     limits=Limits(max_upload_bytes=int(max_upload_mb * 2**20)))
+                     limits=limits)
     printer = console()
     printer.print(f"serving {catalogue} on http://{host}:{port}/ (API docs at /docs); catalogue changes over HTTP "
                   f"{'enabled (bearer token)' if token else 'disabled (set ' + TOKEN_ENV + ')'}")
-    uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False)
+    # limit_concurrency: connections (and their requests) at once, answered 503 past it; an idle keep-alive
+    # connection is closed after 5 s; a request's headers must arrive within 2 x header_timeout_s (protocol.py).
+    uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False,
+                limit_concurrency=max_connections, timeout_keep_alive=5,
+                http=protocol_with_header_timeout(header_timeout_s))

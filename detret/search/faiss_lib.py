@@ -51,15 +51,19 @@ def openblas_coretype(flags: set) -> Optional[str]:
 
 def _import_faiss(core: Optional[str]):
     """faiss, loaded with ``OPENBLAS_CORETYPE=core`` unless the user set it or faiss is loaded already."""
-    if core is None or "faiss" in sys.modules or "OPENBLAS_CORETYPE" in os.environ:
+    if core is None or "faiss" in sys.modules or os.environ.get("OPENBLAS_CORETYPE"):
         import faiss
 
         return faiss
+    before = os.environ.get("OPENBLAS_CORETYPE")  # None, or set but empty (which OpenBLAS ignores)
     os.environ["OPENBLAS_CORETYPE"] = core
     try:
         import faiss
     finally:
-        os.environ.pop("OPENBLAS_CORETYPE", None)
+        if before is None:
+            os.environ.pop("OPENBLAS_CORETYPE", None)
+        else:
+            os.environ["OPENBLAS_CORETYPE"] = before
     return faiss
 
 

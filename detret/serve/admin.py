@@ -27,6 +27,7 @@ from ..catalogue.remove import remove_products
 from ..catalogue.store import Catalogue
 from ..errors import InputError, UnknownNameError
 from .engine import SearchEngine
+from ..utils.disk import DiskSpaceError
 from .limits import token_refusal
 from .uploads import RequestError
 
@@ -90,6 +91,9 @@ def add_admin_routes(app: FastAPI, engine: SearchEngine, token: Optional[str]) -
                 return await run_in_threadpool(_add, engine, Path(tmp), csv_path)
         except CatalogueBusy as exc:
             raise RequestError(409, str(exc)) from None
+        except DiskSpaceError:
+            raise RequestError(507, "the server's disk is full; the add was rolled back, nothing was changed: free "
+                                    "space (removing products is allowed) and retry") from None
         except OSError as exc:
             if exc.errno in DISK_FULL:
                 raise _disk_full(exc) from None

@@ -84,7 +84,7 @@ def _error(status: int, message: str, headers: Optional[dict] = None) -> JSONRes
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
-def _install_error_handlers(app: FastAPI) -> None:
+def _install_error_handlers(app: FastAPI, root: Path) -> None:
     @app.exception_handler(RequestError)
     async def request_error(_, exc: RequestError):
         return _error(exc.status, exc.message)
@@ -100,7 +100,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(DetretError)
     async def user_error(_, exc: DetretError):
-        return _error(400, str(exc))
+        return _error(400, str(exc).replace(str(root), root.name))  # never the server's own paths
 
     @app.exception_handler(QueueFull)
     async def queue_full(_, exc: QueueFull):
@@ -193,7 +193,7 @@ def create_app(root: Path, *, device="cpu", limits: Limits = Limits(), token: Op
     app = FastAPI(title="detret", description="Street-to-shop search of a catalogue (Kucer & Murray 2019).",
                   lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.engine, app.state.batcher, app.state.metrics = engine, batcher, metrics
-    _install_error_handlers(app)
+    _install_error_handlers(app, engine.root)
     _search_route(app, engine, batcher, limits, metrics)
     _read_routes(app, engine, reader, batcher, metrics)
     add_admin_routes(app, engine, token)
