@@ -148,6 +148,11 @@ def test_add_skips_present_photos_and_lists_unreadable_ones(demo_catalogue, tmp_
     (["shop_1.jpg,P,bags,,,", "shop_2.jpg,P,tops,,,"], None, "products.csv:3: product 'P' is 'tops' here but 'bags'"),
     (["shop_1.jpg,,bags,,,"], None, "products.csv:2: empty product"),
     (["shop_1.jpg,P"], "photo,product", "missing column(s) category"),
+    (["shop_1.jpg,P,bags,,,javascript:alert(1)"], None, "products.csv:2: url 'javascript:alert(1)' is not an http"),
+    (["shop_1.jpg,P,bags,,,data:text/html;base64,PHNjcmlwdD4="], None, "products.csv:2: url 'data:"),
+    (["shop_1.jpg,P,bags,,,ftp://shop.example/p"], None, "products.csv:2: url 'ftp:"),
+    (["shop_1.jpg,P,bags,,,https://"], None, "products.csv:2: url 'https://' is not"),
+    (["shop_1.jpg,P,bags,,Caf<latin-1 e acute>,"], None, "products.csv:2: not UTF-8"),
 ])
 def test_a_bad_product_list_changes_nothing(demo_catalogue, tmp_path, lines, header, problem):
     root, pcfg = demo_catalogue
@@ -155,6 +160,7 @@ def test_a_bad_product_list_changes_nothing(demo_catalogue, tmp_path, lines, hea
     _link_photos(pcfg, tmp_path / "in", [1, 2])
     before = _photos(cat_dir)
     csv = _write_csv(tmp_path / "in", lines, header or "photo,product,category,box,title,url")
+    csv.write_bytes(csv.read_bytes().replace(b"<latin-1 e acute>", b"\xe9"))   # a title saved in Latin-1
     with pytest.raises(InputError, match=problem.replace("(", r"\(").replace(")", r"\)")):
         add_products(cat_dir, csv)
     assert _photos(cat_dir) == before

@@ -43,3 +43,29 @@ def test_written_files_get_umask_permissions_not_mkstemp_0600(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~mask
+
+
+def test_the_rename_and_every_new_folder_are_flushed(tmp_path, monkeypatch):
+    """A power cut after the function returns keeps the new file: the folder holding the rename is fsynced
+    after it (before, only the file was), and so is the parent of each folder created on the way."""
+    import os
+
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        return real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("replace", str(dst)))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    target = tmp_path / "new" / "deeper" / "a.json"
+    atomic_write_json(target, {"a": 1})
+    where = events.index(("replace", str(target)))
+    assert ("fsync", str(target.parent)) in events[where + 1:]
+    assert ("fsync", str(tmp_path)) in events[:where] and ("fsync", str(tmp_path / "new")) in events[:where]
+    assert any(kind == "fsync" and path.endswith(".tmp.json") for kind, path in events[:where])
