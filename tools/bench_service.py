@@ -259,6 +259,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--requests", type=int, default=40, help="serve: searches per load test (8 clients: half "
                                                                  "each)")
     parser.add_argument("--cli-rounds", type=int, default=3, help="serve: runs of `detret query` as the baseline")
+    parser.add_argument("--slow", type=int, default=4, help="serve-hostile: slow connections the hostile client holds")
+    parser.add_argument("--hostile-max", type=int, default=400, help="serve-hostile: attacks at most")
     parser.add_argument("--grow-to", type=int, default=20000, help="serve: catalogue size for the memory figure "
                                                                    "(resident memory after 3 searches, both sizes)")
 

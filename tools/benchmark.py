@@ -13,6 +13,7 @@
     python tools/benchmark.py embed-map --config runs/demo/demo.yaml [--model tri-crops]
     python tools/benchmark.py serve --config runs/demo/demo.yaml [--model tri-crops --requests 40]
     python tools/benchmark.py catalogue-add --config runs/demo/demo.yaml [--new 50]
+    python tools/benchmark.py serve-hostile --config runs/demo/demo.yaml [--requests 40 --slow 4]
 
 - search: detret's per-category FAISS search (exact inner product) against a NumPy
   brute force (matmul + argpartition + sort) on the same descriptors, split by the
@@ -34,6 +35,10 @@
 - serve, catalogue-add: the catalogue and the service (tools/bench_service.py): HTTP search against
   `detret query`, latency percentiles and throughput with 1 and 8 clients, memory against catalogue
   size; the cost of adding 50 photos to catalogues of 1,000 and 20,000 photos.
+- serve-hostile (tools/bench_hostile.py): 8 normal clients searching with detection, without and then
+  with one hostile client (thin, EPS, DDS and 40 MP photos, unauthenticated 64 MiB bodies, slow bodies
+  and headers, invented methods): the normal clients' errors and p95 ratio, the hostile requests'
+  answers, the server's peak memory above its memory after warm-up.
 - all: runs the demo (or reuses ``--config``), then all of the above, and writes
   ``benchmarks/report[_quick].md`` and ``.json``: each target, met or not, and why not.
 
@@ -611,17 +616,19 @@ def bench_all(args) -> Dict:
 def _service(which: str):
     """The catalogue/service and re-ranking benchmarks, kept in their own modules beside this one."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import bench_hostile
     import bench_rerank
     import bench_service
 
     return {"serve": bench_service.bench_serve, "catalogue-add": bench_service.bench_catalogue_add,
-            "rerank": bench_rerank.bench_rerank}[which]
+            "rerank": bench_rerank.bench_rerank, "serve-hostile": bench_hostile.bench_serve_hostile}[which]
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("which", choices=["all", "search", "search-full", "eval", "bootstrap", "rerank", "embed",
-                                          "embed-map", "detect", "serve", "catalogue-add"])
+                                          "embed-map", "detect", "serve", "catalogue-add",
+                                          "serve-hostile"])
     parser.add_argument("--resamples", type=int, default=1000, help="bootstrap: resamples per interval")
     parser.add_argument("--quick", action="store_true", help="all: the quick demo and smaller sizes (minutes)")
     parser.add_argument("--work", default=None, help="all: where the demo runs (default runs/bench-quick, runs/bench)")
@@ -652,12 +659,13 @@ def main(argv=None) -> int:
         args.dim = 2048
     if args.which == "rerank" and "--dim" not in (argv or sys.argv):
         args.dim = 128
-    if args.which in ("serve", "catalogue-add") and not args.config:
+    if args.which in ("serve", "catalogue-add", "serve-hostile") and not args.config:
         raise SystemExit(f"{args.which}: --config must name the demo.yaml of a finished `detret demo`")
     runners = {"all": bench_all, "search": bench_search, "search-full": bench_search_full, "eval": bench_eval,
                "bootstrap": bench_bootstrap, "rerank": _service("rerank"),
                "embed": bench_embed, "embed-map": bench_embed_map, "detect": bench_detect,
-               "serve": _service("serve"), "catalogue-add": _service("catalogue-add")}
+               "serve": _service("serve"), "catalogue-add": _service("catalogue-add"),
+               "serve-hostile": _service("serve-hostile")}
     result = runners[args.which](args)
     result["machine"] = machine()
     text = json.dumps(result, indent=2)
