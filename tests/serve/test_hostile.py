@@ -264,3 +264,15 @@ def test_a_full_disk_is_a_507_leaves_nothing_pending_and_removals_go_through(hos
     # before, the add's pending change blocked every writer, this removal included
     assert client.delete("/api/catalogue/products/KEEP-1", headers=AUTH).status_code == 200
     assert json.loads(client.get("/api/catalogue").text)["unfinished_changes"] == 0
+
+
+def test_a_stored_photo_lost_in_a_power_cut_is_a_404_not_a_500(hostile):
+    client, _, cat, _ = hostile
+    import sqlite3
+
+    with sqlite3.connect(cat / "catalogue.sqlite") as conn:
+        photo_id, file = conn.execute("SELECT photo_id, file FROM photos WHERE state = 'present' "
+                                      "ORDER BY photo_id DESC LIMIT 1").fetchone()
+    (cat / file).unlink()
+    response = client.get(f"/api/photos/{photo_id}")
+    assert response.status_code == 404 and "stored photo is missing" in response.json()["error"]

@@ -4,7 +4,9 @@ clients are cut off by the deadlines, an unauthenticated 64 MiB upload is refuse
 the server's peak resident memory stays within a stated bound under concurrent worst-case uploads.
 The load is small and stops by itself; nothing here is timed against a threshold but the deadlines."""
 import importlib.util
+import socket
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -67,3 +69,21 @@ def test_slow_clients_are_cut_off_by_the_deadlines(hostile_run):
 def test_peak_memory_under_concurrent_worst_case_uploads_is_bounded(hostile_run):
     memory = hostile_run["with_hostile_client"]["memory"]
     assert memory["peak_above_warm_up_mib"] < PEAK_MEMORY_BOUND_MIB, memory
+
+
+def test_connections_at_once_are_bounded(bench_hostile, demo_catalogue, tmp_path):
+    """`--max-connections N`: with N connections open, the next client's request is answered 503 at once."""
+    root, _ = demo_catalogue
+    port = bench_hostile.free_port()
+    proc = bench_hostile.start_server(copy_catalogue(root, tmp_path / "cat"), port, ["--max-connections", "3"])
+    try:
+        held = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+        status, _ = bench_hostile._raw(port, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert status == 503
+        for s in held:
+            s.close()
+        deadline = time.monotonic() + 10
+        while bench_hostile._raw(port, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")[0] != 200:
+            assert time.monotonic() < deadline, "the server did not take connections again"
+    finally:
+        bench_hostile.stop_server(proc)
