@@ -61,3 +61,16 @@ def copy_catalogue(src, dst):
 
     shutil.copytree(src, dst)
     return dst
+
+
+def load_tool(name: str):
+    """A script of tools/ (not a package) imported as a module, e.g. ``load_tool("benchmark")``."""
+    import importlib.util
+    import sys
+
+    path = Path(__file__).resolve().parents[1] / "tools" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"detret_tool_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module

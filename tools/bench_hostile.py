@@ -35,6 +35,9 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_service  # noqa: E402 -- beside this file, as benchmark.py imports it
+
 TOKEN = "bench-token"
 
 
@@ -242,50 +245,19 @@ def stop_server(proc: subprocess.Popen) -> None:
         proc.kill()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 # --- the run ---------------------------------------------------------------------------------------
 
 def normal_load(url: str, photo: bytes, category: str, clients: int, per_client: int) -> Dict:
-    import httpx
-
-    latencies: List[float] = []
-    errors: List[str] = []
-    lock = threading.Lock()
-
-    def client():
-        with httpx.Client(base_url=url, timeout=120) as http:
-            for _ in range(per_client):
-                t0 = time.perf_counter()
-                try:
-                    r = http.post("/api/search", files={"photo": ("q.jpg", photo, "image/jpeg")},
-                                  data={"category": category, "k": "20"})
-                    error = None if r.status_code == 200 else f"{r.status_code}: {r.text[:200]}"
-                except httpx.HTTPError as exc:
-                    error = f"{type(exc).__name__}: {exc}"
-                with lock:
-                    latencies.append((time.perf_counter() - t0) * 1e3)
-                    if error:
-                        errors.append(error)
-
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return {"requests": len(latencies), "errors": len(errors), "error_examples": errors[:3],
-            "p50_ms": float(np.percentile(latencies, 50)), "p95_ms": float(np.percentile(latencies, 95))}
+    """Searches with detection (category given, no box): bench_service's load, its p50 and p95 in ms."""
+    out = bench_service._load(url, photo, {"category": category, "k": "20"}, clients, per_client)
+    return {**out, "p50_ms": out["p50"], "p95_ms": out["p95"]}
 
 
 def run_hostile(catalogue: Path, photo: bytes, category: str, *, clients: int = 8, requests: int = 10,
                 slow: int = 4, hostile_max: int = 200, body_timeout_s: float = 10.0,
                 header_timeout_s: float = 5.0, photos: Optional[Dict] = None) -> Dict:
     """Both load runs against one server (see the module docstring)."""
-    port = free_port()
+    port = bench_service._free_port()
     url = f"http://127.0.0.1:{port}"
     photos = photos or hostile_photos()
     proc = start_server(catalogue, port, ["--body-timeout-s", str(body_timeout_s), "--header-timeout-s",
@@ -311,7 +283,6 @@ def run_hostile(catalogue: Path, photo: bytes, category: str, *, clients: int = 
 
 
 def bench_serve_hostile(args) -> Dict:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     from bench_service import _street_query, make_catalogue
 
     work = Path(tempfile.mkdtemp(prefix="detret-bench-hostile-"))

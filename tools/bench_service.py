@@ -185,12 +185,16 @@ def _load(url: str, photo: bytes, fields: Dict, clients: int, per_client: int) -
         with httpx.Client(base_url=url, timeout=120) as http:
             for _ in range(per_client):
                 t0 = time.perf_counter()
-                response = http.post("/api/search", files={"photo": ("q.jpg", photo, "image/jpeg")}, data=fields)
+                try:
+                    response = http.post("/api/search", files={"photo": ("q.jpg", photo, "image/jpeg")}, data=fields)
+                    error = None if response.status_code == 200 else f"{response.status_code}: {response.text[:200]}"
+                except httpx.HTTPError as exc:   # a connection the server dropped counts as an error, not a crash
+                    error = f"{type(exc).__name__}: {exc}"
                 elapsed = (time.perf_counter() - t0) * 1e3
                 with lock:
                     latencies.append(elapsed)
-                    if response.status_code != 200:
-                        errors.append(f"{response.status_code}: {response.text[:200]}")
+                    if error:
+                        errors.append(error)
 
     threads = [threading.Thread(target=client) for _ in range(clients)]
     t0 = time.perf_counter()

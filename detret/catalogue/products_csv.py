@@ -40,6 +40,11 @@ class ProductLine:
     url: Optional[str]
 
 
+def shown(text: str, limit: int = 80) -> str:
+    """``repr`` of a value a user sent, cut to ``limit`` characters (an error must not echo megabytes)."""
+    return repr(text) if len(text) <= limit else repr(text[:limit - 3] + "...")
+
+
 def parse_box(text: str, where: str) -> Optional[BoxXYXY]:
     """``"x0,y0,x1,y1"`` (or space-separated) -> a box; empty -> None; anything else -> InputError."""
     text = (text or "").strip()
@@ -51,10 +56,10 @@ def parse_box(text: str, where: str) -> Optional[BoxXYXY]:
     except ValueError:
         values = []
     if len(values) != 4 or any(v != v or abs(v) == float("inf") for v in values):
-        raise InputError(f"{where}: box {text!r} is not four numbers x0,y0,x1,y1")
+        raise InputError(f"{where}: box {shown(text)} is not four numbers x0,y0,x1,y1")
     x0, y0, x1, y1 = values
     if x1 <= x0 or y1 <= y0:
-        raise InputError(f"{where}: box {text!r} is empty (need x1 > x0 and y1 > y0)")
+        raise InputError(f"{where}: box {shown(text)} is empty (need x1 > x0 and y1 > y0)")
     return (x0, y0, x1, y1)
 
 
@@ -64,8 +69,7 @@ def check_url(text: Optional[str], where: str) -> Optional[str]:
         return None
     parsed = urllib.parse.urlsplit(text) if len(text) <= MAX_URL_CHARS and text.isprintable() else None
     if parsed is None or parsed.scheme.lower() not in URL_SCHEMES or not parsed.netloc:
-        shown = text if len(text) <= 80 else text[:77] + "..."
-        raise InputError(f"{where}: url {shown!r} is not an http:// or https:// URL (at most {MAX_URL_CHARS} "
+        raise InputError(f"{where}: url {shown(text)} is not an http:// or https:// URL (at most {MAX_URL_CHARS} "
                          "printable characters)")
     return text
 
@@ -108,7 +112,8 @@ def _line(path: Path, line: int, row: Dict, categories: Sequence[str]) -> Produc
         if value is None:
             raise InputError(f"{where}: empty {key}")
     if category not in categories:
-        raise InputError(f"{where}: unknown category {category!r}; the catalogue's categories: {', '.join(categories)}")
+        raise InputError(f"{where}: unknown category {shown(category)}; the catalogue's categories: "
+                         f"{', '.join(categories)}")
     return ProductLine(line, (path.parent / photo).resolve(), photo, product, category,
                        parse_box(row.get("box") or "", where), _text(row, "title"), check_url(_text(row, "url"), where))
 

@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
-from ..catalogue.products_csv import parse_box
+from ..catalogue.products_csv import parse_box, shown
 from ..data.boxes import BoxXYXY
 from ..data.images import Decoded, PhotoError, decode_reduced
 from ..detect.crops import given_box_crop
@@ -62,19 +62,19 @@ async def read_limited(upload, limit: int, field_name: str) -> bytes:
 def decode_photo(data: bytes, filename: str, limits: Limits) -> Decoded:
     """The upload decoded and reduced to ``limits.max_side_px``; RequestError 400 (413: too many pixels)."""
     if not data:
-        raise RequestError(400, f"photo ({filename}): the file is empty")
+        raise RequestError(400, f"photo ({shown(filename)}): the file is empty")
     try:
         return decode_reduced(io.BytesIO(data), filename, max_pixels=limits.max_pixels,
                               max_side_px=limits.max_side_px)
     except PhotoError as exc:
         status = 413 if exc.reason.startswith("too many pixels") else 400
-        raise RequestError(status, f"photo ({filename}): {exc.reason}") from None
+        raise RequestError(status, f"photo ({shown(filename)}): {exc.reason}") from None
 
 
 def check_category(category: Optional[str], known: Sequence[str]) -> Optional[str]:
     category = (category or "").strip() or None
     if category is not None and category not in known:
-        raise RequestError(400, f"category: {category!r} is not a category of this catalogue; known: "
+        raise RequestError(400, f"category: {shown(category)} is not a category of this catalogue; known: "
                                 f"{', '.join(known)}")
     return category
 

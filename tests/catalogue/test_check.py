@@ -4,7 +4,6 @@ by undoing what the disk did not keep: a journal deleted after its commit, an in
 version before a change, a stored photo deleted."""
 import json
 import sqlite3
-from pathlib import Path
 
 import numpy as np
 import pytest

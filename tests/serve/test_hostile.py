@@ -28,7 +28,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 def hostile(demo_catalogue, tmp_path_factory):
     root, pcfg = demo_catalogue
     cat = copy_catalogue(root, tmp_path_factory.mktemp("hostile") / "cat")
-    app = create_app(cat, token=TOKEN, limits=Limits(max_upload_bytes=2 * 2**20))
+    app = create_app(cat, token=TOKEN, limits=Limits(max_upload_bytes=2 * 2**20, decode_slots=2))
     with TestClient(app) as client:
         yield client, app, cat, pcfg
 
@@ -276,3 +276,46 @@ def test_a_stored_photo_lost_in_a_power_cut_is_a_404_not_a_500(hostile):
     (cat / file).unlink()
     response = client.get(f"/api/photos/{photo_id}")
     assert response.status_code == 404 and "stored photo is missing" in response.json()["error"]
+
+
+def test_an_error_never_echoes_megabytes_of_what_was_sent(hostile):
+    client, _, _, pcfg = hostile
+    data, _, _, _ = _street(pcfg)
+    for fields in ({"category": "x" * 2**20}, {"category": "bags", "box": "1," * 2**19}):
+        response = _search(client, data, **fields)
+        assert response.status_code == 400 and len(response.content) < 2000, response.status_code
+
+
+def test_decodes_at_once_are_bounded_and_a_full_queue_refuses_before_decoding(hostile, monkeypatch):
+    import time
+
+    import detret.serve.app as app_module
+
+    client, app, _, pcfg = hostile
+    real = app_module.decode_photo
+    lock, state = threading.Lock(), {"now": 0, "most": 0, "calls": 0}
+
+    def slow_decode(*args):
+        with lock:
+            state["now"] += 1
+            state["calls"] += 1
+            state["most"] = max(state["most"], state["now"])
+        time.sleep(0.3)
+        with lock:
+            state["now"] -= 1
+        return real(*args)
+
+    monkeypatch.setattr(app_module, "decode_photo", slow_decode)
+    data, category, box, _ = _street(pcfg)
+    codes = []
+    threads = [threading.Thread(target=lambda: codes.append(
+        _search(client, data, category=category, box=",".join(map(str, box))).status_code)) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert codes == [200] * 6 and state["calls"] == 6
+    assert state["most"] == 2   # decode_slots (default: the cores), not the thread pool's 40
+    monkeypatch.setattr(app.state.batcher, "full", lambda: True)
+    response = _search(client, data, category=category)
+    assert response.status_code == 503 and state["calls"] == 6   # refused before its photo was decoded

@@ -3,18 +3,14 @@ searches get no error, every attack gets an answer that is not a 5xx (a 503 when
 clients are cut off by the deadlines, an unauthenticated 64 MiB upload is refused from its headers, and
 the server's peak resident memory stays within a stated bound under concurrent worst-case uploads.
 The load is small and stops by itself; nothing here is timed against a threshold but the deadlines."""
-import importlib.util
 import socket
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import copy_catalogue
+from tests.conftest import copy_catalogue, load_tool
 from tests.serve.test_api import _street
 
-ROOT = Path(__file__).resolve().parents[2]
 # The bound on the server's peak resident memory above its memory after warm-up, under concurrent worst-case
 # uploads (40 MP 16-bit, RGBA and 32-bit photos of a few hundred KB) with the default limits: two decodes at
 # once (the cores), each holding one decoded copy (at most 40 MP x 4 bytes) and its reduction, plus the models'
@@ -24,11 +20,7 @@ PEAK_MEMORY_BOUND_MIB = 1024
 
 @pytest.fixture(scope="module")
 def bench_hostile():
-    spec = importlib.util.spec_from_file_location("detret_bench_hostile", ROOT / "tools" / "bench_hostile.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["detret_bench_hostile"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("bench_hostile")
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +66,7 @@ def test_peak_memory_under_concurrent_worst_case_uploads_is_bounded(hostile_run)
 def test_connections_at_once_are_bounded(bench_hostile, demo_catalogue, tmp_path):
     """`--max-connections N`: with N connections open, the next client's request is answered 503 at once."""
     root, _ = demo_catalogue
-    port = bench_hostile.free_port()
+    port = bench_hostile.bench_service._free_port()
     proc = bench_hostile.start_server(copy_catalogue(root, tmp_path / "cat"), port, ["--max-connections", "3"])
     try:
         held = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]

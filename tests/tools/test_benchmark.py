@@ -1,21 +1,14 @@
 """tools/benchmark.py: small runs of the benchmarks (their own checks agree) and the met/unmet report."""
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.conftest import load_tool
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("detret_benchmark", ROOT / "tools" / "benchmark.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["detret_benchmark"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("benchmark")
 
 
 def test_search_and_eval_benchmarks_check_their_results(bench, tmp_path):
