@@ -23,7 +23,7 @@ def serve(
     max_upload_mb: float = typer.Option(16.0, "--max-upload-mb", min=0.01, help="Largest photo upload."),
     max_connections: int = typer.Option(128, "--max-connections", min=1, help="Open connections and requests at "
                                                                               "once; more get 503."),
-    max_uploads: int = typer.Option(32, "--max-uploads", min=1, help="Requests with a body received or answered "
+    max_uploads: int = typer.Option(16, "--max-uploads", min=1, help="Requests with a body received or answered "
                                                                      "at once; more get 503 + Retry-After."),
     body_timeout_s: float = typer.Option(60.0, "--body-timeout-s", min=0.1, help="A request body must arrive "
                                                                                  "within this; else 408."),

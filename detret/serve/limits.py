@@ -32,7 +32,7 @@ READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 class GateLimits:
     search_bytes: int
     admin_bytes: int
-    max_uploads: int = 32
+    max_uploads: int = 16
     body_timeout_s: float = 60.0
 
 
@@ -74,7 +74,7 @@ class Gate:
         length = headers.get(b"content-length")
         if length is not None and not length.strip().isdigit():
             return (400, "content-length: not a number", {}), limit, False
-        if length is not None and int(length) > limit:
+        if length is not None and (len(length.strip()) > 18 or int(length) > limit):  # 18 digits: int() stays cheap
             return (413, f"request body larger than the limit of {limit:,} bytes", {}), limit, False
         has_body = (length is not None and int(length) > 0) or b"transfer-encoding" in headers
         if has_body and self.uploads >= self.limits.max_uploads:

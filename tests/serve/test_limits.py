@@ -127,6 +127,7 @@ def test_uploads_at_once_are_bounded():
     assert no_body[0] == 200 and [h[0] for h in held] == [200, 200] and left == 0
 
 
-def test_a_content_length_that_is_not_a_number_is_a_400():
+def test_a_content_length_that_is_not_a_number_is_a_400_and_one_too_long_a_413():
     gate = Gate(BodyReader(), limits=LIMITS, token=TOKEN)
     assert asyncio.run(_call(gate, "POST", "/api/search", {"content-length": "12a"}))[0] == 400
+    assert asyncio.run(_call(gate, "POST", "/api/search", {"content-length": "9" * 5000}))[0] == 413
