@@ -12,10 +12,10 @@ from tests.conftest import copy_catalogue, load_tool
 from tests.serve.test_api import _street
 
 # The bound on the server's peak resident memory above its memory after warm-up, under concurrent worst-case
-# uploads (40 MP 16-bit, RGBA and 32-bit photos of a few hundred KB) with the default limits: two decodes at
-# once (the cores), each holding one decoded copy (at most 40 MP x 4 bytes) and its reduction, plus the models'
-# work on reduced photos. Before issue 26 one such upload peaked at 0.56-1.25 GB and 40 ran at once.
-PEAK_MEMORY_BOUND_MIB = 1024
+# uploads (40 MP 16-bit, RGBA and 32-bit photos of a few hundred KB) with the default limits: what the limits
+# allow (about 1 GB, docs/serving.md) plus the allocator's retention; measured 544-761 MiB. Before issue 26 one
+# such upload peaked at 0.56-1.25 GB and up to 40 were decoded at once: twelve at once are 6.7 GB or more.
+PEAK_MEMORY_BOUND_MIB = 1536
 
 
 @pytest.fixture(scope="module")
@@ -58,9 +58,41 @@ def test_slow_clients_are_cut_off_by_the_deadlines(hostile_run):
         assert ending in ("body: answered HTTP/1.1 408 Request Timeout", "headers: closed"), endings
 
 
-def test_peak_memory_under_concurrent_worst_case_uploads_is_bounded(hostile_run):
+def test_peak_memory_beside_the_hostile_client_is_bounded(hostile_run):
     memory = hostile_run["with_hostile_client"]["memory"]
     assert memory["peak_above_warm_up_mib"] < PEAK_MEMORY_BOUND_MIB, memory
+
+
+def test_peak_memory_under_concurrent_worst_case_uploads_is_bounded(bench_hostile, demo_catalogue, tmp_path):
+    """Twelve 40 MP photos of a few hundred KB (16-bit, RGBA, 32-bit) sent at once, twice over: before issue 26
+    each peaked at 0.56-1.25 GB and all were decoded at once."""
+    import threading
+
+    import httpx
+
+    root, _ = demo_catalogue
+    photos = bench_hostile.hostile_photos()
+    worst = [photos[k] for k in ("png16-40mp", "rgba-40mp", "tiff32-40mp")] * 4
+    port = bench_hostile.bench_service._free_port()
+    proc = bench_hostile.start_server(copy_catalogue(root, tmp_path / "cat"), port, [])
+    statuses = []
+    try:
+        memory = bench_hostile.PeakMemory(proc.pid)
+        for _ in range(2):
+            def send(name, data):
+                with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as http:
+                    statuses.append(http.post("/api/search", files={"photo": (name, data, "image/png")},
+                                              data={"category": "bags"}).status_code)
+            threads = [threading.Thread(target=send, args=w) for w in worst]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        peak = memory.stop()
+    finally:
+        bench_hostile.stop_server(proc)
+    assert set(statuses) <= {200, 503} and statuses.count(200) >= len(worst), statuses
+    assert peak["peak_above_warm_up_mib"] < PEAK_MEMORY_BOUND_MIB, peak
 
 
 def test_connections_at_once_are_bounded(bench_hostile, demo_catalogue, tmp_path):
