@@ -30,7 +30,8 @@ class Limits:
     max_side_px: int = 1600               # photos are reduced to this long side right after decoding
     max_k: int = 100
     max_admin_bytes: int = 512 * 2**20    # an authorised POST /api/catalogue: the product list and its photos
-    decode_slots: int = max(1, os.cpu_count() or 1)   # photos decoded at once
+    decode_slots: int = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                            else os.cpu_count() or 1)   # photos decoded at once: the cores this process may use
     max_uploads: int = 16                 # requests with a body received or answered at once; more: 503
     body_timeout_s: float = 60.0          # a request body must arrive within this; else 408
     search_timeout_s: float = 30.0        # a search must be answered within this; else 503

@@ -134,3 +134,21 @@ def test_the_page_finds_the_product_by_a_garment_or_a_drawn_box_and_shows_errors
         assert page.locator(".result").count() == 0
         assert violations == []  # the page works under its Content-Security-Policy
         browser.close()
+
+
+def test_the_api_docs_render_offline_under_their_content_security_policy(server):
+    """/docs is Swagger UI from detret's own assets (no CDN) and works under its policy: no violation, the
+    operations listed."""
+    from playwright.sync_api import sync_playwright
+
+    url, _, _ = server
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_binary(), args=CHROMIUM_FLAGS)
+        page = browser.new_page()
+        violations, outside = [], []
+        page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
+        page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(url) else None)
+        page.goto(url + "/docs")
+        page.locator(".opblock-summary-path", has_text="/api/search").first.wait_for(timeout=30_000)
+        browser.close()
+    assert violations == [] and [u for u in outside if not u.startswith(("data:", "blob:"))] == []
