@@ -9,9 +9,9 @@ fixed number of searches (the load stops by itself):
   (at most ``--hostile-max`` attacks): thin photos (22000 x 8), EPS named photo.jpg, well-formed and
   malformed DDS, 16-bit and RGBA PNGs and a 32-bit TIFF of 40 MP (small files that decode big),
   unauthenticated 64 MiB bodies to ``/api/catalogue`` (headers only: the server must answer before the
-  body), invented HTTP methods; and holds ``--slow`` connections that send a body or headers a few
-  bytes a second (cut off by the server's deadlines, which the run sets to ``--body-timeout-s`` and
-  ``--header-timeout-s``).
+  body), invented HTTP methods; and holds ``--slow`` connections that send a body or headers two bytes
+  a second until the server cuts them off (its deadlines, which the run sets to 10 s and 2 x 5 s; the
+  run waits for that, so it lasts at least as long as the deadlines).
 
 Reported: the normal clients' errors and p50/p95 in both runs and the p95 ratio; the hostile
 requests' answers by status (a 5xx is the server's failure); the server's peak resident memory
@@ -95,8 +95,9 @@ def invented_method(port: int, i: int) -> Tuple[Optional[int], float]:
     return _raw(port, f"INVENTED{i} / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
 
 
-def slow_connection(port: int, body: bool, stop: threading.Event, pace_s: float = 0.5) -> str:
-    """A client sending its body (or its headers) a byte at a time: how the server ended it."""
+def slow_connection(port: int, body: bool, give_up_s: float, pace_s: float = 0.5) -> str:
+    """A client sending its body (or its headers) a byte at a time until the server ends it (or ``give_up_s``
+    passes, which the server's deadlines must come well before): how it ended."""
     head = (b"POST /api/search HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=x\r\n"
             b"Content-Length: 100000\r\n\r\n")
     part = (b"--x\r\nContent-Disposition: form-data; name=\"photo\"; filename=\"a.jpg\"\r\n"
@@ -105,9 +106,10 @@ def slow_connection(port: int, body: bool, stop: threading.Event, pace_s: float 
         if body:
             s.sendall(head + part)
         trickle = b"\xff" * 100000 if body else head
+        deadline = time.monotonic() + give_up_s
         for i in range(len(trickle)):
-            if stop.is_set():
-                return "still open when the run ended"
+            if time.monotonic() > deadline:
+                return f"still open after {give_up_s:g} s"
             try:
                 s.sendall(trickle[i:i + 1])
                 if select.select([s], [], [], pace_s)[0]:
@@ -120,10 +122,12 @@ def slow_connection(port: int, body: bool, stop: threading.Event, pace_s: float 
 
 class HostileClient:
     """One hostile client: photo attacks, big unauthenticated bodies and invented methods in turn on one
-    thread, slow connections on others; runs until ``stop`` or ``max_attacks``."""
+    thread until ``stop`` (or ``max_attacks``), slow connections on others until the server cuts them off."""
 
-    def __init__(self, url: str, port: int, photos: Dict[str, Tuple[str, bytes]], slow: int, max_attacks: int):
+    def __init__(self, url: str, port: int, photos: Dict[str, Tuple[str, bytes]], slow: int, max_attacks: int,
+                 slow_give_up_s: float = 120.0):
         self.url, self.port, self.photos, self.slow, self.max_attacks = url, port, photos, slow, max_attacks
+        self.slow_give_up_s = slow_give_up_s
         self.statuses: Dict[str, Counter] = {}
         self.slow_endings: List[str] = []
         self.stop = threading.Event()
@@ -156,7 +160,8 @@ class HostileClient:
                     self._note("invented-method", invented_method(self.port, n)[0])
 
     def _slow(self, body: bool) -> None:
-        self.slow_endings.append(("body: " if body else "headers: ") + slow_connection(self.port, body, self.stop))
+        ending = slow_connection(self.port, body, self.slow_give_up_s)
+        self.slow_endings.append(("body: " if body else "headers: ") + ending)
 
     def start(self) -> None:
         self._threads = [threading.Thread(target=self._attacks)] + [
@@ -167,7 +172,7 @@ class HostileClient:
     def finish(self) -> Dict:
         self.stop.set()
         for t in self._threads:
-            t.join(timeout=120)
+            t.join()   # the attack loop stops now; each slow connection when the server cuts it off (or gives up)
         server_errors = sum(c for counts in self.statuses.values() for s, c in counts.items()
                             if s.isdigit() and int(s) >= 500 and s != "503")
         return {"answers": {k: dict(v) for k, v in self.statuses.items()}, "server_errors_5xx": server_errors,
@@ -268,7 +273,8 @@ def run_hostile(catalogue: Path, photo: bytes, category: str, *, clients: int = 
         baseline = normal_load(url, photo, category, clients, requests)
         baseline["memory"] = memory.stop()
         memory = PeakMemory(proc.pid)
-        hostile = HostileClient(url, port, photos, slow, hostile_max)
+        hostile = HostileClient(url, port, photos, slow, hostile_max,
+                                slow_give_up_s=4 * (body_timeout_s + 2 * header_timeout_s) + 30)
         hostile.start()
         loaded = normal_load(url, photo, category, clients, requests)
         loaded["hostile"] = hostile.finish()
