@@ -293,14 +293,17 @@ def test_decodes_at_once_are_bounded_and_a_full_queue_refuses_before_decoding(ho
 
     client, app, _, pcfg = hostile
     real = app_module.decode_photo
-    lock, state = threading.Lock(), {"now": 0, "most": 0, "calls": 0}
+    lock, state, two = threading.Lock(), {"now": 0, "most": 0, "calls": 0}, threading.Event()
 
     def slow_decode(*args):
         with lock:
             state["now"] += 1
             state["calls"] += 1
             state["most"] = max(state["most"], state["now"])
-        time.sleep(0.3)
+            if state["now"] >= 2:
+                two.set()
+        two.wait(30)   # the first decode waits for a second one, however fast or busy the machine
+        time.sleep(0.05)
         with lock:
             state["now"] -= 1
         return real(*args)

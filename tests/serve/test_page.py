@@ -149,6 +149,6 @@ def test_the_api_docs_render_offline_under_their_content_security_policy(server)
         page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
         page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(url) else None)
         page.goto(url + "/docs")
-        page.locator(".opblock-summary-path", has_text="/api/search").first.wait_for(timeout=30_000)
+        page.locator(".opblock-summary-path", has_text="/api/search").first.wait_for(timeout=90_000)
         browser.close()
     assert violations == [] and [u for u in outside if not u.startswith(("data:", "blob:"))] == []
