@@ -20,11 +20,9 @@ requests' answers by status (a 5xx is the server's failure); the server's peak r
 from __future__ import annotations
 
 import io
-import os
 import select
 import shutil
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -181,13 +179,6 @@ class HostileClient:
 
 # --- the server and its memory --------------------------------------------------------------------
 
-def _status_kib(pid: int, key: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    raise KeyError(key)
-
-
 class PeakMemory:
     """The server's peak resident memory from now on: VmHWM reset by /proc/PID/clear_refs where the kernel
     allows it, and VmRSS sampled every 20 ms in any case (the larger of the two is reported)."""
@@ -200,7 +191,7 @@ class PeakMemory:
             self.reset_ok = True
         except OSError:
             pass
-        self.start_kib = _status_kib(pid, "VmRSS")
+        self.start_kib = bench_service.status_kib(pid, "VmRSS")
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
@@ -208,7 +199,7 @@ class PeakMemory:
     def _sample(self) -> None:
         while not self._stop.is_set():
             try:
-                self.sampled_kib = max(self.sampled_kib, _status_kib(self.pid, "VmRSS"))
+                self.sampled_kib = max(self.sampled_kib, bench_service.status_kib(self.pid, "VmRSS"))
             except (OSError, KeyError):
                 return
             time.sleep(0.02)
@@ -218,36 +209,14 @@ class PeakMemory:
         self._thread.join()
         peak = self.sampled_kib
         if self.reset_ok:
-            peak = max(peak, _status_kib(self.pid, "VmHWM"))
+            peak = max(peak, bench_service.status_kib(self.pid, "VmHWM"))
         return {"rss_after_warm_up_mib": self.start_kib / 1024, "peak_mib": peak / 1024,
                 "peak_above_warm_up_mib": (peak - self.start_kib) / 1024, "vmhwm_reset": self.reset_ok}
 
 
-def start_server(catalogue: Path, port: int, extra: List[str]) -> subprocess.Popen:
-    import httpx
-
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "DETRET_SERVE_TOKEN": TOKEN}
-    proc = subprocess.Popen([sys.executable, "-m", "detret", "serve", str(catalogue), "--port", str(port), *extra],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 300
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"detret serve did not start: {proc.stderr.read().decode()[-2000:]}")
-        time.sleep(0.2)
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+def serving(catalogue: Path, options: List[str]) -> "bench_service.Server":
+    """`detret serve` on 127.0.0.1 with changes enabled (the token ``TOKEN``): bench_service's server."""
+    return bench_service.Server(catalogue, options, env={"DETRET_SERVE_TOKEN": TOKEN})
 
 
 # --- the run ---------------------------------------------------------------------------------------
@@ -262,12 +231,10 @@ def run_hostile(catalogue: Path, photo: bytes, category: str, *, clients: int = 
                 slow: int = 4, hostile_max: int = 200, body_timeout_s: float = 10.0,
                 header_timeout_s: float = 5.0, photos: Optional[Dict] = None) -> Dict:
     """Both load runs against one server (see the module docstring)."""
-    port = bench_service._free_port()
-    url = f"http://127.0.0.1:{port}"
     photos = photos or hostile_photos()
-    proc = start_server(catalogue, port, ["--body-timeout-s", str(body_timeout_s), "--header-timeout-s",
-                                          str(header_timeout_s)])
-    try:
+    with serving(catalogue, ["--body-timeout-s", str(body_timeout_s), "--header-timeout-s",
+                             str(header_timeout_s)]) as server:
+        url, port, proc = server.url, server.port, server.proc
         normal_load(url, photo, category, 1, 3)   # warm-up
         memory = PeakMemory(proc.pid)
         baseline = normal_load(url, photo, category, clients, requests)
@@ -280,8 +247,6 @@ def run_hostile(catalogue: Path, photo: bytes, category: str, *, clients: int = 
         loaded["hostile"] = hostile.finish()
         loaded["memory"] = memory.stop()
         alive = proc.poll() is None
-    finally:
-        stop_server(proc)
     return {"clients": clients, "requests_per_client": requests, "baseline": baseline, "with_hostile_client": loaded,
             "p95_ratio": loaded["p95_ms"] / baseline["p95_ms"], "server_alive_after": alive,
             "hostile_photo_bytes": {k: len(v[1]) for k, v in photos.items()},

@@ -27,7 +27,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -129,24 +129,34 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _rss_mib(pid: int) -> float:
+def status_kib(pid: int, key: str) -> int:
+    """A memory line of /proc/PID/status (``VmRSS``, ``VmHWM``), in KiB; KeyError when the kernel has none."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    raise KeyError(key)
+
+
+def _rss_mib(pid: int) -> float:
+    try:
+        return status_kib(pid, "VmRSS") / 1024
+    except KeyError:
+        return float("nan")
 
 
 class Server:
-    """`detret serve` in its own process on 127.0.0.1 (stopped on exit)."""
+    """`detret serve` in its own process on 127.0.0.1 (stopped on exit), with ``options`` of its command line and
+    ``env`` added to the environment."""
 
-    def __init__(self, catalogue: Path) -> None:
+    def __init__(self, catalogue: Path, options: Sequence[str] = (), env: Optional[Dict[str, str]] = None) -> None:
         import httpx
 
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+        env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
         self.proc = subprocess.Popen([sys.executable, "-m", "detret", "serve", str(catalogue), "--port",
-                                      str(self.port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                      str(self.port), *options], env=env, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE)
         deadline = time.monotonic() + 300
         while True:
             try:
@@ -155,6 +165,7 @@ class Server:
             except httpx.HTTPError:
                 pass
             if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.proc.kill()
                 raise RuntimeError(f"detret serve did not start: {self.proc.stderr.read().decode()[-2000:]}")
             time.sleep(0.2)
 

@@ -25,7 +25,7 @@ from ..runs.manifest import sha256_file
 from ..utils.device import DataParallel
 from . import db
 from .binding import BoundModels
-from .changes import NewPhoto, begin_add, finish_add_or_roll_back
+from .changes import NewPhoto, begin_add, finish_add_or_roll_back, free_unused_files
 from .compute import Computed, compute_all
 from .db import in_chunks
 from .products_csv import ProductLine, read_products_csv
@@ -99,15 +99,6 @@ def store_photo(cat: Catalogue, source: Path, sha: str) -> str:
         with atomic_path(cat.root / relative) as tmp:
             shutil.copyfile(source, tmp)
     return relative
-
-
-def _unstore(cat: Catalogue, files: Sequence[str]) -> None:
-    """Delete the stored photos of ``files`` that no row of the catalogue uses."""
-    for chunk in in_chunks(sorted(set(files))):
-        used = {r[0] for r in cat.conn.execute(f"SELECT DISTINCT file FROM photos WHERE file IN "
-                                               f"({','.join('?' * len(chunk))})", chunk)}
-        for f in set(chunk) - used:
-            (cat.root / f).unlink(missing_ok=True)
 
 
 CropKey = Tuple[str, str, Optional[Tuple[float, ...]]]
@@ -187,7 +178,7 @@ def add_lines(cat: Catalogue, lines: Sequence[ProductLine], models: Optional[Bou
             report.change_id = begin_add(cat.applier, photos, np.stack(vectors))
             finish_add_or_roll_back(cat.applier, report.change_id)
     except BaseException:
-        _unstore(cat, stored)  # a failed add leaves no stored photo that no row uses
+        free_unused_files(cat.applier, stored)  # a failed add leaves no stored photo that no row uses
         raise
     shutil.rmtree(staging, ignore_errors=True)
     report.added = len(photos)

@@ -136,14 +136,18 @@ def remove(ap: Applier, where: str, args: Sequence) -> Optional[int]:
         change_id = conn.execute("INSERT INTO changes (kind, state, detail) VALUES ('remove', 'applied', ?)",
                                  (json.dumps(detail),)).lastrowid
         conn.execute(f"DELETE FROM photos WHERE state = 'present' AND ({where})", args)
-        products = sorted({r["product"] for r in rows})
-        for chunk in in_chunks(products):
-            conn.execute(f"DELETE FROM products WHERE product IN ({','.join('?' * len(chunk))}) AND NOT EXISTS "
-                         "(SELECT 1 FROM photos WHERE photos.product = products.product)", chunk)
+        _drop_products_without_photos(conn, {r["product"] for r in rows})
         bump_generations(conn, {c: None for c in detail["photo_ids"]})
     _maybe_die("remove:committed")
     apply_change(ap, change_id)
     return change_id
+
+
+def _drop_products_without_photos(conn: sqlite3.Connection, products) -> None:
+    """Delete those of ``products`` that no photo row (of any state) names any more."""
+    for chunk in in_chunks(sorted(products)):
+        conn.execute(f"DELETE FROM products WHERE product IN ({','.join('?' * len(chunk))}) AND NOT EXISTS "
+                     "(SELECT 1 FROM photos WHERE photos.product = products.product)", chunk)
 
 
 def bump_generations(conn: sqlite3.Connection, ntotal: Dict[str, Optional[int]]) -> None:
@@ -194,9 +198,9 @@ def _commit_add(ap: Applier, change_id: int, ntotal: Dict[str, int]) -> None:
     _maybe_die("add:applied")
 
 
-def _free_files(ap: Applier, files: List[str]) -> None:
+def free_unused_files(ap: Applier, files: Sequence[str]) -> None:
     """Delete the stored photos no row uses any more."""
-    for chunk in in_chunks(files):
+    for chunk in in_chunks(sorted(set(files))):
         marks = ",".join("?" * len(chunk))
         used = {r[0] for r in ap.conn.execute(f"SELECT DISTINCT file FROM photos WHERE file IN ({marks})", chunk)}
         for f in set(chunk) - used:
@@ -215,7 +219,7 @@ def apply_change(ap: Applier, change_id: int) -> None:
                         (change_id,))
         return
     detail = json.loads(detail)
-    _free_files(ap, detail["files"])
+    free_unused_files(ap, detail["files"])
     ntotal = _rewrite_indexes(ap, change_id, kind, detail["photo_ids"])
     with transaction(ap.conn) as conn:
         bump_generations(conn, ntotal)
@@ -247,12 +251,10 @@ def rollback_add(ap: Applier, change_id: int, reason: str) -> None:
         rows = conn.execute("SELECT DISTINCT product, file FROM photos WHERE change_id = ? AND state = 'pending'",
                             (change_id,)).fetchall()
         conn.execute("DELETE FROM photos WHERE change_id = ? AND state = 'pending'", (change_id,))
-        for chunk in in_chunks(sorted({r["product"] for r in rows})):
-            conn.execute(f"DELETE FROM products WHERE product IN ({','.join('?' * len(chunk))}) AND NOT EXISTS "
-                         "(SELECT 1 FROM photos WHERE photos.product = products.product)", chunk)
+        _drop_products_without_photos(conn, {r["product"] for r in rows})
         conn.execute("UPDATE changes SET state = 'done', finished = datetime('now'), "
                      "detail = json_set(detail, '$.rolled_back', ?) WHERE change_id = ?", (reason, change_id))
-    _free_files(ap, sorted({r["file"] for r in rows}))
+    free_unused_files(ap, sorted({r["file"] for r in rows}))
     ap.layout.journal_file(change_id).unlink(missing_ok=True)
 
 

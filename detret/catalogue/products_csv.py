@@ -84,10 +84,11 @@ def read_products_csv(path: Path, categories: Sequence[str]) -> List[ProductLine
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(f"{path}: product list not found")
+    data = path.read_bytes()
     try:
-        text = path.read_bytes().decode("utf-8-sig")
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        line = path.read_bytes()[:exc.start].count(b"\n") + 1
+        line = data[:exc.start].count(b"\n") + 1
         raise InputError(f"{path}:{line}: not UTF-8 text (byte {exc.start}: {exc.reason}); save the product list "
                          "as UTF-8") from None
     reader = csv.DictReader(io.StringIO(text, newline=""))

@@ -178,10 +178,8 @@ def photo_size(path: Path) -> Tuple[int, int]:
         raise PhotoError(path, "missing file")
     try:
         with Image.open(path, formats=_formats()) as img:
-            w, h = img.size
-            orientation = img.getexif().get(0x0112, 1)
+            return _upright(img.size, img)
     except UnidentifiedImageError:
         raise PhotoError(path, f"not an image detret reads (a {FORMATS_TEXT} photo is needed)") from None
     except Exception as exc:  # noqa: BLE001 -- as in decode_reduced: any parser failure is an unreadable header
         raise PhotoError(path, f"unreadable image header ({type(exc).__name__}: {exc})") from None
-    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)

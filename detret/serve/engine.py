@@ -71,24 +71,22 @@ class Garment:
 class SearchEngine:
     def __init__(self, root: Path, device="cpu", max_garments: int = MAX_GARMENTS) -> None:
         self.root, self.device, self.max_garments = Path(root), device, max_garments
-        self.catalogue = Catalogue.open(root)
-        # the database file this connection opened (Catalogue.open records it before connecting): a reindex
+        # Catalogue.open records which database file it opened (``db_inode``, read before connecting): a reindex
         # landing while the models load below is followed at the first search
-        self._db_inode = self.catalogue.db_inode
+        self.catalogue = Catalogue.open(root)
         self.models = BoundModels(self.catalogue.card, self.root, device)
         self._indexes: Dict[str, Tuple[int, object, int]] = {}  # category -> (generation, index, visible photos)
 
     def _follow_reindex(self) -> None:
         """After ``catalogue reindex`` (a new catalogue moved into place), open it, and its models if
         they changed: searches go on without a restart."""
-        inode = db_inode(self.root)
-        if inode == self._db_inode:
+        if db_inode(self.root) == self.catalogue.db_inode:
             return
         fresh = Catalogue.open(self.root)
         if fresh.card.identity != self.models.card.identity:
             self.models = BoundModels(fresh.card, self.root, self.device)
         self.catalogue.close()
-        self.catalogue, self._indexes, self._db_inode = fresh, {}, fresh.db_inode
+        self.catalogue, self._indexes = fresh, {}
 
     def warm_up(self) -> None:
         """One search of a blank photo, so that the first client does not pay for lazy initialisation

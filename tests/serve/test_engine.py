@@ -35,9 +35,9 @@ def test_a_reindex_during_start_up_is_followed_at_the_first_search(demo_catalogu
     monkeypatch.setattr(engine_module, "BoundModels", loading_while_reindexed)
     engine = SearchEngine(cat)
     monkeypatch.undo()
-    assert engine._db_inode != CatalogueLayout(cat).db.stat().st_ino   # it opened the file now replaced
+    assert engine.catalogue.db_inode != CatalogueLayout(cat).db.stat().st_ino   # it opened the file now replaced
     engine.run([Job(np.full((64, 64, 3), 255, np.uint8), engine.categories[0], None, 1)])
-    assert engine._db_inode == CatalogueLayout(cat).db.stat().st_ino   # followed
+    assert engine.catalogue.db_inode == CatalogueLayout(cat).db.stat().st_ino   # followed
     photos = engine.catalogue.conn.execute("SELECT COUNT(*) FROM photos").fetchone()[0]
     assert photos == _count(root) - gone
 

@@ -73,11 +73,10 @@ def test_peak_memory_under_concurrent_worst_case_uploads_is_bounded(bench_hostil
     root, _ = demo_catalogue
     photos = bench_hostile.hostile_photos()
     worst = [photos[k] for k in ("png16-40mp", "rgba-40mp", "tiff32-40mp")] * 4
-    port = bench_hostile.bench_service._free_port()
-    proc = bench_hostile.start_server(copy_catalogue(root, tmp_path / "cat"), port, [])
     statuses = []
-    try:
-        memory = bench_hostile.PeakMemory(proc.pid)
+    with bench_hostile.serving(copy_catalogue(root, tmp_path / "cat"), []) as server:
+        port = server.port
+        memory = bench_hostile.PeakMemory(server.proc.pid)
         for _ in range(2):
             def send(name, data):
                 with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as http:
@@ -89,8 +88,6 @@ def test_peak_memory_under_concurrent_worst_case_uploads_is_bounded(bench_hostil
             for t in threads:
                 t.join()
         peak = memory.stop()
-    finally:
-        bench_hostile.stop_server(proc)
     assert set(statuses) <= {200, 503} and statuses.count(200) >= len(worst), statuses
     assert peak["peak_above_warm_up_mib"] < PEAK_MEMORY_BOUND_MIB, peak
 
@@ -98,9 +95,8 @@ def test_peak_memory_under_concurrent_worst_case_uploads_is_bounded(bench_hostil
 def test_connections_at_once_are_bounded(bench_hostile, demo_catalogue, tmp_path):
     """`--max-connections N`: with N connections open, the next client's request is answered 503 at once."""
     root, _ = demo_catalogue
-    port = bench_hostile.bench_service._free_port()
-    proc = bench_hostile.start_server(copy_catalogue(root, tmp_path / "cat"), port, ["--max-connections", "3"])
-    try:
+    with bench_hostile.serving(copy_catalogue(root, tmp_path / "cat"), ["--max-connections", "3"]) as server:
+        port = server.port
         held = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
         status, _ = bench_hostile._raw(port, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         assert status == 503
@@ -109,5 +105,3 @@ def test_connections_at_once_are_bounded(bench_hostile, demo_catalogue, tmp_path
         deadline = time.monotonic() + 60
         while bench_hostile._raw(port, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")[0] != 200:
             assert time.monotonic() < deadline, "the server did not take connections again"
-    finally:
-        bench_hostile.stop_server(proc)
