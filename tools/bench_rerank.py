@@ -45,11 +45,11 @@ def _run_method(method: str, scale: float, dim: int, results) -> None:
 def bench_rerank(args) -> Dict:
     from benchmark import S2S_GALLERY
 
-    from detret.search.rerank import METHODS
+    from detret.search.rerank import RERANKERS
 
     context = multiprocessing.get_context("spawn")  # a fresh interpreter per method: its own peak memory
     out = {}
-    for method in METHODS:
+    for method in RERANKERS.names():
         queue = context.Queue()
         child = context.Process(target=_run_method, args=(method, args.scale, args.dim, queue))
         child.start()

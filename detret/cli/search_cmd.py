@@ -1,9 +1,11 @@
 """`detret search`."""
 from __future__ import annotations
 
+from typing import Optional
+
 import typer
 
-from ..config.choices import Protocol, RerankMethod
+from ..config.choices import Protocol
 from .context import rerun_command, state
 
 
@@ -15,9 +17,9 @@ def search(
     gpu: bool = typer.Option(True, "--gpu/--no-gpu", help="Search on the GPUs FAISS sees, if any."),
     protocol: Protocol = typer.Option(Protocol.CATEGORY, help="category: one index per category (the paper's); "
                                       "all: one index of every shop photo (search-<name>@all)."),
-    rerank: RerankMethod = typer.Option(RerankMethod.NONE, help="Re-rank the exact scores: aqe (alpha query "
-                                        "expansion), dba (alpha database-side augmentation), diffusion (Iscen et al.; "
-                                        "truncated as Ibrahim et al.). Writes search-<name>+<method>."),
+    rerank: Optional[str] = typer.Option(None, metavar="METHOD", help="Re-rank the exact scores with a registered "
+                                         "re-ranking (`detret blocks`): alpha query expansion, alpha database-side "
+                                         "augmentation, diffusion, ... Writes search-<name>+<method>."),
     alpha: float = typer.Option(3.0, min=0, help="aqe, dba: the weights' exponent alpha."),
     rerank_k: int = typer.Option(10, "--rerank-k", min=1, help="aqe, dba: neighbours averaged."),
     truncation: int = typer.Option(1000, min=1, help="diffusion: photos re-ranked per query."),
@@ -30,14 +32,14 @@ def search(
     Writes <run_dir>/search-<name>/: topk_rows.npy, topk_scores.npy, rankings.jsonl, indexes/.
     A re-ranked search is a run of its own for detret eval: `detret eval <name> <name>+aqe`.
     """
-    from ..search.rerank import Rerank
+    from ..search.rerank import PLAIN, Rerank
     from ..search.stage import run_search
 
     pcfg = state(ctx).pipeline_config()
-    settings = Rerank(method=rerank.value, alpha=alpha, k=rerank_k, truncation=truncation, kd=kd, kq=kq)
+    settings = Rerank(method=rerank or PLAIN, alpha=alpha, k=rerank_k, truncation=truncation, kd=kd, kq=kq)
     summary = run_search(pcfg, name, k=k, factory=index, use_gpu=gpu, protocol=protocol.value, rerank=settings,
                          force=force, command=rerun_command(ctx))
-    how = summary["factory"] if settings.method == "none" else f"exact scores re-ranked by {settings.method}"
+    how = summary["factory"] if settings.method == PLAIN else f"exact scores re-ranked by {settings.method}"
     folder = summary.get('folder', f"search-{summary['name']}")  # searched before protocols existed
     typer.echo(f"{folder}: top {summary['k']} of {summary['gallery']} gallery photos for "
                f"{summary['queries']} queries ({how})")

@@ -5,18 +5,17 @@ from typing import Optional
 
 import typer
 
-from ..config.choices import Loss, ShopCrops
+from ..config.choices import ShopCrops
 from .context import rerun_command, state
 from .parallel_options import dist_url_option, machine_rank_option, num_gpus_option, num_machines_option
 
 
 def train_retrieval(
     ctx: typer.Context,
-    loss: Loss = typer.Option(..., "--loss", help="triplet (eq. 2), ap (eq. 3-4, listwise), hardest (Morelli et "
-                                                   "al. 2021: cosine, the batch's most violating negative), or "
-                                                   "Ibrahim et al.'s npair, lifted, angular, batch-hard "
-                                                   "(pytorch-metric-learning; best with "
-                                                   "--set retrieval.train.sampler=pk)."),
+    loss: str = typer.Option(..., "--loss", help="A registered loss (`detret blocks`): the paper's triplet (eq. 2) "
+                                                  "and AP (eq. 3-4) losses, Morelli et al.'s hardest negative, "
+                                                  "Ibrahim et al.'s four (best with --set retrieval.train.sampler=pk), "
+                                                  "or one a module in the config's imports registers."),
     shop_crops: ShopCrops = typer.Option(ShopCrops.DETECTED, "--shop-crops",
                                          help="detected: the detect-shop crops (DB C); full: whole photos (DB F)."),
     name: Optional[str] = typer.Option(None, help="Run name (default: tri-crops, tri-full, ap-crops, ap-full)."),
@@ -40,7 +39,7 @@ def train_retrieval(
 
     extra = [f"retrieval.train.epochs={epochs}"] if epochs else []
     pcfg = state(ctx).pipeline_config(extra)
-    summary = run_train_retrieval(pcfg, loss.value, shop_crops.value, name=name, force=force, resume=resume,
+    summary = run_train_retrieval(pcfg, loss, shop_crops.value, name=name, force=force, resume=resume,
                                   command=rerun_command(ctx), num_gpus=num_gpus, num_machines=num_machines,
                                   machine_rank=machine_rank, dist_url=dist_url)
     if "machine_rank" in summary:

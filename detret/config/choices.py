@@ -1,4 +1,7 @@
-"""Every choice-valued setting of detret, as one ``StrEnum`` each.
+"""Every fixed-choice setting of detret, as one ``StrEnum`` each.
+
+The building blocks a user may add to (poolings, losses, samplers, re-rankings) are registries instead
+(:mod:`detret.registry`), checked where they are read.
 
 The pipeline config checks its choice keys against these when it is read
 (:data:`detret.config.pipeline.CHOICE_KEYS`), and the command line declares its choice
@@ -27,15 +30,6 @@ class Resize(StrEnum):
     SQUARE = "square"
 
 
-class Pooling(StrEnum):
-    """Global pooling of the retrieval network (``detret.retrieval.pooling``): the paper's GeM, MAC
-    (Gajic & Baldrich), SPoC and R-MAC (Morelli et al.)."""
-    GEM = "gem"
-    MAC = "mac"
-    SPOC = "spoc"
-    RMAC = "rmac"
-
-
 class Optimizer(StrEnum):
     ADAM = "adam"
     SGD = "sgd"
@@ -53,26 +47,6 @@ class Architecture(StrEnum):
     RESNET101 = "resnet101"
     RESNEXT50_32X4D = "resnext50_32x4d"
     RESNEXT101_32X8D = "resnext101_32x8d"
-
-
-class Loss(StrEnum):
-    """Training loss: the triplet loss (eq. 2), the listwise AP loss (eq. 3-4), Morelli et al.'s
-    hardest-negative triplet (cosine similarity, the most violating negative of the batch), or
-    Ibrahim et al.'s four pytorch-metric-learning losses (``detret.retrieval.metric_losses``)."""
-    TRIPLET = "triplet"
-    AP = "ap"
-    HARDEST = "hardest"
-    NPAIR = "npair"
-    LIFTED = "lifted"
-    ANGULAR = "angular"
-    BATCH_HARD = "batch-hard"
-
-
-class Sampler(StrEnum):
-    """Training batches: street queries each with a shop crop of its product, or P products x K
-    photos of both domains (``detret.retrieval.batch``; for the metric-learning losses)."""
-    PAIRS = "pairs"
-    PK = "pk"
 
 
 class DemoSystems(StrEnum):
@@ -93,15 +67,6 @@ class Protocol(StrEnum):
     Table 1) or all of them (Morelli et al.'s Recall@K)."""
     CATEGORY = "category"
     ALL = "all"
-
-
-class RerankMethod(StrEnum):
-    """Re-ranking of a search (``detret.search.rerank``): none, alpha query expansion, alpha database-side
-    augmentation, diffusion."""
-    NONE = "none"
-    AQE = "aqe"
-    DBA = "dba"
-    DIFFUSION = "diffusion"
 
 
 class ShopCrops(StrEnum):

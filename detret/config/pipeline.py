@@ -30,6 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from ..errors import InputError
+from ..registry import import_blocks
 from .choices import (
     DEVICE_PATTERN,
     DEVICES,
@@ -37,9 +38,7 @@ from .choices import (
     Architecture,
     Negatives,
     Optimizer,
-    Pooling,
     Resize,
-    Sampler,
     Streams,
     check_choice,
 )
@@ -112,7 +111,7 @@ class RetrievalTrainConfig:
     backbone_weights: Optional[str] = None
     image_size: int = 224            # pixels of the longer side (the paper: 800)
     resize: str = "longest"          # longest | square
-    pooling: str = "gem"             # gem (the paper) | mac | spoc | rmac (the other seed systems)
+    pooling: str = "gem"             # a registered pooling (`detret blocks`): gem, the paper's; mac, spoc, rmac
     # Optimisation.
     epochs: int = 10
     batch_size: int = 16             # queries per step
@@ -130,7 +129,7 @@ class RetrievalTrainConfig:
     # AP loss (eq. 3-4).
     ap_bins: int = 25
     ap_negatives: int = 4            # mined negatives added per query to the batch's items
-    # Batches: pairs (queries, each with a shop crop) | pk (P products x K photos, both domains).
+    # Batches, a registered sampler: pairs (queries, each with a shop crop) | pk (P products x K photos).
     sampler: str = "pairs"
     pk_products: int = 10            # P (Ibrahim et al.: 10 for lifted and batch-hard, 30 for N-pair, angular)
     pk_photos: int = 6               # K (6, or 2 for N-pair and angular)
@@ -154,6 +153,9 @@ class RetrievalConfig:
 
 @dataclass
 class PipelineConfig:
+    # Modules imported when the config is read, each registering its building blocks (detret.registry):
+    # poolings, losses, samplers, re-rankings of another package, named like any built-in one.
+    imports: List[str] = field(default_factory=list)
     # Every stage writes into <run_dir>/<stage>/.
     run_dir: str = "runs/default"
     # torch device string: "cpu", "cuda", "cuda:1", or "auto" (CUDA when present).
@@ -167,10 +169,8 @@ class PipelineConfig:
 # Keys whose value is one of a fixed set, checked when the config is read.
 CHOICE_KEYS = {
     "retrieval.train.resize": Resize,
-    "retrieval.train.pooling": Pooling,
     "retrieval.train.optimizer": Optimizer,
     "retrieval.train.negatives": Negatives,
-    "retrieval.train.sampler": Sampler,
     "retrieval.train.streams": Streams,
 }
 
@@ -299,6 +299,7 @@ def load_pipeline_config(
             raise _explain(exc, "command line") from exc
     _resolve_paths(cfg, cwd)  # defaults that are still relative
     check_choices(cfg, source=str(path) if path is not None else "defaults")
+    import_blocks(list(cfg.imports), source=str(path) if path is not None else "the command line")
     OmegaConf.set_readonly(cfg, True)
     return cfg
 

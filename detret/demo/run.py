@@ -39,15 +39,15 @@ from ..runs.layout import (
     RERANKED,
     TABLE_ORDER,
     RunLayout,
-    split_reranked,
 )
 from ..runs.stage import StaleArtifactError, stage_status
+from ..search.rerank import PLAIN, RERANKERS, split_reranked
 from .profiles import PROFILES, DemoProfile
 from .steps import Step
 
 TABLE_RUNS = TABLE_ORDER  # the runs of Table 1, in its column order
 RERANK_BASE = "Crops"    # the paper's best run, re-ranked three ways: three more columns of the demo's Table 1
-RERANKED_RUNS = tuple(f"{RERANK_BASE}{RERANKED}{m}" for m in ("aqe", "dba", "diffusion"))
+RERANKED_RUNS = tuple(f"{RERANK_BASE}{RERANKED}{m}" for m in RERANKERS.names() if m != PLAIN)
 EVALUATED_RUNS = TABLE_RUNS + RERANKED_RUNS
 # DeepFashion2-format view of the synthetic test products: run name -> the models it concatenates
 DF2_RUNS = {"tri-crops": ("tri-crops",), "ap-crops": ("ap-crops",), "Crops": PAPER_ENSEMBLES["Crops"]}

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
-from ..runs.layout import split_reranked
+from ..search.rerank import split_reranked
 from .tables import markdown_table, with_interval
 
 METRIC = "Acc@20"

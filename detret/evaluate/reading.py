@@ -21,7 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Tuple
 
-from ..runs.layout import PAPER_ENSEMBLES, PAPER_MODELS, TABLE_ORDER, default_model_name, split_reranked
+from ..runs.layout import PAPER_ENSEMBLES, PAPER_MODELS, TABLE_ORDER, default_model_name
+from ..search.rerank import split_reranked
 from .bootstrap import DEFAULT_RESAMPLES
 from .paired import Comparison, compare
 

@@ -25,9 +25,9 @@ from ..data.synth.generate import is_synthetic
 from ..embed.artifact import read_descriptors, read_skipped
 from ..errors import InputError
 from ..runs.atomic import atomic_write_json, atomic_write_text
-from ..runs.layout import METRICS_FILE, PER_QUERY_FILE, RunLayout, split_reranked
+from ..runs.layout import METRICS_FILE, PER_QUERY_FILE, RunLayout
 from ..runs.stage import SUMMARY_NAME, Stage, require_fresh
-from ..search.rerank import Rerank, scorer
+from ..search.rerank import Rerank, reranked_runs, scorer, split_reranked
 from .acc_curve import plot_acc_curve
 from .bootstrap import DEFAULT_RESAMPLES
 from .protocol import DEFAULT_KS, category_ranks, metrics_from_ranks, per_query_values
@@ -98,7 +98,7 @@ def evaluate_run(layout: RunLayout, name: str, ks: Sequence[int], bootstrap: int
 
 def default_runs(layout: RunLayout, protocol: str) -> List[str]:
     """Every descriptor run, then every re-ranked run searched under ``protocol``."""
-    return layout.descriptor_runs() + layout.reranked_runs(protocol)
+    return layout.descriptor_runs() + reranked_runs(layout, protocol)
 
 
 def run_eval(pcfg: DictConfig, names: Sequence[str], *, ks: Sequence[int] = DEFAULT_KS, out_name: str = "",

@@ -33,7 +33,8 @@ from ..detect.crops import Crop, Detection, given_box_crop, select_crop
 from ..embed.artifact import read_descriptors
 from ..embed.describer import Describer, spec_of_embed_run
 from ..errors import InputError
-from ..runs.layout import METRICS_FILE, RunLayout, split_reranked
+from ..runs.layout import METRICS_FILE, RunLayout
+from ..search.rerank import split_reranked
 from ..runs.stage import require_fresh, stage_status
 from ..utils.device import resolve_device
 

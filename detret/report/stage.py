@@ -36,7 +36,8 @@ from ..evaluate.reading import PAPER_MEANS, read_table, table_order
 from ..evaluate.stage import ensemble_runs, read_per_query
 from ..evaluate.tables import counts_rows, table_rows
 from ..runs.atomic import atomic_write_text
-from ..runs.layout import METRICS_FILE, PER_QUERY_FILE, RunLayout, split_reranked
+from ..runs.layout import METRICS_FILE, PER_QUERY_FILE, RunLayout
+from ..search.rerank import split_reranked
 from ..runs.manifest import package_versions, read_manifest
 from ..runs.stage import SUMMARY_NAME, Stage, require_fresh, stage_status
 from ..search.stage import RANKINGS_FILE

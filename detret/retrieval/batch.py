@@ -6,7 +6,10 @@ A batch is drawn in two ways (``retrieval.train.sampler``):
   with one shop crop of its product; the triplet loss adds a mined negative per query, the AP loss
   the batch's shop crops and mined negatives per query;
 - ``pk`` (Ibrahim et al.): P training products x K photos each, street and shop photos alike, for the
-  label-based losses of :mod:`detret.retrieval.metric_losses`.
+  losses of labelled photos (:class:`detret.retrieval.objective.Rows` ``PHOTOS``).
+
+What a row of the batch holds is the loss's :class:`~detret.retrieval.objective.Rows`, read from its
+registration (:data:`detret.retrieval.objective.LOSSES`), never from its name.
 
 Every draw is a function of (seed, epoch, item) alone, so each process of a data-parallel group draws
 the same batch. Then :func:`assemble` drops what cannot be read (the same set in every process: the
@@ -22,9 +25,10 @@ from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 import numpy as np
 import torch
 
-from .data import CropItem, Product, TrainingSet
-from .losses import ap_loss, hardest_cosine_triplet_loss, hardest_negative_triplet_loss, triplet_loss
-from .metric_losses import PML_LOSSES, build_metric_loss
+from .data import CropItem, Product, TrainingSet, batches
+from ..errors import InputError
+from ..registry import Registry
+from .objective import LOSSES, LossBatch, Rows
 
 Key = Tuple[str, int]  # ("street", index into TrainingSet.train_queries) or ("shop", index into TrainingSet.shop)
 LossFn = Callable[[torch.Tensor], torch.Tensor]
@@ -69,23 +73,24 @@ class Draw:
 
 def draw_pairs(tset: TrainingSet, queries: Sequence[int], loss: str, tcfg, mined: Optional[List[np.ndarray]],
                epoch: int) -> Draw:
-    """The batch of the training queries `queries`, each with a positive (and negatives, by the loss)."""
+    """The batch of the training queries `queries`, each with a positive (and negatives, by the loss's rows)."""
+    kind = LOSSES.get(loss).rows(tcfg)
     rows, products, items = [], [], []
     for i in queries:
         rq = item_rng(tcfg.seed, epoch, QUERY_SAMPLING, i)
         q = tset.train_queries[i]
         pos = ("shop", int(rq.choice(tset.shop_by_product[q.product])))
-        if loss == "triplet" and tcfg.negatives == "offline":
+        if kind == Rows.TRIPLETS:
             pool = mined[i] if len(mined[i]) else np.array(
                 [j for j, s in enumerate(tset.shop) if not s.shows(q.product)])
             rows.append((("street", int(i)), pos, ("shop", int(rq.choice(pool)))))
-        elif loss == "ap":
+        elif kind == Rows.RANKING:
             rows.append((("street", int(i)),))
             pool = mined[i]
             items.append(pos)
             items.extend(("shop", int(j)) for j in rq.choice(pool, size=min(tcfg.ap_negatives, len(pool)),
                                                                replace=False))
-        elif loss in PML_LOSSES:  # the pair as two labelled photos
+        elif kind == Rows.PHOTOS:  # the pair as two labelled photos
             rows.extend([(("street", int(i)),), (pos,)])
             products.append(q.product)
         else:
@@ -126,6 +131,40 @@ def pk_batches(products: Dict[Product, List[Key]], p: int, k: int, loss: str, se
     return draws
 
 
+@dataclass(frozen=True)
+class SamplerEntry:
+    """A way to draw an epoch's batches: ``draws(tset, loss, tcfg, mined, epoch, rng) -> [Draw]`` (``mined``:
+    each training query's mined negatives when the loss's rows need them, else None); ``rows``: the
+    loss rows it can draw; ``check(tcfg)`` raises InputError for settings it cannot draw with."""
+    name: str
+    draws: Callable[..., List[Draw]]
+    rows: Tuple[Rows, ...]
+    summary: str
+    check: Callable[[object], None] = lambda tcfg: None
+
+
+def _pair_draws(tset: TrainingSet, loss: str, tcfg, mined, epoch: int, rng: np.random.Generator) -> List[Draw]:
+    return [draw_pairs(tset, batch, loss, tcfg, mined, epoch)
+            for batch in batches(len(tset.train_queries), tcfg.batch_size, rng)]
+
+
+def _check_pk(tcfg) -> None:
+    if tcfg.pk_products < 2 or tcfg.pk_photos < 2:
+        raise InputError(f"retrieval.train.pk_products and pk_photos must be at least 2 (a batch needs negatives "
+                         f"and positives), got {tcfg.pk_products} x {tcfg.pk_photos}")
+
+
+def _pk_draws(tset: TrainingSet, loss: str, tcfg, mined, epoch: int, rng: np.random.Generator) -> List[Draw]:
+    return pk_batches(pk_products(tset), tcfg.pk_products, tcfg.pk_photos, loss, tcfg.seed, epoch)
+
+
+SAMPLERS: Registry[SamplerEntry] = Registry("sampler")
+SAMPLERS.register(SamplerEntry("pairs", _pair_draws, tuple(Rows),
+                               "street queries in seeded batches, each with a shop photo of its product"))
+SAMPLERS.register(SamplerEntry("pk", _pk_draws, (Rows.PHOTOS,),
+                               "P products x K photos of both domains (Ibrahim et al.)", _check_pk))
+
+
 def _label_ids(products: Sequence[Product], device) -> torch.Tensor:
     ids = {p: n for n, p in enumerate(sorted(set(products)))}
     return torch.tensor([ids[p] for p in products], dtype=torch.long, device=device)
@@ -134,32 +173,23 @@ def _label_ids(products: Sequence[Product], device) -> torch.Tensor:
 def assemble(draw: Draw, readable: Set[Key], tset: TrainingSet, tcfg, device) -> Tuple[List[Key], Optional[LossFn]]:
     """(the images of the batch's usable rows, the loss of their descriptors) - rows with an unreadable
     image are dropped; the loss is None when nothing is left to learn from."""
+    entry = LOSSES.get(draw.loss)
     keep = [n for n, row in enumerate(draw.rows) if all(k in readable for k in row)]
     rows = [draw.rows[n] for n in keep]
     products = [draw.products[n] for n in keep]
     items = [k for k in draw.items if k in readable]
     keys = sorted({k for row in rows for k in row} | set(items))
-    at = {k: n for n, k in enumerate(keys)}
-
-    def column(c: int) -> torch.Tensor:
-        return torch.tensor([at[row[c]] for row in rows], dtype=torch.long, device=device)
-
-    if draw.loss == "ap":
-        if not rows or not items:
-            return keys, None
-        q, it = column(0), torch.tensor([at[k] for k in items], dtype=torch.long, device=device)
-        labels = torch.tensor([[float(tset.shop[j].shows(p)) for _, j in items] for p in products],
-                              device=device).reshape(len(rows), len(items))
-        return keys, lambda d: ap_loss(d[q] @ d[it].T, labels, nq=tcfg.ap_bins)[0]
-    if not rows:
+    if not rows or (entry.rows(tcfg) == Rows.RANKING and not items):
         return keys, None
-    if draw.loss in PML_LOSSES:
-        photo, labels, metric = column(0), _label_ids(products, device), build_metric_loss(draw.loss)
-        return keys, lambda d: metric(d[photo], labels)
-    if len(rows[0]) == 3:
-        q, p, n = column(0), column(1), column(2)
-        return keys, lambda d: triplet_loss(d[q], d[p], d[n], tcfg.margin)
-    q, p, labels = column(0), column(1), _label_ids(products, device)
-    if draw.loss == "hardest":
-        return keys, lambda d: hardest_cosine_triplet_loss(d[q], d[p], labels, tcfg.margin)
-    return keys, lambda d: hardest_negative_triplet_loss(d[q], d[p], labels, tcfg.margin)
+    at = {k: n for n, k in enumerate(keys)}
+    relevance = None
+    if items:
+        relevance = torch.tensor([[float(tset.shop[j].shows(p)) for _, j in items] for p in products],
+                                 device=device).reshape(len(rows), len(items))
+    batch = LossBatch(columns=torch.tensor([[at[k] for k in row] for row in rows], dtype=torch.long, device=device),
+                      labels=_label_ids(products, device),
+                      street=torch.tensor([domain == "street" for domain, _ in keys], device=device),
+                      items=torch.tensor([at[k] for k in items], dtype=torch.long, device=device) if items else None,
+                      relevance=relevance)
+    loss = entry.build(tcfg)
+    return keys, lambda d: loss(d, batch)

@@ -39,6 +39,7 @@ from torch import nn
 from ..errors import InputError
 from ..runs.atomic import atomic_path, atomic_write_json
 from .model import DOMAINS, RetrievalNet, load_checkpoint
+from .pooling import POOLINGS
 
 EXPORT_FORMAT = "detret.export/1"
 FORMATS = {"onnx": ".onnx", "torchscript": ".ts"}
@@ -57,7 +58,7 @@ class OneStream(nn.Module):
 
 def fixed_size(model: RetrievalNet) -> bool:
     """Whether the exported graph holds only for the example's size (R-MAC's region grid)."""
-    return model.meta.get("pooling") == "rmac"
+    return POOLINGS.get(model.meta.get("pooling"), "pooling of the checkpoint").fixed_size
 
 
 def _example(model: RetrievalNet) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """The metric-learning losses of Ibrahim et al. 2020, taken from pytorch-metric-learning (PML).
 
-Each loss is a function of a batch's descriptors [B, D] and their product labels [B] (any photos of
+Each loss (registered in :mod:`detret.retrieval.objective`) is a function of a batch's descriptors [B, D] and their product labels [B] (any photos of
 any products, street and shop alike: every photo is an anchor, so anchors come from both domains, as
 the paper trains). The losses only see descriptors, so they run under multistage back-propagation
 (:mod:`detret.retrieval.multistage`) like the paper's own losses.
@@ -28,26 +28,33 @@ from typing import Callable, Dict
 
 import torch
 
-PML_LOSSES = ("npair", "lifted", "angular", "batch-hard")
-
 # P x K of the paper (Section 4) for each loss: products per batch, photos per product.
 PAPER_PK: Dict[str, tuple] = {"npair": (30, 2), "angular": (30, 2), "lifted": (10, 6), "batch-hard": (10, 6)}
 
-MetricLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+MetricLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (descriptors [B, D], labels [B]) -> scalar
 
 
-def build_metric_loss(name: str) -> MetricLoss:
-    """The loss ``name`` (one of :data:`PML_LOSSES`) as ``f(descriptors [B, D], labels [B]) -> scalar``."""
+def npair_loss() -> MetricLoss:
+    from pytorch_metric_learning import losses
+
+    return losses.NPairsLoss()
+
+
+def lifted_loss() -> MetricLoss:
+    from pytorch_metric_learning import losses
+
+    return losses.LiftedStructureLoss(neg_margin=1.0, pos_margin=0.0)
+
+
+def angular_loss() -> MetricLoss:
+    from pytorch_metric_learning import losses
+
+    return losses.AngularLoss(alpha=45)
+
+
+def batch_hard_loss() -> MetricLoss:
     from pytorch_metric_learning import losses, miners
 
-    if name == "npair":
-        return losses.NPairsLoss()
-    if name == "lifted":
-        return losses.LiftedStructureLoss(neg_margin=1.0, pos_margin=0.0)
-    if name == "angular":
-        return losses.AngularLoss(alpha=45)
-    if name == "batch-hard":
-        miner = miners.BatchHardMiner()
-        loss = losses.TripletMarginLoss(margin=0.0, smooth_loss=True)
-        return lambda d, labels: loss(d, labels, miner(d, labels))
-    raise ValueError(f"not a metric-learning loss: {name!r} (one of {', '.join(PML_LOSSES)})")
+    miner = miners.BatchHardMiner()
+    loss = losses.TripletMarginLoss(margin=0.0, smooth_loss=True)
+    return lambda d, labels: loss(d, labels, miner(d, labels))

@@ -150,8 +150,7 @@ def build_retrieval_net(
     attributes: Optional[Dict[str, Sequence[str]]] = None,
 ) -> RetrievalNet:
     """A network as ``retrieval.train`` describes it; `attributes`: attribute -> its values (one head each)."""
-    if pooling not in POOLINGS:
-        raise InputError(f"pooling {pooling!r} is not one of {', '.join(POOLINGS)}")
+    POOLINGS.get(pooling)
     if streams not in STREAMS:
         raise InputError(f"streams {streams!r} is not one of {', '.join(STREAMS)}")
     if resize not in ("longest", "square"):

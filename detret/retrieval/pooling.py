@@ -11,17 +11,22 @@
   The final L2 comes after, in the network. The per-region PCA whitening of the original is left out:
   the network's learnt FC layer whitens the sum, as for the other poolings.
 
-Each is a pure function beside a thin module, so it can be checked against a hand computation.
+Each is a pure function beside a thin module, so it can be checked against a hand computation, and
+each is an entry of :data:`POOLINGS` (``retrieval.train.pooling`` names one): the contract of a pooling
+is a module [N, C, H, W] -> [N, C] built from the network's initial GeM exponent (which the others ignore).
 """
 from __future__ import annotations
 
 import math
-from typing import List, Tuple
+from dataclasses import dataclass
+from typing import Callable, List, Tuple
 
 import torch
 from torch import nn
 
-POOLINGS = ("gem", "mac", "spoc", "rmac")
+from ..errors import InputError
+from ..registry import Registry
+
 RMAC_OVERLAP = 0.4
 RMAC_STEPS = (2, 3, 4, 5, 6, 7)  # candidate numbers of regions along the long side (cirtorch)
 
@@ -114,14 +119,24 @@ class RMAC(nn.Module):
         return f"levels={self.levels}"
 
 
+@dataclass(frozen=True)
+class PoolingEntry:
+    """A pooling: ``build(gem_p) -> module [N, C, H, W] -> [N, C]``. ``fixed_size``: its exported graph
+    holds only for the example's input size (R-MAC's region grid depends on H and W)."""
+    name: str
+    build: Callable[[float], nn.Module]
+    summary: str
+    fixed_size: bool = False
+
+
+POOLINGS: Registry[PoolingEntry] = Registry("pooling")
+POOLINGS.register(PoolingEntry("gem", lambda gem_p: GeM(p=gem_p), "GeM, p learnt (Kucer & Murray, the paper)"))
+POOLINGS.register(PoolingEntry("mac", lambda gem_p: MAC(), "MAC, the maximum (Gajic & Baldrich)"))
+POOLINGS.register(PoolingEntry("spoc", lambda gem_p: SPoC(), "SPoC, the mean"))
+POOLINGS.register(PoolingEntry("rmac", lambda gem_p: RMAC(), "R-MAC, regional maxima (Morelli et al.)",
+                               fixed_size=True))
+
+
 def build_pooling(name: str, gem_p: float = 3.0) -> nn.Module:
     """The pooling module of a checkpoint's ``meta["pooling"]``."""
-    if name == "gem":
-        return GeM(p=gem_p)
-    if name == "mac":
-        return MAC()
-    if name == "spoc":
-        return SPoC()
-    if name == "rmac":
-        return RMAC()
-    raise ValueError(f"pooling {name!r} is not one of {', '.join(POOLINGS)}")
+    return POOLINGS.get(name, error=InputError).build(gem_p)

@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from ..config.choices import Loss, Negatives, Optimizer, Pooling, Sampler, ShopCrops, Streams, check_choice
+from ..config.choices import Negatives, Optimizer, ShopCrops, Streams, check_choice
 from ..data.attributes import ProductAttributes, attributes_path, load_attributes
 from ..data.images import PhotoError
 from ..data.street2shop import load_street2shop
@@ -54,9 +54,8 @@ from ..runs.stage import SUMMARY_NAME, Stage, require_fresh
 from ..utils.device import DataParallel, resolve_device
 from ..utils.progress import progress
 from .attribute_heads import attribute_training
-from .batch import Draw, assemble, augment_rng, crop_item, draw_pairs, pk_batches, pk_products
-from .data import CropItem, CropReader, TrainingSet, batches, build_training_set, load_shop_boxes
-from .metric_losses import PML_LOSSES
+from .batch import SAMPLERS, Draw, assemble, augment_rng, crop_item
+from .data import CropItem, CropReader, TrainingSet, build_training_set, load_shop_boxes
 from .metrics import full_gallery_ap
 from .model import (
     RetrievalNet,
@@ -68,7 +67,8 @@ from .model import (
     set_batchnorm_eval,
 )
 from .multistage import Share, embed_images, multistage_backward
-from .pooling import GeM
+from .objective import LOSSES
+from .pooling import POOLINGS, GeM
 
 logger = logging.getLogger(__name__)
 
@@ -259,15 +259,16 @@ def _check_streams(pcfg: DictConfig) -> None:
         load_attributes(attributes_path(Path(pcfg.data.street2shop.root)))  # a missing or bad file fails now
 
 
-def _check_sampler(loss: str, tcfg) -> None:
-    """P x K batches carry product labels, not query-positive pairs: only the label-based losses use them."""
-    sampler = check_choice(tcfg.sampler, Sampler, "retrieval.train.sampler")
-    if sampler == Sampler.PK and loss not in PML_LOSSES:
-        raise InputError(f"retrieval.train.sampler=pk is for the losses {', '.join(PML_LOSSES)}; --loss {loss} "
-                         f"trains on query-positive pairs (sampler: pairs)")
-    if sampler == Sampler.PK and (tcfg.pk_products < 2 or tcfg.pk_photos < 2):
-        raise InputError(f"retrieval.train.pk_products and pk_photos must be at least 2 (a batch needs negatives "
-                         f"and positives), got {tcfg.pk_products} x {tcfg.pk_photos}")
+def _check_blocks(loss: str, tcfg) -> None:
+    """The loss, the pooling and the sampler are registered, and the sampler draws the loss's rows."""
+    rows = LOSSES.get(loss, "--loss").rows(tcfg)
+    POOLINGS.get(tcfg.pooling, "retrieval.train.pooling")
+    sampler = SAMPLERS.get(tcfg.sampler, "retrieval.train.sampler")
+    if rows not in sampler.rows:
+        takes = [e.name for e in LOSSES if e.rows(tcfg) in sampler.rows]
+        raise InputError(f"retrieval.train.sampler={sampler.name} is for the losses {', '.join(takes)}; --loss {loss} "
+                         f"trains on {rows.value} rows (sampler: pairs)")
+    sampler.check(tcfg)
 
 
 def _check_resumable(out: Path) -> None:
@@ -281,10 +282,9 @@ def run_train_retrieval(pcfg: DictConfig, loss: str, shop_crops: str, *, name: O
                         num_machines: int = 1, machine_rank: int = 0, dist_url: str = "auto") -> Dict:
     """The train-retrieval stage; data-parallel over `num_gpus` processes x `num_machines` when > 1
     (Detectron2's ``launch``: NCCL on GPUs, gloo on CPUs)."""
-    check_choice(loss, Loss, "loss")
     check_choice(shop_crops, ShopCrops, "shop crops")
     check_choice(pcfg.retrieval.train.negatives, Negatives, "retrieval.train.negatives")
-    _check_sampler(loss, pcfg.retrieval.train)
+    _check_blocks(loss, pcfg.retrieval.train)
     _check_streams(pcfg)
     if not pcfg.data.street2shop.root:
         raise InputError("data.street2shop.root is not set in the pipeline config")
@@ -359,7 +359,7 @@ def _setup(pcfg_yaml: str, loss: str, shop_crops: str, name: str) -> TrainRun:
     model = build_retrieval_net(tcfg.architecture, tcfg.dim, pretrained=tcfg.pretrained,
                                 backbone_weights=tcfg.backbone_weights, image_size=tcfg.image_size, resize=tcfg.resize,
                                 training={**training_config(loss, shop_crops, tcfg), "name": name},
-                                pooling=check_choice(tcfg.pooling, Pooling, "retrieval.train.pooling"),
+                                pooling=tcfg.pooling,
                                 streams=tcfg.streams, attributes=attributes.values if attributes else None)
     if tcfg.init_from:
         initialise_from(model, layout.retrieval_checkpoint(tcfg.init_from, "retrieval.train.init_from"))
@@ -415,18 +415,14 @@ def _start(run: TrainRun) -> None:
 
 
 def _draws(run: TrainRun, rng: np.random.Generator, epoch: int) -> List[Draw]:
-    """The epoch's batches: P x K, or the training queries in seeded batches (after mining the
-    negatives of the triplet loss with offline negatives and of the AP loss)."""
-    tcfg = run.tcfg
-    if tcfg.sampler == Sampler.PK:
-        return pk_batches(pk_products(run.tset), tcfg.pk_products, tcfg.pk_photos, run.loss, tcfg.seed, epoch)
+    """The epoch's batches, from the sampler, after mining each query's hard negatives when the loss's rows
+    need them (the triplet loss with offline negatives, the AP loss)."""
     mined = None
-    if run.loss == "ap" or (run.loss == "triplet" and tcfg.negatives == "offline"):
-        mined = mine_negatives(run.model, run.tset, run.reader, run.device, tcfg.chunk_size, tcfg.mine_k)
+    if LOSSES.get(run.loss).rows(run.tcfg).mined:
+        mined = mine_negatives(run.model, run.tset, run.reader, run.device, run.tcfg.chunk_size, run.tcfg.mine_k)
         run.model.train()
         set_batchnorm_eval(run.model)
-    return [draw_pairs(run.tset, batch, run.loss, tcfg, mined, epoch)
-            for batch in batches(len(run.tset.train_queries), tcfg.batch_size, rng)]
+    return SAMPLERS.get(run.tcfg.sampler).draws(run.tset, run.loss, run.tcfg, mined, epoch, rng)
 
 
 def _train_epoch(run: TrainRun, epoch: int) -> List[float]:

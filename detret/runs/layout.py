@@ -25,9 +25,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, List, Tuple, Union
 
-from ..config.choices import RerankMethod
 from ..errors import InputError
 from .manifest import MANIFEST_NAME
 
@@ -36,15 +35,6 @@ DETECTIONS_FILE = "detections.jsonl"  # in detect-*/: the crop of every photo
 METRICS_FILE = "metrics.json"      # in eval/ and eval-df2/
 PER_QUERY_FILE = "per_query.json"  # in eval/: {run: {category: {"queries", "ap", "first_rank"}}}, paired comparisons
 RERANKED = "+"  # a re-ranked run is <descriptor run>+<method>: search-tri-crops+aqe/, a column "tri-crops+aqe"
-
-
-def split_reranked(name: str) -> Tuple[str, Optional[str]]:
-    """(descriptor run, re-ranking method or None) of a run name: "tri-crops+aqe" -> ("tri-crops", "aqe").
-    Only a re-ranking method after the last "+" makes a re-ranked run: an ensemble embedded without --name
-    is called "tri-crops+ap-crops" and is a descriptor run."""
-    base, sep, method = name.rpartition(RERANKED)
-    methods = {m.value for m in RerankMethod} - {RerankMethod.NONE.value}
-    return (base, method) if sep and base and method in methods else (name, None)
 
 
 @dataclass(frozen=True)
@@ -163,11 +153,12 @@ class RunLayout:
         """Names of the search-<name> folders within category (not search-<name>@all)."""
         return [n for n in self._names("search-") if "@" not in n]
 
-    def reranked_runs(self, protocol: str = "category") -> List[str]:
-        """Names of the re-ranked runs searched under ``protocol`` (search-<name>+<method>[@all])."""
+    def search_runs(self, protocol: str = "category") -> List[str]:
+        """Names of the runs searched under ``protocol`` (search-<name>[@all]), re-ranked ones included
+        (``detret.search.rerank.split_reranked`` tells them apart)."""
         suffix = "" if protocol == "category" else f"@{protocol}"
         names = [n[:len(n) - len(suffix)] for n in self._names("search-") if n.endswith(suffix)]
-        return [n for n in names if "@" not in n and split_reranked(n)[1]]
+        return [n for n in names if "@" not in n]
 
     def stage_folders(self) -> List[Path]:
         """Every folder of the run holding a manifest, one or two levels down, sorted."""

@@ -32,24 +32,25 @@ positive to have neighbours of its own (tested).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Dict, Iterator, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import scipy.sparse as sparse
 from scipy.sparse.linalg import cg
 
-from ..config.choices import RerankMethod, check_choice
 from ..errors import InputError
+from ..registry import Registry
+from ..runs.layout import RERANKED, RunLayout
 from .knn import knn, self_first_knn
 
-METHODS = tuple(m.value for m in RerankMethod)
+PLAIN = "none"  # the method of a search that is not re-ranked: exact cosine scores
 DIFFUSED_KEY_BASE = 2.0  # diffusion's re-ranked photos get keys in (2, 3]; cosines lie in [-1, 1]
 
 
 @dataclass(frozen=True)
 class Rerank:
     """A re-ranking and its settings (the names are the CLI's options)."""
-    method: str = "none"
+    method: str = PLAIN
     alpha: float = 3.0          # aqe, dba: the weights' exponent
     k: int = 10                 # aqe, dba: neighbours averaged
     truncation: int = 1000      # diffusion: photos re-ranked per query (Ibrahim et al.'s 1,000)
@@ -60,7 +61,7 @@ class Rerank:
     iterations: int = 20        # diffusion: conjugate-gradient iterations per gallery photo
 
     def __post_init__(self) -> None:
-        check_choice(self.method, RerankMethod, "re-ranking")
+        RERANKERS.get(self.method, "re-ranking")
         for name in ("k", "truncation", "kd", "kq", "iterations"):
             if getattr(self, name) < 1:
                 raise InputError(f"re-ranking {name} must be at least 1, got {getattr(self, name)}")
@@ -69,8 +70,7 @@ class Rerank:
 
     def settings(self) -> Dict:
         """The settings the method reads (what a run records)."""
-        used = {"none": (), "aqe": ("alpha", "k"), "dba": ("alpha", "k"),
-                "diffusion": ("truncation", "kd", "kq", "gamma", "diffusion_alpha", "iterations")}[self.method]
+        used = RERANKERS.get(self.method).settings
         return {"method": self.method, **{name: value for name, value in asdict(self).items() if name in used}}
 
 
@@ -158,34 +158,75 @@ def diffusion_keys(gallery: np.ndarray, offline: sparse.csr_matrix, queries: np.
     return keys
 
 
-class Fitted:
-    """A re-ranker fitted on one gallery: :meth:`keys` of query chunks."""
+Keys = Callable[[np.ndarray], np.ndarray]  # queries [q, D] -> ranking keys [q, M]
 
-    def __init__(self, settings: Rerank, gallery: np.ndarray) -> None:
-        self.settings = settings
-        self.gallery = np.ascontiguousarray(gallery, np.float32)
-        self.offline = None
-        if settings.method == "dba":
-            self.gallery = augment_database(self.gallery, settings.alpha, settings.k)
-        elif settings.method == "diffusion" and len(self.gallery):
-            self.offline = offline_diffusion(self.gallery, settings)
 
-    def keys(self, queries: np.ndarray) -> np.ndarray:
-        """[q, M]: sort each row by (key descending, row ascending) for the re-ranked order."""
-        s = self.settings
-        if s.method == "aqe" and len(self.gallery):
-            queries = expand_queries(self.gallery, queries, s.alpha, s.k)
-        if s.method == "diffusion" and self.offline is not None:
-            return diffusion_keys(self.gallery, self.offline, queries, s)
-        return queries @ self.gallery.T
+@dataclass(frozen=True)
+class RerankerEntry:
+    """A re-ranking: ``fit(settings, gallery [M, D] float32) -> keys`` (see the module docstring);
+    ``settings``: the :class:`Rerank` fields it reads (what a run records)."""
+    name: str
+    fit: Callable[[Rerank, np.ndarray], Keys]
+    settings: Tuple[str, ...]
+    summary: str
+
+
+def _plain(settings: Rerank, gallery: np.ndarray) -> Keys:
+    return lambda queries: queries @ gallery.T
+
+
+def _aqe(settings: Rerank, gallery: np.ndarray) -> Keys:
+    if not len(gallery):
+        return _plain(settings, gallery)
+    return lambda queries: expand_queries(gallery, queries, settings.alpha, settings.k) @ gallery.T
+
+
+def _dba(settings: Rerank, gallery: np.ndarray) -> Keys:
+    return _plain(settings, augment_database(gallery, settings.alpha, settings.k))
+
+
+def _diffusion(settings: Rerank, gallery: np.ndarray) -> Keys:
+    if not len(gallery):
+        return _plain(settings, gallery)
+    offline = offline_diffusion(gallery, settings)
+    return lambda queries: diffusion_keys(gallery, offline, queries, settings)
+
+
+RERANKERS: Registry[RerankerEntry] = Registry("re-ranking")
+RERANKERS.register(RerankerEntry(PLAIN, _plain, (), "no re-ranking: exact cosine scores"))
+RERANKERS.register(RerankerEntry("aqe", _aqe, ("alpha", "k"), "alpha query expansion (Radenovic et al.)"))
+RERANKERS.register(RerankerEntry("dba", _dba, ("alpha", "k"), "alpha database-side augmentation (Radenovic et al.)"))
+RERANKERS.register(RerankerEntry("diffusion", _diffusion,
+                                 ("truncation", "kd", "kq", "gamma", "diffusion_alpha", "iterations"),
+                                 "diffusion on the gallery's kNN graph (Iscen et al., Yang et al.)"))
+
+
+def fit(settings: Rerank, gallery: np.ndarray) -> Keys:
+    """The re-ranker of `settings` fitted on one gallery: the keys of query chunks (sort each row by
+    (key descending, row ascending) for the re-ranked order)."""
+    return RERANKERS.get(settings.method, "re-ranking").fit(settings, np.ascontiguousarray(gallery, np.float32))
+
+
+def split_reranked(name: str) -> Tuple[str, Optional[str]]:
+    """(descriptor run, re-ranking method or None) of a run name: "tri-crops+aqe" -> ("tri-crops", "aqe").
+    Only a re-ranking method after the last "+" makes a re-ranked run: an ensemble embedded without --name
+    is called "tri-crops+ap-crops" and is a descriptor run."""
+    base, sep, method = name.rpartition(RERANKED)
+    reranked = sep and base and method in RERANKERS and method != PLAIN
+    return (base, method) if reranked else (name, None)
+
+
+def reranked_runs(layout: RunLayout, protocol: str = "category") -> List[str]:
+    """Names of the re-ranked runs searched under ``protocol`` (search-<name>+<method>[@all])."""
+    return [n for n in layout.search_runs(protocol) if split_reranked(n)[1]]
 
 
 def scorer(settings: Rerank, chunk: int = 256):
     """A :data:`detret.evaluate.protocol.Scorer`: fit on the gallery, then the keys of each query chunk."""
     def scores(gallery: np.ndarray, queries: np.ndarray) -> Iterator[np.ndarray]:
-        fitted = Fitted(settings, gallery)
+        keys = fit(settings, gallery)
         for start in range(0, len(queries), chunk):
-            yield fitted.keys(queries[start:start + chunk])
+            yield keys(queries[start:start + chunk])
     return scores
 
 

@@ -36,7 +36,7 @@ from ..utils.disk import require_free_space
 from ..utils.progress import progress
 from .faiss_lib import faiss
 from .index import build_index, for_search, search
-from .rerank import Rerank, scorer, top_k
+from .rerank import PLAIN, Rerank, scorer, top_k
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def search_groups(gallery: np.ndarray, queries: np.ndarray, groups, k: int, fact
             continue
         if not len(q_idx):
             continue
-        if rerank.method == "none":
+        if rerank.method == PLAIN:
             index = _category_index(gallery[g_idx], factory, index_dir / index_file_name(name), cached)
             scores, local = search(for_search(index, use_gpu), queries[q_idx], k)
         else:
@@ -131,7 +131,7 @@ def run_search(pcfg: DictConfig, embed_name: str, *, k: int = 50, factory: str =
         raise InputError(f"k must be at least 1, got {k}")
     check_choice(protocol, Protocol, "protocol")
     layout = RunLayout(pcfg.run_dir)
-    name = embed_name if rerank.method == "none" else f"{embed_name}{RERANKED}{rerank.method}"
+    name = embed_name if rerank.method == PLAIN else f"{embed_name}{RERANKED}{rerank.method}"
     embed_dir, out = layout.embed(embed_name), layout.search(name, protocol)
     require_fresh(embed_dir, f"the descriptors '{embed_name}' (detret embed)")
     inputs = {"gallery": embed_dir / "gallery.npy", "queries": embed_dir / "queries.npy",
@@ -153,7 +153,7 @@ def run_search(pcfg: DictConfig, embed_name: str, *, k: int = 50, factory: str =
     top_rows, top_scores, empty = search_groups(gallery, queries, gallery_groups(grows, qrows, protocol), k,
                                                 factory, use_gpu, out / INDEX_DIR, cached, rerank)
     outputs = {"topk_rows": "topk_rows.npy", "topk_scores": "topk_scores.npy", "rankings": RANKINGS_FILE}
-    if rerank.method == "none":
+    if rerank.method == PLAIN:
         atomic_write_json(meta_path, meta)
         outputs["indexes"] = INDEX_DIR
     _write_rankings(out, qrows, grows, top_rows, top_scores)

@@ -71,7 +71,7 @@ def test_build_pooling_knows_the_four_and_refuses_others():
     from detret.retrieval.pooling import POOLINGS, build_pooling
 
     x = torch.rand(1, 2, 3, 3)
-    for name in POOLINGS:
+    for name in POOLINGS.names():
         assert build_pooling(name)(x).shape == (1, 2)
     with pytest.raises(ValueError, match="not one of gem, mac, spoc, rmac"):
         build_pooling("avg")

@@ -160,7 +160,7 @@ def test_a_metric_learning_loss_trains_on_p_x_k_batches(tiny, tmp_path, monkeypa
     monkeypatch.setattr(train_mod, "mine_negatives", lambda *a, **k: pytest.fail("P x K batches mine nothing"))
     drawn = []
     real = batch_mod.pk_batches
-    monkeypatch.setattr(train_mod, "pk_batches", lambda *a, **k: drawn.extend(real(*a, **k)) or drawn)
+    monkeypatch.setattr(batch_mod, "pk_batches", lambda *a, **k: drawn.extend(real(*a, **k)) or drawn)
     cfg = _cfg(tiny, tmp_path / "run", "retrieval.train.epochs=1", "retrieval.train.sampler=pk",
                "retrieval.train.pk_products=4", "retrieval.train.pk_photos=2")
     summary = train_mod.run_train_retrieval(cfg, "npair", "full")

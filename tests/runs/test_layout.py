@@ -35,12 +35,3 @@ def test_the_papers_runs():
     assert TABLE_ORDER == ("tri-full", "tri-crops", "ap-full", "ap-crops", "Tris", "mAPs", "Fulls", "Crops")
     # every ensemble joins two of the four models
     assert all({a, b} <= {m.name for m in PAPER_MODELS} for a, b in PAPER_ENSEMBLES.values())
-
-
-def test_a_re_ranked_run_name_ends_in_a_re_ranking_method():
-    from detret.runs.layout import split_reranked
-
-    assert split_reranked("tri-crops+aqe") == ("tri-crops", "aqe")
-    assert split_reranked("tri-crops+ap-crops+diffusion") == ("tri-crops+ap-crops", "diffusion")
-    assert split_reranked("tri-crops+ap-crops") == ("tri-crops+ap-crops", None)  # an ensemble's default name
-    assert split_reranked("Crops") == ("Crops", None) and split_reranked("+dba") == ("+dba", None)

@@ -5,7 +5,7 @@ import pytest
 from detret.embed.artifact import Row
 from detret.errors import InputError
 from detret.evaluate.protocol import category_ranks
-from detret.search.rerank import DIFFUSED_KEY_BASE, METHODS, Rerank, scorer, top_k
+from detret.search.rerank import DIFFUSED_KEY_BASE, RERANKERS, Rerank, scorer, split_reranked, top_k
 
 
 def _unit(rng, n, d=12):
@@ -102,7 +102,7 @@ def test_a_product_with_a_single_photo_far_from_all_others_is_still_found_first(
     q /= np.linalg.norm(q)
     grows = [Row(i, i, "a", "shop", None, "fallback", None) for i in range(len(g))]
     qrows = [Row(1000, len(g) - 1, "a", "street", 0, "ground_truth", None)]
-    for method in METHODS:
+    for method in RERANKERS.names():
         settings = Rerank(method=method, k=3, kd=5, kq=3, truncation=20)
         ranks = category_ranks(g, grows, q, qrows, scorer=scorer(settings))["a"]["ranks"]
         assert list(ranks[0]) == [1], method
@@ -121,3 +121,10 @@ def test_bad_settings_are_named():
     with pytest.raises(InputError, match="truncation must be at least 1"):
         Rerank(method="diffusion", truncation=0)
     assert Rerank(method="aqe").settings() == {"method": "aqe", "alpha": 3.0, "k": 10}
+
+
+def test_a_re_ranked_run_name_ends_in_a_re_ranking_method():
+    assert split_reranked("tri-crops+aqe") == ("tri-crops", "aqe")
+    assert split_reranked("tri-crops+ap-crops+diffusion") == ("tri-crops+ap-crops", "diffusion")
+    assert split_reranked("tri-crops+ap-crops") == ("tri-crops+ap-crops", None)  # an ensemble's default name
+    assert split_reranked("Crops") == ("Crops", None) and split_reranked("+dba") == ("+dba", None)
