@@ -24,6 +24,7 @@ import typer
 
 from ..errors import DetretError
 from . import (
+    blocks_cmd,
     catalogue_cmd,
     config_cmd,
     data_cmd,
@@ -77,22 +78,24 @@ def root(
     ctx.obj = CliState(config_path=config, overrides=list(set_))
 
 
-# The pipeline's order.
-app.add_typer(data_cmd.data_app, name="data")
-app.command("train-detector")(train_detector_cmd.train_detector)
-app.command("detect")(detect_cmd.detect)
-app.command("train-retrieval")(train_retrieval_cmd.train_retrieval)
-app.command("embed")(embed_cmd.embed)
-app.command("search")(search_cmd.search)
-app.command("eval")(eval_cmd.evaluate)
-app.command("query")(query_cmd.query)
-app.command("export")(export_cmd.export)
-app.command("demo")(demo_cmd.demo)
-app.command("report")(report_cmd.report)
-app.add_typer(catalogue_cmd.catalogue_app, name="catalogue")
-app.command("serve")(serve_cmd.serve)
-app.command("status")(status_cmd.status)
-app.add_typer(config_cmd.config_app, name="config")
+# The pipeline's order, grouped by stage in `detret --help`.
+DATA, PAPER, CATALOGUE, RUNS = "Data", "The paper's pipeline", "Your catalogue and the service", "Runs and settings"
+app.add_typer(data_cmd.data_app, name="data", rich_help_panel=DATA)
+app.command("train-detector", rich_help_panel=PAPER)(train_detector_cmd.train_detector)
+app.command("detect", rich_help_panel=PAPER)(detect_cmd.detect)
+app.command("train-retrieval", rich_help_panel=PAPER)(train_retrieval_cmd.train_retrieval)
+app.command("embed", rich_help_panel=PAPER)(embed_cmd.embed)
+app.command("search", rich_help_panel=PAPER)(search_cmd.search)
+app.command("eval", rich_help_panel=PAPER)(eval_cmd.evaluate)
+app.command("query", rich_help_panel=PAPER)(query_cmd.query)
+app.command("export", rich_help_panel=PAPER)(export_cmd.export)
+app.command("demo", rich_help_panel=PAPER)(demo_cmd.demo)
+app.command("report", rich_help_panel=PAPER)(report_cmd.report)
+app.add_typer(catalogue_cmd.catalogue_app, name="catalogue", rich_help_panel=CATALOGUE)
+app.command("serve", rich_help_panel=CATALOGUE)(serve_cmd.serve)
+app.command("status", rich_help_panel=RUNS)(status_cmd.status)
+app.add_typer(config_cmd.config_app, name="config", rich_help_panel=RUNS)
+app.command("blocks", rich_help_panel=RUNS)(blocks_cmd.blocks)
 
 
 def main(argv: Optional[List[str]] = None) -> None:
