@@ -130,6 +130,10 @@ def counts_by_category(conn: sqlite3.Connection) -> Dict[str, Dict[str, int]]:
     return out
 
 
+def present_photo_count(conn: sqlite3.Connection) -> int:
+    return conn.execute("SELECT COUNT(*) FROM photos WHERE state = 'present'").fetchone()[0]
+
+
 def rule_counts(conn: sqlite3.Connection) -> Dict[str, int]:
     return {r["rule"]: r["n"] for r in conn.execute(
         "SELECT rule, COUNT(*) AS n FROM photos WHERE state = 'present' GROUP BY rule")}

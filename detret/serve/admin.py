@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import List, Optional
 
-from fastapi import Depends, FastAPI, File, Header, Path as PathParam, UploadFile
+from fastapi import APIRouter, Depends, File, Header, Path as PathParam, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from ..catalogue.add import add_lines
@@ -29,6 +29,7 @@ from ..errors import InputError, UnknownNameError
 from .engine import SearchEngine
 from ..utils.disk import DiskSpaceError
 from .limits import token_refusal
+from .schemas import Added, Removed, refusals
 from .uploads import RequestError
 
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
@@ -79,10 +80,12 @@ def _add(engine: SearchEngine, folder: Path, csv_path: Path):
         return add_lines(cat, lines, engine.models).to_json()
 
 
-def add_admin_routes(app: FastAPI, engine: SearchEngine, token: Optional[str]) -> None:
-    require_token = _token_check(token)
+def admin_router(engine: SearchEngine, token: Optional[str]) -> APIRouter:
+    """The catalogue's changes, behind the bearer token."""
+    router = APIRouter(tags=["changes"], dependencies=[Depends(_token_check(token))])
 
-    @app.post("/api/catalogue", summary="Add products (bearer token)", dependencies=[Depends(require_token)])
+    @router.post("/api/catalogue", summary="Add products (bearer token)", response_model=Added,
+                 responses=refusals(400, 401, 403, 408, 409, 413, 422, 507))
     async def add(products: UploadFile = File(..., description="CSV: photo,product,category[,box][,title][,url]"),
                   photos: List[UploadFile] = File([], description="The photos the CSV names, by file name")):
         try:
@@ -100,8 +103,8 @@ def add_admin_routes(app: FastAPI, engine: SearchEngine, token: Optional[str]) -
             raise
 
     # ``:path``: a product id may hold "/" (sent as %2F, which the router decodes before matching)
-    @app.delete("/api/catalogue/products/{product:path}", summary="Remove a product (bearer token)",
-                dependencies=[Depends(require_token)])
+    @router.delete("/api/catalogue/products/{product:path}", summary="Remove a product (bearer token)",
+                   response_model=Removed, responses=refusals(401, 403, 404, 409, 507))
     async def remove(product: str = PathParam(..., description="The product id (URL-encoded)")):
         try:
             return await run_in_threadpool(remove_products, engine.root, product=product,
@@ -114,3 +117,5 @@ def add_admin_routes(app: FastAPI, engine: SearchEngine, token: Optional[str]) -
             if exc.errno in DISK_FULL:
                 raise _disk_full(exc) from None
             raise
+
+    return router

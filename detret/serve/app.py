@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from fastapi import FastAPI, File, Form, Path as PathParam, UploadFile
+from fastapi import APIRouter, FastAPI, File, Form, Path as PathParam, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -40,13 +40,14 @@ from ..catalogue.binding import read_card
 from ..catalogue.layout import CatalogueLayout
 from ..catalogue.store import Catalogue
 from ..errors import DetretError
-from .admin import add_admin_routes
+from .admin import admin_router
 from .batcher import Batcher, QueueFull, TimedOut
 from .docs import DOCS_PATH, add_docs_routes, inline_script_hashes
 from .engine import Job, SearchEngine, db_inode
 from .headers import SecurityHeaders, policy_with_script_hashes
 from .limits import Gate, GateLimits
 from .metrics import Observed, ServiceMetrics
+from .schemas import CatalogueSummary, Health, SearchAnswer, binary, refusals
 from .uploads import (
     Limits,
     RequestError,
@@ -111,11 +112,13 @@ def _install_error_handlers(app: FastAPI, root: Path) -> None:
         return _error(503, f"busy: {exc}; retry in a moment", BUSY)
 
 
-def _search_route(app: FastAPI, engine: SearchEngine, batcher: Batcher, limits: Limits,
-                  metrics: ServiceMetrics) -> None:
+def search_router(engine: SearchEngine, batcher: Batcher, limits: Limits, metrics: ServiceMetrics) -> APIRouter:
+    """``POST /api/search``."""
+    router = APIRouter(tags=["search"])
     decoding = asyncio.Semaphore(limits.decode_slots)
 
-    @app.post("/api/search", summary="Find the catalogue's products in a photo")
+    @router.post("/api/search", summary="Find the catalogue's products in a photo", response_model=SearchAnswer,
+                 responses=refusals(400, 408, 413, 422, 503))
     async def search(photo: UploadFile = File(..., description="The photo (JPEG, PNG, WebP, GIF, BMP, TIFF)."),
                      category: Optional[str] = Form(None, description="Retrieval category; none: shop the look."),
                      box: Optional[str] = Form(None, description="x0,y0,x1,y1 in pixels (needs a category)."),
@@ -136,10 +139,15 @@ def _search_route(app: FastAPI, engine: SearchEngine, batcher: Batcher, limits: 
         result["timings_ms"]["total"] = round((time.perf_counter() - started) * 1e3, 2)
         return result
 
+    return router
 
-def _read_routes(app: FastAPI, engine: SearchEngine, reader: Reader, batcher: Batcher,
-                 metrics: ServiceMetrics) -> None:
-    @app.get("/api/photos/{photo_id}", summary="A catalogue photo, by id")
+
+def catalogue_router(engine: SearchEngine, reader: Reader) -> APIRouter:
+    """What a client reads of the catalogue: its photos and its summary."""
+    router = APIRouter(tags=["catalogue"])
+
+    @router.get("/api/photos/{photo_id}", summary="A catalogue photo, by id", response_class=FileResponse,
+                responses={**binary("image/*", "The stored photo"), **refusals(404, 422)})
     def photo(photo_id: int = PathParam(..., ge=0, le=MAX_PHOTO_ID)):
         with reader() as conn:
             row = db.visible_photos(conn, [photo_id]).get(photo_id)
@@ -151,30 +159,41 @@ def _read_routes(app: FastAPI, engine: SearchEngine, reader: Reader, batcher: Ba
             raise RequestError(404, f"photo_id: {photo_id}: its stored photo is missing (the operator is told)")
         return FileResponse(path, media_type=mimetypes.guess_type(path.name)[0] or "application/octet-stream")
 
-    @app.get("/api/catalogue", summary="Counts per category, the model, the index")
+    @router.get("/api/catalogue", summary="Counts per category, the model, the index",
+                response_model=CatalogueSummary)
     def catalogue():
         with reader() as conn:
             summary = Catalogue(engine.root, conn, read_card(engine.root)).summary(with_size=False)
         summary["catalogue"] = engine.root.name  # never the server's own paths
         return summary
 
-    @app.get("/healthz", summary="Liveness: the database answers and the models' worker is not stuck")
+    return router
+
+
+def operations_router(reader: Reader, batcher: Batcher, metrics: ServiceMetrics) -> APIRouter:
+    """What an operator's probes read: liveness, metrics, and the page."""
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/healthz", summary="Liveness: the database answers and the models' worker is not stuck",
+                response_model=Health, responses={503: {"model": Health, "description": "The worker is stuck"}})
     def healthz():
         with reader() as conn:
-            photos = conn.execute("SELECT COUNT(*) FROM photos WHERE state = 'present'").fetchone()[0]
-            identity = db.get_meta(conn)["identity"]
+            photos, identity = db.present_photo_count(conn), db.get_meta(conn)["identity"]
         worker = batcher.health()
         body = {"status": "ok" if worker["ok"] else "unhealthy", "photos": photos, "model": identity,
                 "worker": worker}
-        return body if worker["ok"] else JSONResponse(body, status_code=503)
+        return body if worker["ok"] else JSONResponse(Health(**body).model_dump(), status_code=503)
 
-    @app.get("/metrics", summary="Prometheus metrics")
+    @router.get("/metrics", summary="Prometheus metrics", response_class=Response,
+                responses=binary(CONTENT_TYPE_LATEST.split(";")[0], "Prometheus text exposition"))
     def prometheus():
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/", include_in_schema=False)
+    @router.get("/", include_in_schema=False)
     def page():
         return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
+
+    return router
 
 
 def create_app(root: Path, *, device="cpu", limits: Limits = Limits(), token: Optional[str] = None,
@@ -194,9 +213,10 @@ def create_app(root: Path, *, device="cpu", limits: Limits = Limits(), token: Op
                   lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.engine, app.state.batcher, app.state.metrics = engine, batcher, metrics
     _install_error_handlers(app, engine.root)
-    _search_route(app, engine, batcher, limits, metrics)
-    _read_routes(app, engine, reader, batcher, metrics)
-    add_admin_routes(app, engine, token)
+    app.include_router(search_router(engine, batcher, limits, metrics))
+    app.include_router(catalogue_router(engine, reader))
+    app.include_router(operations_router(reader, batcher, metrics))
+    app.include_router(admin_router(engine, token))
     docs_page = add_docs_routes(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     gate = GateLimits(search_bytes=limits.max_upload_bytes + 64 * 1024, admin_bytes=limits.max_admin_bytes,

@@ -1,0 +1,126 @@
+"""What each route answers, as Pydantic models: FastAPI checks every answer against its model and
+``/openapi.json`` (and ``/docs``) shows them. Boxes are ``[x0, y0, x1, y1]`` in the pixels of the photo
+the client sent (``box_xyxy``); scores are cosine similarities; times are milliseconds."""
+from __future__ import annotations
+
+from typing import Dict, List, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Answer(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # an answer holds what its model says, nothing more
+
+
+class Error(Answer):
+    """Every refusal: ``"<field>: <problem>"``."""
+    error: str
+
+
+class Result(Answer):
+    rank: int = Field(description="1 = the nearest photo")
+    product: str
+    photo_id: int
+    score: float = Field(description="cosine similarity of the two descriptors")
+    photo_url: str
+    box_xyxy: Optional[List[float]] = Field(description="where the photo shows the product, if the list said")
+    title: Optional[str]
+    url: Optional[str]
+    category: str
+
+
+class Garment(Answer):
+    category: str
+    box_xyxy: List[float] = Field(description="the crop searched, in the sent photo's pixels")
+    rule: str = Field(description="how the crop was chosen: detected, given box, whole photo (the paper's rule)")
+    label: Optional[str] = Field(description="the detector's label, when shopping the look")
+    results: List[Result]
+
+
+class SearchAnswer(Answer):
+    garments: List[Garment]
+    timings_ms: Dict[str, float] = Field(description="decode, queue, detect, embed, search, total")
+
+
+class CategoryCount(Answer):
+    photos: int
+    products: int
+
+
+class ModelCard(Answer):
+    identity: str
+    run: str
+    dim: int
+    crop_policy: str
+    objectness_thresh: float
+
+
+class IndexState(Answer):
+    factory: str
+    generations: Dict[str, int] = Field(description="per category, bumped by every change")
+
+
+class Change(Answer):
+    change_id: int
+    kind: str
+    finished: Optional[str]
+
+
+class CatalogueSummary(Answer):
+    catalogue: str = Field(description="the catalogue folder's name")
+    products: int
+    photos: int
+    categories: Dict[str, CategoryCount]
+    crop_rules: Dict[str, int]
+    model: ModelCard
+    index: IndexState
+    last_change: Optional[Change]
+    unfinished_changes: int
+    size_on_disk_bytes: Optional[int] = Field(description="left out (null) by the service")
+
+
+class Worker(Answer):
+    ok: bool
+    worker_alive: bool
+    batch_running_s: Optional[float]
+    batches_done: int
+    waiting: int
+
+
+class Health(Answer):
+    status: str = Field(description="ok | unhealthy")
+    photos: int
+    model: str
+    worker: Worker
+
+
+class Unreadable(Answer):
+    line: int
+    photo: str
+    reason: str
+
+
+class Added(Answer):
+    added: int
+    already_present: int
+    unreadable: List[Unreadable]
+    crop_rules: Dict[str, int]
+    change_id: Optional[int]
+    reused_descriptors: int
+
+
+class Removed(Answer):
+    removed_photos: int
+    products_touched: int
+    change_id: Optional[int]
+
+
+def refusals(*statuses: int) -> Dict[int, Dict]:
+    """The ``responses`` of a route: each refusal status answers an :class:`Error`."""
+    return {status: {"model": Error} for status in statuses}
+
+
+def binary(media_type: str, description: str) -> Dict[int, Dict]:
+    """The ``responses`` of a route whose answer is a file, not JSON."""
+    schema = {"type": "string", "format": "binary"} if "text" not in media_type else {"type": "string"}
+    return {200: {"content": {media_type: {"schema": schema}}, "description": description}}
