@@ -3,13 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from detret.data.synth.generate import SynthConfig
-
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
-REALDATA = FIXTURES / "realdata"
-# The small synthetic dataset of `synth_small`. 48 ModaNet-style photos: with this seed every one of the
-# 13 labels appears (the data check requires it).
-SYNTH_SMALL = SynthConfig(seed=3, n_products=33, n_distractors=11, n_modanet_train=48, n_modanet_val=3)
+from .helpers import REALDATA, SYNTH_SMALL
 
 
 @pytest.fixture(scope="session")
@@ -53,24 +47,3 @@ def demo_catalogue(demo_quick, tmp_path_factory):
     root = tmp_path_factory.mktemp("catalogues") / "demo_cat"
     create_catalogue(pcfg, root, "tri-crops", import_gallery=True)
     return root, pcfg
-
-
-def copy_catalogue(src, dst):
-    """A private copy of a catalogue a test may change."""
-    import shutil
-
-    shutil.copytree(src, dst)
-    return dst
-
-
-def load_tool(name: str):
-    """A script of tools/ (not a package) imported as a module, e.g. ``load_tool("benchmark")``."""
-    import importlib.util
-    import sys
-
-    path = Path(__file__).resolve().parents[1] / "tools" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"detret_tool_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module

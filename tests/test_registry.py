@@ -14,7 +14,7 @@ from detret.registry import Registry, import_blocks
 from detret.retrieval.objective import LOSSES
 from detret.retrieval.pooling import POOLINGS
 
-from .retrieval.test_train import FAST
+from tests.helpers import FAST_RETRIEVAL as FAST
 
 OUTSIDE = '''
 """Blocks of a user's project: a log-sum-exp pooling and a contrastive loss of labelled photos."""

@@ -12,35 +12,19 @@ from detret.catalogue.create import create_catalogue, reindex_catalogue
 from detret.catalogue.lock import CatalogueBusy, WriterLock
 from detret.catalogue.remove import remove_products
 from detret.catalogue.store import Catalogue
-from detret.catalogue.vectors import index_ids, nearest, read_index
+from detret.catalogue.vectors import nearest, read_index
 from detret.cli.app import main
 from detret.embed.artifact import read_descriptors
 from detret.errors import InputError, UnknownNameError
-from tests.conftest import copy_catalogue
+from tests.helpers import copy_catalogue
 
-
-def _photos(root):
-    cat = Catalogue.open(root)
-    try:
-        return [dict(r) for r in cat.conn.execute("SELECT * FROM photos ORDER BY photo_id")]
-    finally:
-        cat.close()
-
-
-def _vectors(root, category):
-    card = read_card(root)
-    index = read_index(Path(root) / "indexes" / f"{category}.faiss", card.index_factory, card.dim)
-    return {int(i): index.reconstruct(int(i)) for i in index_ids(index)}
-
-
-def _images(pcfg):
-    return Path(pcfg.data.street2shop.root) / "images"
+from .helpers import demo_images, index_vectors, link_photos, photo_rows, write_products_csv
 
 
 def test_import_gallery_holds_the_runs_rows_and_descriptors(demo_catalogue):
     root, pcfg = demo_catalogue
     desc, rows = read_descriptors(Path(pcfg.run_dir) / "embed-tri-crops", "gallery")
-    photos = _photos(root)
+    photos = photo_rows(root)
     assert len(photos) == sum(len(r.products) for r in rows)
     by_source = {}
     for p in photos:
@@ -49,7 +33,7 @@ def test_import_gallery_holds_the_runs_rows_and_descriptors(demo_catalogue):
         for product in r.products:
             p = by_source[(f"street2shop:{r.photo_id}", str(product))]
             assert p["state"] == "present" and p["category"] == r.category and p["rule"] == r.crop_rule
-            assert np.array_equal(_vectors(root, r.category)[p["photo_id"]], desc[i])
+            assert np.array_equal(index_vectors(root, r.category)[p["photo_id"]], desc[i])
 
 
 def test_catalogue_search_equals_brute_force_over_the_gallery(demo_catalogue):
@@ -58,7 +42,7 @@ def test_catalogue_search_equals_brute_force_over_the_gallery(demo_catalogue):
     run = Path(pcfg.run_dir) / "embed-tri-crops"
     gallery, rows = read_descriptors(run, "gallery")
     queries, qrows = read_descriptors(run, "queries")
-    photo_of = {p["photo_id"]: p for p in _photos(root)}
+    photo_of = {p["photo_id"]: p for p in photo_rows(root)}
     card = read_card(root)
     for qi in range(0, len(qrows), 3):
         cat = qrows[qi].category
@@ -72,21 +56,6 @@ def test_catalogue_search_equals_brute_force_over_the_gallery(demo_catalogue):
         assert np.allclose([s for s, _ in got], [s for s, _ in expected], atol=1e-5)
 
 
-def _write_csv(folder: Path, lines, header="photo,product,category,box,title,url"):
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "products.csv"
-    path.write_text(header + "\n" + "".join(line + "\n" for line in lines))
-    return path
-
-
-def _link_photos(pcfg, folder: Path, photo_ids):
-    folder.mkdir(parents=True, exist_ok=True)
-    for pid in photo_ids:
-        target = folder / f"shop_{pid}.jpg"
-        if not target.exists():
-            target.symlink_to(_images(pcfg) / f"{pid:09d}.jpg")
-
-
 def test_add_crops_and_embeds_as_the_pipeline_does(demo_catalogue, tmp_path):
     """A shop photo added with the box `detect --split shop` chose gets the descriptor `embed` wrote;
     added without a box, the detector and the paper's policy choose that same crop."""
@@ -94,25 +63,25 @@ def test_add_crops_and_embeds_as_the_pipeline_does(demo_catalogue, tmp_path):
     cat_dir = copy_catalogue(root, tmp_path / "cat")
     desc, rows = read_descriptors(Path(pcfg.run_dir) / "embed-tri-crops", "gallery")
     picks = [0, len(rows) // 2, len(rows) - 1]
-    _link_photos(pcfg, tmp_path / "in", [rows[i].photo_id for i in picks])
+    link_photos(pcfg, tmp_path / "in", [rows[i].photo_id for i in picks])
     lines = []
     for i in picks:
         r = rows[i]
         box = '"' + ",".join(str(v) for v in r.box_xyxy) + '"'
         lines.append(f"shop_{r.photo_id}.jpg,boxed-{r.photo_id},{r.category},{box},,")
         lines.append(f"shop_{r.photo_id}.jpg,detected-{r.photo_id},{r.category},,,")
-    report = add_products(cat_dir, _write_csv(tmp_path / "in", lines))
+    report = add_products(cat_dir, write_products_csv(tmp_path / "in", lines))
     assert report.added == 6 and not report.unreadable
     shop = {json.loads(line)["photo_id"]: json.loads(line) for line in
             (Path(pcfg.run_dir) / "detect-shop" / "detections.jsonl").read_text().splitlines()}
-    added = {p["product"]: p for p in _photos(cat_dir) if p["change_id"] == report.change_id}
+    added = {p["product"]: p for p in photo_rows(cat_dir) if p["change_id"] == report.change_id}
     for i in picks:
         r = rows[i]
         boxed, detected = added[f"boxed-{r.photo_id}"], added[f"detected-{r.photo_id}"]
         assert boxed["rule"] == "given box"
         assert detected["rule"] == shop[r.photo_id]["crop"]["rule"]
         assert np.allclose(json.loads(detected["box_xyxy"]), shop[r.photo_id]["crop"]["box_xyxy"], atol=0.01)
-        vectors = _vectors(cat_dir, r.category)
+        vectors = index_vectors(cat_dir, r.category)
         assert np.allclose(vectors[boxed["photo_id"]], desc[i], atol=1e-5)
         assert np.allclose(vectors[detected["photo_id"]], desc[i], atol=1e-5)
 
@@ -120,10 +89,10 @@ def test_add_crops_and_embeds_as_the_pipeline_does(demo_catalogue, tmp_path):
 def test_add_skips_present_photos_and_lists_unreadable_ones(demo_catalogue, tmp_path):
     root, pcfg = demo_catalogue
     cat_dir = copy_catalogue(root, tmp_path / "cat")
-    _link_photos(pcfg, tmp_path / "in", [1, 2])
+    link_photos(pcfg, tmp_path / "in", [1, 2])
     (tmp_path / "in" / "page.jpg").write_text("<html>not found</html>")
-    (tmp_path / "in" / "truncated.jpg").write_bytes((_images(pcfg) / f"{3:09d}.jpg").read_bytes()[:300])
-    csv = _write_csv(tmp_path / "in", ["shop_1.jpg,N1,bags,,Red bag,https://shop.example/n1",
+    (tmp_path / "in" / "truncated.jpg").write_bytes((demo_images(pcfg) / f"{3:09d}.jpg").read_bytes()[:300])
+    csv = write_products_csv(tmp_path / "in", ["shop_1.jpg,N1,bags,,Red bag,https://shop.example/n1",
                                        "page.jpg,N2,bags,,,", "missing.jpg,N3,tops,,,", "truncated.jpg,N4,tops,,,",
                                        "shop_2.jpg,N5,tops,\"900,900,950,950\",,", "shop_2.jpg,N6,tops,,,"])
     first = add_products(cat_dir, csv)
@@ -131,10 +100,10 @@ def test_add_skips_present_photos_and_lists_unreadable_ones(demo_catalogue, tmp_
     assert [(u["line"], u["photo"]) for u in first.unreadable] == [
         (3, "page.jpg"), (4, "missing.jpg"), (5, "truncated.jpg"), (6, "shop_2.jpg")]
     assert "outside the photo" in first.unreadable[-1]["reason"]
-    before = _photos(cat_dir)
+    before = photo_rows(cat_dir)
     second = add_products(cat_dir, csv)
     assert second.added == 0 and second.already_present == 2 and second.change_id is None
-    assert _photos(cat_dir) == before
+    assert photo_rows(cat_dir) == before
     cat = Catalogue.open(cat_dir)
     title, url = cat.conn.execute("SELECT title, url FROM products WHERE product = 'N1'").fetchone()
     cat.close()
@@ -157,36 +126,36 @@ def test_add_skips_present_photos_and_lists_unreadable_ones(demo_catalogue, tmp_
 def test_a_bad_product_list_changes_nothing(demo_catalogue, tmp_path, lines, header, problem):
     root, pcfg = demo_catalogue
     cat_dir = copy_catalogue(root, tmp_path / "cat")
-    _link_photos(pcfg, tmp_path / "in", [1, 2])
-    before = _photos(cat_dir)
-    csv = _write_csv(tmp_path / "in", lines, header or "photo,product,category,box,title,url")
+    link_photos(pcfg, tmp_path / "in", [1, 2])
+    before = photo_rows(cat_dir)
+    csv = write_products_csv(tmp_path / "in", lines, header or "photo,product,category,box,title,url")
     csv.write_bytes(csv.read_bytes().replace(b"<latin-1 e acute>", b"\xe9"))   # a title saved in Latin-1
     with pytest.raises(InputError, match=problem.replace("(", r"\(").replace(")", r"\)")):
         add_products(cat_dir, csv)
-    assert _photos(cat_dir) == before
+    assert photo_rows(cat_dir) == before
 
 
 def test_a_product_keeps_its_category(demo_catalogue, tmp_path):
     root, pcfg = demo_catalogue
     cat_dir = copy_catalogue(root, tmp_path / "cat")
-    product, category = next((p["product"], p["category"]) for p in _photos(cat_dir))
+    product, category = next((p["product"], p["category"]) for p in photo_rows(cat_dir))
     other = "tops" if category != "tops" else "bags"
-    _link_photos(pcfg, tmp_path / "in", [1])
+    link_photos(pcfg, tmp_path / "in", [1])
     with pytest.raises(InputError, match=f"already in the catalogue as '{category}'"):
-        add_products(cat_dir, _write_csv(tmp_path / "in", [f"shop_1.jpg,{product},{other},,,"]))
+        add_products(cat_dir, write_products_csv(tmp_path / "in", [f"shop_1.jpg,{product},{other},,,"]))
 
 
 def test_remove_a_product_or_a_photo(demo_catalogue, tmp_path):
     root, pcfg = demo_catalogue
     cat_dir = copy_catalogue(root, tmp_path / "cat")
-    photos = _photos(cat_dir)
+    photos = photo_rows(cat_dir)
     product = photos[0]["product"]
     mine = [p for p in photos if p["product"] == product]
     out = remove_products(cat_dir, product=product)
     assert out["removed_photos"] == len(mine)
-    left = _photos(cat_dir)
+    left = photo_rows(cat_dir)
     assert {p["photo_id"] for p in left} == {p["photo_id"] for p in photos} - {p["photo_id"] for p in mine}
-    assert not set(_vectors(cat_dir, mine[0]["category"])) & {p["photo_id"] for p in mine}
+    assert not set(index_vectors(cat_dir, mine[0]["category"])) & {p["photo_id"] for p in mine}
     shared = {p["file"] for p in left}
     for p in mine:
         assert (cat_dir / p["file"]).exists() == (p["file"] in shared)
@@ -195,7 +164,7 @@ def test_remove_a_product_or_a_photo(demo_catalogue, tmp_path):
     cat.close()
     victim = left[0]
     remove_products(cat_dir, photo=str(cat_dir / victim["file"]))  # by content
-    assert victim["photo_id"] not in {p["photo_id"] for p in _photos(cat_dir)}
+    assert victim["photo_id"] not in {p["photo_id"] for p in photo_rows(cat_dir)}
     with pytest.raises(UnknownNameError, match="no product 'nope'"):
         remove_products(cat_dir, product="nope")
 
@@ -203,8 +172,8 @@ def test_remove_a_product_or_a_photo(demo_catalogue, tmp_path):
 def test_only_one_writer_at_a_time(demo_catalogue, tmp_path):
     root, pcfg = demo_catalogue
     cat_dir = copy_catalogue(root, tmp_path / "cat")
-    _link_photos(pcfg, tmp_path / "in", [1])
-    csv = _write_csv(tmp_path / "in", ["shop_1.jpg,N1,bags,,,"])
+    link_photos(pcfg, tmp_path / "in", [1])
+    csv = write_products_csv(tmp_path / "in", ["shop_1.jpg,N1,bags,,,"])
     with WriterLock(cat_dir / "catalogue.lock", "a test holding the lock"):
         with pytest.raises(CatalogueBusy, match=r"\(a test holding the lock\) is changing this catalogue"):
             add_products(cat_dir, csv)
@@ -247,11 +216,11 @@ def test_create_refuses_an_existing_folder_and_unusable_indexes(demo_catalogue, 
 def test_reindex_binds_another_run_and_embeds_every_photo_again(demo_catalogue, tmp_path):
     root, pcfg = demo_catalogue
     cat_dir = copy_catalogue(root, tmp_path / "cat")
-    before = _photos(cat_dir)
+    before = photo_rows(cat_dir)
     out = reindex_catalogue(pcfg, cat_dir, "tri-full")
     card = read_card(cat_dir)
     assert card.run == "tri-full" and card.identity == out["identity"] != read_card(root).identity
-    after = _photos(cat_dir)
+    after = photo_rows(cat_dir)
     assert sorted((p["product"], p["sha256"]) for p in after) == sorted((p["product"], p["sha256"]) for p in before)
     # tri-full's gallery is whole photos: the reindexed vectors are its gallery descriptors
     desc, rows = read_descriptors(Path(pcfg.run_dir) / "embed-tri-full", "gallery")
@@ -259,7 +228,7 @@ def test_reindex_binds_another_run_and_embeds_every_photo_again(demo_catalogue, 
     source_of = {(p["product"], p["sha256"]): p["source"] for p in before}
     for p in after[:10]:
         gallery_photo = int(source_of[(p["product"], p["sha256"])].split(":")[1])
-        assert np.allclose(_vectors(cat_dir, p["category"])[p["photo_id"]], desc[row_of[(p["product"], gallery_photo)]],
+        assert np.allclose(index_vectors(cat_dir, p["category"])[p["photo_id"]], desc[row_of[(p["product"], gallery_photo)]],
                            atol=1e-5)
     assert not list(tmp_path.glob(".cat.*"))
 
@@ -270,7 +239,7 @@ def test_cli_info_and_errors(demo_catalogue, tmp_path, capsys):
         main(["catalogue", "info", str(root), "--json"])
     assert exit_info.value.code == 0
     info = json.loads(capsys.readouterr().out)
-    assert info["photos"] == len(_photos(root)) and info["model"]["identity"] == read_card(root).identity
+    assert info["photos"] == len(photo_rows(root)) and info["model"]["identity"] == read_card(root).identity
     assert info["index"]["factory"] == "Flat" and info["size_on_disk_bytes"] > 0
     with pytest.raises(SystemExit) as exit_info:
         main(["catalogue", "info", str(tmp_path / "none")])
@@ -285,22 +254,22 @@ def test_a_photo_listed_for_another_product_is_not_embedded_again(demo_catalogue
     cat_dir = copy_catalogue(root, tmp_path / "cat")
     desc, rows = read_descriptors(Path(pcfg.run_dir) / "embed-tri-crops", "gallery")
     r = rows[3]
-    _link_photos(pcfg, tmp_path / "in", [r.photo_id, rows[4].photo_id])
+    link_photos(pcfg, tmp_path / "in", [r.photo_id, rows[4].photo_id])
     calls = []
     real = compute.compute_batch
     monkeypatch.setattr(compute, "compute_batch", lambda models, items: calls.append(len(items)) or real(models, items))
     # the run's photo, listed for a new product (its imported crop was the detector's), twice in one list,
     # and a photo new to the catalogue listed for two products
-    csv = _write_csv(tmp_path / "in", [f"shop_{r.photo_id}.jpg,again-1,{r.category},,,",
+    csv = write_products_csv(tmp_path / "in", [f"shop_{r.photo_id}.jpg,again-1,{r.category},,,",
                                        f"shop_{r.photo_id}.jpg,again-2,{r.category},,,",
                                        f"shop_{rows[4].photo_id}.jpg,twin-1,{rows[4].category},\"1,1,30,30\",,",
                                        f"shop_{rows[4].photo_id}.jpg,twin-2,{rows[4].category},\"1,1,30,30\",,"])
     report = add_products(cat_dir, csv)
     assert report.added == 4 and report.reused_descriptors == 2 and calls == [1]
-    added = {p["product"]: p for p in _photos(cat_dir) if p["change_id"] == report.change_id}
-    vectors = _vectors(cat_dir, r.category)
+    added = {p["product"]: p for p in photo_rows(cat_dir) if p["change_id"] == report.change_id}
+    vectors = index_vectors(cat_dir, r.category)
     assert np.array_equal(vectors[added["again-1"]["photo_id"]], desc[3])
     assert np.array_equal(vectors[added["again-2"]["photo_id"]], desc[3])
-    twins = _vectors(cat_dir, rows[4].category)
+    twins = index_vectors(cat_dir, rows[4].category)
     assert np.array_equal(twins[added["twin-1"]["photo_id"]], twins[added["twin-2"]["photo_id"]])
     assert added["twin-1"]["rule"] == "given box" and added["again-1"]["rule"] == rows[3].crop_rule

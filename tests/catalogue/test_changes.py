@@ -22,7 +22,7 @@ from detret.catalogue.changes import KILL_POINT_ENV
 from detret.catalogue.store import Catalogue
 from detret.catalogue.vectors import index_ids, nearest, read_index
 from detret.embed.artifact import read_descriptors
-from tests.conftest import copy_catalogue
+from tests.helpers import copy_catalogue
 
 ADD_POINTS = ["add:journal-written", "add:pending-committed", "add:index-written", "add:applied"]
 REMOVE_POINTS = ["remove:committed", "remove:index-written"]

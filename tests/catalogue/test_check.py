@@ -14,17 +14,18 @@ from detret.catalogue.changes import NewPhoto, begin_add
 from detret.catalogue.check import check_catalogue, repair_catalogue
 from detret.catalogue.store import Catalogue
 from detret.cli.app import main
-from tests.catalogue.test_catalogue import _images, _link_photos, _photos, _vectors, _write_csv
-from tests.conftest import copy_catalogue
+from tests.helpers import copy_catalogue
+
+from .helpers import demo_images, index_vectors, link_photos, photo_rows, write_products_csv
 
 
 def _add_two(pcfg, cat_dir, folder, products=("A1", "A2"), ids=(1, 2), category="bags"):
     """Two photos the catalogue does not hold yet (shop photos saved again as PNG: new contents) added."""
     folder.mkdir(parents=True, exist_ok=True)
     for i in ids:
-        Image.open(_images(pcfg) / f"{i:09d}.jpg").save(folder / f"new_{i}.png")
+        Image.open(demo_images(pcfg) / f"{i:09d}.jpg").save(folder / f"new_{i}.png")
     lines = [f"new_{i}.png,{p},{category},,," for p, i in zip(products, ids)]
-    return add_products(cat_dir, _write_csv(folder, lines))
+    return add_products(cat_dir, write_products_csv(folder, lines))
 
 
 def _state(conn_path):
@@ -43,7 +44,7 @@ def test_a_pending_add_whose_journal_was_lost_is_rolled_back(demo_catalogue, tmp
     """Before: every later writer failed with FileNotFoundError for good."""
     root, pcfg = demo_catalogue
     cat_dir = copy_catalogue(root, tmp_path / "cat")
-    photos_before = _photos(cat_dir)
+    photos_before = photo_rows(cat_dir)
     with Catalogue.writing(cat_dir, "test") as cat:
         row = dict(cat.conn.execute("SELECT * FROM photos LIMIT 1").fetchone())
         new = NewPhoto("LOST", row["category"], "f" * 64, row["file"], None, 10, 10, None, "full", title="T")
@@ -52,7 +53,7 @@ def test_a_pending_add_whose_journal_was_lost_is_rolled_back(demo_catalogue, tmp
     assert not check_catalogue(cat_dir)["ok"]
     report = _add_two(pcfg, cat_dir, tmp_path / "in")   # the next writer: rolls back, then adds
     assert report.added == 2
-    rows = _photos(cat_dir)
+    rows = photo_rows(cat_dir)
     assert [r for r in rows if r["product"] == "LOST"] == []
     assert [r for r in rows if r["photo_id"] in {p["photo_id"] for p in photos_before}] == photos_before
     with sqlite3.connect(cat_dir / "catalogue.sqlite") as conn:
@@ -73,7 +74,7 @@ def test_an_unreadable_journal_is_rolled_back_too(demo_catalogue, tmp_path):
         path.write_bytes(path.read_bytes()[:40])   # torn
     with Catalogue.writing(cat_dir, "test") as cat:
         assert cat.reconciled == [change]
-    assert not [r for r in _photos(cat_dir) if r["product"] == "BAD"]
+    assert not [r for r in photo_rows(cat_dir) if r["product"] == "BAD"]
 
 
 def test_a_new_title_is_not_visible_before_its_add_is_applied(demo_catalogue, tmp_path):
@@ -101,8 +102,8 @@ def test_a_lost_index_rename_is_found_by_check_and_repaired(demo_catalogue, tmp_
     index_file = cat_dir / "indexes" / "bags.faiss"
     old_index = index_file.read_bytes()
     report = _add_two(pcfg, cat_dir, tmp_path / "in")
-    new_ids = [p["photo_id"] for p in _photos(cat_dir) if p["change_id"] == report.change_id]
-    added_vectors = {i: v for i, v in _vectors(cat_dir, "bags").items() if i in new_ids}
+    new_ids = [p["photo_id"] for p in photo_rows(cat_dir) if p["change_id"] == report.change_id]
+    added_vectors = {i: v for i, v in index_vectors(cat_dir, "bags").items() if i in new_ids}
     index_file.write_bytes(old_index)   # the power cut undid the index's rename
     found = check_catalogue(cat_dir)
     assert not found["ok"] and found["vectors"]["bags"]["missing_vectors"] == sorted(new_ids)
@@ -111,7 +112,7 @@ def test_a_lost_index_rename_is_found_by_check_and_repaired(demo_catalogue, tmp_
     assert _cli_check(cat_dir) == 1
     repaired = repair_catalogue(cat_dir)
     assert repaired["reembedded"] == sorted(new_ids)
-    vectors = _vectors(cat_dir, "bags")
+    vectors = index_vectors(cat_dir, "bags")
     for i, v in added_vectors.items():
         assert np.allclose(vectors[i], v, atol=1e-5)   # the descriptor the add had computed
     assert check_catalogue(cat_dir)["ok"] and _cli_check(cat_dir) == 0
@@ -120,13 +121,13 @@ def test_a_lost_index_rename_is_found_by_check_and_repaired(demo_catalogue, tmp_
 def test_a_lost_photo_is_a_404_then_removed_by_repair(demo_catalogue, tmp_path):
     root, _ = demo_catalogue
     cat_dir = copy_catalogue(root, tmp_path / "cat")
-    victim = _photos(cat_dir)[0]
+    victim = photo_rows(cat_dir)[0]
     (cat_dir / victim["file"]).unlink()
     found = check_catalogue(cat_dir)
     assert found["missing_files"] == [victim["file"]]
     repaired = repair_catalogue(cat_dir)
     assert repaired["removed_missing_files"] == [victim["file"]]
-    assert victim["photo_id"] not in {p["photo_id"] for p in _photos(cat_dir)}
+    assert victim["photo_id"] not in {p["photo_id"] for p in photo_rows(cat_dir)}
     assert check_catalogue(cat_dir)["ok"]
 
 
@@ -165,9 +166,9 @@ def test_a_thin_photo_in_a_product_list_is_unreadable_and_the_rest_is_added(demo
     """Before: it crashed `catalogue add` at the same staging batch on every rerun."""
     root, pcfg = demo_catalogue
     cat_dir = copy_catalogue(root, tmp_path / "cat")
-    _link_photos(pcfg, tmp_path / "in", [1, 2])
+    link_photos(pcfg, tmp_path / "in", [1, 2])
     Image.new("RGB", (22000, 8)).save(tmp_path / "in" / "thin.png")
-    report = add_products(cat_dir, _write_csv(tmp_path / "in", ["shop_1.jpg,T1,bags,,,", "thin.png,T2,bags,,,",
+    report = add_products(cat_dir, write_products_csv(tmp_path / "in", ["shop_1.jpg,T1,bags,,,", "thin.png,T2,bags,,,",
                                                                 "shop_2.jpg,T3,bags,,,"]))
     assert report.added == 2 and [u["line"] for u in report.unreadable] == [3]
     assert "too elongated" in report.unreadable[0]["reason"]
@@ -195,10 +196,10 @@ def test_a_photo_the_models_fail_on_is_unreadable_alone(demo_catalogue, tmp_path
     report = add_products(cat_dir, csv)
     assert report.added == 2 and [u["line"] for u in report.unreadable] == [3]
     assert "the models cannot read it (ValueError" in report.unreadable[0]["reason"]
-    got, want = _vectors(cat_dir, "bags"), _vectors(tmp_path / "clean", "bags")
+    got, want = index_vectors(cat_dir, "bags"), index_vectors(tmp_path / "clean", "bags")
     for product in ("C1", "C3"):
-        pid = next(p["photo_id"] for p in _photos(cat_dir) if p["product"] == product)
-        ref = next(p["photo_id"] for p in _photos(tmp_path / "clean") if p["product"] == product)
+        pid = next(p["photo_id"] for p in photo_rows(cat_dir) if p["product"] == product)
+        ref = next(p["photo_id"] for p in photo_rows(tmp_path / "clean") if p["product"] == product)
         assert np.allclose(got[pid], want[ref], atol=1e-5)
     assert clean.added == 3
 
@@ -207,8 +208,8 @@ def _csv_of(pcfg, folder, ids):
     """A product list of shop photos saved again as PNG (contents the catalogue does not hold: computed)."""
     folder.mkdir(parents=True, exist_ok=True)
     for i in ids:
-        Image.open(_images(pcfg) / f"{i:09d}.jpg").save(folder / f"new_{i}.png")
-    return _write_csv(folder, [f"new_{i}.png,C{n},bags,,," for n, i in enumerate(ids, start=1)])
+        Image.open(demo_images(pcfg) / f"{i:09d}.jpg").save(folder / f"new_{i}.png")
+    return write_products_csv(folder, [f"new_{i}.png,C{n},bags,,," for n, i in enumerate(ids, start=1)])
 
 
 def _cli_check(cat_dir) -> int:

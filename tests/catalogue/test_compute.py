@@ -7,7 +7,7 @@ from detret.catalogue import compute
 from detret.catalogue.compute import compute_all
 from detret.embed.artifact import read_descriptors
 from detret.utils.device import DataParallel
-from tests.conftest import copy_catalogue
+from tests.helpers import copy_catalogue
 
 
 def _items(pcfg, n=7):

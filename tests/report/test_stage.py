@@ -1,25 +1,10 @@
 """The report: its examples are chosen as documented, and the page works in a real headless Chromium."""
 import json
-import os
-import shutil
-from pathlib import Path
 
-import pytest
 from PIL import Image
 
 from detret.report.stage import select_examples
-
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
-                  "--disable-background-networking", "--disable-component-update"]
-
-
-def chromium_binary() -> str:
-    for candidate in (os.environ.get("DETRET_CHROMIUM"), shutil.which("chromium"), shutil.which("chromium-browser"),
-                      shutil.which("google-chrome")):
-        if candidate and Path(candidate).is_file():
-            return candidate
-    pytest.fail("no Chromium found for the report's browser test: `apt-get install chromium` "
-                "(tools/install.sh does it as root) or set $DETRET_CHROMIUM")
+from tests.helpers import CHROMIUM_FLAGS, chromium_binary
 
 
 def _q(row, cat, product, result_products):

@@ -7,11 +7,7 @@ from detret.config.pipeline import load_pipeline_config
 from detret.retrieval import train as train_mod
 from detret.retrieval.model import load_checkpoint
 from detret.runs.stage import stage_status
-
-FAST = ["device=cpu", "retrieval.train.architecture=resnet18", "retrieval.train.pretrained=false",
-        "retrieval.train.image_size=64", "retrieval.train.resize=square", "retrieval.train.batch_size=6",
-        "retrieval.train.lr=1e-4", "retrieval.train.dim=32", "retrieval.train.val_fraction=0.25",
-        "retrieval.train.mine_k=5"]
+from tests.helpers import FAST_RETRIEVAL as FAST
 
 
 @pytest.fixture(scope="module")

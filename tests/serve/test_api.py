@@ -13,32 +13,9 @@ from PIL import Image
 from detret.detect.crops import Detection
 from detret.embed.artifact import read_descriptors
 from detret.serve.app import create_app
-from detret.serve.uploads import Limits
-from tests.conftest import copy_catalogue
+from tests.helpers import copy_catalogue
 
-TOKEN = "s3cret-token"
-
-
-@pytest.fixture(scope="module")
-def served(demo_catalogue, tmp_path_factory):
-    root, pcfg = demo_catalogue
-    cat = copy_catalogue(root, tmp_path_factory.mktemp("served") / "cat")
-    app = create_app(cat, token=TOKEN, limits=Limits(max_upload_bytes=2 * 2**20, max_pixels=4_000_000))
-    with TestClient(app) as client:
-        yield client, app, cat, pcfg
-
-
-def _street(pcfg, i=0):
-    """(photo bytes, category, box, the query's row index) of test query ``i`` of the demo."""
-    _, rows = read_descriptors(Path(pcfg.run_dir) / "embed-tri-crops", "queries")
-    r = rows[i]
-    photo = Path(pcfg.data.street2shop.root) / "images" / f"{r.photo_id:09d}.jpg"
-    return photo.read_bytes(), r.category, r.box_xyxy, i
-
-
-def _search(client, data, **fields):
-    return client.post("/api/search", files={"photo": ("street.jpg", data, "image/jpeg")},
-                       data={k: str(v) for k, v in fields.items()})
+from .helpers import TOKEN, products_upload, search_photo, street_query
 
 
 def test_search_with_a_box_gives_the_batch_search_ranking(served):
@@ -46,8 +23,8 @@ def test_search_with_a_box_gives_the_batch_search_ranking(served):
     rankings = [json.loads(line) for line in
                 (Path(pcfg.run_dir) / "search-tri-crops" / "rankings.jsonl").read_text().splitlines()]
     for i in (0, len(rankings) // 2):
-        data, category, box, _ = _street(pcfg, i)
-        response = _search(client, data, category=category, box=",".join(map(str, box)), k=5)
+        data, category, box, _ = street_query(pcfg, i)
+        response = search_photo(client, data, category=category, box=",".join(map(str, box)), k=5)
         assert response.status_code == 200, response.text
         (garment,) = response.json()["garments"]
         assert garment["rule"] == "given box" and garment["category"] == category
@@ -63,18 +40,18 @@ def test_search_with_a_box_gives_the_batch_search_ranking(served):
 
 def test_without_a_box_the_crop_policy_chooses_and_shop_the_look_takes_every_garment(served, monkeypatch):
     client, app, _, pcfg = served
-    data, _, _, _ = _street(pcfg)
+    data, _, _, _ = street_query(pcfg)
     models = app.state.engine.models
     found = [Detection((10, 20, 90, 160), "top", 0.9, 0.95), Detection((5, 5, 60, 60), "bag", 0.8, 0.7),
              Detection((0, 0, 50, 50), "footwear", 0.99, 0.4)]  # objectness 0.4: below the paper's 0.5
     monkeypatch.setattr(models, "detect", lambda photos: [list(found) for _ in photos])
-    look = _search(client, data, k=3).json()["garments"]
+    look = search_photo(client, data, k=3).json()["garments"]
     expected = [(c, "top") for c in models.categories_of("top")] + [(c, "bag") for c in models.categories_of("bag")]
     assert [(g["category"], g["label"]) for g in look] == expected
     assert all(g["rule"] == "detection" and len(g["results"]) == 3 for g in look)
-    one = _search(client, data, category="bags", k=3).json()["garments"]
+    one = search_photo(client, data, category="bags", k=3).json()["garments"]
     assert [(g["rule"], g["box_xyxy"]) for g in one] == [("detection", [5.0, 5.0, 60.0, 60.0])]
-    footwear = _search(client, data, category="footwear", k=3).json()["garments"]
+    footwear = search_photo(client, data, category="footwear", k=3).json()["garments"]
     assert footwear[0]["rule"] == "fallback"  # its only detection fails the objectness test: whole photo
 
 
@@ -117,17 +94,17 @@ def test_bad_input_is_a_4xx_json_error_and_the_server_goes_on(served, name):
     kwargs, status, message = BAD_REQUESTS[name]
     kwargs = dict(kwargs)
     if "files" not in kwargs and "content" not in kwargs and name != "no photo field":
-        kwargs["files"] = {"photo": ("street.jpg", _street(pcfg)[0], "image/jpeg")}
+        kwargs["files"] = {"photo": ("street.jpg", street_query(pcfg)[0], "image/jpeg")}
     response = client.post("/api/search", **kwargs)
     assert response.status_code == status, response.text
     assert message in response.json()["error"]
-    data, category, box, _ = _street(pcfg)
-    assert _search(client, data, category=category, box=",".join(map(str, box))).status_code == 200
+    data, category, box, _ = street_query(pcfg)
+    assert search_photo(client, data, category=category, box=",".join(map(str, box))).status_code == 200
 
 
 def test_truncated_jpeg_is_refused(served):
     client, _, _, pcfg = served
-    data = _street(pcfg)[0]
+    data = street_query(pcfg)[0]
     response = client.post("/api/search", files={"photo": ("cut.jpg", data[:len(data) // 3], "image/jpeg")})
     assert response.status_code == 400 and "truncated" in response.json()["error"]
 
@@ -157,15 +134,9 @@ def test_health_docs_metrics_and_summary(served):
     assert 'detret_request_latency_seconds_bucket{le="0.5",route="/api/search"}' in metrics
 
 
-def _products_upload(pcfg, product, category, photo_id):
-    shop = Path(pcfg.data.street2shop.root) / "images" / f"{photo_id:09d}.jpg"
-    csv = f"photo,product,category,title\nnew.jpg,{product},{category},A new one\n"
-    return {"products": ("products.csv", csv.encode(), "text/csv"), "photos": ("new.jpg", shop.read_bytes(), "image/jpeg")}
-
-
 def test_changes_need_the_token(served):
     client, _, _, pcfg = served
-    files = _products_upload(pcfg, "T1", "bags", 1)
+    files = products_upload(pcfg, "T1", "bags", 1)
     assert client.post("/api/catalogue", files=files).status_code == 401
     assert client.post("/api/catalogue", files=files, headers={"Authorization": "Bearer wrong"}).status_code == 401
     assert client.delete("/api/catalogue/products/T1", headers={"Authorization": f"Basic {TOKEN}"}).status_code == 401
@@ -174,7 +145,7 @@ def test_changes_need_the_token(served):
 def test_changes_are_disabled_without_a_token(demo_catalogue, tmp_path):
     root, pcfg = demo_catalogue
     with TestClient(create_app(copy_catalogue(root, tmp_path / "cat"))) as client:
-        response = client.post("/api/catalogue", files=_products_upload(pcfg, "T1", "bags", 1),
+        response = client.post("/api/catalogue", files=products_upload(pcfg, "T1", "bags", 1),
                                headers={"Authorization": "Bearer anything"})
         assert response.status_code == 403 and "DETRET_SERVE_TOKEN" in response.json()["error"]
 
@@ -191,14 +162,14 @@ def test_added_products_are_found_without_a_restart_and_removed_ones_are_gone(se
     """Searches run throughout the add and the removal: none fails, and none shows a photo the
     catalogue does not hold at the end of that search."""
     client, _, cat, pcfg = served
-    data, category, box, _ = _street(pcfg)
+    data, category, box, _ = street_query(pcfg)
     _, rows = read_descriptors(Path(pcfg.run_dir) / "embed-tri-crops", "gallery")
     same_category = next(r for r in rows if r.category == category)
     stop, failures, seen = threading.Event(), [], []
 
     def searching():
         while not stop.is_set():
-            response = _search(client, data, category=category, box=",".join(map(str, box)), k=100)
+            response = search_photo(client, data, category=category, box=",".join(map(str, box)), k=100)
             if response.status_code != 200:
                 failures.append(response.text)
                 continue
@@ -211,14 +182,14 @@ def test_added_products_are_found_without_a_restart_and_removed_ones_are_gone(se
     worker.start()
     try:
         auth = {"Authorization": f"Bearer {TOKEN}"}
-        added = client.post("/api/catalogue", files=_products_upload(pcfg, "LIVE-1", category, same_category.photo_id),
+        added = client.post("/api/catalogue", files=products_upload(pcfg, "LIVE-1", category, same_category.photo_id),
                             headers=auth)
         assert added.status_code == 200 and added.json()["added"] == 1, added.text
-        found = _search(client, data, category=category, box=",".join(map(str, box)), k=100).json()
+        found = search_photo(client, data, category=category, box=",".join(map(str, box)), k=100).json()
         assert "LIVE-1" in [r["product"] for r in found["garments"][0]["results"]]
         removed = client.delete("/api/catalogue/products/LIVE-1", headers=auth)
         assert removed.status_code == 200 and removed.json()["removed_photos"] == 1
-        after = _search(client, data, category=category, box=",".join(map(str, box)), k=100).json()
+        after = search_photo(client, data, category=category, box=",".join(map(str, box)), k=100).json()
         assert "LIVE-1" not in [r["product"] for r in after["garments"][0]["results"]]
         assert client.delete("/api/catalogue/products/LIVE-1", headers=auth).status_code == 404
     finally:
@@ -232,19 +203,19 @@ def test_a_reindexed_catalogue_is_searched_with_its_new_model_without_a_restart(
 
     root, pcfg = demo_catalogue
     cat = copy_catalogue(root, tmp_path / "cat")
-    data, category, box, i = _street(pcfg)
+    data, category, box, i = street_query(pcfg)
     with TestClient(create_app(cat, token=TOKEN)) as client:
         before = client.get("/healthz").json()["model"]
-        assert _search(client, data, category=category, box=",".join(map(str, box)), k=5).status_code == 200
+        assert search_photo(client, data, category=category, box=",".join(map(str, box)), k=5).status_code == 200
         new = reindex_catalogue(pcfg, cat, "tri-full")["identity"]
         assert client.get("/healthz").json()["model"] == new != before
-        response = _search(client, data, category=category, box=",".join(map(str, box)), k=5)
+        response = search_photo(client, data, category=category, box=",".join(map(str, box)), k=5)
         assert response.status_code == 200
         rankings = [json.loads(line) for line in
                     (Path(pcfg.run_dir) / "search-tri-full" / "rankings.jsonl").read_text().splitlines()]
         got = response.json()["garments"][0]["results"]
         assert np.allclose([r["score"] for r in got], [s for _, _, s in rankings[i]["results"][:5]], atol=1e-4)
         assert client.get("/api/catalogue").json()["model"]["run"] == "tri-full"
-        added = client.post("/api/catalogue", files=_products_upload(pcfg, "AFTER-REINDEX", "bags", 1),
+        added = client.post("/api/catalogue", files=products_upload(pcfg, "AFTER-REINDEX", "bags", 1),
                             headers={"Authorization": f"Bearer {TOKEN}"})
         assert added.status_code == 200 and added.json()["added"] == 1

@@ -129,7 +129,7 @@ def test_a_full_queue_is_a_503_with_retry_after(demo_catalogue, tmp_path, monkey
     from fastapi.testclient import TestClient
 
     from detret.serve.app import create_app
-    from tests.conftest import copy_catalogue
+    from tests.helpers import copy_catalogue
 
     root, pcfg = demo_catalogue
     app = create_app(copy_catalogue(root, tmp_path / "cat"))

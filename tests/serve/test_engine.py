@@ -12,8 +12,8 @@ from detret.catalogue.layout import CatalogueLayout
 from detret.catalogue.remove import remove_products
 from detret.serve.app import create_app
 from detret.serve.engine import Job, SearchEngine
-from tests.conftest import copy_catalogue
-from tests.serve.test_api import _search, _street
+from tests.helpers import copy_catalogue
+from tests.serve.helpers import search_photo, street_query
 
 
 def test_a_reindex_during_start_up_is_followed_at_the_first_search(demo_catalogue, tmp_path, monkeypatch):
@@ -60,14 +60,14 @@ def test_a_reduced_photo_answers_in_the_senders_pixels(served_small):
     """A street photo sent 3x larger than it is (reduced to 1600 px by the service): its box comes back in the
     large photo's pixels, and the results are those of the photo at its own size."""
     client, pcfg = served_small
-    data, category, box, _ = _street(pcfg)
+    data, category, box, _ = street_query(pcfg)
     photo = Image.open(io.BytesIO(data))
     big = photo.resize((photo.width * 3, photo.height * 3), Image.Resampling.BICUBIC)
     buf = io.BytesIO()
     big.save(buf, format="PNG")
     big_box = [v * 3 for v in box]
-    small = _search(client, data, category=category, box=",".join(map(str, box)), k=5).json()["garments"][0]
-    large = _search(client, buf.getvalue(), category=category, box=",".join(map(str, big_box)),
+    small = search_photo(client, data, category=category, box=",".join(map(str, box)), k=5).json()["garments"][0]
+    large = search_photo(client, buf.getvalue(), category=category, box=",".join(map(str, big_box)),
                     k=5).json()["garments"][0]
     assert np.allclose(large["box_xyxy"], big_box, atol=0.5)
     assert large["results"][0]["product"] == small["results"][0]["product"]
@@ -89,7 +89,7 @@ def test_a_reduced_photo_without_a_box_reports_the_detection_in_the_senders_pixe
     monkeypatch.setattr(engine.models, "detect", detect)
     buf = io.BytesIO()
     Image.new("RGB", (4000, 3000), (120, 80, 40)).save(buf, format="JPEG")
-    garment = _search(client, buf.getvalue(), category="bags", k=1).json()["garments"][0]
+    garment = search_photo(client, buf.getvalue(), category="bags", k=1).json()["garments"][0]
     assert seen[-1][:2] == (1200, 1600)   # what the models saw
     assert garment["rule"] == "detection" and np.allclose(garment["box_xyxy"], [25, 50, 275, 550], atol=0.5)
 

@@ -18,8 +18,8 @@ from detret.serve.app import create_app
 from detret.serve.batcher import Batcher
 from detret.serve.engine import Job
 from detret.serve.uploads import Limits
-from tests.conftest import copy_catalogue
-from tests.serve.test_api import TOKEN, _products_upload, _search, _street
+from tests.helpers import copy_catalogue
+from tests.serve.helpers import TOKEN, products_upload, search_photo, street_query
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -46,8 +46,8 @@ def _saved(fmt: str, **kw) -> bytes:
 
 
 def _ok(client, pcfg) -> None:
-    data, category, box, _ = _street(pcfg)
-    assert _search(client, data, category=category, box=",".join(map(str, box))).status_code == 200
+    data, category, box, _ = street_query(pcfg)
+    assert search_photo(client, data, category=category, box=",".join(map(str, box))).status_code == 200
 
 
 def test_a_thin_photo_is_refused_with_its_problem(hostile):
@@ -65,7 +65,7 @@ def test_a_job_the_models_fail_on_fails_alone(hostile):
     batched with three good searches. The three get the answers they get alone; the bad one gets its error."""
     _, app, _, pcfg = hostile
     engine = app.state.engine
-    data, category, box, _ = _street(pcfg)
+    data, category, box, _ = street_query(pcfg)
     good = np.array(Image.open(io.BytesIO(data)).convert("RGB"))
     alone = engine.run([Job(good, category, None, 5)])[0]["garments"]
     hold, batches = threading.Event(), []
@@ -199,7 +199,7 @@ def test_a_chunked_body_over_the_limit_is_a_413(hostile):
 
 def test_a_product_id_with_a_slash_is_removed_over_http(hostile):
     client, _, _, pcfg = hostile
-    added = client.post("/api/catalogue", files=_products_upload(pcfg, "shirts/blue-42", "bags", 1), headers=AUTH)
+    added = client.post("/api/catalogue", files=products_upload(pcfg, "shirts/blue-42", "bags", 1), headers=AUTH)
     assert added.status_code == 200 and added.json()["added"] == 1, added.text
     removed = client.delete("/api/catalogue/products/shirts%2Fblue-42", headers=AUTH)
     assert removed.status_code == 200 and removed.json()["removed_photos"] == 1, removed.text
@@ -208,10 +208,10 @@ def test_a_product_id_with_a_slash_is_removed_over_http(hostile):
 def test_shop_the_look_searches_at_most_max_garments(hostile, monkeypatch):
     client, app, _, pcfg = hostile
     models = app.state.engine.models
-    data, _, _, _ = _street(pcfg)
+    data, _, _, _ = street_query(pcfg)
     found = [Detection((i, i, 60 + i, 80 + i), "bag", 0.3 + i / 100, 0.9) for i in range(30)]
     monkeypatch.setattr(models, "detect", lambda photos: [list(found) for _ in photos])
-    garments = _search(client, data, k=1).json()["garments"]
+    garments = search_photo(client, data, k=1).json()["garments"]
     boxes = {tuple(g["box_xyxy"]) for g in garments}
     cap = app.state.engine.max_garments
     assert len(boxes) == cap == Limits().max_garments
@@ -225,9 +225,9 @@ def test_a_search_past_its_deadline_is_a_503_and_a_stuck_worker_is_unhealthy(hos
     real = batcher.run_batch
     monkeypatch.setattr(batcher, "timeout_s", 0.5)
     monkeypatch.setattr(batcher, "run_batch", lambda jobs: (release.wait(30), real(jobs))[1])
-    data, category, box, _ = _street(pcfg)
+    data, category, box, _ = street_query(pcfg)
     try:
-        response = _search(client, data, category=category, box=",".join(map(str, box)))
+        response = search_photo(client, data, category=category, box=",".join(map(str, box)))
         assert response.status_code == 503 and "did not answer within 0.5 s" in response.json()["error"]
         assert response.headers["retry-after"] == "1"
         health = client.get("/healthz")
@@ -245,7 +245,7 @@ def test_a_full_disk_is_a_507_leaves_nothing_pending_and_removals_go_through(hos
     import detret.catalogue.changes as changes
 
     client, _, cat, pcfg = hostile
-    added = client.post("/api/catalogue", files=_products_upload(pcfg, "KEEP-1", "bags", 2), headers=AUTH)
+    added = client.post("/api/catalogue", files=products_upload(pcfg, "KEEP-1", "bags", 2), headers=AUTH)
     assert added.status_code == 200
     before = sorted(p for p in (cat / "photos").rglob("*") if p.is_file())
 
@@ -253,7 +253,7 @@ def test_a_full_disk_is_a_507_leaves_nothing_pending_and_removals_go_through(hos
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(changes, "write_index", full)
-    response = client.post("/api/catalogue", files=_products_upload(pcfg, "FULL-1", "bags", 3), headers=AUTH)
+    response = client.post("/api/catalogue", files=products_upload(pcfg, "FULL-1", "bags", 3), headers=AUTH)
     assert response.status_code == 507 and "disk is full" in response.json()["error"], response.text
     monkeypatch.undo()
     import sqlite3
@@ -280,9 +280,9 @@ def test_a_stored_photo_lost_in_a_power_cut_is_a_404_not_a_500(hostile):
 
 def test_an_error_never_echoes_megabytes_of_what_was_sent(hostile):
     client, _, _, pcfg = hostile
-    data, _, _, _ = _street(pcfg)
+    data, _, _, _ = street_query(pcfg)
     for fields in ({"category": "x" * 2**20}, {"category": "bags", "box": "1," * 2**19}):
-        response = _search(client, data, **fields)
+        response = search_photo(client, data, **fields)
         assert response.status_code == 400 and len(response.content) < 2000, response.status_code
 
 
@@ -309,10 +309,10 @@ def test_decodes_at_once_are_bounded_and_a_full_queue_refuses_before_decoding(ho
         return real(*args)
 
     monkeypatch.setattr(app_module, "decode_photo", slow_decode)
-    data, category, box, _ = _street(pcfg)
+    data, category, box, _ = street_query(pcfg)
     codes = []
     threads = [threading.Thread(target=lambda: codes.append(
-        _search(client, data, category=category, box=",".join(map(str, box))).status_code)) for _ in range(6)]
+        search_photo(client, data, category=category, box=",".join(map(str, box))).status_code)) for _ in range(6)]
     for t in threads:
         t.start()
     for t in threads:
@@ -320,5 +320,5 @@ def test_decodes_at_once_are_bounded_and_a_full_queue_refuses_before_decoding(ho
     assert codes == [200] * 6 and state["calls"] == 6
     assert state["most"] == 2   # decode_slots (default: the cores), not the thread pool's 40
     monkeypatch.setattr(app.state.batcher, "full", lambda: True)
-    response = _search(client, data, category=category)
+    response = search_photo(client, data, category=category)
     assert response.status_code == 503 and state["calls"] == 6   # refused before its photo was decoded

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from tests.conftest import copy_catalogue, load_tool
-from tests.serve.test_api import _street
+from tests.helpers import copy_catalogue, tool
+from tests.serve.helpers import street_query
 
 # The bound on the server's peak resident memory above its memory after warm-up, under concurrent worst-case
 # uploads (40 MP 16-bit, RGBA and 32-bit photos of a few hundred KB) with the default limits: what the limits
@@ -20,14 +20,14 @@ PEAK_MEMORY_BOUND_MIB = 1536
 
 @pytest.fixture(scope="module")
 def bench_hostile():
-    return load_tool("bench_hostile")
+    return tool("benchs.hostile")
 
 
 @pytest.fixture(scope="module")
 def hostile_run(bench_hostile, demo_catalogue, tmp_path_factory):
     root, pcfg = demo_catalogue
     cat = copy_catalogue(root, tmp_path_factory.mktemp("live") / "cat")
-    data, category, _, _ = _street(pcfg)
+    data, category, _, _ = street_query(pcfg)
     return bench_hostile.run_hostile(cat, data, category, clients=4, requests=4, slow=2, hostile_max=24,
                                      body_timeout_s=2.0, header_timeout_s=1.0)
 

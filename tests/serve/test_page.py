@@ -19,8 +19,8 @@ import uvicorn
 from detret.detect.crops import Detection
 from detret.embed.artifact import read_descriptors
 from detret.serve.app import create_app
-from tests.conftest import copy_catalogue
-from tests.report.test_stage import CHROMIUM_FLAGS, chromium_binary
+from tests.helpers import copy_catalogue
+from tests.helpers import CHROMIUM_FLAGS, chromium_binary
 
 
 def _free_port() -> int:

@@ -3,7 +3,7 @@ independent of the Pydantic models the schema was generated from)."""
 import jsonschema
 import pytest
 
-from .test_api import TOKEN, _products_upload, _search, _street, served  # noqa: F401 - the fixture
+from .helpers import TOKEN, products_upload, search_photo, street_query
 
 JSON = "application/json"
 
@@ -34,16 +34,16 @@ def test_every_route_has_a_response_schema(served):
 def test_real_answers_validate_against_the_schema(served):
     client, _, _, pcfg = served
     openapi = client.get("/openapi.json").json()
-    data, category, box, _ = _street(pcfg)
-    searched = _search(client, data, category=category, box=",".join(map(str, box)), k=3)
+    data, category, box, _ = street_query(pcfg)
+    searched = search_photo(client, data, category=category, box=",".join(map(str, box)), k=3)
     assert searched.status_code == 200 and searched.json()["garments"][0]["results"]
     _check(openapi, "/api/search", "post", searched)
-    looked = _search(client, data, k=2)  # shop the look: detector labels
+    looked = search_photo(client, data, k=2)  # shop the look: detector labels
     _check(openapi, "/api/search", "post", looked)
     _check(openapi, "/api/catalogue", "get", client.get("/api/catalogue"))
     _check(openapi, "/healthz", "get", client.get("/healthz"))
     auth = {"Authorization": f"Bearer {TOKEN}"}
-    added = client.post("/api/catalogue", files=_products_upload(pcfg, "SCHEMA-1", category, 1), headers=auth)
+    added = client.post("/api/catalogue", files=products_upload(pcfg, "SCHEMA-1", category, 1), headers=auth)
     assert added.status_code == 200, added.text
     _check(openapi, "/api/catalogue", "post", added)
     removed = client.delete("/api/catalogue/products/SCHEMA-1", headers=auth)
@@ -53,7 +53,7 @@ def test_real_answers_validate_against_the_schema(served):
 @pytest.mark.parametrize("status, call", [
     (404, lambda c: c.get("/api/photos/999999999")),
     (422, lambda c: c.get("/api/photos/-1")),
-    (400, lambda c: _search(c, b"not a photo")),
+    (400, lambda c: search_photo(c, b"not a photo")),
     (401, lambda c: c.delete("/api/catalogue/products/x")),
 ])
 def test_refusals_validate_against_the_error_schema(served, status, call):

@@ -3,12 +3,12 @@ import json
 
 import pytest
 
-from tests.conftest import load_tool
+from tests.helpers import tool
 
 
 @pytest.fixture(scope="module")
 def bench():
-    return load_tool("benchmark")
+    return tool("benchmark")
 
 
 def test_search_and_eval_benchmarks_check_their_results(bench, tmp_path):
@@ -42,7 +42,8 @@ def test_embed_map_measures_bf16_descriptors_and_leaves_the_run_as_it_was(bench,
     out, _ = demo_quick
     run_dir = out / "runs"
     before = sorted(p.name for p in run_dir.iterdir())
-    result = bench.bench_embed_map(bench._sub(config=str(out / "demo.yaml"), model="tri-crops"))
+    result = tool("benchs.embed_map").bench_embed_map(tool("benchs.common").sub(config=str(out / "demo.yaml"),
+                                                                                 model="tri-crops"))
     assert sorted(p.name for p in run_dir.iterdir()) == before
     assert result["min_cosine_bf16_vs_fp32"] > 0.99
     fp32 = json.loads((run_dir / "eval" / "metrics.json").read_text())["tri-crops"]["mean_over_categories"]
@@ -73,16 +74,16 @@ def _result(**changes):
 
 
 def test_targets_are_read_off_the_results(bench):
-    rows = {x["target"]: x for x in bench._targets(_result())}
+    rows = {x["target"]: x for x in tool("benchs.all")._targets(_result())}
     assert rows["embed"]["met"] and rows["embed-cosine"]["met"] and rows["embed-map"]["met"] and rows["eval"]["met"]
     # detect: fp32 agrees but is slow, bf16 is fast but changes 3% of the crops -> not met
     assert not rows["detect"]["met"] and "bf16" in rows["detect"]["why_not"]
     assert not rows["search"]["met"] and rows["search"]["why_not"]
     assert rows["search-full"]["met"] and rows["end-to-end"]["met"]
-    met = {x["target"]: x["met"] for x in bench._targets(_result(detect={
+    met = {x["target"]: x["met"] for x in tool("benchs.all")._targets(_result(detect={
         **_result()["detect"], "share_crops_iou_ge_0.95_bf16": 0.995}))}
     assert met["detect"]  # bf16 at 2.5x with 99.5% of crops agreeing meets the target
-    text = bench._markdown(bench._targets(_result()), _result())
+    text = tool("benchs.all")._markdown(tool("benchs.all")._targets(_result()), _result())
     assert "| detect |" in text and "## Not met, and why" in text and "**search**" in text
     assert text.count("**no**") == 2
 

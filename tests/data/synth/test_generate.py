@@ -12,7 +12,7 @@ from pycocotools.coco import COCO
 from detret.data.categories import load_categories
 from detret.data.synth.generate import SynthConfig, generate
 from detret.runs.stage import stage_status
-from tests.conftest import SYNTH_SMALL as SMALL
+from tests.helpers import SYNTH_SMALL as SMALL
 
 CATS = load_categories()
 

@@ -23,7 +23,6 @@ import io
 import select
 import shutil
 import socket
-import sys
 import tempfile
 import threading
 import time
@@ -33,8 +32,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_service  # noqa: E402 -- beside this file, as benchmark.py imports it
+from . import service as bench_service
 
 TOKEN = "bench-token"
 
@@ -254,7 +252,7 @@ def run_hostile(catalogue: Path, photo: bytes, category: str, *, clients: int = 
 
 
 def bench_serve_hostile(args) -> Dict:
-    from bench_service import _street_query, make_catalogue
+    from .service import _street_query, make_catalogue
 
     work = Path(tempfile.mkdtemp(prefix="detret-bench-hostile-"))
     try:

@@ -22,7 +22,7 @@ import numpy as np
 
 def _run_method(method: str, scale: float, dim: int, results) -> None:
     """In a child process: every category fitted and searched with one method; its seconds and peak memory."""
-    from benchmark import S2S_GALLERY, structured_descriptors
+    from .common import S2S_GALLERY, structured_descriptors
     from detret.search.rerank import Rerank, scorer, top_k
 
     rng = np.random.default_rng(0)
@@ -43,7 +43,7 @@ def _run_method(method: str, scale: float, dim: int, results) -> None:
 
 
 def bench_rerank(args) -> Dict:
-    from benchmark import S2S_GALLERY
+    from .common import S2S_GALLERY
 
     from detret.search.rerank import RERANKERS
 
