@@ -14,6 +14,7 @@
     python tools/benchmark.py serve --config runs/demo/demo.yaml [--model tri-crops --requests 40]
     python tools/benchmark.py catalogue-add --config runs/demo/demo.yaml [--new 50]
     python tools/benchmark.py serve-hostile --config runs/demo/demo.yaml [--requests 40 --slow 4]
+    python tools/benchmark.py demo --config runs/demo/demo.yaml --out benchmarks/demo.json
 
 - search: detret's per-category FAISS search (exact inner product) against a NumPy
   brute force (matmul + argpartition + sort) on the same descriptors, split by the
@@ -39,6 +40,9 @@
   with one hostile client (thin, EPS, DDS and 40 MP photos, unauthenticated 64 MiB bodies, slow bodies
   and headers, invented methods): the normal clients' errors and p95 ratio, the hostile requests'
   answers, the server's peak memory above its memory after warm-up.
+- demo: the figures of a finished `detret demo` (``--config``; and of `demo --profile seeds` when it ran)
+  in one file, for the documentation: Table 1 with intervals, the reading, the seed systems, the
+  detector, the time per step.
 - all: runs the demo (or reuses ``--config``), then all of the above, and writes
   ``benchmarks/report[_quick].md`` and ``.json``: each target, met or not, and why not.
 
@@ -52,6 +56,7 @@ import argparse
 import importlib
 import json
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the benchs/ package beside this file
@@ -64,8 +69,9 @@ BENCHMARKS = {
     "embed": ("embed", "bench_embed"), "embed-map": ("embed_map", "bench_embed_map"),
     "detect": ("detect", "bench_detect"), "serve": ("service", "bench_serve"),
     "catalogue-add": ("service", "bench_catalogue_add"), "serve-hostile": ("hostile", "bench_serve_hostile"),
+    "demo": ("demo_record", "bench_demo"),
 }
-NEEDS_DEMO = ("serve", "catalogue-add", "serve-hostile")
+NEEDS_DEMO = ("serve", "catalogue-add", "serve-hostile", "demo")
 
 
 def benchmark(name: str):
@@ -120,6 +126,8 @@ def main(argv=None) -> int:
     _defaults(args, argv)
     result = benchmark(args.which)(args)
     result["machine"] = machine()
+    result["date"] = time.strftime("%Y-%m-%d")
+    result.setdefault("command", " ".join(["python tools/benchmark.py", *(argv if argv is not None else sys.argv[1:])]))
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:

@@ -40,6 +40,6 @@ def search(
     summary = run_search(pcfg, name, k=k, factory=index, use_gpu=gpu, protocol=protocol.value, rerank=settings,
                          force=force, command=rerun_command(ctx))
     how = summary["factory"] if settings.method == PLAIN else f"exact scores re-ranked by {settings.method}"
-    folder = summary.get('folder', f"search-{summary['name']}")  # searched before protocols existed
+    folder = summary["folder"]
     typer.echo(f"{folder}: top {summary['k']} of {summary['gallery']} gallery photos for "
                f"{summary['queries']} queries ({how})")

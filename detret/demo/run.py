@@ -59,8 +59,6 @@ SEEDS_TIMINGS_FILE = Path("demo") / "timings-seeds.json"  # the same for --profi
 def write_demo_config(out: Path, profile: DemoProfile) -> Path:
     """``<out>/demo.yaml``: the synthetic dataset's detret.yaml with the profile's overrides."""
     base = OmegaConf.load(out / "detret.yaml")
-    if (out / "deepfashion2").is_dir() and not OmegaConf.select(base, "data.deepfashion2.root"):
-        base = OmegaConf.merge(base, {"data": {"deepfashion2": {"root": "deepfashion2"}}})  # data written before it
     merged = OmegaConf.merge(base, OmegaConf.create(profile.overrides))
     path = out / DEMO_CONFIG_NAME
     atomic_write_text(path, f"# Pipeline config of `detret demo` ({profile.name} profile): the dataset's detret.yaml\n"

@@ -157,24 +157,18 @@ def check_weights_available(cfg: CfgNode) -> Optional[str]:
     return local
 
 
-def detector_identity(cfg: CfgNode, *, legacy: bool = False) -> str:
+def detector_identity(cfg: CfgNode) -> str:
     """The detector config as it decides the results, for manifests: device, batching, the output folder
     and the weights' path left out (the stages fingerprint the weights' content as an input), so the same
     detection on CPU or GPU, with other batch sizes, or in a run directory moved elsewhere counts as the
-    same. ``legacy``: as detret recorded it before the paths were left out (a stage accepts both, so
-    runs made then stay valid where they are)."""
+    same."""
     c = cfg.clone()
     c.defrost()
-    if not legacy:
-        c.OUTPUT_DIR = ""
-        c.MODEL.WEIGHTS = ""
+    c.OUTPUT_DIR = ""
+    c.MODEL.WEIGHTS = ""
     c.MODEL.DEVICE = ""
     c.DETRET.DETECT.BATCH_SIZE = 0
     c.DETRET.DETECT.NUM_WORKERS = 0
-    if c.DETRET.DETECT.PRECISION == "fp32":  # the default: left out, so runs from before the key stay valid
-        del c.DETRET.DETECT["PRECISION"]
-    if c.DETRET.SOLVER.OPTIMIZER == "SGD":  # likewise
-        del c.DETRET["SOLVER"]
     if c.MODEL.BACKBONE.NAME != BACKBONE_NAME:  # read by that backbone alone
         del c.DETRET["RESNET"]
     return c.dump()

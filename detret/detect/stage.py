@@ -203,14 +203,11 @@ def _stage(pcfg: DictConfig, split: str, subset: str, run_detector: bool, cats: 
     inputs = {"annotations": root / "meta" / "json", "photos": root / "images"}
     config = {"split": split, "subset": subset if split == "street" else None, "run_detector": run_detector,
               "category_map": {k: list(v) for k, v in cats.street2shop_to_modanet.items()}}
-    equivalent = []
     if choice is not None:
         inputs["weights"] = choice.weights_file
         config["detector_cfg"] = detector_identity(choice.cfg)
-        equivalent = [{**config, "detector_cfg": detector_identity(choice.cfg, legacy=True)}]
     stage_dir = RunLayout(pcfg.run_dir).detect(split, subset)
-    return Stage(stage_dir, stage_dir.name, config=config, inputs=inputs,
-                 command=command, pipeline_config=pcfg, equivalent_configs=equivalent)
+    return Stage(stage_dir, stage_dir.name, config=config, inputs=inputs, command=command, pipeline_config=pcfg)
 
 
 def _check_request(pcfg: DictConfig, split: str, subset: str, run_detector: bool) -> None:

@@ -212,8 +212,7 @@ def run_train_detector(
     if init_weights:
         inputs["init_weights"] = Path(init_weights)
     stage = Stage(out, "train-detector", config={"detector_cfg": detector_identity(cfg)}, inputs=inputs,
-                  command=command, pipeline_config=pcfg,
-                  equivalent_configs=[{"detector_cfg": detector_identity(cfg, legacy=True)}])
+                  command=command, pipeline_config=pcfg)
     reused = stage.reuse_or_begin(force=force, summary_name=EVALUATION_FILE)
     if reused is not None:
         return reused

@@ -171,6 +171,9 @@ def build_retrieval_net(
 
 
 COMPATIBLE_KEYS = ("architecture", "pooling", "feat_dim", "dim")
+# What load_checkpoint rebuilds the network from.
+META_KEYS = ("architecture", "dim", "gem_p_init", "image_size", "resize", "training", "pooling", "streams",
+             "attributes")
 
 
 def initialise_from(model: RetrievalNet, path: Path) -> None:
@@ -214,10 +217,13 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> Tuple[Ret
     meta = ckpt.get("meta") if isinstance(ckpt, dict) else None
     if not meta or meta.get("format") != CHECKPOINT_FORMAT:
         raise InputError(f"{path}: not a detret retrieval checkpoint (no meta with format {CHECKPOINT_FORMAT})")
+    missing = [key for key in META_KEYS if key not in meta]
+    if missing:
+        raise InputError(f"{path}: the checkpoint's meta lacks {', '.join(missing)} (made by another detret "
+                         "version: train it again)")
     model = build_retrieval_net(meta["architecture"], meta["dim"], pretrained=False, gem_p=meta["gem_p_init"],
                                 image_size=meta["image_size"], resize=meta["resize"], training=meta["training"],
-                                pooling=meta.get("pooling", "gem"), streams=meta.get("streams", "shared"),
-                                attributes=meta.get("attributes"))
+                                pooling=meta["pooling"], streams=meta["streams"], attributes=meta["attributes"])
     model.meta = dict(meta)
     model.load_state_dict(ckpt["state_dict"])
     return model.to(device).eval(), ckpt

@@ -214,19 +214,9 @@ def _step(run: "TrainRun", draw: Draw, epoch: int) -> Optional[float]:
     return float(value)
 
 
-# Keys added to retrieval.train after runs were made with it, and the value those runs had: left out of
-# a run's config when they hold it, so that finished runs stay valid (not stale) under a newer detret.
-LATER_KEYS_DEFAULTS = {"pooling": "gem", "sampler": "pairs", "pk_products": 10, "pk_photos": 6, "streams": "shared",
-                       "init_from": None, "attribute_weight": 0.0}
-
-
 def training_config(loss: str, shop_crops: str, tcfg) -> Dict:
     """What a retrieval run is trained with: the stage's config, the checkpoint's meta and the summary."""
-    train = OmegaConf.to_container(tcfg, resolve=True)
-    for key, default in LATER_KEYS_DEFAULTS.items():
-        if key in train and train[key] == default:
-            del train[key]
-    return {"loss": loss, "shop_crops": shop_crops, "train": train}
+    return {"loss": loss, "shop_crops": shop_crops, "train": OmegaConf.to_container(tcfg, resolve=True)}
 
 
 def _stage(pcfg: DictConfig, loss: str, shop_crops: str, name: str, command: Optional[str]) -> Stage:
@@ -381,11 +371,7 @@ def _resume(run: TrainRun) -> None:
     run.optimizer.load_state_dict(ckpt["optimizer"])
     run.scheduler.load_state_dict(ckpt["scheduler"])
     run.start_epoch, run.best = int(ckpt["epoch"]) + 1, float(ckpt["best_map"])
-    if "history_json" in ckpt:
-        run.history = json.loads(ckpt["history_json"])
-    else:  # a checkpoint written before the history was part of it
-        metrics = run.out / "metrics.json"
-        run.history = json.loads(metrics.read_text()) if metrics.is_file() else []
+    run.history = json.loads(ckpt["history_json"])
     logger.info("resuming %s after epoch %d", run.out, run.start_epoch - 1)
 
 

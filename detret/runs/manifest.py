@@ -16,7 +16,8 @@ is written, so an interrupted stage is never taken for a finished one.
   "inputs":  {name: fingerprint},       # files and folders read
   "outputs": {name: fingerprint},       # files and folders written (paths relative to the stage folder)
   "versions": {"python": ..., "torch": ..., "detectron2": ..., ...},
-  "git": {"revision": "...", "dirty": false} | null
+  "git": {"revision": "...", "dirty": false} | null,
+  "fingerprints": 2                      # FINGERPRINTS of the detret that wrote it (absent: 1)
 }
 fingerprint = {"path": str, "kind": "file" | "dir" | "missing",
                "sha256": str | null, "n_files": int (dirs), "n_bytes": int}
@@ -48,6 +49,10 @@ from .atomic import atomic_write_json
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "detret.manifest/1"
+# How this detret fingerprints a stage (which config keys, spelled how): a run recorded under another
+# version is stale, whatever its config says, and `detret status` names the command that rebuilds it.
+# Bump it with any change to what a stage's config records; there are no rules for older records.
+FINGERPRINTS = 2
 _HASH_CHUNK_BYTES = 1 << 20
 
 # Distribution names whose versions are recorded (detectron2 has two spellings).
@@ -152,12 +157,14 @@ class Manifest:
     created_utc: str = ""
     versions: Dict[str, str] = field(default_factory=dict)
     git: Optional[Dict[str, Any]] = None
+    fingerprints: int = FINGERPRINTS
 
     def to_json(self) -> Dict[str, Any]:
         return {
             "format": MANIFEST_FORMAT, "stage": self.stage, "state": self.state, "command": self.command,
             "created_utc": self.created_utc, "config": self.config, "config_sha256": self.config_sha256,
             "inputs": self.inputs, "outputs": self.outputs, "versions": self.versions, "git": self.git,
+            "fingerprints": self.fingerprints,
         }
 
     @classmethod
@@ -169,9 +176,16 @@ class Manifest:
                 stage=obj["stage"], command=obj["command"], config=obj["config"],
                 config_sha256=obj["config_sha256"], inputs=obj["inputs"], outputs=obj["outputs"],
                 state=obj["state"], created_utc=obj["created_utc"], versions=obj["versions"], git=obj["git"],
+                fingerprints=int(obj.get("fingerprints", 1)),
             )
         except KeyError as exc:
             raise InputError(f"{source}: manifest lacks the key {exc}") from exc
+
+
+def another_version(manifest: Manifest) -> str:
+    """Why a run recorded under another fingerprint version is stale."""
+    return (f"made by a detret that fingerprints its runs differently (version {manifest.fingerprints}, "
+            f"this detret {FINGERPRINTS}): rebuild it")
 
 
 def write_manifest(stage_dir: Path, manifest: Manifest) -> Path:

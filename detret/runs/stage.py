@@ -28,11 +28,21 @@ import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional
 
 from ..errors import DetretError
 from .atomic import atomic_write_json, atomic_write_text, is_temporary
-from .manifest import Manifest, changed_entries, config_hash, fingerprint, git_state, read_manifest, write_manifest
+from .manifest import (
+    FINGERPRINTS,
+    Manifest,
+    another_version,
+    changed_entries,
+    config_hash,
+    fingerprint,
+    git_state,
+    read_manifest,
+    write_manifest,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +92,8 @@ def stage_status(stage_dir: Path, stage: Optional[str] = None) -> StageStatus:
         return StageStatus(name, stage_dir, "missing")
     if manifest.state != "complete":
         return StageStatus(manifest.stage, stage_dir, "running", ["started but not finished"], manifest.command)
-    reasons = [f"input {p}" for p in changed_entries(manifest.inputs)]
+    reasons = [] if manifest.fingerprints == FINGERPRINTS else [another_version(manifest)]
+    reasons += [f"input {p}" for p in changed_entries(manifest.inputs)]
     reasons += [f"output {p}" for p in changed_entries(manifest.outputs, base_dir=stage_dir)]
     state = "stale" if reasons else "done"
     return StageStatus(manifest.stage, stage_dir, state, reasons, manifest.command)
@@ -135,14 +146,11 @@ class Stage:
         inputs: Mapping[str, Path],
         command: Optional[str] = None,
         pipeline_config: Optional[Any] = None,
-        equivalent_configs: Sequence[Mapping[str, Any]] = (),
     ) -> None:
         self.stage_dir = Path(stage_dir)
         self.pipeline_config = pipeline_config  # written beside the manifest (not hashed: `config` is)
         self.stage = stage
         self.config = dict(config)
-        # How an older detret recorded this same config: a finished run recorded so is not stale.
-        self.equivalent_hashes = {config_hash(dict(c)) for c in equivalent_configs}
         self.input_paths = {k: Path(v) for k, v in inputs.items()}
         self.command = command or invoked_command()
         self._manifest: Optional[Manifest] = None
@@ -187,8 +195,8 @@ class Stage:
             if not force:
                 raise
         if old is not None and not force:
-            differences = []
-            if old.config_sha256 != fresh.config_sha256 and old.config_sha256 not in self.equivalent_hashes:
+            differences = [] if old.fingerprints == FINGERPRINTS else [another_version(old)]
+            if old.config_sha256 != fresh.config_sha256:
                 differences.append("its config differs")
             for name in sorted(set(old.inputs) | set(fresh.inputs)):
                 if old.inputs.get(name, {}).get("sha256") != fresh.inputs.get(name, {}).get("sha256"):

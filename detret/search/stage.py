@@ -114,13 +114,8 @@ def _write_rankings(out: Path, qrows: List[Row], grows: List[Row], top_rows: np.
 
 
 def _stage_config(k: int, factory: str, protocol: str, rerank: Rerank) -> Dict:
-    """The search's settings; the defaults' keys only (runs searched before re-ranking existed stay valid)."""
-    config: Dict = {"k": k, "factory": factory}
-    if protocol != "category":
-        config["protocol"] = protocol
-    if rerank.method != "none":
-        config["rerank"] = rerank.settings()
-    return config
+    """The search's settings, as its manifest records them."""
+    return {"k": k, "factory": factory, "protocol": protocol, "rerank": rerank.settings()}
 
 
 def run_search(pcfg: DictConfig, embed_name: str, *, k: int = 50, factory: str = "Flat", use_gpu: bool = True,

@@ -25,7 +25,7 @@ import mimetypes
 import threading
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Dict, Optional
 
 from fastapi import APIRouter, FastAPI, File, Form, Path as PathParam, UploadFile
 from fastapi.exceptions import RequestValidationError
@@ -196,6 +196,21 @@ def operations_router(reader: Reader, batcher: Batcher, metrics: ServiceMetrics)
     return router
 
 
+def _bare_app(lifespan=None) -> FastAPI:
+    return FastAPI(title="detret", description="Street-to-shop search of a catalogue (Kucer & Murray 2019).",
+                   lifespan=lifespan, docs_url=None, redoc_url=None)
+
+
+def openapi_document() -> Dict:
+    """The service's OpenAPI document without a catalogue or models (the documentation renders it)."""
+    app = _bare_app()
+    app.include_router(search_router(None, None, Limits(), None))
+    app.include_router(catalogue_router(None, None))
+    app.include_router(operations_router(None, None, None))
+    app.include_router(admin_router(None, token=None))
+    return app.openapi()
+
+
 def create_app(root: Path, *, device="cpu", limits: Limits = Limits(), token: Optional[str] = None,
                max_batch: int = 8, max_queue: int = 32) -> FastAPI:
     """The service over catalogue ``root``; models loaded now, once."""
@@ -209,8 +224,7 @@ def create_app(root: Path, *, device="cpu", limits: Limits = Limits(), token: Op
         yield
         batcher.close()
 
-    app = FastAPI(title="detret", description="Street-to-shop search of a catalogue (Kucer & Murray 2019).",
-                  lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = _bare_app(lifespan)
     app.state.engine, app.state.batcher, app.state.metrics = engine, batcher, metrics
     _install_error_handlers(app, engine.root)
     app.include_router(search_router(engine, batcher, limits, metrics))

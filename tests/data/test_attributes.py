@@ -55,6 +55,3 @@ def test_the_generator_writes_each_products_look(tmp_path):
         assert expected["colour"] == "#%02x%02x%02x" % look.base_rgb and expected["badge"] == look.badge
         got = attrs.labels[(p.category, p.product_id)]
         assert {n: attrs.values[n][c] for n, c in got.items()} == expected
-    (attributes_path(tmp_path / "street2shop")).unlink()
-    generate(cfg, tmp_path)  # data written before the file existed gains it when reused
-    assert load_attributes(attributes_path(tmp_path / "street2shop")).labels == attrs.labels

@@ -80,19 +80,16 @@ def test_other_poolings_are_recorded_and_rebuilt_from_the_checkpoint(pooling, tm
         assert torch.allclose(loaded(x), model(x), atol=1e-6)
 
 
-def test_a_checkpoint_from_before_the_pooling_choice_loads_as_gem(tmp_path):
-    """Checkpoints written before `pooling` was a choice (meta without it, or "gem") load unchanged."""
-    torch.manual_seed(0)
+def test_a_checkpoint_whose_meta_lacks_a_key_is_refused_naming_it(tmp_path):
+    from detret.errors import InputError
+
     model = build_retrieval_net("resnet18", dim=16, pretrained=False).eval()
     save_checkpoint(tmp_path / "m.pt", model)
     raw = torch.load(tmp_path / "m.pt", weights_only=True)
-    for later in ("pooling", "streams", "attributes"):
-        del raw["meta"][later]
+    del raw["meta"]["pooling"]
     torch.save(raw, tmp_path / "old.pt")
-    loaded, _ = load_checkpoint(tmp_path / "old.pt")
-    x = torch.randn(1, 3, 64, 64)
-    with torch.no_grad():
-        assert torch.allclose(loaded(x), model(x), atol=1e-6)
+    with pytest.raises(InputError, match="old.pt: the checkpoint's meta lacks pooling"):
+        load_checkpoint(tmp_path / "old.pt")
 
 
 def test_unknown_pooling_is_refused():

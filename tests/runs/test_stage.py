@@ -127,16 +127,28 @@ def test_reuse_or_begin_and_finish(tmp_path, inp):
         require_built(d)
 
 
-def test_a_config_recorded_the_older_way_is_not_stale(tmp_path):
-    """`equivalent_configs`: how an older detret recorded the same config keeps its finished run valid."""
-    from detret.runs.stage import Stage
+def test_a_run_recorded_under_another_fingerprint_version_is_stale_and_says_so(tmp_path):
+    """One fingerprint version: a run whose manifest has another one (or none: version 1) is stale in
+    `status`, with the command that rebuilds it, and a stage refuses to reuse it without --force."""
+    import json
 
-    old = Stage(tmp_path / "s", "s", config={"cfg": "OUTPUT_DIR: /old/place"}, inputs={})
-    assert old.begin() == "fresh"
-    old.complete({})
-    new = Stage(tmp_path / "s", "s", config={"cfg": "OUTPUT_DIR: ''"}, inputs={},
-                equivalent_configs=[{"cfg": "OUTPUT_DIR: /old/place"}])
-    assert new.begin() == "done"
-    other = Stage(tmp_path / "s", "s", config={"cfg": "OUTPUT_DIR: ''"}, inputs={})
-    with pytest.raises(StaleArtifactError, match="its config differs"):
-        other.begin()
+    from detret.runs.manifest import FINGERPRINTS
+    from detret.runs.stage import Stage, stage_status
+
+    stage = Stage(tmp_path / "s", "s", config={"k": 1}, inputs={}, command="detret s --k 1")
+    assert stage.begin() == "fresh"
+    stage.complete({})
+    assert stage_status(tmp_path / "s").state == "done"
+    manifest = tmp_path / "s" / "manifest.json"
+    recorded = json.loads(manifest.read_text())
+    assert recorded["fingerprints"] == FINGERPRINTS
+    del recorded["fingerprints"]  # as a detret before the version was recorded wrote it
+    manifest.write_text(json.dumps(recorded))
+    status = stage_status(tmp_path / "s")
+    assert status.state == "stale" and status.command == "detret s --k 1"
+    assert status.reasons == [f"made by a detret that fingerprints its runs differently (version 1, this detret "
+                              f"{FINGERPRINTS}): rebuild it"]
+    again = Stage(tmp_path / "s", "s", config={"k": 1}, inputs={}, command="detret s --k 1")
+    with pytest.raises(StaleArtifactError, match="fingerprints its runs differently.*--force"):
+        again.begin()
+    assert again.begin(force=True) == "fresh"

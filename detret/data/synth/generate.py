@@ -50,7 +50,7 @@ from ...runs.stage import Stage
 from ...utils.progress import progress
 from ..attributes import attributes_path, write_attributes
 from ..categories import load_categories
-from ..shop_boxes import SHOP_BOXES, write_shop_boxes
+from ..shop_boxes import write_shop_boxes
 from .deepfashion2_view import write_deepfashion2_view
 from .garments import PRODUCT_LABEL, GarmentSpec, sample_garment
 from .scenes import NOT_WORN_TOGETHER, Instance, shop_photo, street_photo
@@ -185,12 +185,6 @@ def render_shop_photo(cfg: SynthConfig, p: Product, photo_id: int) -> Tuple[np.n
     box = [float(boxes[:, 0].min()), float(boxes[:, 1].min()), float(boxes[:, 2].max()), float(boxes[:, 3].max())]
     return img, {"photo": photo_id, "product": p.product_id, "category": p.category, "box_xyxy": box,
                  "piece_boxes_xyxy": pieces}
-
-
-def rewrite_shop_boxes(cfg: SynthConfig, out: Path, products: List[Product]) -> None:
-    """shop_boxes.json for data generated before it existed: the shop photos drawn again (same seeds)."""
-    write_shop_boxes(out / "street2shop", [render_shop_photo(cfg, p, photo_id)[1]
-                                           for p, photo_id in progress(shop_jobs(cfg, products), "shop boxes")])
 
 
 def write_street2shop(cfg: SynthConfig, out: Path, products: List[Product], categories: Tuple[str, ...]) -> Dict:
@@ -383,12 +377,6 @@ def generate(cfg: SynthConfig, out: Path, *, force: bool = False, command: Optio
     reused = stage.reuse_or_begin(force=force)
     cats = load_categories()
     if reused is not None:
-        if not attributes_path(out / "street2shop").is_file():  # data written before the file existed
-            write_product_attributes(out, make_catalogue(cfg, cats.street2shop))
-        if not (out / "street2shop" / SHOP_BOXES).is_file():  # likewise
-            rewrite_shop_boxes(cfg, out, make_catalogue(cfg, cats.street2shop))
-        if not (out / "deepfashion2" / "validation" / "annos").is_dir():  # likewise
-            write_deepfashion2_view(out, cats.deepfashion2, lambda photo: shop_on_figure(cfg, photo))
         return reused
     products = make_catalogue(cfg, cats.street2shop)
     write_product_attributes(out, products)
