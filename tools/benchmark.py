@@ -40,7 +40,7 @@
   with one hostile client (thin, EPS, DDS and 40 MP photos, unauthenticated 64 MiB bodies, slow bodies
   and headers, invented methods): the normal clients' errors and p95 ratio, the hostile requests'
   answers, the server's peak memory above its memory after warm-up.
-- demo: the figures of a finished `detret demo` (``--config``; and of `demo --profile seeds` when it ran)
+- demo: the figures of a finished `detret demo` (``--config``; and of `demo --recipe seeds` when it ran)
   in one file, for the documentation: Table 1 with intervals, the reading, the seed systems, the
   detector, the time per step.
 - all: runs the demo (or reuses ``--config``), then all of the above, and writes

@@ -6,7 +6,6 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from ..config.choices import DemoSystems
 from ..runs.layout import RunLayout
 from .context import console, state
 
@@ -18,10 +17,10 @@ def demo(
     quick: bool = typer.Option(False, "--quick", help="A much smaller run (a minute or two) that exercises "
                                                       "every stage; its numbers mean little."),
     seed: int = typer.Option(0, help="Seed of the synthetic dataset."),
-    profile: DemoSystems = typer.Option(DemoSystems.PAPER, "--profile",
-                                        help="paper: Table 1's models and ensembles; seeds: one configuration per "
-                                             "seed system (Kucer & Murray, Gajic & Baldrich, DARN, Ibrahim et al., "
-                                             "Morelli et al.) on the same detector and crops (README, Methods)."),
+    recipe: str = typer.Option("paper", "--recipe", metavar="NAME|FILE",
+                               help="The models to train after the detector: paper (Table 1's models and "
+                                    "ensembles), seeds (one configuration per seed system, on the paper demo's "
+                                    "detector and crops), or a recipe file of yours (docs: Extending detret)."),
 ) -> None:
     """The paper in miniature: generate the embedded dataset, train the detector, detect, train the four
     retrieval models (triplet / AP loss x whole / cropped shop photos), embed, build the four ensembles,
@@ -32,21 +31,22 @@ def demo(
     stage with `detret --config OUT/demo.yaml ...`), OUT/runs/ (every stage),
     OUT/runs/eval/table.md, OUT/runs/report/index.html and OUT/demo/{timings.json,reading.md}.
 
-    --profile seeds trains, instead of Table 1's models, one configuration per seed system on the
-    same detector and crops (reusing the default demo's), and writes OUT/runs/eval-seeds/table.md
-    and OUT/demo/{timings-seeds.json,reading-seeds.md}.
+    --recipe seeds (or a recipe file) trains, instead of Table 1's models, the recipe's models on the
+    same detector and crops (reusing the paper demo's), and writes OUT/runs/eval-<recipe>/table.md
+    and OUT/demo/{timings-<recipe>.json,reading-<recipe>.md}.
     """
-    from ..demo.run import SEEDS_TIMINGS_FILE, TIMINGS_FILE, run_demo
+    from ..demo.recipe_steps import is_main, recipe_eval_dir
+    from ..demo.run import run_demo
     from ..evaluate.tables import means_rows
 
     printer = console()
     st = state(ctx)
     if st.config_path is not None:
         raise typer.BadParameter("the demo writes its own pipeline config (OUT/demo.yaml); use --set to override keys")
-    result = run_demo(out, quick=quick, seed=seed, overrides=st.overrides, console=printer, systems=profile.value)
-    results = result["results"]
+    result = run_demo(out, quick=quick, seed=seed, overrides=st.overrides, console=printer, recipe=recipe)
+    results, main = result["results"], is_main(result["recipe"])
     first = next(iter(results.values()))
-    title = "Table 1" if profile == DemoSystems.PAPER else "The seed systems"
+    title = "Table 1" if main else result["recipe"].title or result["recipe"].name
     table = Table(title=f"{title} on the synthetic Exact Street2Shop test pairs: mean over categories (%) "
                         "[95% interval]; per category in the table file below")
     header, rows = means_rows(results, first.get("ks", [1, 20]))
@@ -58,12 +58,10 @@ def demo(
     printer.print(result["reading"])
     total = sum(s.get("seconds_when_run", s["seconds"]) for s in result["steps"])
     printer.print(f"Steps: {total / 60:.1f} min of compute in all ({result['seconds'] / 60:.1f} min this time); "
-                  f"per step: {out / (SEEDS_TIMINGS_FILE if profile == DemoSystems.SEEDS else TIMINGS_FILE)}")
+                  f"per step: {result['timings']}")
     layout = RunLayout(result["run_dir"])
-    if profile == DemoSystems.SEEDS:
-        from ..demo.seeds import SEEDS_EVAL
-
-        printer.print(f"Table: {layout.run_dir / SEEDS_EVAL / 'table.md'}")
+    if not main:
+        printer.print(f"Table: {layout.run_dir / recipe_eval_dir(result['recipe']) / 'table.md'}")
     else:
         printer.print(f"Table: {layout.eval / 'table.md'} (Tables 2 and 3: {layout.eval / 'table2.md'})")
         printer.print(f"DeepFashion2, both ways and by annotation level: {layout.eval_df2 / 'table.md'}")

@@ -5,7 +5,7 @@ from typing import List, Optional
 
 import typer
 
-from ..config.choices import DeepFashion2Split, Precision, RetrievalDataset, ShopCrops
+from ..config.choices import DeepFashion2Split, Precision, ShopCrops
 from .context import comma_floats, rerun_command, state
 from .parallel_options import dist_url_option, machine_rank_option, num_gpus_option, num_machines_option
 
@@ -23,12 +23,6 @@ def embed(
     workers: int = typer.Option(2, min=0, help="DataLoader workers decoding photos."),
     precision: Precision = typer.Option(Precision.FP32, help="fp32, or bf16 (channels-last, bfloat16 autocast: "
                                                              "faster on CPUs with AMX and on GPUs)."),
-    dataset: RetrievalDataset = typer.Option(RetrievalDataset.STREET2SHOP,
-                                             help="street2shop, or deepfashion2 (every item of --split)."),
-    split: DeepFashion2Split = typer.Option(DeepFashion2Split.VALIDATION, help="DeepFashion2 split folder."),
-    combine: Optional[List[str]] = typer.Option(
-        None, "--combine", help="Instead of embedding: an ensemble of descriptor runs already computed (repeat; "
-        "each keeps its own crops), e.g. --combine tri-full --combine tri-crops --name Tris."),
     force: bool = typer.Option(False, "--force", help="Recompute even if the descriptors were built differently."),
     num_gpus: int = num_gpus_option(),
     num_machines: int = num_machines_option(shared_run_dir=True),
@@ -40,31 +34,53 @@ def embed(
     Writes <run_dir>/embed-<name>/: gallery.npy and queries.npy (float32 [N, D]),
     their row tables (*_rows.jsonl), skipped.jsonl, models.json. Resumable.
     """
+    from ..embed.stage import run_embed
+
     pcfg = state(ctx).pipeline_config()
-    if dataset == RetrievalDataset.DEEPFASHION2:
-        from ..embed.deepfashion2 import run_embed_df2
-
-        summary = run_embed_df2(pcfg, split=split.value, models=model, name=name, workers=workers, force=force,
-                                command=rerun_command(ctx))
-        typer.echo(f"embed-df2-{summary['name']}: {summary['consumer']} consumer and {summary['shop']} shop items "
-                   f"({summary['skipped']} skipped)")
+    summary = run_embed(pcfg, models=model, gallery_crops=gallery_crops.value, scales=comma_floats(scales, "--scales"),
+                        name=name, batch_size=batch_size, workers=workers, precision=precision.value, force=force,
+                        command=rerun_command(ctx), num_processes=num_gpus, num_machines=num_machines,
+                        machine_rank=machine_rank, dist_url=dist_url)
+    if "machine_rank" in summary:
+        typer.echo(f"machine {machine_rank}: done (machine 0 assembles the descriptors)")
         return
-    if combine:
-        from ..embed.combine import run_combine
-
-        if not name:
-            raise typer.BadParameter("--combine needs --name for the ensemble")
-        summary = run_combine(pcfg, combine, name, force=force, command=rerun_command(ctx))
-    else:
-        from ..embed.stage import run_embed
-
-        summary = run_embed(pcfg, models=model, gallery_crops=gallery_crops.value,
-                            scales=comma_floats(scales, "--scales"), name=name, batch_size=batch_size,
-                            workers=workers, precision=precision.value, force=force, command=rerun_command(ctx),
-                            num_processes=num_gpus, num_machines=num_machines, machine_rank=machine_rank,
-                            dist_url=dist_url)
-        if "machine_rank" in summary:
-            typer.echo(f"machine {machine_rank}: done (machine 0 assembles the descriptors)")
-            return
     typer.echo(f"embed-{summary['name']}: {summary['gallery']} gallery and {summary['queries']} query "
                f"descriptors of dimension {summary['dim']}, {summary['skipped']} photos skipped")
+
+
+def combine(
+    ctx: typer.Context,
+    runs: List[str] = typer.Argument(..., help="Descriptor runs already computed (embed-<run>), two or more; each "
+                                               "keeps its own crops."),
+    name: str = typer.Option(..., "--name", help="Name of the ensemble's descriptor run, e.g. Tris."),
+    force: bool = typer.Option(False, "--force", help="Recompute even if the ensemble was built differently."),
+) -> None:
+    """An ensemble of descriptor runs: each row's descriptors concatenated, then L2-normalised (the paper's
+    Tris = Tri DB F + Tri DB C). Writes <run_dir>/embed-<name>/ as `embed` does."""
+    from ..embed.combine import run_combine
+
+    if len(runs) < 2:
+        raise typer.BadParameter("an ensemble needs two or more descriptor runs", param_hint="RUNS")
+    summary = run_combine(state(ctx).pipeline_config(), runs, name, force=force, command=rerun_command(ctx))
+    typer.echo(f"embed-{summary['name']}: {summary['gallery']} gallery and {summary['queries']} query "
+               f"descriptors of dimension {summary['dim']}, {summary['skipped']} photos skipped")
+
+
+def embed_df2(
+    ctx: typer.Context,
+    model: List[str] = typer.Option(..., "--model", "-m", help="A trained run name or a checkpoint .pt; repeat "
+                                                               "for an ensemble."),
+    name: Optional[str] = typer.Option(None, help="Name of the descriptor run (default: model names joined by +)."),
+    split: DeepFashion2Split = typer.Option(DeepFashion2Split.VALIDATION, help="DeepFashion2 split folder."),
+    workers: int = typer.Option(2, min=0, help="DataLoader workers decoding photos."),
+    force: bool = typer.Option(False, "--force", help="Recompute even if the descriptors were built differently."),
+) -> None:
+    """Descriptors of every DeepFashion2 item of --split (consumer and shop), cut by its box: for
+    `detret eval-df2`. Writes <run_dir>/embed-df2-<name>/."""
+    from ..embed.deepfashion2 import run_embed_df2
+
+    summary = run_embed_df2(state(ctx).pipeline_config(), split=split.value, models=model, name=name,
+                            workers=workers, force=force, command=rerun_command(ctx))
+    typer.echo(f"embed-df2-{summary['name']}: {summary['consumer']} consumer and {summary['shop']} shop items "
+               f"({summary['skipped']} skipped)")
+

@@ -6,7 +6,7 @@ from typing import Dict, List, Optional
 import typer
 from rich.table import Table
 
-from ..config.choices import Protocol, RetrievalDataset
+from ..config.choices import Protocol
 from .context import comma_floats, console, rerun_command, state
 
 
@@ -14,9 +14,7 @@ def evaluate(
     ctx: typer.Context,
     names: Optional[List[str]] = typer.Argument(None, help="Descriptor runs to compare (default: every embed-*)."),
     per_category: bool = typer.Option(False, "--per-category", help="Print every category, not only the means."),
-    ks: Optional[str] = typer.Option(None, help="Comma-separated K (default: 1,20; DeepFashion2: 1,5,10,20)."),
-    dataset: RetrievalDataset = typer.Option(RetrievalDataset.STREET2SHOP,
-                                             help="street2shop (Table 1) or deepfashion2 (Recall@K both ways)."),
+    ks: Optional[str] = typer.Option(None, help="Comma-separated K (default: 1,20; --protocol all: 1,5,10,20)."),
     force: bool = typer.Option(False, "--force", help="Recompute even if the metrics exist."),
     bootstrap: int = typer.Option(1000, "--bootstrap", min=0, help="Resamples of the 95% intervals over queries "
                                                                   "(within each category, seeded by the config's "
@@ -31,22 +29,11 @@ def evaluate(
 
     A run is a descriptor run (embed-<name>) or a re-ranked one (<name>+aqe, from detret search <name>
     --rerank aqe). Writes <run_dir>/eval/: metrics.json, table.md, table.csv, acc_at_k.png,
-    per_query.json; each value with its 95% bootstrap interval. With --dataset deepfashion2: Recall@K
-    consumer-to-shop and shop-to-consumer, per annotation level, in <run_dir>/eval-df2/.
+    per_query.json; each value with its 95% bootstrap interval.
     """
-    pcfg = state(ctx).pipeline_config()
-    if dataset == RetrievalDataset.DEEPFASHION2:
-        from ..evaluate.deepfashion2_stage import TABLE_FILE, run_eval_df2
-        from ..runs.layout import RunLayout
-
-        if not names:
-            raise typer.BadParameter("name the DeepFashion2 descriptor runs to evaluate (embed-df2-<name>)")
-        run_eval_df2(pcfg, names, ks=[int(k) for k in comma_floats(ks or "1,5,10,20", "--ks")], bootstrap=bootstrap,
-                     force=force, command=rerun_command(ctx))
-        typer.echo((RunLayout(pcfg.run_dir).eval_df2 / TABLE_FILE).read_text())
-        return
     from ..evaluate.stage import run_eval
 
+    pcfg = state(ctx).pipeline_config()
     default_ks = "1,20" if protocol == Protocol.CATEGORY else "1,5,10,20"
     ks_list = [int(k) for k in comma_floats(ks or default_ks, "--ks")]
     if "/" in out_name or out_name.startswith("."):
@@ -59,6 +46,24 @@ def evaluate(
     missing = sum(r["queries_without_positive"] for r in first["per_category"].values())
     if missing:
         printer.print(f"{missing} queries have no positive in the gallery and are excluded")
+
+
+def evaluate_df2(
+    ctx: typer.Context,
+    names: List[str] = typer.Argument(..., help="DeepFashion2 descriptor runs (embed-df2-<name>)."),
+    ks: str = typer.Option("1,5,10,20", help="Comma-separated K."),
+    bootstrap: int = typer.Option(1000, "--bootstrap", min=0, help="Resamples of the 95% intervals; 0: none."),
+    force: bool = typer.Option(False, "--force", help="Recompute even if the metrics exist."),
+) -> None:
+    """Recall@K consumer-to-shop and shop-to-consumer, overall and per annotation level (Ibrahim et al.'s
+    Tables 2 and 3), each with its 95% interval. Writes <run_dir>/eval-df2/."""
+    from ..evaluate.deepfashion2_stage import TABLE_FILE, run_eval_df2
+    from ..runs.layout import RunLayout
+
+    pcfg = state(ctx).pipeline_config()
+    run_eval_df2(pcfg, names, ks=[int(k) for k in comma_floats(ks, "--ks")], bootstrap=bootstrap, force=force,
+                 command=rerun_command(ctx))
+    typer.echo((RunLayout(pcfg.run_dir).eval_df2 / TABLE_FILE).read_text())
 
 
 def _table(results: Dict[str, Dict], ks: List[int], per_category: bool, protocol: Protocol) -> Table:

@@ -49,13 +49,6 @@ class Architecture(StrEnum):
     RESNEXT101_32X8D = "resnext101_32x8d"
 
 
-class DemoSystems(StrEnum):
-    """What `detret demo --profile` trains after the detector: Table 1's models and ensembles, or one
-    configuration per seed system (``detret.demo.seeds``)."""
-    PAPER = "paper"
-    SEEDS = "seeds"
-
-
 class Streams(StrEnum):
     """One network for street and shop photos, or one per domain (Gajic & Baldrich's "SS", DARN)."""
     SHARED = "shared"
@@ -109,12 +102,6 @@ class CropPolicy(StrEnum):
 
 class Dataset(StrEnum):
     MODANET = "modanet"
-    STREET2SHOP = "street2shop"
-    DEEPFASHION2 = "deepfashion2"
-
-
-class RetrievalDataset(StrEnum):
-    """Datasets that embed and eval read: Exact Street2Shop (Table 1) or DeepFashion2."""
     STREET2SHOP = "street2shop"
     DEEPFASHION2 = "deepfashion2"
 

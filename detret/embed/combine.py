@@ -1,4 +1,4 @@
-"""`detret embed --combine`: an ensemble of descriptor runs already computed (Section 3.2).
+"""`detret combine`: an ensemble of descriptor runs already computed (Section 3.2).
 
 Row-aligned descriptors of the members are concatenated and L2-normalised. Each member
 keeps its own crops (e.g. Tri DB F with whole shop photos and Tri DB C with detected

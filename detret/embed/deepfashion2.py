@@ -1,10 +1,10 @@
-"""`detret embed --dataset deepfashion2`: descriptors of DeepFashion2 items.
+"""`detret embed-df2`: descriptors of DeepFashion2 items.
 
 Every item of a split is cut by its annotated box and embedded (one model or an
 ensemble, as for Street2Shop). ``<run_dir>/embed-df2-<name>/``: ``consumer.npy``,
 ``shop.npy`` (float32 [N, D]) with ``consumer_rows.jsonl`` / ``shop_rows.jsonl``
 (image_id, item, pair_id, style, category, domain, box_xyxy) and ``skipped.jsonl``.
-``detret eval --dataset deepfashion2`` (``evaluate/deepfashion2_stage.py``) reads them
+``detret eval-df2`` (``evaluate/deepfashion2_stage.py``) reads them
 with :func:`read_df2_descriptors`.
 """
 from __future__ import annotations

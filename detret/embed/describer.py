@@ -1,8 +1,8 @@
-"""A descriptor run as a function of photos: what ``embed`` (and ``embed --combine``) compute, for new photos.
+"""A descriptor run as a function of photos: what ``embed`` (and ``combine``) compute, for new photos.
 
 A descriptor run is a tree. A leaf is one ``embed`` run: its checkpoints, each reading the
 crop at its own image size, concatenated and L2-normalised, averaged over the run's scales
-(:func:`detret.embed.inference.describe_crops`). A node is an ``embed --combine`` run: its
+(:func:`detret.embed.inference.describe_crops`). A node is an ``combine`` run: its
 members' descriptors concatenated and L2-normalised, in order.
 
 Each leaf also records how its gallery was cut (``gallery_crops``: ``detected`` or ``full``),

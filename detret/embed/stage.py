@@ -15,7 +15,7 @@
   rows of one process's artifact, descriptors equal up to float summation order (a
   CPU process uses its share of the cores).
 
-An ensemble of descriptor runs already computed is ``combine.py`` (``embed --combine``).
+An ensemble of descriptor runs already computed is ``combine.py`` (``combine``).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`detret eval --dataset deepfashion2`: Recall@K of DeepFashion2 descriptor runs, both directions.
+"""`detret eval-df2`: Recall@K of DeepFashion2 descriptor runs, both directions.
 
 Reads ``<run_dir>/embed-df2-<name>/`` (see ``detret/embed/deepfashion2.py``) and writes
 ``<run_dir>/eval-df2/``: ``metrics.json`` (per run: ``consumer2shop`` and ``shop2consumer``,
@@ -70,7 +70,7 @@ def run_eval_df2(pcfg: DictConfig, names: Sequence[str], *, ks: Sequence[int] = 
     inputs = {}
     for n in names:
         folder = layout.embed_df2(n)
-        require_fresh(folder, f"the DeepFashion2 descriptors '{n}' (detret embed --dataset deepfashion2)")
+        require_fresh(folder, f"the DeepFashion2 descriptors '{n}' (detret embed-df2)")
         inputs.update({f"{n}:{d}": folder / f"{d}.npy" for d in DOMAINS})
     config = {"runs": list(names), "ks": list(ks), "bootstrap": int(bootstrap), "seed": int(pcfg.seed),
               "breakdown_k": BREAKDOWN_K}

@@ -9,7 +9,7 @@ says "published", their averages are the papers' own (never computed here, never
 on synthetic data the page says the two are not comparable.
 
 "Best" is the best mean mAP over categories (the paper's headline metric), among this evaluation's runs:
-ensembles are the runs built by ``embed --combine``, re-ranked runs are neither.
+ensembles are the runs built by ``combine``, re-ranked runs are neither.
 """
 from __future__ import annotations
 

@@ -14,31 +14,25 @@ with its paired 95% bootstrap interval over the same queries
 (:mod:`detret.evaluate.paired`). A difference is stated as an effect ("cropping
 helps") only when its interval excludes 0; otherwise the finding says "within
 noise" and agrees with nothing. Each effect says whether it agrees with the paper. Runs are recognised by the
-names ``detret demo`` gives them (``detret.runs.layout.PAPER_MODELS``).
+names of the paper's recipe (``detret/resources/recipes/paper.yaml``).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Tuple
 
-from ..runs.layout import PAPER_ENSEMBLES, PAPER_MODELS, TABLE_ORDER, default_model_name
+from ..config.recipes import default_model_name, paper
 from ..search.rerank import split_reranked
 from .bootstrap import DEFAULT_RESAMPLES
 from .paired import Comparison, compare
 
-# The paper's Table 1, average over categories (%), on the real Exact Street2Shop (ResNet-50,
-# ImageNet weights, 800 px, X101 Mask R-CNN crops): the numbers a full-scale run compares with.
-PAPER_MEANS: Dict[str, Dict[str, float]] = {
-    "tri-full": {"mAP": 24.29, "Acc@1": 28.04, "Acc@20": 56.25},
-    "tri-crops": {"mAP": 26.14, "Acc@1": 29.88, "Acc@20": 57.57},
-    "ap-full": {"mAP": 23.89, "Acc@1": 27.34, "Acc@20": 49.72},
-    "ap-crops": {"mAP": 26.00, "Acc@1": 30.15, "Acc@20": 55.31},
-    "Tris": {"mAP": 27.03, "Acc@1": 30.82, "Acc@20": 58.56},
-    "mAPs": {"mAP": 27.04, "Acc@1": 30.84, "Acc@20": 53.98},
-    "Fulls": {"mAP": 28.19, "Acc@1": 32.09, "Acc@20": 58.11},
-    "Crops": {"mAP": 29.67, "Acc@1": 34.42, "Acc@20": 60.36},
-}
-PAPER_NAMES = {m.name: m.paper_name for m in PAPER_MODELS}
+# The paper's Table 1 (``detret/resources/recipes/paper.yaml``): its runs, their columns, its ensembles and
+# its published means over categories (%), the numbers a full-scale run compares with.
+PAPER = paper()
+PAPER_MEANS: Dict[str, Dict[str, float]] = PAPER.published()
+PAPER_NAMES = {m.name: m.column for m in PAPER.models}
+PAPER_ENSEMBLES = {e.name: e.members for e in PAPER.ensembles}
+TABLE_ORDER = PAPER.columns()
 
 
 @dataclass(frozen=True)

@@ -149,7 +149,7 @@ def read_per_query(eval_dir: Path) -> Optional[Dict]:
 
 
 def ensemble_runs(layout: RunLayout, names: Sequence[str]) -> List[str]:
-    """The runs built by ``embed --combine`` (their summary names the members)."""
+    """The runs built by ``combine`` (their summary names the members)."""
     out = []
     for name in names:
         summary = layout.embed(name) / SUMMARY_NAME

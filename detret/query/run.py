@@ -7,7 +7,7 @@ The photo goes through exactly what a street query of the run went through:
   a label mapped to the category, whole photo as fallback);
 - descriptor: the descriptor run's tree (``embed/describer.py``): its models, each
   at its image size and scales, L2-normalised and concatenated; for an ensemble
-  made with ``embed --combine``, the members' descriptors concatenated and
+  made with ``combine``, the members' descriptors concatenated and
   L2-normalised, recursively, as ``run_combine`` does;
 - search: the category's FAISS index saved by ``search <run>``, ties broken by
   gallery row as everywhere else.

@@ -48,7 +48,8 @@ from ..data.images import PhotoError
 from ..data.street2shop import load_street2shop
 from ..errors import InputError
 from ..runs.atomic import atomic_write_json
-from ..runs.layout import MODEL_FILE, RunLayout, default_model_name
+from ..config.recipes import default_model_name
+from ..runs.layout import MODEL_FILE, RunLayout
 from ..runs.manifest import read_manifest
 from ..runs.stage import SUMMARY_NAME, Stage, require_fresh
 from ..utils.device import DataParallel, resolve_device
@@ -249,7 +250,7 @@ def _check_streams(pcfg: DictConfig) -> None:
         load_attributes(attributes_path(Path(pcfg.data.street2shop.root)))  # a missing or bad file fails now
 
 
-def _check_blocks(loss: str, tcfg) -> None:
+def check_blocks(loss: str, tcfg) -> None:
     """The loss, the pooling and the sampler are registered, and the sampler draws the loss's rows."""
     rows = LOSSES.get(loss, "--loss").rows(tcfg)
     POOLINGS.get(tcfg.pooling, "retrieval.train.pooling")
@@ -274,7 +275,7 @@ def run_train_retrieval(pcfg: DictConfig, loss: str, shop_crops: str, *, name: O
     (Detectron2's ``launch``: NCCL on GPUs, gloo on CPUs)."""
     check_choice(shop_crops, ShopCrops, "shop crops")
     check_choice(pcfg.retrieval.train.negatives, Negatives, "retrieval.train.negatives")
-    _check_blocks(loss, pcfg.retrieval.train)
+    check_blocks(loss, pcfg.retrieval.train)
     _check_streams(pcfg)
     if not pcfg.data.street2shop.root:
         raise InputError("data.street2shop.root is not set in the pipeline config")

@@ -1,4 +1,4 @@
-"""Where every stage of a run writes, and the names of the paper's runs: the run directory's layout.
+"""Where every stage of a run writes: the run directory's layout (paths only).
 
 One run directory holds one folder per stage, each with its ``manifest.json``::
 
@@ -8,24 +8,22 @@ One run directory holds one folder per stage, each with its ``manifest.json``::
       detect-shop/                   detect --split shop
       detect-street-<subset>/        detect --split street --subset test|train
       retrieval-<model>/             train-retrieval (model.pt)
-      embed-<name>/                  embed, embed --combine
-      embed-df2-<name>/              embed --dataset deepfashion2
+      embed-<name>/                  embed, combine
+      embed-df2-<name>/              embed-df2
       search-<name>/                 search
       eval/                          eval (Table 1)
-      eval-df2/                      eval --dataset deepfashion2
+      eval-df2/                      eval-df2
       report/                        report
     <run_dir>/../demo/timings.json   detret demo's wall time per step (the demo's run_dir is <out>/runs)
 
 :class:`RunLayout` is the only place these names are spelled; stages, the query, the
-report and the demo ask it for paths. The paper's Table 1 names its four models and
-four ensembles; :data:`PAPER_MODELS` and :data:`PAPER_ENSEMBLES` are the only place
-their detret names (``tri-full``, ``Crops``, ...) are defined.
+report and the demo ask it for paths. What the runs are (the paper's Table 1, the seed
+systems) is data: the recipes of :mod:`detret.config.recipes`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Tuple, Union
+from typing import List, Union
 
 from ..errors import InputError
 from .manifest import MANIFEST_NAME
@@ -35,37 +33,6 @@ DETECTIONS_FILE = "detections.jsonl"  # in detect-*/: the crop of every photo
 METRICS_FILE = "metrics.json"      # in eval/ and eval-df2/
 PER_QUERY_FILE = "per_query.json"  # in eval/: {run: {category: {"queries", "ap", "first_rank"}}}, paired comparisons
 RERANKED = "+"  # a re-ranked run is <descriptor run>+<method>: search-tri-crops+aqe/, a column "tri-crops+aqe"
-
-
-@dataclass(frozen=True)
-class PaperModel:
-    """One of Table 1's four single models: its loss and whether shop photos are cropped."""
-
-    name: str          # detret's run name, e.g. "tri-crops"
-    paper_name: str    # the paper's column, e.g. "Tri DB C"
-    loss: str          # triplet | ap
-    shop_crops: str    # detected | full: shop photos in training and in the gallery
-
-
-PAPER_MODELS: Tuple[PaperModel, ...] = (
-    PaperModel("tri-full", "Tri DB F", "triplet", "full"),
-    PaperModel("tri-crops", "Tri DB C", "triplet", "detected"),
-    PaperModel("ap-full", "mAP DB F", "ap", "full"),
-    PaperModel("ap-crops", "mAP DB C", "ap", "detected"),
-)
-# Table 1's ensembles: name -> its two members (descriptors concatenated, L2-normalised).
-PAPER_ENSEMBLES: Dict[str, Tuple[str, str]] = {
-    "Tris": ("tri-full", "tri-crops"), "mAPs": ("ap-full", "ap-crops"),
-    "Fulls": ("tri-full", "ap-full"), "Crops": ("tri-crops", "ap-crops"),
-}
-TABLE_ORDER: Tuple[str, ...] = tuple(m.name for m in PAPER_MODELS) + tuple(PAPER_ENSEMBLES)  # Table 1's columns
-
-
-def default_model_name(loss: str, shop_crops: str) -> str:
-    """The run name of a train-retrieval run: Table 1's name for (loss, shop crops), e.g. "ap-full";
-    for a loss of another seed system, "<loss>-full" or "<loss>-crops"."""
-    paper = [m.name for m in PAPER_MODELS if m.loss == loss and m.shop_crops == shop_crops]
-    return paper[0] if paper else f"{loss}-{'crops' if shop_crops == 'detected' else 'full'}"
 
 
 class RunLayout:

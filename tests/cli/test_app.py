@@ -10,7 +10,8 @@ runner = CliRunner()
 
 SUBCOMMANDS = [["data"], ["data", "synth"], ["status"], ["config"], ["config", "show"], ["config", "keys"],
                ["catalogue"], ["catalogue", "create"], ["catalogue", "add"], ["catalogue", "remove"],
-               ["catalogue", "info"], ["catalogue", "reindex"], ["serve"], ["export"], ["train-retrieval"]]
+               ["catalogue", "info"], ["catalogue", "reindex"], ["serve"], ["export"], ["train-retrieval"],
+               ["combine"], ["embed-df2"], ["eval-df2"], ["blocks"]]
 
 
 def test_root_help_lists_built_commands_only():
@@ -93,11 +94,9 @@ def test_a_bug_shows_its_traceback_not_a_user_error(monkeypatch, tmp_path):
 CHOICE_OPTIONS = [
     (["embed", "--precision", "fp16"], ["fp32", "bf16"]),
     (["embed", "--gallery-crops", "cropped"], ["detected", "full"]),
-    (["embed", "--dataset", "df2"], ["street2shop", "deepfashion2"]),
-    (["eval", "--dataset", "df2"], ["street2shop", "deepfashion2"]),
+    (["embed-df2", "-m", "x", "--split", "val"], ["train", "validation", "test"]),
     (["detect", "--subset", "val"], ["test", "train"]),
     (["detect", "--precision", "fp16"], ["fp32", "bf16"]),
-    (["train-retrieval", "--loss", "arcface"], ["triplet", "ap"]),
     (["data", "check", "--dataset", "modanet", "--root", ".", "--split", "val"], ["train", "validation", "test"]),
 ]
 
@@ -107,6 +106,17 @@ def test_every_choice_option_refuses_a_wrong_value_naming_the_valid_ones(args, v
     result = runner.invoke(app, args)
     assert result.exit_code == 2
     assert all(v in result.output for v in valid), result.output
+
+
+@pytest.mark.parametrize("args,valid", [
+    (["train-retrieval", "--loss", "arcface"], "--loss 'arcface' is not one of triplet, ap, hardest"),
+    (["search", "x", "--rerank", "qe"], "re-ranking 'qe' is not one of none, aqe, dba, diffusion"),
+    (["--set", "retrieval.train.pooling=avg", "train-retrieval", "--loss", "ap"],
+     "retrieval.train.pooling 'avg' is not one of gem, mac, spoc, rmac"),
+])
+def test_a_building_blocks_name_is_checked_against_its_registry(args, valid, capsys, tmp_path):
+    code, out = _run_main(["--set", f"run_dir={tmp_path}", *args], capsys)
+    assert code == 2 and valid in out.err, out.err
 
 
 def test_serve_binds_loopback_unless_told_otherwise_and_names_a_missing_catalogue(capsys, tmp_path):

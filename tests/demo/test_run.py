@@ -4,7 +4,12 @@ import json
 import pytest
 
 from detret.cli.app import main
-from detret.demo.run import EVALUATED_RUNS, RERANKED_RUNS, TABLE_RUNS
+from detret.config.recipes import paper
+from detret.demo.recipe_steps import evaluated_runs, reranked_runs
+
+TABLE_RUNS = paper().columns()
+EVALUATED_RUNS = evaluated_runs(paper())
+RERANKED_RUNS = reranked_runs(paper())
 from detret.runs.manifest import sha256_file
 from detret.runs.stage import stage_status
 

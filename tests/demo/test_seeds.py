@@ -1,4 +1,4 @@
-"""`detret demo --profile seeds`: each seed system's configuration, its reading, and the run on the quick demo."""
+"""`detret demo --recipe seeds`: each seed system's configuration, its reading, and the run on the quick demo."""
 import json
 import shutil
 from pathlib import Path
@@ -7,8 +7,15 @@ import numpy as np
 import pytest
 
 from detret.config.pipeline import load_pipeline_config
-from detret.demo.seeds import SEED_RUNS, SEED_SYSTEMS, read_seeds, seed_steps, system_config
+from detret.config.recipes import load_recipe
+from detret.demo.recipe_steps import check_recipe, model_config, model_steps
+from detret.demo.seeds import read_seeds
+from detret.errors import InputError
 from detret.runs.layout import RunLayout
+
+SEEDS = load_recipe("seeds")
+SEED_SYSTEMS = SEEDS.models
+SEED_RUNS = SEEDS.columns()
 
 
 def _result(map_percent):
@@ -64,29 +71,32 @@ def test_differences_within_noise_agree_with_nothing():
 def test_each_printed_command_gives_the_systems_config(tmp_path):
     """The CLI command a seed step prints (--set ... train-retrieval ...) rebuilds the config the demo trains."""
     base = load_pipeline_config(None, [f"run_dir={tmp_path}"], cwd=tmp_path)
-    steps = {s.title.split()[1]: s for s in seed_steps("detret", RunLayout(tmp_path), 20) if s.title.startswith("train")}
+    steps = {s.title.split()[1]: s for s in model_steps(SEEDS, "detret", RunLayout(tmp_path), 20)
+             if s.title.startswith("train")}
     assert list(steps) == list(SEED_RUNS)
     for system in SEED_SYSTEMS:
         words = steps[system.name].command.split()
         sets = [words[i + 1] for i, w in enumerate(words) if w == "--set"]
         from_command = load_pipeline_config(None, [f"run_dir={tmp_path}", *sets], cwd=tmp_path)
-        assert from_command.retrieval.train == system_config(base, system).retrieval.train, system.name
+        assert from_command.retrieval.train == model_config(base, system).retrieval.train, system.name
         assert f"--loss {system.loss}" in steps[system.name].command
-    ss = system_config(base, next(s for s in SEED_SYSTEMS if s.name == "gajic-ss")).retrieval.train
+    ss = model_config(base, next(s for s in SEED_SYSTEMS if s.name == "gajic-ss")).retrieval.train
     assert (ss.pooling, ss.streams, ss.init_from) == ("mac", "domain", "gajic-shared")
-    npair = system_config(base, next(s for s in SEED_SYSTEMS if s.name == "npair")).retrieval.train
+    npair = model_config(base, next(s for s in SEED_SYSTEMS if s.name == "npair")).retrieval.train
     assert (npair.sampler, npair.pk_products, npair.pk_photos) == ("pk", 30, 2)
 
 
 @pytest.mark.slow
 def test_seeds_demo_trains_every_system_on_the_default_demos_crops(demo_quick, tmp_path):
-    from detret.demo.run import EVALUATED_RUNS, SEEDS_TIMINGS_FILE, run_demo
+    from detret.config.recipes import paper
+    from detret.demo.recipe_steps import evaluated_runs
+    from detret.demo.run import run_demo
     from detret.retrieval.model import load_checkpoint
 
     src, _ = demo_quick
     out = tmp_path / "demo"
     shutil.copytree(src, out)
-    result = run_demo(out, quick=True, overrides=["device=cpu"], systems="seeds")
+    result = run_demo(out, quick=True, overrides=["device=cpu"], recipe="seeds")
     steps = {s["step"]: s["status"] for s in result["steps"]}
     for reused in ("train the detector", "detect shop photos",
                    "train tri-crops (Kucer & Murray 2019: GeM, triplet, mined negatives)",
@@ -101,9 +111,26 @@ def test_seeds_demo_trains_every_system_on_the_default_demos_crops(demo_quick, t
     assert meta["morelli"]["pooling"] == "rmac" and meta["morelli"]["training"]["loss"] == "hardest"
     for loss in ("npair", "lifted", "angular", "batch-hard"):
         assert meta[loss]["training"]["loss"] == loss and meta[loss]["training"]["train"]["sampler"] == "pk"
-    assert json.loads((out / SEEDS_TIMINGS_FILE).read_text())["steps"]
+    assert json.loads((out / "demo" / "timings-seeds.json").read_text())["steps"]
     reading = (out / "demo" / "reading-seeds.md").read_text()
     assert "Gajic & Baldrich" in reading and "Ibrahim et al.'s losses by mean mAP" in reading
     assert (run_dir / "eval-seeds" / "table.md").is_file()
     # Table 1's evaluation is untouched
-    assert set(json.loads((run_dir / "eval" / "metrics.json").read_text())) == set(EVALUATED_RUNS)
+    assert set(json.loads((run_dir / "eval" / "metrics.json").read_text())) == set(evaluated_runs(paper()))
+
+
+def test_an_invalid_combination_in_a_recipe_is_refused_before_anything_trains(tmp_path):
+    """The recipe is checked against the registries where the demo reads it: a P x K sampler with a loss
+    of query-positive pairs, an unknown loss, an unknown re-ranking."""
+    from detret.config.recipes import parse_recipe
+
+    base = load_pipeline_config(None, [f"run_dir={tmp_path}"], cwd=tmp_path)
+    check_recipe(SEEDS, base)  # the shipped recipe is valid
+    bad = {"models": {"m": {"loss": "ap", "shop_crops": "detected", "train": {"sampler": "pk"}}}}
+    with pytest.raises(InputError, match="sampler=pk is for the losses npair, lifted, angular, batch-hard"):
+        check_recipe(parse_recipe(bad, "mine.yaml"), base)
+    with pytest.raises(InputError, match="--loss 'triplett' is not one of triplet, ap"):
+        check_recipe(parse_recipe({"models": {"m": {"loss": "triplett", "shop_crops": "full"}}}, "mine.yaml"), base)
+    rerank = {"models": {"m": {"loss": "ap", "shop_crops": "full"}}, "rerank": {"run": "m", "methods": ["qe"]}}
+    with pytest.raises(InputError, match="mine.yaml: rerank.methods 'qe' is not one of none, aqe"):
+        check_recipe(parse_recipe(rerank, "mine.yaml"), base)

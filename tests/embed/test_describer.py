@@ -1,4 +1,4 @@
-"""The Describer computes, for new photos, what `embed` and `embed --combine` wrote for a run's rows:
+"""The Describer computes, for new photos, what `embed` and `combine` wrote for a run's rows:
 each ensemble member reads the photo as its own gallery was cut (whole photos for a DB F member)."""
 import json
 from pathlib import Path

@@ -84,7 +84,7 @@ def test_embed_and_eval_end_to_end(tmp_path, capsys):
 
     with pytest.raises(SystemExit) as exc:
         main(["--set", "device=cpu", "--set", f"run_dir={tmp_path / 'run'}", "--set",
-              f"data.deepfashion2.root={tmp_path / 'df2'}", "eval", "--dataset", "deepfashion2", "m"])
+              f"data.deepfashion2.root={tmp_path / 'df2'}", "eval-df2", "m"])
     assert exc.value.code == 0 and table in capsys.readouterr().out
 
 

@@ -1,5 +1,5 @@
 """detret.runs.layout: the one place that names a run's folders and the paper's runs."""
-from detret.runs.layout import PAPER_ENSEMBLES, PAPER_MODELS, TABLE_ORDER, RunLayout, default_model_name
+from detret.runs.layout import RunLayout
 
 
 def test_folders_of_a_run(tmp_path):
@@ -26,12 +26,3 @@ def test_listings_read_the_folders(tmp_path):
     assert layout.descriptor_runs() == ["a", "b"]  # DeepFashion2 descriptors are not Street2Shop runs
     assert layout.trained_models() == ["tri-full"] and layout.searched_runs() == ["a"]
     assert layout.stage_folders() == [tmp_path / "embed-a"]
-
-
-def test_the_papers_runs():
-    assert [m.name for m in PAPER_MODELS] == ["tri-full", "tri-crops", "ap-full", "ap-crops"]
-    assert [m.paper_name for m in PAPER_MODELS] == ["Tri DB F", "Tri DB C", "mAP DB F", "mAP DB C"]
-    assert default_model_name("triplet", "detected") == "tri-crops" and default_model_name("ap", "full") == "ap-full"
-    assert TABLE_ORDER == ("tri-full", "tri-crops", "ap-full", "ap-crops", "Tris", "mAPs", "Fulls", "Crops")
-    # every ensemble joins two of the four models
-    assert all({a, b} <= {m.name for m in PAPER_MODELS} for a, b in PAPER_ENSEMBLES.values())

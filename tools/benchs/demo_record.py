@@ -1,4 +1,4 @@
-"""demo: the figures of a finished `detret demo` (and of `demo --profile seeds`, when it ran) in one JSON
+"""demo: the figures of a finished `detret demo` (and of `demo --recipe seeds`, when it ran) in one JSON
 file, which the documentation renders: Table 1's means with their 95% intervals, the reading, the
 seed systems' means, the detector's held-out AP and how often its crops cover the product, and the
 time of every step. Nothing is rerun: the demo folder's own files are read."""

@@ -1,0 +1,97 @@
+"""The steps of a recipe's models (``detret.config.recipes``): train each model with its settings,
+embed it, build the ensembles, search every run, re-rank where the recipe says, in that order (a
+model whose settings start from another, ``init_from``, comes after it in the recipe).
+
+The paper's recipe is the demo's main table (``eval/``, with DeepFashion2's view and the report); any
+other recipe (the seed systems, one of yours) is trained on the same detector and crops and evaluated
+into ``eval-<name>/``.
+"""
+from __future__ import annotations
+
+from typing import List, Tuple
+
+from omegaconf import DictConfig, OmegaConf
+
+from ..config.pipeline import check_choices
+from ..config.recipes import ModelRecipe, Recipe, default_model_name
+from ..runs.layout import RERANKED, RunLayout
+from .steps import Step
+
+MAIN_RECIPE = "paper"  # the recipe whose table is eval/ (the paper's Table 1)
+
+
+def is_main(recipe: Recipe) -> bool:
+    return recipe.name == MAIN_RECIPE
+
+
+def recipe_eval_dir(recipe: Recipe) -> str:
+    """The evaluation folder of a recipe other than the paper's."""
+    return f"eval-{recipe.name}"
+
+
+def reranked_runs(recipe: Recipe) -> Tuple[str, ...]:
+    return tuple(f"{recipe.rerank_run}{RERANKED}{m}" for m in recipe.rerank_methods)
+
+
+def evaluated_runs(recipe: Recipe) -> Tuple[str, ...]:
+    """The columns of the recipe's table: its runs, then the re-ranked ones."""
+    return recipe.columns() + reranked_runs(recipe)
+
+
+def model_config(pcfg: DictConfig, model: ModelRecipe) -> DictConfig:
+    """The pipeline config with the model's retrieval.train keys, checked as a config file's."""
+    if not model.train:
+        return pcfg
+    cfg = OmegaConf.merge(pcfg, {"retrieval": {"train": dict(model.train)}})
+    check_choices(cfg, source=f"{model.name} of the recipe")
+    return cfg
+
+
+def check_recipe(recipe: Recipe, pcfg: DictConfig) -> None:
+    """Every model's settings, loss and blocks, and every re-ranking, against the registries: an invalid
+    combination is refused before anything is trained."""
+    from ..retrieval.train import check_blocks
+    from ..search.rerank import RERANKERS
+
+    for model in recipe.models:
+        check_blocks(model.loss, model_config(pcfg, model).retrieval.train)
+    for method in recipe.rerank_methods:
+        RERANKERS.get(method, f"{recipe.source}: rerank.methods")
+
+
+def _train_step(prefix: str, layout: RunLayout, m: ModelRecipe) -> Step:
+    from ..retrieval.train import run_train_retrieval
+
+    sets = "".join(f" --set {o}" for o in m.options())
+    name = "" if m.name == default_model_name(m.loss, m.shop_crops) else f" --name {m.name}"
+    return Step(f"train {m.name}" + (f" ({m.paper}: {m.method})" if m.paper else ""),
+                f"{prefix}{sets} train-retrieval --loss {m.loss} --shop-crops {m.shop_crops}{name}",
+                layout.retrieval(m.name),
+                lambda c, cmd, f: run_train_retrieval(model_config(c, m), m.loss, m.shop_crops, name=m.name,
+                                                      command=cmd, force=f))
+
+
+def model_steps(recipe: Recipe, prefix: str, layout: RunLayout, search_k: int) -> List[Step]:
+    """Train and embed the recipe's models, build its ensembles, search every run, re-rank."""
+    from ..embed.combine import run_combine
+    from ..embed.stage import run_embed
+    from ..search.rerank import Rerank
+    from ..search.stage import run_search
+
+    steps = [_train_step(prefix, layout, m) for m in recipe.models]
+    steps += [Step(f"embed {m.name}", f"{prefix} embed -m {m.name} --gallery-crops {m.shop_crops}",
+                   layout.embed(m.name),
+                   lambda c, cmd, f, m=m: run_embed(c, models=[m.name], gallery_crops=m.shop_crops, command=cmd,
+                                                    force=f))
+              for m in recipe.models]
+    steps += [Step(f"ensemble {e.name}", f"{prefix} combine {' '.join(e.members)} --name {e.name}", layout.embed(e.name),
+                   lambda c, cmd, f, e=e: run_combine(c, list(e.members), e.name, command=cmd, force=f))
+              for e in recipe.ensembles]
+    steps += [Step(f"search {name}", f"{prefix} search {name} --k {search_k}", layout.search(name),
+                   lambda c, cmd, f, n=name: run_search(c, n, k=search_k, command=cmd, force=f))
+              for name in recipe.columns()]
+    steps += [Step(f"re-rank {name}", f"{prefix} search {recipe.rerank_run} --k {search_k} --rerank {method}",
+                   layout.search(name), lambda c, cmd, f, m=method: run_search(
+                       c, recipe.rerank_run, k=search_k, rerank=Rerank(method=m), command=cmd, force=f))
+              for name, method in zip(reranked_runs(recipe), recipe.rerank_methods)]
+    return steps
