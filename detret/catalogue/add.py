@@ -27,7 +27,6 @@ from . import db
 from .binding import BoundModels
 from .changes import NewPhoto, begin_add, finish_add_or_roll_back, free_unused_files
 from .compute import Computed, compute_all
-from .db import in_chunks
 from .products_csv import ProductLine, read_products_csv
 from .store import Catalogue
 from .vectors import read_index
@@ -60,12 +59,7 @@ def add_products(root: Path, csv_path: Path, *, device="cpu", batch_size: int = 
 
 
 def _check_known_products(cat: Catalogue, lines: Sequence[ProductLine]) -> None:
-    products = sorted({ln.product for ln in lines})
-    known: Dict[str, str] = {}
-    for chunk in in_chunks(products):
-        marks = ",".join("?" * len(chunk))
-        known.update({r[0]: r[1] for r in cat.conn.execute(
-            f"SELECT product, category FROM products WHERE product IN ({marks})", chunk)})
+    known = db.product_categories(cat.conn, sorted({ln.product for ln in lines}))
     for ln in lines:
         if ln.product in known and known[ln.product] != ln.category:
             raise InputError(f"line {ln.line}: product {ln.product!r} is already in the catalogue as "
@@ -81,9 +75,7 @@ def _new_lines(cat: Catalogue, lines: Sequence[ProductLine], report: AddReport) 
         except OSError as exc:
             report.unreadable.append({"line": ln.line, "photo": ln.source, "reason": f"cannot read ({exc.strerror})"})
             continue
-        present = cat.conn.execute("SELECT 1 FROM photos WHERE sha256 = ? AND product = ?",
-                                   (sha, ln.product)).fetchone()
-        if present or (sha, ln.product) in seen:
+        if db.has_photo(cat.conn, sha, ln.product) or (sha, ln.product) in seen:
             report.already_present += 1
             continue
         seen.add((sha, ln.product))
@@ -114,12 +106,10 @@ def _known_descriptors(cat: Catalogue, wanted: Sequence[CropKey]) -> Dict[CropKe
     """The crops and vectors the catalogue already holds for any of ``wanted`` (a photo listed for another
     product), read back from the indexes: an unchanged photo is never embedded twice."""
     wanted_set, found = set(wanted), {}
-    for chunk in in_chunks(sorted({k[0] for k in wanted_set})):
-        for r in cat.conn.execute(f"SELECT * FROM photos WHERE state = 'present' AND sha256 IN "
-                                  f"({','.join('?' * len(chunk))}) ORDER BY photo_id", chunk):
-            key = _crop_key(r["sha256"], r["category"], db.box_of(r) if r["rule"] == GIVEN_BOX else None)
-            if key in wanted_set and key not in found:
-                found[key] = r
+    for r in db.present_with_content(cat.conn, [k[0] for k in wanted_set]):
+        key = _crop_key(r["sha256"], r["category"], db.box_of(r) if r["rule"] == GIVEN_BOX else None)
+        if key in wanted_set and key not in found:
+            found[key] = r
     indexes = {c: read_index(cat.layout.index_file(c), cat.card.index_factory, cat.card.dim)
                for c in {k[1] for k in found}}
     out = {}

@@ -44,7 +44,8 @@ import numpy as np
 
 from ..runs.atomic import atomic_path, is_temporary
 from ..utils.disk import DiskSpaceError
-from .db import in_chunks, transaction
+from . import db
+from .db import transaction
 from .layout import CatalogueLayout
 from .vectors import read_index, replace_vectors, write_index
 
@@ -92,8 +93,7 @@ def _insert_products(conn: sqlite3.Connection, photos: Sequence[NewPhoto]) -> Di
     and urls the add brings, product -> [title, url], applied when the add is (``_commit_add``)."""
     updates: Dict[str, List] = {}
     for p in photos:
-        conn.execute("INSERT INTO products (product, category, title, url) VALUES (?, ?, ?, ?) "
-                     "ON CONFLICT (product) DO NOTHING", (p.product, p.category, p.title, p.url))
+        db.insert_product(conn, p.product, p.category, p.title, p.url)
         if p.title is not None or p.url is not None:
             old = updates.get(p.product, [None, None])
             updates[p.product] = [p.title if p.title is not None else old[0], p.url if p.url is not None else old[1]]
@@ -103,18 +103,14 @@ def _insert_products(conn: sqlite3.Connection, photos: Sequence[NewPhoto]) -> Di
 def begin_add(ap: Applier, photos: Sequence[NewPhoto], descriptors: np.ndarray) -> int:
     """Step 1 of an add; the change's id."""
     with transaction(ap.conn) as conn:
-        change_id = conn.execute("INSERT INTO changes (kind, state) VALUES ('add', 'pending')").lastrowid
+        change_id = db.new_change(conn, "add", "pending")
         updates = _insert_products(conn, photos)
-        conn.execute("UPDATE changes SET detail = ? WHERE change_id = ?",
-                     (json.dumps({"photos": len(photos), "products": updates}), change_id))
-        ids = []
-        for p in photos:
-            ids.append(conn.execute(
-                "INSERT INTO photos (product, category, sha256, file, source, width, height, box_xyxy, rule, state, "
-                "change_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
-                (p.product, p.category, p.sha256, p.file, p.source, p.width, p.height,
-                 None if p.box_xyxy is None else json.dumps([round(float(v), 2) for v in p.box_xyxy]), p.rule,
-                 change_id)).lastrowid)
+        db.set_change_detail(conn, change_id, {"photos": len(photos), "products": updates})
+        ids = [db.insert_pending_photo(
+            conn, change_id, product=p.product, category=p.category, sha256=p.sha256, file=p.file, source=p.source,
+            width=p.width, height=p.height, rule=p.rule,
+            box_xyxy=None if p.box_xyxy is None else json.dumps([round(float(v), 2) for v in p.box_xyxy]))
+            for p in photos]
         with atomic_path(ap.layout.journal_file(change_id)) as tmp:
             np.savez(tmp, photo_ids=np.asarray(ids, np.int64), descriptors=np.ascontiguousarray(descriptors, np.float32))
         _maybe_die("add:journal-written")
@@ -122,47 +118,30 @@ def begin_add(ap: Applier, photos: Sequence[NewPhoto], descriptors: np.ndarray) 
     return change_id
 
 
-def remove(ap: Applier, where: str, args: Sequence) -> Optional[int]:
-    """A removal of the visible photos ``WHERE <where>``, committed (readers no longer see them) and applied;
-    its change id, or None when no photo matches."""
+def remove(ap: Applier, column: str, values: Sequence) -> Optional[int]:
+    """A removal of the visible photos whose ``column`` (``db.MATCH_COLUMNS``: product, sha256, source, file,
+    photo_id) is one of ``values``, committed (readers no longer see them) and applied; its change id, or None
+    when no photo matches."""
     with transaction(ap.conn) as conn:
-        rows = conn.execute(f"SELECT photo_id, category, product, file FROM photos WHERE state = 'present' "
-                            f"AND ({where})", args).fetchall()
+        rows = db.present_matching(conn, column, values)
         if not rows:
             return None
         detail = {"photo_ids": {}, "files": sorted({r["file"] for r in rows})}
         for r in rows:
             detail["photo_ids"].setdefault(r["category"], []).append(r["photo_id"])
-        change_id = conn.execute("INSERT INTO changes (kind, state, detail) VALUES ('remove', 'applied', ?)",
-                                 (json.dumps(detail),)).lastrowid
-        conn.execute(f"DELETE FROM photos WHERE state = 'present' AND ({where})", args)
-        _drop_products_without_photos(conn, {r["product"] for r in rows})
+        change_id = db.new_change(conn, "remove", "applied", detail)
+        db.delete_present_matching(conn, column, values)
+        db.drop_products_without_photos(conn, {r["product"] for r in rows})
         bump_generations(conn, {c: None for c in detail["photo_ids"]})
     _maybe_die("remove:committed")
     apply_change(ap, change_id)
     return change_id
 
 
-def _drop_products_without_photos(conn: sqlite3.Connection, products) -> None:
-    """Delete those of ``products`` that no photo row (of any state) names any more."""
-    for chunk in in_chunks(sorted(products)):
-        conn.execute(f"DELETE FROM products WHERE product IN ({','.join('?' * len(chunk))}) AND NOT EXISTS "
-                     "(SELECT 1 FROM photos WHERE photos.product = products.product)", chunk)
-
-
 def bump_generations(conn: sqlite3.Connection, ntotal: Dict[str, Optional[int]]) -> None:
     """Each category's generation + 1 (readers reload its index), with its vector count when known."""
     for category, n in ntotal.items():
-        conn.execute("INSERT INTO indexes (category, generation, ntotal) VALUES (?, 1, COALESCE(?, 0)) "
-                     "ON CONFLICT (category) DO UPDATE SET generation = generation + 1, "
-                     "ntotal = COALESCE(excluded.ntotal, ntotal)", (category, n))
-
-
-def _added_ids(conn: sqlite3.Connection, change_id: int) -> Dict[str, List[int]]:
-    by_cat: Dict[str, List[int]] = {}
-    for r in conn.execute("SELECT category, photo_id FROM photos WHERE change_id = ? ORDER BY photo_id", (change_id,)):
-        by_cat.setdefault(r["category"], []).append(r["photo_id"])
-    return by_cat
+        db.bump_generation(conn, category, n)
 
 
 def _rewrite_indexes(ap: Applier, change_id: int, kind: str, ids: Dict[str, List[int]]) -> Dict[str, int]:
@@ -188,43 +167,36 @@ def _rewrite_indexes(ap: Applier, change_id: int, kind: str, ids: Dict[str, List
 
 def _commit_add(ap: Applier, change_id: int, ntotal: Dict[str, int]) -> None:
     with transaction(ap.conn) as conn:
-        conn.execute("UPDATE photos SET state = 'present' WHERE change_id = ?", (change_id,))
-        detail = json.loads(conn.execute("SELECT detail FROM changes WHERE change_id = ?", (change_id,)).fetchone()[0])
+        db.make_present(conn, change_id)
+        _, _, detail = db.change_of(conn, change_id)
         for product, (title, url) in sorted(detail.get("products", {}).items()):
-            conn.execute("UPDATE products SET title = COALESCE(?, title), url = COALESCE(?, url) WHERE product = ?",
-                         (title, url, product))
+            db.update_product_text(conn, product, title, url)
         bump_generations(conn, ntotal)
-        conn.execute("UPDATE changes SET state = 'applied' WHERE change_id = ?", (change_id,))
+        db.set_change_state(conn, change_id, "applied")
     _maybe_die("add:applied")
 
 
 def free_unused_files(ap: Applier, files: Sequence[str]) -> None:
     """Delete the stored photos no row uses any more."""
-    for chunk in in_chunks(sorted(set(files))):
-        marks = ",".join("?" * len(chunk))
-        used = {r[0] for r in ap.conn.execute(f"SELECT DISTINCT file FROM photos WHERE file IN ({marks})", chunk)}
-        for f in set(chunk) - used:
-            (ap.layout.root / f).unlink(missing_ok=True)
+    for f in sorted(set(files) - db.files_in_use(ap.conn, files)):
+        (ap.layout.root / f).unlink(missing_ok=True)
 
 
 def apply_change(ap: Applier, change_id: int) -> None:
     """Whatever change ``change_id`` still needs, from wherever it stopped."""
-    kind, state, detail = ap.conn.execute("SELECT kind, state, detail FROM changes WHERE change_id = ?",
-                                          (change_id,)).fetchone()
+    kind, state, detail = db.change_of(ap.conn, change_id)
     if kind == "add":
         if state == "pending":
-            _commit_add(ap, change_id, _rewrite_indexes(ap, change_id, kind, _added_ids(ap.conn, change_id)))
+            _commit_add(ap, change_id, _rewrite_indexes(ap, change_id, kind, db.photo_ids_of_change(ap.conn,
+                                                                                                   change_id)))
         ap.layout.journal_file(change_id).unlink(missing_ok=True)
-        ap.conn.execute("UPDATE changes SET state = 'done', finished = datetime('now') WHERE change_id = ?",
-                        (change_id,))
+        db.finish_change(ap.conn, change_id)
         return
-    detail = json.loads(detail)
     free_unused_files(ap, detail["files"])
     ntotal = _rewrite_indexes(ap, change_id, kind, detail["photo_ids"])
     with transaction(ap.conn) as conn:
         bump_generations(conn, ntotal)
-        conn.execute("UPDATE changes SET state = 'done', finished = datetime('now') WHERE change_id = ?",
-                     (change_id,))
+        db.finish_change(conn, change_id)
     _maybe_die("remove:done")
 
 
@@ -248,12 +220,10 @@ def rollback_add(ap: Applier, change_id: int, reason: str) -> None:
     as before it. Ids its index writes may have left are invisible (no row) and dropped by ``repair``."""
     logger.warning("%s: rolling back change %d: %s", ap.layout.root, change_id, reason)
     with transaction(ap.conn) as conn:
-        rows = conn.execute("SELECT DISTINCT product, file FROM photos WHERE change_id = ? AND state = 'pending'",
-                            (change_id,)).fetchall()
-        conn.execute("DELETE FROM photos WHERE change_id = ? AND state = 'pending'", (change_id,))
-        _drop_products_without_photos(conn, {r["product"] for r in rows})
-        conn.execute("UPDATE changes SET state = 'done', finished = datetime('now'), "
-                     "detail = json_set(detail, '$.rolled_back', ?) WHERE change_id = ?", (reason, change_id))
+        rows = db.pending_of_change(conn, change_id)
+        db.delete_pending(conn, change_id)
+        db.drop_products_without_photos(conn, {r["product"] for r in rows})
+        db.finish_change(conn, change_id, rolled_back=reason)
     free_unused_files(ap, sorted({r["file"] for r in rows}))
     ap.layout.journal_file(change_id).unlink(missing_ok=True)
 
@@ -276,8 +246,7 @@ def finish_add_or_roll_back(ap: Applier, change_id: int) -> None:
 def reconcile(ap: Applier) -> List[int]:
     """Finish every change a killed writer left (or roll back an add that cannot be finished, see the module
     docstring); delete journal files of changes never committed."""
-    unfinished = ap.conn.execute("SELECT change_id, kind, state FROM changes WHERE state != 'done' "
-                                 "ORDER BY change_id").fetchall()
+    unfinished = db.unfinished_changes(ap.conn)
     for change_id, kind, state in unfinished:
         logger.info("%s: finishing change %d, interrupted earlier", ap.layout.root, change_id)
         if kind == "add" and state == "pending":
@@ -287,7 +256,7 @@ def reconcile(ap: Applier) -> List[int]:
                 pass  # rolled back: the writer that opened the catalogue goes on (a removal frees space)
         else:
             apply_change(ap, change_id)
-    known = {r[0] for r in ap.conn.execute("SELECT change_id FROM changes WHERE state = 'pending'")}
+    known = db.pending_change_ids(ap.conn)
     if ap.layout.journal_dir.is_dir():
         for f in ap.layout.journal_dir.glob("*.npz"):
             if f.stem.isdigit() and int(f.stem) not in known:

@@ -20,7 +20,6 @@ bumped, so servers reload it; a killed repair is run again.
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
@@ -42,7 +41,7 @@ REEMBED_BATCH = 16
 
 def _rows_by_category(cat: Catalogue) -> Dict[str, Dict[int, dict]]:
     out: Dict[str, Dict[int, dict]] = {}
-    for r in cat.conn.execute("SELECT photo_id, category, file, box_xyxy, state FROM photos"):
+    for r in db.all_photo_rows(cat.conn):
         out.setdefault(r["category"], {})[r["photo_id"]] = dict(r)
     return out
 
@@ -97,9 +96,8 @@ def leftover_folders(root: Path) -> List[Path]:
 
 
 def _file_problems(cat: Catalogue) -> Dict[str, List[str]]:
-    used = {r[0] for r in cat.conn.execute("SELECT DISTINCT file FROM photos")}
-    missing = sorted({r[0] for r in cat.conn.execute("SELECT DISTINCT file FROM photos WHERE state = 'present'")
-                      if not (cat.root / r[0]).is_file()})
+    used = db.files_in_use(cat.conn)
+    missing = sorted(f for f in db.files_in_use(cat.conn, present_only=True) if not (cat.root / f).is_file())
     orphans = []
     for folder in ("photos", "indexes", "journal"):
         base = cat.root / folder
@@ -116,8 +114,7 @@ def check_catalogue(root: Path) -> Dict:
     try:
         vectors = _vector_problems(cat)
         files = _file_problems(cat)
-        unfinished = [dict(r) for r in cat.conn.execute(
-            "SELECT change_id, kind, state FROM changes WHERE state != 'done' ORDER BY change_id")]
+        unfinished = [dict(r) for r in db.unfinished_changes(cat.conn)]
     finally:
         cat.close()
     leftovers = [str(p) for p in leftover_folders(root)]
@@ -170,7 +167,7 @@ def repair_catalogue(root: Path, *, device="cpu", models: Optional[BoundModels] 
     with Catalogue.writing(root, "detret catalogue repair") as cat:
         files = _file_problems(cat)
         gone = files["missing_files"]
-        removed = remove(cat.applier, "file IN (SELECT value FROM json_each(?))", (_json(gone),)) if gone else None
+        removed = remove(cat.applier, "file", gone) if gone else None
         vectors = _vector_problems(cat)
         rows = _rows_by_category(cat)
         need = [rows[c][i] for c, p in vectors.items() for i in p["missing_vectors"]]
@@ -179,8 +176,7 @@ def repair_catalogue(root: Path, *, device="cpu", models: Optional[BoundModels] 
             unreadable = _reembed(cat, models or BoundModels(cat.card, cat.root, device), need)
         _drop_extra(cat, {c: p["extra_vectors"] for c, p in vectors.items()})
         if unreadable:
-            remove(cat.applier, "photo_id IN (SELECT value FROM json_each(?))",
-                   (_json([i for ids in unreadable.values() for i in ids]),))
+            remove(cat.applier, "photo_id", [i for ids in unreadable.values() for i in ids])
         with transaction(cat.conn) as conn:
             bump_generations(conn, {c: None for c in vectors})
         leftovers = leftover_folders(root)
@@ -193,6 +189,3 @@ def repair_catalogue(root: Path, *, device="cpu", models: Optional[BoundModels] 
             "dropped_extra_vectors": {c: p["extra_vectors"] for c, p in vectors.items() if p["extra_vectors"]},
             "deleted_orphan_files": orphans, "deleted_leftovers": [str(p) for p in leftovers]}
 
-
-def _json(values) -> str:
-    return json.dumps([v if isinstance(v, str) else int(v) for v in values])

@@ -97,8 +97,7 @@ def _import_gallery(cat: Catalogue, pcfg, run: str) -> int:
 def _present_lines(cat: Catalogue) -> List[ProductLine]:
     """The catalogue's photos as product-list lines (their given boxes kept; detected crops redone)."""
     out = []
-    for r in cat.conn.execute("SELECT p.*, pr.title, pr.url FROM photos p JOIN products pr USING (product) "
-                              "WHERE p.state != 'pending' ORDER BY p.photo_id"):
+    for r in db.lines_of_visible(cat.conn):
         box = tuple(db.box_of(r)) if r["rule"] == GIVEN_BOX else None
         out.append(ProductLine(r["photo_id"], cat.root / r["file"], r["source"] or r["file"], r["product"],
                                r["category"], box, r["title"], r["url"]))

@@ -1,4 +1,5 @@
-"""The catalogue's SQLite database: schema, connections and the queries readers and writers share.
+"""The catalogue's SQLite database: schema, connections, and every query of the catalogue and the service
+(no other module writes SQL; the change protocol in ``changes.py`` decides what, and in which transaction).
 
 Tables (all columns documented in README, "Your own catalogue"):
 
@@ -149,3 +150,195 @@ def in_chunks(values: Iterable, size: int = 500):
             chunk = []
     if chunk:
         yield chunk
+
+
+# --- the writer's queries (the change protocol, ``changes.py``; ``add.py``, ``remove.py``, ``check.py``) ----
+
+MATCH_COLUMNS = ("product", "sha256", "source", "file", "photo_id")  # what a removal may match photos by
+
+
+def _match(column: str, values: Sequence) -> Tuple[str, Tuple[str]]:
+    """(``<column> IN (...)``, its parameter): the values as one JSON list, however many."""
+    if column not in MATCH_COLUMNS:
+        raise ValueError(f"photos are matched by one of {', '.join(MATCH_COLUMNS)}, not {column!r}")
+    listed = [v if isinstance(v, str) else int(v) for v in values]  # numpy integers are not JSON
+    return f"{column} IN (SELECT value FROM json_each(?))", (json.dumps(listed),)
+
+
+def count_present_matching(conn: sqlite3.Connection, column: str, values: Sequence) -> Tuple[int, int]:
+    """(present photos, their distinct products) whose ``column`` is one of ``values``."""
+    where, args = _match(column, values)
+    row = conn.execute(f"SELECT COUNT(*), COUNT(DISTINCT product) FROM photos WHERE state = 'present' "
+                       f"AND {where}", args).fetchone()
+    return row[0], row[1]
+
+
+def present_matching(conn: sqlite3.Connection, column: str, values: Sequence) -> List[sqlite3.Row]:
+    where, args = _match(column, values)
+    return conn.execute(f"SELECT photo_id, category, product, file FROM photos WHERE state = 'present' "
+                        f"AND {where}", args).fetchall()
+
+
+def delete_present_matching(conn: sqlite3.Connection, column: str, values: Sequence) -> None:
+    where, args = _match(column, values)
+    conn.execute(f"DELETE FROM photos WHERE state = 'present' AND {where}", args)
+
+
+def product_categories(conn: sqlite3.Connection, products: Sequence[str]) -> Dict[str, str]:
+    """product -> its category, for those of ``products`` the catalogue knows."""
+    known: Dict[str, str] = {}
+    for chunk in in_chunks(products):
+        known.update({r[0]: r[1] for r in conn.execute(
+            f"SELECT product, category FROM products WHERE product IN ({','.join('?' * len(chunk))})", chunk)})
+    return known
+
+
+def has_photo(conn: sqlite3.Connection, sha256: str, product: str) -> bool:
+    """Whether the photo of this content is in the catalogue for this product (in any state)."""
+    return conn.execute("SELECT 1 FROM photos WHERE sha256 = ? AND product = ?", (sha256, product)).fetchone() is not None
+
+
+def present_with_content(conn: sqlite3.Connection, sha256s: Sequence[str]) -> Iterable[sqlite3.Row]:
+    """The present photos of any of these contents, by photo id."""
+    for chunk in in_chunks(sorted(set(sha256s))):
+        yield from conn.execute(f"SELECT * FROM photos WHERE state = 'present' AND sha256 IN "
+                                f"({','.join('?' * len(chunk))}) ORDER BY photo_id", chunk)
+
+
+def insert_product(conn: sqlite3.Connection, product: str, category: str, title: Optional[str],
+                   url: Optional[str]) -> None:
+    """A product the catalogue does not hold yet (a known one is left as it is)."""
+    conn.execute("INSERT INTO products (product, category, title, url) VALUES (?, ?, ?, ?) "
+                 "ON CONFLICT (product) DO NOTHING", (product, category, title, url))
+
+
+def update_product_text(conn: sqlite3.Connection, product: str, title: Optional[str], url: Optional[str]) -> None:
+    """The product's title and url where given (None keeps the old one)."""
+    conn.execute("UPDATE products SET title = COALESCE(?, title), url = COALESCE(?, url) WHERE product = ?",
+                 (title, url, product))
+
+
+def drop_products_without_photos(conn: sqlite3.Connection, products) -> None:
+    """Delete those of ``products`` that no photo row (of any state) names any more."""
+    for chunk in in_chunks(sorted(products)):
+        conn.execute(f"DELETE FROM products WHERE product IN ({','.join('?' * len(chunk))}) AND NOT EXISTS "
+                     "(SELECT 1 FROM photos WHERE photos.product = products.product)", chunk)
+
+
+def insert_pending_photo(conn: sqlite3.Connection, change_id: int, *, product: str, category: str, sha256: str,
+                         file: str, source: Optional[str], width: int, height: int, box_xyxy: Optional[str],
+                         rule: str) -> int:
+    """A photo row of a pending add (invisible to readers); its photo id (its FAISS id)."""
+    return conn.execute(
+        "INSERT INTO photos (product, category, sha256, file, source, width, height, box_xyxy, rule, state, "
+        "change_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
+        (product, category, sha256, file, source, width, height, box_xyxy, rule, change_id)).lastrowid
+
+
+def photo_ids_of_change(conn: sqlite3.Connection, change_id: int) -> Dict[str, List[int]]:
+    """category -> the photo ids an add brought, in order."""
+    by_cat: Dict[str, List[int]] = {}
+    for r in conn.execute("SELECT category, photo_id FROM photos WHERE change_id = ? ORDER BY photo_id", (change_id,)):
+        by_cat.setdefault(r["category"], []).append(r["photo_id"])
+    return by_cat
+
+
+def make_present(conn: sqlite3.Connection, change_id: int) -> None:
+    """Readers see the photos of an add from now on."""
+    conn.execute("UPDATE photos SET state = 'present' WHERE change_id = ?", (change_id,))
+
+
+def pending_of_change(conn: sqlite3.Connection, change_id: int) -> List[sqlite3.Row]:
+    """(product, file) of the pending photos of an add."""
+    return conn.execute("SELECT DISTINCT product, file FROM photos WHERE change_id = ? AND state = 'pending'",
+                        (change_id,)).fetchall()
+
+
+def delete_pending(conn: sqlite3.Connection, change_id: int) -> None:
+    conn.execute("DELETE FROM photos WHERE change_id = ? AND state = 'pending'", (change_id,))
+
+
+def files_in_use(conn: sqlite3.Connection, files: Optional[Sequence[str]] = None, present_only: bool = False
+                 ) -> set:
+    """The stored photo files rows name (of ``files``, or all of them; of present rows only, or of any)."""
+    state = " AND state = 'present'" if present_only else ""
+    if files is None:
+        return {r[0] for r in conn.execute(f"SELECT DISTINCT file FROM photos WHERE 1 = 1{state}")}
+    used = set()
+    for chunk in in_chunks(sorted(set(files))):
+        used |= {r[0] for r in conn.execute(
+            f"SELECT DISTINCT file FROM photos WHERE file IN ({','.join('?' * len(chunk))}){state}", chunk)}
+    return used
+
+
+def all_photo_rows(conn: sqlite3.Connection) -> List[sqlite3.Row]:
+    """(photo_id, category, file, box_xyxy, state) of every row, for ``catalogue check``."""
+    return conn.execute("SELECT photo_id, category, file, box_xyxy, state FROM photos").fetchall()
+
+
+def lines_of_visible(conn: sqlite3.Connection) -> List[sqlite3.Row]:
+    """Every photo row a reader may show or an applied change keeps, with its product's title and url."""
+    return conn.execute("SELECT p.*, pr.title, pr.url FROM photos p JOIN products pr USING (product) "
+                        "WHERE p.state != 'pending' ORDER BY p.photo_id").fetchall()
+
+
+def product_count(conn: sqlite3.Connection) -> int:
+    return conn.execute("SELECT COUNT(DISTINCT product) FROM photos WHERE state = 'present'").fetchone()[0]
+
+
+def bump_generation(conn: sqlite3.Connection, category: str, ntotal: Optional[int]) -> None:
+    """The category's generation + 1 (readers reload its index), with its vector count when known."""
+    conn.execute("INSERT INTO indexes (category, generation, ntotal) VALUES (?, 1, COALESCE(?, 0)) "
+                 "ON CONFLICT (category) DO UPDATE SET generation = generation + 1, "
+                 "ntotal = COALESCE(excluded.ntotal, ntotal)", (category, ntotal))
+
+
+# --- the changes' journal ------------------------------------------------------------------------------
+
+def new_change(conn: sqlite3.Connection, kind: str, state: str, detail: Optional[Dict] = None) -> int:
+    if detail is None:
+        return conn.execute("INSERT INTO changes (kind, state) VALUES (?, ?)", (kind, state)).lastrowid
+    return conn.execute("INSERT INTO changes (kind, state, detail) VALUES (?, ?, ?)",
+                        (kind, state, json.dumps(detail))).lastrowid
+
+
+def set_change_detail(conn: sqlite3.Connection, change_id: int, detail: Dict) -> None:
+    conn.execute("UPDATE changes SET detail = ? WHERE change_id = ?", (json.dumps(detail), change_id))
+
+
+def change_of(conn: sqlite3.Connection, change_id: int) -> Tuple[str, str, Dict]:
+    """(kind, state, detail) of a change."""
+    kind, state, detail = conn.execute("SELECT kind, state, detail FROM changes WHERE change_id = ?",
+                                       (change_id,)).fetchone()
+    return kind, state, json.loads(detail)
+
+
+def set_change_state(conn: sqlite3.Connection, change_id: int, state: str) -> None:
+    conn.execute("UPDATE changes SET state = ? WHERE change_id = ?", (state, change_id))
+
+
+def finish_change(conn: sqlite3.Connection, change_id: int, rolled_back: Optional[str] = None) -> None:
+    """The change is done (with the reason it was rolled back, when it was)."""
+    if rolled_back is None:
+        conn.execute("UPDATE changes SET state = 'done', finished = datetime('now') WHERE change_id = ?",
+                     (change_id,))
+    else:
+        conn.execute("UPDATE changes SET state = 'done', finished = datetime('now'), "
+                     "detail = json_set(detail, '$.rolled_back', ?) WHERE change_id = ?", (rolled_back, change_id))
+
+
+def unfinished_changes(conn: sqlite3.Connection) -> List[sqlite3.Row]:
+    """(change_id, kind, state) of every change not done, oldest first."""
+    return conn.execute("SELECT change_id, kind, state FROM changes WHERE state != 'done' "
+                        "ORDER BY change_id").fetchall()
+
+
+def pending_change_ids(conn: sqlite3.Connection) -> set:
+    return {r[0] for r in conn.execute("SELECT change_id FROM changes WHERE state = 'pending'")}
+
+
+def last_done_change(conn: sqlite3.Connection) -> Optional[Dict]:
+    row = conn.execute("SELECT change_id, kind, finished FROM changes WHERE state = 'done' "
+                       "ORDER BY change_id DESC LIMIT 1").fetchone()
+    return dict(row) if row else None
+

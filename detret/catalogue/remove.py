@@ -6,6 +6,7 @@ from typing import Dict, Optional
 
 from ..errors import InputError, UnknownNameError
 from ..runs.manifest import sha256_file
+from . import db
 from .changes import remove
 from .store import Catalogue
 
@@ -16,14 +17,13 @@ def remove_from(cat: Catalogue, *, product: Optional[str] = None, photo: Optiona
     if (product is None) == (photo is None):
         raise InputError("give exactly one of --product and --photo")
     if product is not None:
-        where, args, what = "product = ?", (product,), f"product {product!r}"
+        column, value, what = "product", product, f"product {product!r}"
     elif Path(photo).is_file():
-        where, args, what = "sha256 = ?", (sha256_file(Path(photo)),), f"photo {photo} (by its content)"
+        column, value, what = "sha256", sha256_file(Path(photo)), f"photo {photo} (by its content)"
     else:
-        where, args, what = "source = ?", (photo,), f"photo {photo!r}"
-    before = cat.conn.execute(f"SELECT COUNT(*), COUNT(DISTINCT product) FROM photos WHERE state = 'present' "
-                              f"AND ({where})", args).fetchone()
-    change_id = remove(cat.applier, where, args)
+        column, value, what = "source", photo, f"photo {photo!r}"
+    before = db.count_present_matching(cat.conn, column, [value])
+    change_id = remove(cat.applier, column, [value])
     if change_id is None and cat.reconciled:
         return {"removed_photos": 0, "products_touched": 0, "change_id": None,
                 "note": f"finished {len(cat.reconciled)} interrupted change(s); nothing else to remove"}

@@ -82,20 +82,18 @@ class Catalogue:
         """What ``catalogue info`` and ``GET /api/catalogue`` show; ``with_size``: walk the folder for its
         size on disk (one stat per stored photo: the service leaves it out)."""
         per_category = db.counts_by_category(self.conn)
-        last = self.conn.execute("SELECT change_id, kind, finished FROM changes WHERE state = 'done' "
-                                 "ORDER BY change_id DESC LIMIT 1").fetchone()
-        unfinished = self.conn.execute("SELECT COUNT(*) FROM changes WHERE state != 'done'").fetchone()[0]
+        last = db.last_done_change(self.conn)
+        unfinished = len(db.unfinished_changes(self.conn))
         return {
             "catalogue": str(self.root),
-            "products": self.conn.execute("SELECT COUNT(DISTINCT product) FROM photos WHERE state = 'present'"
-                                          ).fetchone()[0],
+            "products": db.product_count(self.conn),
             "photos": sum(c["photos"] for c in per_category.values()),
             "categories": per_category,
             "crop_rules": db.rule_counts(self.conn),
             "model": {"identity": self.card.identity, "run": self.card.run, "dim": self.card.dim,
                       "crop_policy": self.card.crop["policy"], "objectness_thresh": self.card.crop["objectness_thresh"]},
             "index": {"factory": self.card.index_factory, "generations": db.generations(self.conn)},
-            "last_change": dict(last) if last else None,
+            "last_change": last,
             "unfinished_changes": unfinished,
             "size_on_disk_bytes": disk_usage(self.root) if with_size else None,
         }
