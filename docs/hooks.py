@@ -149,31 +149,43 @@ def include_file(arg: str) -> str:
 # --- generated from the code ------------------------------------------------------------------------
 
 def cli_reference() -> str:
-    import click
+    """Every command of the typer application, its help and its parameters (typer ships its own click, so
+    groups and options are told apart by what they have, not by click's classes)."""
     import typer
 
     from detret.cli.app import app
 
     lines: List[str] = []
 
-    def walk(command: click.Command, path: str) -> None:
-        if isinstance(command, click.Group):
+    def walk(command, path: str) -> None:
+        if getattr(command, "commands", None):
+            if path != "detret":
+                lines.append(f"## `{path}`\n\n{(command.help or '').strip()}\n")
             for name, sub in command.commands.items():
                 walk(sub, f"{path} {name}")
             return
         lines.append(f"### `{path}`\n\n{(command.help or '').strip()}\n")
-        params = [p for p in command.params if p.name not in ("help",)]
+        params = [p for p in command.params if p.name != "help"]
         if params:
             lines.append("| argument or option | default | what |\n|---|---|---|")
-            for p in params:
-                name = " / ".join(p.opts + p.secondary_opts) if isinstance(p, click.Option) else p.name.upper()
-                default = "" if p.required or p.default in (None, (), []) else f"`{p.default}`"
-                what = (getattr(p, "help", None) or "").replace("|", "\\|").replace("\n", " ")
-                lines.append(f"| `{name}` | {'required' if p.required else default} | {what} |")
+            lines.extend(_parameter_row(p) for p in params)
             lines.append("")
 
-    walk(typer.main.get_command(app), "detret")
+    root = typer.main.get_command(app)
+    lines.append("## Global options\n\n| option | default | what |\n|---|---|---|")
+    lines += [_parameter_row(p) for p in root.params if p.name != "help"]
+    lines.append("")
+    walk(root, "detret")
     return "\n".join(lines)
+
+
+def _parameter_row(p) -> str:
+    option = any(o.startswith("-") for o in getattr(p, "opts", []))
+    name = " / ".join(list(p.opts) + list(getattr(p, "secondary_opts", []))) if option else (p.name or "").upper()
+    default = p.default
+    shown = "required" if p.required else "" if default in (None, (), []) or callable(default) else f"`{default}`"
+    what = (getattr(p, "help", None) or "").replace("|", "\\|").replace("\n", " ")
+    return f"| `{name}` | {shown} | {what} |"
 
 
 def _dataclass_fields(tree: ast.Module) -> Dict[str, List[tuple]]:

@@ -78,27 +78,25 @@ def root(
     ctx.obj = CliState(config_path=config, overrides=list(set_))
 
 
-# The pipeline's order, grouped by stage in `detret --help`.
-DATA, PAPER, CATALOGUE, RUNS = "Data", "The paper's pipeline", "Your catalogue and the service", "Runs and settings"
-app.add_typer(data_cmd.data_app, name="data", rich_help_panel=DATA)
-app.command("train-detector", rich_help_panel=PAPER)(train_detector_cmd.train_detector)
-app.command("detect", rich_help_panel=PAPER)(detect_cmd.detect)
-app.command("train-retrieval", rich_help_panel=PAPER)(train_retrieval_cmd.train_retrieval)
-app.command("embed", rich_help_panel=PAPER)(embed_cmd.embed)
-app.command("combine", rich_help_panel=PAPER)(embed_cmd.combine)
-app.command("search", rich_help_panel=PAPER)(search_cmd.search)
-app.command("eval", rich_help_panel=PAPER)(eval_cmd.evaluate)
-app.command("embed-df2", rich_help_panel=PAPER)(embed_cmd.embed_df2)
-app.command("eval-df2", rich_help_panel=PAPER)(eval_cmd.evaluate_df2)
-app.command("query", rich_help_panel=PAPER)(query_cmd.query)
-app.command("export", rich_help_panel=PAPER)(export_cmd.export)
-app.command("demo", rich_help_panel=PAPER)(demo_cmd.demo)
-app.command("report", rich_help_panel=PAPER)(report_cmd.report)
-app.add_typer(catalogue_cmd.catalogue_app, name="catalogue", rich_help_panel=CATALOGUE)
-app.command("serve", rich_help_panel=CATALOGUE)(serve_cmd.serve)
-app.command("status", rich_help_panel=RUNS)(status_cmd.status)
-app.add_typer(config_cmd.config_app, name="config", rich_help_panel=RUNS)
-app.command("blocks", rich_help_panel=RUNS)(blocks_cmd.blocks)
+# The pipeline's order, grouped by stage in `detret --help`: (name, command or sub-application).
+PANELS = {
+    "Data": [("data", data_cmd.data_app)],
+    "The paper's pipeline": [
+        ("train-detector", train_detector_cmd.train_detector), ("detect", detect_cmd.detect),
+        ("train-retrieval", train_retrieval_cmd.train_retrieval), ("embed", embed_cmd.embed),
+        ("combine", embed_cmd.combine), ("search", search_cmd.search), ("eval", eval_cmd.evaluate),
+        ("embed-df2", embed_cmd.embed_df2), ("eval-df2", eval_cmd.evaluate_df2), ("query", query_cmd.query),
+        ("export", export_cmd.export), ("demo", demo_cmd.demo), ("report", report_cmd.report)],
+    "Your catalogue and the service": [("catalogue", catalogue_cmd.catalogue_app), ("serve", serve_cmd.serve)],
+    "Runs and settings": [("status", status_cmd.status), ("config", config_cmd.config_app),
+                          ("blocks", blocks_cmd.blocks)],
+}
+for panel, commands in PANELS.items():
+    for name, command in commands:
+        if isinstance(command, typer.Typer):
+            app.add_typer(command, name=name, rich_help_panel=panel)
+        else:
+            app.command(name, rich_help_panel=panel)(command)
 
 
 def main(argv: Optional[List[str]] = None) -> None:

@@ -1,7 +1,12 @@
 """What the service's tests share: the token, a demo street query, a search request, a product upload."""
+import contextlib
 from pathlib import Path
 
+from fastapi.testclient import TestClient
+
 from detret.embed.artifact import read_descriptors
+from detret.serve.app import create_app
+from tests.helpers import copy_catalogue
 
 TOKEN = "s3cret-token"
 
@@ -23,3 +28,14 @@ def products_upload(pcfg, product, category, photo_id):
     shop = Path(pcfg.data.street2shop.root) / "images" / f"{photo_id:09d}.jpg"
     csv = f"photo,product,category,title\nnew.jpg,{product},{category},A new one\n"
     return {"products": ("products.csv", csv.encode(), "text/csv"), "photos": ("new.jpg", shop.read_bytes(), "image/jpeg")}
+
+
+@contextlib.contextmanager
+def serving_copy(demo_catalogue, folder: Path, limits):
+    """(client, app, catalogue, pipeline config): a private copy of the demo catalogue served in-process."""
+    root, pcfg = demo_catalogue
+    cat = copy_catalogue(root, folder / "cat")
+    app = create_app(cat, token=TOKEN, limits=limits)
+    with TestClient(app) as client:
+        yield client, app, cat, pcfg
+

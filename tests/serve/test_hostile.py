@@ -10,27 +10,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fastapi.testclient import TestClient
 from PIL import Image
 
 from detret.detect.crops import Detection
-from detret.serve.app import create_app
 from detret.serve.batcher import Batcher
 from detret.serve.engine import Job
 from detret.serve.uploads import Limits
-from tests.helpers import copy_catalogue
-from tests.serve.helpers import TOKEN, products_upload, search_photo, street_query
+from tests.serve.helpers import TOKEN, products_upload, search_photo, serving_copy, street_query
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture(scope="module")
 def hostile(demo_catalogue, tmp_path_factory):
-    root, pcfg = demo_catalogue
-    cat = copy_catalogue(root, tmp_path_factory.mktemp("hostile") / "cat")
-    app = create_app(cat, token=TOKEN, limits=Limits(max_upload_bytes=2 * 2**20, decode_slots=2))
-    with TestClient(app) as client:
-        yield client, app, cat, pcfg
+    with serving_copy(demo_catalogue, tmp_path_factory.mktemp("hostile"),
+                      Limits(max_upload_bytes=2 * 2**20, decode_slots=2)) as served:
+        yield served
 
 
 def _png(size, mode="RGB") -> bytes:
