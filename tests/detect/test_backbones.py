@@ -75,10 +75,11 @@ def test_adamw_takes_detectron2s_parameter_groups():
     assert {g["lr"] for g in adamw.param_groups} == {0.003}
 
 
-def test_optimizer_choice_is_checked_and_the_default_leaves_identities_alone():
+def test_optimizer_choice_is_checked_and_part_of_the_identity():
     with pytest.raises(ValueError, match="DETRET.SOLVER.OPTIMIZER 'Adam' is not one of SGD, AdamW"):
         build_detector_cfg("mask_rcnn_R_18_FPN_synth_cpu.yaml", ["DETRET.SOLVER.OPTIMIZER", "Adam"])
     sgd = detector_identity(build_detector_cfg("mask_rcnn_R_50_FPN_modanet.yaml", ["MODEL.WEIGHTS", ""]))
-    assert "OPTIMIZER" not in sgd and "BLOCKS_PER_STAGE" not in sgd  # detectors trained before the keys stay valid
+    assert "OPTIMIZER: SGD" in sgd  # one fingerprint version: every key, the defaults included
+    assert "BLOCKS_PER_STAGE" not in sgd  # read by the basic-block backbone alone
     adamw = build_detector_cfg("mask_rcnn_R_18_FPN_synth_cpu.yaml", ["DETRET.SOLVER.OPTIMIZER", "AdamW"] + BASIC)
     assert "OPTIMIZER: AdamW" in detector_identity(adamw) and "BLOCKS_PER_STAGE" in detector_identity(adamw)

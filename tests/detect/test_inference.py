@@ -46,10 +46,10 @@ def test_bf16_bottom_up_matches_fp32_features_and_runs_the_whole_model(tmp_path)
     assert inst.pred_boxes.tensor.dtype == torch.float32 and torch.isfinite(inst.pred_boxes.tensor).all()
 
 
-def test_precision_is_part_of_the_detect_artifacts_identity_only_when_not_the_default(tmp_path):
+def test_precision_is_part_of_the_detect_artifacts_identity(tmp_path):
     fp32, bf16 = _cfg(), _cfg("DETRET.DETECT.PRECISION", "bf16")
-    assert "PRECISION" not in detector_identity(fp32)  # artifacts from before the key stay valid
-    assert "PRECISION: bf16" in detector_identity(bf16)
+    assert "PRECISION: fp32" in detector_identity(fp32) and "PRECISION: bf16" in detector_identity(bf16)
+    assert "BATCH_SIZE: 0" in detector_identity(fp32)  # batching does not decide a detection
 
 
 def test_unknown_precision_is_refused(tmp_path):

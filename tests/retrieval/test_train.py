@@ -127,15 +127,14 @@ def test_training_with_another_pooling_records_it(tiny, tmp_path, pooling):
     assert metrics[-1]["gem_p"] is None and metrics[-1]["loss"] is not None
 
 
-def test_the_default_pooling_keeps_runs_made_before_the_key_valid():
-    """A run trained before `retrieval.train.pooling` existed has no such key in its config: with the
-    default (gem) the config it is compared with leaves the key out, so it is not stale."""
+def test_a_runs_training_config_records_every_key_defaults_included():
+    """One fingerprint version: nothing is left out of a run's config for the sake of older runs."""
     from omegaconf import OmegaConf
 
-    tcfg = OmegaConf.create({"architecture": "resnet50", "pooling": "gem"})
-    assert train_mod.training_config("triplet", "full", tcfg)["train"] == {"architecture": "resnet50"}
-    tcfg.pooling = "rmac"
-    assert train_mod.training_config("triplet", "full", tcfg)["train"]["pooling"] == "rmac"
+    tcfg = OmegaConf.create({"architecture": "resnet50", "pooling": "gem", "sampler": "pairs"})
+    assert train_mod.training_config("triplet", "full", tcfg) == {
+        "loss": "triplet", "shop_crops": "full", "train": {"architecture": "resnet50", "pooling": "gem",
+                                                           "sampler": "pairs"}}
 
 
 def test_hardest_negative_loss_of_morelli_trains_without_mining(tiny, tmp_path, monkeypatch):
