@@ -75,6 +75,9 @@ class Registry(Generic[EntryT]):
         return len(self._entries)
 
 
+_IMPORTED: List[str] = []  # modules import_blocks imported in this process, in order
+
+
 def import_blocks(modules: Sequence[str], source: str) -> None:
     """Import the modules a config names in ``imports`` (each registers its blocks when imported);
     a module that cannot be imported is an error naming `source` and the module."""
@@ -85,3 +88,10 @@ def import_blocks(modules: Sequence[str], source: str) -> None:
             importlib.import_module(module)
         except ImportError as exc:
             raise InputError(f"{source}: imports: cannot import {module!r} ({exc})") from exc
+        if module not in _IMPORTED:
+            _IMPORTED.append(module)
+
+
+def imported_blocks() -> List[str]:
+    """The modules of blocks this process imported (what a spawned worker process imports again)."""
+    return list(_IMPORTED)

@@ -145,3 +145,24 @@ def test_a_pooling_and_a_loss_from_outside_the_package_train_and_embed_through_t
     assert len(rows) > 0 and np.allclose(np.linalg.norm(queries, axis=1), 1.0, atol=1e-5)
     metrics = json.loads((tmp_path / "run" / "retrieval-mine" / "metrics.json").read_text())
     assert metrics[-1]["loss"] is not None and np.isfinite(metrics[-1]["loss"])
+
+
+def test_spawned_data_parallel_processes_register_the_configs_blocks_again(outside, tmp_path):
+    """Two gloo processes (spawned afresh) train with the outside pooling and loss: each imports the config's
+    imports before it builds anything."""
+    from detret.config.pipeline import load_pipeline_config
+    from detret.data.synth.generate import SynthConfig, generate
+    from detret.retrieval.train import run_train_retrieval
+
+    data = tmp_path / "data"
+    generate(SynthConfig(seed=7, n_products=22, n_distractors=0, n_modanet_train=2, n_modanet_val=1), data)
+    config = tmp_path / "user.yaml"
+    config.write_text(json.dumps({
+        "imports": ["outside_blocks"], "data": {"street2shop": {"root": str(data / "street2shop")}},
+        "retrieval": {"train": {"pooling": "lse", "sampler": "pk", "pk_products": 4, "pk_photos": 2, "epochs": 1}}}))
+    pcfg = load_pipeline_config(config, [*FAST, f"run_dir={tmp_path / 'run'}"])
+    summary = run_train_retrieval(pcfg, "contrastive", "full", name="two", num_gpus=2)
+    assert summary["processes"] == 2
+    meta = torch.load(tmp_path / "run" / "retrieval-two" / "model.pt", weights_only=True)["meta"]
+    assert meta["pooling"] == "lse" and meta["training"]["loss"] == "contrastive"
+

@@ -25,9 +25,9 @@ from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 import numpy as np
 import torch
 
-from .data import CropItem, Product, TrainingSet, batches
 from ..errors import InputError
 from ..registry import Registry
+from .data import CropItem, Product, TrainingSet, batches
 from .objective import LOSSES, LossBatch, Rows
 
 Key = Tuple[str, int]  # ("street", index into TrainingSet.train_queries) or ("shop", index into TrainingSet.shop)

@@ -43,12 +43,12 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from ..config.choices import Negatives, Optimizer, ShopCrops, Streams, check_choice
+from ..config.recipes import default_model_name
 from ..data.attributes import ProductAttributes, attributes_path, load_attributes
 from ..data.images import PhotoError
 from ..data.street2shop import load_street2shop
 from ..errors import InputError
 from ..runs.atomic import atomic_write_json
-from ..config.recipes import default_model_name
 from ..runs.layout import MODEL_FILE, RunLayout
 from ..runs.manifest import read_manifest
 from ..runs.stage import SUMMARY_NAME, Stage, require_fresh

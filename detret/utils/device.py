@@ -50,11 +50,23 @@ class DataParallel:
         return world_size(self.num_processes, self.num_machines)
 
     def launch(self, worker, *args) -> None:
-        """``worker(*args)`` in every process of this machine's share of the group; returns when they end."""
+        """``worker(*args)`` in every process of this machine's share of the group; returns when they end.
+        Each process first imports the modules the config's ``imports`` named here (spawned processes start
+        afresh: their building blocks must be registered again)."""
         from detectron2.engine import launch
 
-        launch(worker, max(self.num_processes, 1), num_machines=self.num_machines, machine_rank=self.machine_rank,
-               dist_url=self.dist_url, args=args)
+        from ..registry import imported_blocks
+
+        launch(_with_blocks, max(self.num_processes, 1), num_machines=self.num_machines,
+               machine_rank=self.machine_rank, dist_url=self.dist_url, args=(imported_blocks(), worker, *args))
+
+
+def _with_blocks(modules, worker, *args) -> None:
+    """In a spawned process: register the building blocks of ``modules``, then run the worker."""
+    from ..registry import import_blocks
+
+    import_blocks(modules, "the pipeline config's imports")
+    worker(*args)
 
 
 def data_parallel_device(device_name: str) -> torch.device:
