@@ -10,8 +10,12 @@ from __future__ import annotations
 
 from typing import Callable, Dict, List, Mapping, Optional
 
+from ..config.recipes import load_recipe
 from ..evaluate.paired import Comparison
 from ..evaluate.reading import NOISE, UNTESTED, Comparer, Finding, conclusion, reading_markdown
+
+
+IBRAHIM = "Ibrahim et al. 2020"  # the seed paper whose four losses the reading ranks (the recipe's `paper`)
 
 
 def _mean(results: Mapping[str, Dict], run: str, metric: str = "mAP") -> Optional[float]:
@@ -57,7 +61,7 @@ def read_seeds(results: Mapping[str, Dict], per_query: Optional[Mapping[str, Dic
 def _metric_losses(compare: Callable[[str, str, str], Comparison], results) -> List[Finding]:
     """Ibrahim et al.'s claim (N-pair best, lifted lowest), each order tested pairwise: agrees when every
     comparison it needs is beyond noise, disagrees when one is beyond noise the other way."""
-    losses = ("npair", "lifted", "angular", "batch-hard")
+    losses = tuple(m.name for m in load_recipe("seeds").models if m.paper == IBRAHIM)
     if any(_mean(results, r) is None for r in losses):
         return []
     npair = [compare(o, "npair", "mAP") for o in losses if o != "npair"]

@@ -41,7 +41,7 @@ from torch import nn
 from ..errors import InputError, MissingFileError
 from ..runs.atomic import atomic_path
 from .backbones import build_backbone
-from .pooling import POOLINGS, build_pooling
+from .pooling import PAPER_POOLING, POOLINGS, build_pooling
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class RetrievalNet(nn.Module):
     """One stream (backbone, pooling, whitening, attribute heads), and the street stream when there are two."""
 
     def __init__(self, features: nn.Module, feat_dim: int, dim: int, gem_p: float = 3.0,
-                 meta: Optional[Dict[str, Any]] = None, pooling: str = "gem",
+                 meta: Optional[Dict[str, Any]] = None, pooling: str = PAPER_POOLING,
                  attributes: Optional[Dict[str, Sequence[str]]] = None) -> None:
         super().__init__()
         self.features = features
@@ -145,7 +145,7 @@ def build_retrieval_net(
     image_size: int = 224,
     resize: str = "longest",
     training: Optional[Dict[str, Any]] = None,
-    pooling: str = "gem",
+    pooling: str = PAPER_POOLING,
     streams: str = "shared",
     attributes: Optional[Dict[str, Sequence[str]]] = None,
 ) -> RetrievalNet:

@@ -130,7 +130,8 @@ class PoolingEntry:
 
 
 POOLINGS: Registry[PoolingEntry] = Registry("pooling")
-POOLINGS.register(PoolingEntry("gem", lambda gem_p: GeM(p=gem_p), "GeM, p learnt (Kucer & Murray, the paper)"))
+PAPER_POOLING = POOLINGS.register(PoolingEntry("gem", lambda gem_p: GeM(p=gem_p),
+                                               "GeM, p learnt (Kucer & Murray, the paper)")).name
 POOLINGS.register(PoolingEntry("mac", lambda gem_p: MAC(), "MAC, the maximum (Gajic & Baldrich)"))
 POOLINGS.register(PoolingEntry("spoc", lambda gem_p: SPoC(), "SPoC, the mean"))
 POOLINGS.register(PoolingEntry("rmac", lambda gem_p: RMAC(), "R-MAC, regional maxima (Morelli et al.)",
