@@ -188,11 +188,11 @@ def _parameter_row(p) -> str:
     return f"| `{name}` | {shown} | {what} |"
 
 
-def _dataclass_fields(tree: ast.Module) -> Dict[str, List[tuple]]:
-    """class name -> [(field, annotation, default source, comment)] of the schema's dataclasses."""
-    source = (ROOT / "detret" / "config" / "pipeline.py").read_text().splitlines()
+def _dataclass_fields(text: str) -> Dict[str, List[tuple]]:
+    """class name -> [(field, annotation, default source, comment)] of the dataclasses of the module ``text``."""
+    source = text.splitlines()
     classes = {}
-    for node in tree.body:
+    for node in ast.parse(text).body:
         if not isinstance(node, ast.ClassDef):
             continue
         fields = []
@@ -205,15 +205,14 @@ def _dataclass_fields(tree: ast.Module) -> Dict[str, List[tuple]]:
                 line = source[item.lineno - 1]
                 if "#" in line:
                     comments.append(line.split("#", 1)[1].strip())
-                default = ast.get_source_segment("\n".join(source), item.value) if item.value is not None else ""
+                default = ast.get_source_segment(text, item.value) if item.value is not None else ""
                 fields.append((item.target.id, ast.unparse(item.annotation), default, " ".join(comments)))
         classes[node.name] = fields
     return classes
 
 
 def config_reference() -> str:
-    tree = ast.parse((ROOT / "detret" / "config" / "pipeline.py").read_text())
-    classes = _dataclass_fields(tree)
+    classes = _dataclass_fields((ROOT / "detret" / "config" / "pipeline.py").read_text())
     rows = ["| key | type | default | what |", "|---|---|---|---|"]
 
     def walk(name: str, prefix: str) -> None:

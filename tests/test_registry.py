@@ -116,10 +116,9 @@ def test_the_contract_gives_a_photo_loss_the_batchs_photos_and_labels(outside):
     assert blocks.SEEN["street"] + blocks.SEEN["shop"] == len(keys) and blocks.SEEN["street"] > 0
 
 
-def test_a_pooling_and_a_loss_from_outside_the_package_train_and_embed_through_the_config(outside, tmp_path):
-    from detret.cli.app import app
+def _user_config(tmp_path):
+    """A small synthetic dataset and a user's config naming the outside module, its pooling, P x K batches."""
     from detret.data.synth.generate import SynthConfig, generate
-    from detret.embed.artifact import read_descriptors
 
     data = tmp_path / "data"
     generate(SynthConfig(seed=7, n_products=22, n_distractors=0, n_modanet_train=2, n_modanet_val=1), data)
@@ -127,6 +126,14 @@ def test_a_pooling_and_a_loss_from_outside_the_package_train_and_embed_through_t
     config.write_text(json.dumps({  # YAML is a superset of JSON
         "imports": ["outside_blocks"], "data": {"street2shop": {"root": str(data / "street2shop")}},
         "retrieval": {"train": {"pooling": "lse", "sampler": "pk", "pk_products": 4, "pk_photos": 2, "epochs": 1}}}))
+    return config
+
+
+def test_a_pooling_and_a_loss_from_outside_the_package_train_and_embed_through_the_config(outside, tmp_path):
+    from detret.cli.app import app
+    from detret.embed.artifact import read_descriptors
+
+    config = _user_config(tmp_path)
     sets = [a for kv in [*FAST, f"run_dir={tmp_path / 'run'}"] for a in ("--set", kv)]
     runner = CliRunner()
     trained = runner.invoke(app, ["--config", str(config), *sets, "train-retrieval", "--loss", "contrastive",
@@ -151,15 +158,9 @@ def test_spawned_data_parallel_processes_register_the_configs_blocks_again(outsi
     """Two gloo processes (spawned afresh) train with the outside pooling and loss: each imports the config's
     imports before it builds anything."""
     from detret.config.pipeline import load_pipeline_config
-    from detret.data.synth.generate import SynthConfig, generate
     from detret.retrieval.train import run_train_retrieval
 
-    data = tmp_path / "data"
-    generate(SynthConfig(seed=7, n_products=22, n_distractors=0, n_modanet_train=2, n_modanet_val=1), data)
-    config = tmp_path / "user.yaml"
-    config.write_text(json.dumps({
-        "imports": ["outside_blocks"], "data": {"street2shop": {"root": str(data / "street2shop")}},
-        "retrieval": {"train": {"pooling": "lse", "sampler": "pk", "pk_products": 4, "pk_photos": 2, "epochs": 1}}}))
+    config = _user_config(tmp_path)
     pcfg = load_pipeline_config(config, [*FAST, f"run_dir={tmp_path / 'run'}"])
     summary = run_train_retrieval(pcfg, "contrastive", "full", name="two", num_gpus=2)
     assert summary["processes"] == 2

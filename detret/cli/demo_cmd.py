@@ -35,7 +35,7 @@ def demo(
     same detector and crops (reusing the paper demo's), and writes OUT/runs/eval-<recipe>/table.md
     and OUT/demo/{timings-<recipe>.json,reading-<recipe>.md}.
     """
-    from ..demo.recipe_steps import is_main, recipe_eval_dir
+    from ..demo.recipe_steps import eval_folder, is_main
     from ..demo.run import run_demo
     from ..evaluate.tables import means_rows
 
@@ -61,7 +61,7 @@ def demo(
                   f"per step: {result['timings']}")
     layout = RunLayout(result["run_dir"])
     if not main:
-        printer.print(f"Table: {layout.run_dir / recipe_eval_dir(result['recipe']) / 'table.md'}")
+        printer.print(f"Table: {eval_folder(layout, result['recipe']) / 'table.md'}")
     else:
         printer.print(f"Table: {layout.eval / 'table.md'} (Tables 2 and 3: {layout.eval / 'table2.md'})")
         printer.print(f"DeepFashion2, both ways and by annotation level: {layout.eval_df2 / 'table.md'}")

@@ -8,7 +8,8 @@ into ``eval-<name>/``.
 """
 from __future__ import annotations
 
-from typing import List, Tuple
+from pathlib import Path
+from typing import List, Optional, Tuple
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -24,18 +25,24 @@ def is_main(recipe: Recipe) -> bool:
     return recipe.name == MAIN_RECIPE
 
 
-def recipe_eval_dir(recipe: Recipe) -> str:
-    """The evaluation folder of a recipe other than the paper's."""
-    return f"eval-{recipe.name}"
+def eval_out_name(recipe: Recipe) -> Optional[str]:
+    """``eval --out-name`` of the recipe's evaluation: None (``eval/``) for the paper's, ``eval-<name>`` else."""
+    return None if is_main(recipe) else f"eval-{recipe.name}"
 
 
-def reranked_runs(recipe: Recipe) -> Tuple[str, ...]:
+def eval_folder(layout: RunLayout, recipe: Recipe) -> Path:
+    """Where the recipe's evaluation is written."""
+    out_name = eval_out_name(recipe)
+    return layout.eval if out_name is None else layout.run_dir / out_name
+
+
+def reranked_columns(recipe: Recipe) -> Tuple[str, ...]:
     return tuple(f"{recipe.rerank_run}{RERANKED}{m}" for m in recipe.rerank_methods)
 
 
 def evaluated_runs(recipe: Recipe) -> Tuple[str, ...]:
     """The columns of the recipe's table: its runs, then the re-ranked ones."""
-    return recipe.columns() + reranked_runs(recipe)
+    return recipe.columns() + reranked_columns(recipe)
 
 
 def model_config(pcfg: DictConfig, model: ModelRecipe) -> DictConfig:
@@ -93,5 +100,5 @@ def model_steps(recipe: Recipe, prefix: str, layout: RunLayout, search_k: int) -
     steps += [Step(f"re-rank {name}", f"{prefix} search {recipe.rerank_run} --k {search_k} --rerank {method}",
                    layout.search(name), lambda c, cmd, f, m=method: run_search(
                        c, recipe.rerank_run, k=search_k, rerank=Rerank(method=m), command=cmd, force=f))
-              for name, method in zip(reranked_runs(recipe), recipe.rerank_methods)]
+              for name, method in zip(reranked_columns(recipe), recipe.rerank_methods)]
     return steps

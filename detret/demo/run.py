@@ -38,7 +38,7 @@ from ..runs.layout import METRICS_FILE, RunLayout
 from ..runs.stage import StaleArtifactError, stage_status
 from ..search.rerank import split_reranked
 from .profiles import PROFILES, DemoProfile
-from .recipe_steps import check_recipe, evaluated_runs, is_main, model_steps, recipe_eval_dir
+from .recipe_steps import check_recipe, eval_folder, eval_out_name, evaluated_runs, is_main, model_steps
 from .steps import Step
 
 DEMO_CONFIG_NAME = "demo.yaml"
@@ -99,11 +99,10 @@ def demo_steps(config_path: Path, profile: DemoProfile, run_dir: Path, recipe: R
              lambda c, cmd, f: run_detect(c, "street", command=cmd, force=f)),
     ]
     runs = evaluated_runs(recipe)
-    out_name = None if is_main(recipe) else recipe_eval_dir(recipe)
+    out_name = eval_out_name(recipe)
     name_option = "" if out_name is None else f" --out-name {out_name}"
     evaluate = Step(f"evaluate ({'Table 1' if is_main(recipe) else recipe.title or recipe.name})",
-                    f"{prefix} eval {' '.join(runs)} --per-category{name_option}",
-                    layout.eval if out_name is None else layout.run_dir / out_name,
+                    f"{prefix} eval {' '.join(runs)} --per-category{name_option}", eval_folder(layout, recipe),
                     lambda c, cmd, f: run_eval(c, list(runs), out_name=out_name, command=cmd, force=f))
     steps = [*detection, *model_steps(recipe, prefix, layout, profile.search_k), evaluate]
     if not is_main(recipe):
@@ -198,7 +197,7 @@ def _read_results(out: Path, run_dir: Path, recipe: Recipe):
     from ..evaluate.stage import read_per_query
     from .seeds import read_seeds, seeds_markdown
 
-    eval_dir = RunLayout(run_dir).eval if is_main(recipe) else run_dir / recipe_eval_dir(recipe)
+    eval_dir = eval_folder(RunLayout(run_dir), recipe)
     results = json.loads((eval_dir / METRICS_FILE).read_text())
     results = {r: results[r] for r in evaluated_runs(recipe)}
     readers = {"paper": (read_table, reading_markdown, "What the demo's Table 1 says"),

@@ -5,11 +5,11 @@ import pytest
 
 from detret.cli.app import main
 from detret.config.recipes import paper
-from detret.demo.recipe_steps import evaluated_runs, reranked_runs
+from detret.demo.recipe_steps import evaluated_runs, reranked_columns
 
 TABLE_RUNS = paper().columns()
 EVALUATED_RUNS = evaluated_runs(paper())
-RERANKED_RUNS = reranked_runs(paper())
+RERANKED_RUNS = reranked_columns(paper())
 from detret.runs.manifest import sha256_file
 from detret.runs.stage import stage_status
 
