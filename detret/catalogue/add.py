@@ -26,10 +26,11 @@ from ..utils.device import DataParallel
 from . import db
 from .binding import BoundModels
 from .changes import NewPhoto, begin_add, finish_add_or_roll_back, free_unused_files
+from .compact import maintain
 from .compute import Computed, compute_all
 from .products_csv import ProductLine, read_products_csv
 from .store import Catalogue
-from .vectors import read_index
+from .vectors import load_vectors
 
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 
@@ -42,11 +43,12 @@ class AddReport:
     crop_rules: Dict[str, int] = field(default_factory=dict)
     change_id: Optional[int] = None
     reused_descriptors: int = 0    # photos the catalogue had already embedded (listed for another product)
+    maintenance: List[Dict] = field(default_factory=list)   # merges after the change (compact.maintain)
 
     def to_json(self) -> Dict:
         return {"added": self.added, "already_present": self.already_present, "unreadable": self.unreadable,
                 "crop_rules": self.crop_rules, "change_id": self.change_id,
-                "reused_descriptors": self.reused_descriptors}
+                "reused_descriptors": self.reused_descriptors, "maintenance": self.maintenance}
 
 
 def add_products(root: Path, csv_path: Path, *, device="cpu", batch_size: int = 16,
@@ -110,14 +112,12 @@ def _known_descriptors(cat: Catalogue, wanted: Sequence[CropKey]) -> Dict[CropKe
         key = _crop_key(r["sha256"], r["category"], db.box_of(r) if r["rule"] == GIVEN_BOX else None)
         if key in wanted_set and key not in found:
             found[key] = r
-    indexes = {c: read_index(cat.layout.index_file(c), cat.card.index_factory, cat.card.dim)
-               for c in {k[1] for k in found}}
+    vectors = load_vectors(cat.layout, cat.conn) if found else None
     out = {}
     for k, r in found.items():
-        try:
-            vector = indexes[k[1]].reconstruct(int(r["photo_id"]))
-        except RuntimeError:  # FAISS: the id is not in the index (a vector lost; `catalogue check` says so)
-            continue          # computed again instead
+        vector = vectors.vector(k[1], int(r["photo_id"]))
+        if vector is None:  # the vector was lost (`catalogue check` says so): computed again instead
+            continue
         out[k] = (Computed(None, db.box_of(r), r["rule"], r["width"], r["height"]), vector)
     return out
 
@@ -172,5 +172,7 @@ def add_lines(cat: Catalogue, lines: Sequence[ProductLine], models: Optional[Bou
         raise
     shutil.rmtree(staging, ignore_errors=True)
     report.added = len(photos)
+    if photos:  # the change is done and visible: merges and training come after it
+        report.maintenance = maintain(cat.applier, {p.category for p in photos})
     report.unreadable.sort(key=lambda u: u["line"])
     return report

@@ -5,23 +5,25 @@ An add of photos with their descriptors:
 1. one transaction: a ``changes`` row (``pending``, with the titles and urls the add brings), new
    products, the photo rows ``pending`` (invisible to readers); inside it, before COMMIT, the
    descriptors and their photo ids are written to ``journal/<change>.npz`` (renamed into place);
-2. each touched category's index: the change's ids removed, then added with their vectors,
-   written to a temporary file and renamed (applying twice is applying once);
-3. one transaction: the rows ``present``, the products' new titles and urls, each touched index's
-   generation + 1, the change ``applied``: from here on readers see the new photos and titles;
+2. each touched category gets a new segment ``add-<change>`` with the change's vectors (``segments.py``:
+   files renamed into place; written again by a replay, so applying twice is applying once); no
+   existing file is read or rewritten;
+3. one transaction: the segments registered, the rows ``present``, the products' new titles and urls,
+   each touched category's generation + 1, the change ``applied``: from here on readers see the new
+   photos and titles (and load the new segments, nothing else);
 4. the journal file deleted, the change ``done``.
 
-A removal is one transaction that deletes the rows (and the products left without photos), records
-their ids, categories and files in the change (``applied``) and bumps the generations: readers stop
-seeing the photos at once. Then the stored photos no row uses any more are deleted (first: on a full
-disk this frees the space the next step needs), each touched index drops the ids (temporary file,
-rename), and the generations are bumped again (``done``).
+A removal is one transaction that deletes the rows (and the products left without photos), writes their
+ids as tombstones, records their ids, categories and files in the change (``applied``) and bumps the
+generations: readers stop seeing the photos at once (they mark the tombstoned rows dead). Then the stored
+photos no row uses any more are deleted, and the change is ``done``. No index file is touched: a
+compaction (``compact.py``) drops tombstoned vectors later.
 
 A kill before an add's first COMMIT leaves the catalogue as before (a journal file without its change is
 deleted later); after it, :func:`reconcile` (run whenever a writer opens the catalogue) finishes every
-change that is not ``done``, so the catalogue ends as after. Readers show only ``present`` rows, whatever
-the index files hold at that moment: an index may hold ids of an add not committed yet, or of a removal
-committed but not yet applied to it, never miss a visible photo.
+change that is not ``done``, so the catalogue ends as after. Readers load only registered segments
+and show only ``present`` rows: a segment of an add not committed yet is invisible, and a removed photo
+is left out from the commit of its removal on, never a visible photo missed.
 
 Every rename is flushed with its folder (``runs/atomic.py``), and SQLite commits with
 ``synchronous=FULL``, so a power cut leaves the same states as a kill. Two cases cannot be finished
@@ -38,6 +40,7 @@ import logging
 import os
 import sqlite3
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
@@ -47,7 +50,7 @@ from ..utils.disk import DiskSpaceError
 from . import db
 from .db import transaction
 from .layout import CatalogueLayout
-from .vectors import read_index, replace_vectors, write_index
+from .segments import segment_name, vector_dtype, write_segment
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +58,7 @@ KILL_POINT_ENV = "DETRET_CATALOGUE_KILL_AT"  # tests: SIGKILL this process at a 
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 
 
-def _maybe_die(point: str) -> None:
+def maybe_die(point: str) -> None:
     """Kill this process at ``point`` when the tests ask for it (``DETRET_CATALOGUE_KILL_AT``)."""
     if os.environ.get(KILL_POINT_ENV) == point:
         os.kill(os.getpid(), 9)
@@ -87,6 +90,10 @@ class Applier:
     index_factory: str
     dim: int
 
+    @property
+    def dtype(self) -> np.dtype:
+        return vector_dtype(self.index_factory)
+
 
 def _insert_products(conn: sqlite3.Connection, photos: Sequence[NewPhoto]) -> Dict[str, List]:
     """The products not in the catalogue yet (their photos are pending: no reader sees them); the titles
@@ -113,8 +120,8 @@ def begin_add(ap: Applier, photos: Sequence[NewPhoto], descriptors: np.ndarray) 
             for p in photos]
         with atomic_path(ap.layout.journal_file(change_id)) as tmp:
             np.savez(tmp, photo_ids=np.asarray(ids, np.int64), descriptors=np.ascontiguousarray(descriptors, np.float32))
-        _maybe_die("add:journal-written")
-    _maybe_die("add:pending-committed")
+        maybe_die("add:journal-written")
+    maybe_die("add:pending-committed")
     return change_id
 
 
@@ -132,48 +139,50 @@ def remove(ap: Applier, column: str, values: Sequence) -> Optional[int]:
         change_id = db.new_change(conn, "remove", "applied", detail)
         db.delete_present_matching(conn, column, values)
         db.drop_products_without_photos(conn, {r["product"] for r in rows})
-        bump_generations(conn, {c: None for c in detail["photo_ids"]})
-    _maybe_die("remove:committed")
+        for category, ids in detail["photo_ids"].items():
+            db.add_tombstones(conn, category, ids)
+        bump_generations(conn, detail["photo_ids"])
+    maybe_die("remove:committed")
     apply_change(ap, change_id)
     return change_id
 
 
-def bump_generations(conn: sqlite3.Connection, ntotal: Dict[str, Optional[int]]) -> None:
-    """Each category's generation + 1 (readers reload its index), with its vector count when known."""
-    for category, n in ntotal.items():
-        db.bump_generation(conn, category, n)
+def bump_generations(conn: sqlite3.Connection, categories) -> None:
+    """Each category's generation + 1: readers look for its new segments and tombstones."""
+    for category in sorted(categories):
+        db.bump_generation(conn, category)
 
 
-def _rewrite_indexes(ap: Applier, change_id: int, kind: str, ids: Dict[str, List[int]]) -> Dict[str, int]:
-    """Each touched index with the change's ids added (with their journaled vectors) or dropped;
-    category -> its vector count."""
-    vectors: Dict[int, np.ndarray] = {}
-    if kind == "add":
-        with np.load(ap.layout.journal_file(change_id)) as z:
-            vectors = dict(zip(z["photo_ids"].tolist(), z["descriptors"]))
-    ntotal = {}
+def add_segment_name(change_id: int) -> str:
+    return f"add-{change_id:08d}"
+
+
+def _write_add_segments(ap: Applier, change_id: int, ids: Dict[str, List[int]]) -> Dict[str, int]:
+    """The add's vectors (from its journal) as one new segment per touched category; category -> photos."""
+    with np.load(ap.layout.journal_file(change_id)) as z:
+        journal_ids, descriptors = z["photo_ids"], z["descriptors"]
+    row_of = {int(i): r for r, i in enumerate(journal_ids)}
+    written = {}
     for category, category_ids in sorted(ids.items()):
-        path = ap.layout.index_file(category)
-        index = read_index(path, ap.index_factory, ap.dim)
-        if kind == "add":
-            replace_vectors(index, category_ids, np.stack([vectors[i] for i in category_ids]))
-        else:
-            index.remove_ids(np.asarray(category_ids, np.int64))
-        write_index(index, path)
-        ntotal[category] = int(index.ntotal)
-        _maybe_die(f"{kind}:index-written")
-    return ntotal
+        rows = np.asarray([row_of[i] for i in category_ids], np.int64)
+        write_segment(ap.layout.segment_dir(category), add_segment_name(change_id), journal_ids[rows],
+                      descriptors[rows], ap.dtype)
+        written[category] = len(rows)
+        maybe_die("add:segment-written")
+    return written
 
 
-def _commit_add(ap: Applier, change_id: int, ntotal: Dict[str, int]) -> None:
+def _commit_add(ap: Applier, change_id: int, written: Dict[str, int]) -> None:
     with transaction(ap.conn) as conn:
+        for category, n in written.items():
+            db.register_segment(conn, category, add_segment_name(change_id), n)
         db.make_present(conn, change_id)
         _, _, detail = db.change_of(conn, change_id)
         for product, (title, url) in sorted(detail.get("products", {}).items()):
             db.update_product_text(conn, product, title, url)
-        bump_generations(conn, ntotal)
+        bump_generations(conn, written)
         db.set_change_state(conn, change_id, "applied")
-    _maybe_die("add:applied")
+    maybe_die("add:applied")
 
 
 def free_unused_files(ap: Applier, files: Sequence[str]) -> None:
@@ -187,17 +196,14 @@ def apply_change(ap: Applier, change_id: int) -> None:
     kind, state, detail = db.change_of(ap.conn, change_id)
     if kind == "add":
         if state == "pending":
-            _commit_add(ap, change_id, _rewrite_indexes(ap, change_id, kind, db.photo_ids_of_change(ap.conn,
-                                                                                                   change_id)))
+            _commit_add(ap, change_id, _write_add_segments(ap, change_id, db.photo_ids_of_change(ap.conn,
+                                                                                                 change_id)))
         ap.layout.journal_file(change_id).unlink(missing_ok=True)
         db.finish_change(ap.conn, change_id)
         return
     free_unused_files(ap, detail["files"])
-    ntotal = _rewrite_indexes(ap, change_id, kind, detail["photo_ids"])
-    with transaction(ap.conn) as conn:
-        bump_generations(conn, ntotal)
-        db.finish_change(conn, change_id)
-    _maybe_die("remove:done")
+    maybe_die("remove:files-freed")
+    db.finish_change(ap.conn, change_id)
 
 
 def journal_readable(ap: Applier, change_id: int) -> Optional[str]:
@@ -217,7 +223,7 @@ def journal_readable(ap: Applier, change_id: int) -> Optional[str]:
 
 def rollback_add(ap: Applier, change_id: int, reason: str) -> None:
     """Undo a pending add (its rows, the products only it brought, the photos only it stored): the catalogue
-    as before it. Ids its index writes may have left are invisible (no row) and dropped by ``repair``."""
+    as before it. Segment files it may have written are not registered: invisible, deleted below."""
     logger.warning("%s: rolling back change %d: %s", ap.layout.root, change_id, reason)
     with transaction(ap.conn) as conn:
         rows = db.pending_of_change(conn, change_id)
@@ -226,6 +232,7 @@ def rollback_add(ap: Applier, change_id: int, reason: str) -> None:
         db.finish_change(conn, change_id, rolled_back=reason)
     free_unused_files(ap, sorted({r["file"] for r in rows}))
     ap.layout.journal_file(change_id).unlink(missing_ok=True)
+    delete_unregistered_segments(ap)
 
 
 def finish_add_or_roll_back(ap: Applier, change_id: int) -> None:
@@ -257,12 +264,31 @@ def reconcile(ap: Applier) -> List[int]:
         else:
             apply_change(ap, change_id)
     known = db.pending_change_ids(ap.conn)
-    if ap.layout.journal_dir.is_dir():
-        for f in ap.layout.journal_dir.glob("*.npz"):
-            if f.stem.isdigit() and int(f.stem) not in known:
-                f.unlink(missing_ok=True)
-    for folder in (ap.layout.journal_dir, ap.layout.indexes_dir):  # temporary files of a killed write
-        for f in folder.iterdir() if folder.is_dir() else ():
-            if is_temporary(f.name):
-                f.unlink(missing_ok=True)
+    for f in ap.layout.journal_dir.iterdir() if ap.layout.journal_dir.is_dir() else ():
+        never_committed = f.suffix == ".npz" and f.stem.isdigit() and int(f.stem) not in known
+        if never_committed or is_temporary(f.name):  # (a temporary file: of a killed write)
+            f.unlink(missing_ok=True)
+    delete_unregistered_segments(ap)
     return [r[0] for r in unfinished]
+
+
+def unregistered_files(ap: Applier) -> List[Path]:
+    """Files under ``indexes/`` no reader will load: segments no row registers (of an add rolled back or a
+    killed compaction; not those of an add still pending), trained indexes no row names, temporary files."""
+    if not ap.layout.indexes_dir.is_dir():
+        return []
+    registered = {(r["category"], r["name"]) for r in db.segments(ap.conn)}
+    registered |= {(c, add_segment_name(i)) for c, i in db.pending_segments(ap.conn)}
+    trained = {(c, t["file"]) for c, t in db.trainings(ap.conn).items()}
+    out = []
+    for f in sorted(p for p in ap.layout.indexes_dir.rglob("*") if p.is_file()):
+        if is_temporary(f.name) or f.parent == ap.layout.indexes_dir:   # (or a file of schema 1, converted)
+            out.append(f)
+        elif (f.parent.name, f.name) not in trained and (f.parent.name, segment_name(f)) not in registered:
+            out.append(f)
+    return out
+
+
+def delete_unregistered_segments(ap: Applier) -> None:
+    for f in unregistered_files(ap):
+        f.unlink(missing_ok=True)

@@ -1,12 +1,14 @@
 """``catalogue check`` and ``catalogue repair``: do the database, the index files and the stored photos agree?
 
 The database is the source of truth. :func:`check_catalogue` (read-only, no lock) compares, per category,
-the ids in the FAISS index with the ``present`` rows, and the rows with the stored photos:
+the ids its registered segments hold with the ``present`` rows and the tombstones, and the rows with the
+stored photos:
 
-- ``missing_vectors``: present photos whose vector is not in their category's index (never found);
-- ``extra_vectors``: ids in an index that no row holds (an add rolled back after its index was written);
+- ``missing_vectors``: present photos whose vector no segment of their category holds (never found);
+- ``extra_vectors``: ids a segment holds that neither a row nor a tombstone accounts for;
 - ``missing_files``: present photos whose stored file is gone (``/api/photos`` answers 404);
-- ``orphan_files``: files under ``photos/`` that no row uses, and temporary files a killed write left;
+- ``orphan_files``: files under ``photos/`` that no row uses, files under ``indexes/`` no reader loads (a
+  segment never registered, a schema-1 index file), and temporary files a killed write left;
 - ``leftovers``: the staging folder of an add, and the hidden folders of a killed ``create`` or ``reindex``
   beside the catalogue;
 - ``unfinished_changes``: changes not ``done`` (the next writer finishes or rolls them back).
@@ -14,16 +16,16 @@ the ids in the FAISS index with the ``present`` rows, and the rows with the stor
 :func:`repair_catalogue` (the writer's lock; interrupted changes reconciled first) makes them agree:
 missing vectors are computed again from the stored photo and its recorded crop (the same descriptor
 ``catalogue add`` computed: same photo, same box, same model), photos whose stored file is gone are
-removed (a change, so readers stop seeing them at once), extra ids are dropped from the indexes, and
-orphan files and leftovers are deleted. Each touched index is written atomically and its generation
-bumped, so servers reload it; a killed repair is run again.
+removed (a change, so readers stop seeing them at once) and written as a new segment, extra ids become
+tombstones, and orphan files and leftovers are deleted. Each step is one transaction that bumps the
+category's generation, so servers load what changed; a killed repair is run again.
 """
 from __future__ import annotations
 
 import os
 import shutil
 from pathlib import Path
-from typing import Dict, List, Optional, Set
+from typing import Dict, List, Optional
 
 import numpy as np
 
@@ -31,10 +33,11 @@ from ..data.images import PhotoError, read_rgb
 from ..runs.atomic import is_temporary
 from . import db
 from .binding import BoundModels
-from .changes import bump_generations, remove
+from .changes import bump_generations, remove, unregistered_files
 from .db import transaction
+from .segments import new_name, write_segment
 from .store import Catalogue
-from .vectors import index_ids, read_index, replace_vectors, write_index
+from .vectors import load_vectors
 
 REEMBED_BATCH = 16
 
@@ -46,26 +49,14 @@ def _rows_by_category(cat: Catalogue) -> Dict[str, Dict[int, dict]]:
     return out
 
 
-def _index_ids(cat: Catalogue, category: str) -> Set[int]:
-    path = cat.layout.index_file(category)
-    if not path.is_file():
-        return set()
-    return set(index_ids(read_index(path, cat.card.index_factory, cat.card.dim)).tolist())
-
-
-def _indexed_categories(cat: Catalogue) -> List[str]:
-    folder = cat.layout.indexes_dir
-    return sorted(p.stem for p in folder.glob("*.faiss") if not is_temporary(p.name)) if folder.is_dir() else []
-
-
 def _vector_problems(cat: Catalogue) -> Dict[str, Dict[str, List[int]]]:
     rows = _rows_by_category(cat)
+    vectors = load_vectors(cat.layout, cat.conn)
     out: Dict[str, Dict[str, List[int]]] = {}
-    for category in sorted(set(rows) | set(_indexed_categories(cat))):
-        ids = _index_ids(cat, category)
+    for category in sorted(set(rows) | set(vectors.segments)):
+        live = set(vectors.live_ids(category).tolist())
         present = {i for i, r in rows.get(category, {}).items() if r["state"] == "present"}
-        held = set(rows.get(category, {}))
-        missing, extra = sorted(present - ids), sorted(ids - held)
+        missing, extra = sorted(present - live), sorted(live - set(rows.get(category, {})))
         if missing or extra:
             out[category] = {"missing_vectors": missing, "extra_vectors": extra}
     return out
@@ -98,14 +89,14 @@ def leftover_folders(root: Path) -> List[Path]:
 def _file_problems(cat: Catalogue) -> Dict[str, List[str]]:
     used = db.files_in_use(cat.conn)
     missing = sorted(f for f in db.files_in_use(cat.conn, present_only=True) if not (cat.root / f).is_file())
-    orphans = []
-    for folder in ("photos", "indexes", "journal"):
+    orphans = [f.relative_to(cat.root).as_posix() for f in unregistered_files(cat.applier)]
+    for folder in ("photos", "journal"):
         base = cat.root / folder
         for path in sorted(base.rglob("*")) if base.is_dir() else ():
             relative = path.relative_to(cat.root).as_posix()
             if path.is_file() and (is_temporary(path.name) or (folder == "photos" and relative not in used)):
                 orphans.append(relative)
-    return {"missing_files": missing, "orphan_files": orphans}
+    return {"missing_files": missing, "orphan_files": sorted(orphans)}
 
 
 def check_catalogue(root: Path) -> Dict:
@@ -123,36 +114,46 @@ def check_catalogue(root: Path) -> Dict:
 
 
 def _reembed(cat: Catalogue, models: BoundModels, rows: List[dict]) -> Dict[str, List[int]]:
-    """Vectors computed again for ``rows`` (their stored photo, their recorded crop) and put in their indexes;
-    category -> the ids that could not be read (their photo is unreadable now)."""
+    """Vectors computed again for ``rows`` (their stored photo, their recorded crop), one new segment per
+    category; category -> the ids that could not be read (their photo is unreadable now)."""
     unreadable: Dict[str, List[int]] = {}
     by_category: Dict[str, List[dict]] = {}
     for r in rows:
         by_category.setdefault(r["category"], []).append(r)
     for category, cat_rows in sorted(by_category.items()):
-        index = read_index(cat.layout.index_file(category), cat.card.index_factory, cat.card.dim)
+        ids, vectors = [], []
         for start in range(0, len(cat_rows), REEMBED_BATCH):
-            ids, photos, boxes = [], [], []
+            batch_ids, photos, boxes = [], [], []
             for r in cat_rows[start:start + REEMBED_BATCH]:
                 try:
                     photos.append(read_rgb(cat.root / r["file"]))
                 except PhotoError:
                     unreadable.setdefault(category, []).append(r["photo_id"])
                     continue
-                ids.append(r["photo_id"])
+                batch_ids.append(r["photo_id"])
                 boxes.append(None if r["box_xyxy"] is None else tuple(db.box_of(r)))
-            if ids:
-                replace_vectors(index, ids, models.describe(photos, boxes, "gallery"))
-        write_index(index, cat.layout.index_file(category))
+            if batch_ids:
+                ids += batch_ids
+                vectors.append(models.describe(photos, boxes, "gallery"))
+        if ids:
+            _register_new_segment(cat, category, np.asarray(ids, np.int64), np.concatenate(vectors))
     return unreadable
 
 
+def _register_new_segment(cat: Catalogue, category: str, ids: np.ndarray, vectors: np.ndarray) -> None:
+    name = new_name("repair")
+    write_segment(cat.layout.segment_dir(category), name, ids, vectors, cat.applier.dtype)
+    with transaction(cat.conn) as conn:
+        db.register_segment(conn, category, name, len(ids))
+        bump_generations(conn, [category])
+
+
 def _drop_extra(cat: Catalogue, extra: Dict[str, List[int]]) -> None:
-    for category, ids in sorted(extra.items()):
-        if ids:
-            index = read_index(cat.layout.index_file(category), cat.card.index_factory, cat.card.dim)
-            index.remove_ids(np.asarray(ids, np.int64))
-            write_index(index, cat.layout.index_file(category))
+    with transaction(cat.conn) as conn:
+        for category, ids in sorted(extra.items()):
+            if ids:
+                db.add_tombstones(conn, category, ids)
+        bump_generations(conn, [c for c, ids in extra.items() if ids])
 
 
 def _delete_files(cat: Catalogue, relative: List[str], folders: List[Path]) -> None:
@@ -177,8 +178,6 @@ def repair_catalogue(root: Path, *, device="cpu", models: Optional[BoundModels] 
         _drop_extra(cat, {c: p["extra_vectors"] for c, p in vectors.items()})
         if unreadable:
             remove(cat.applier, "photo_id", [i for ids in unreadable.values() for i in ids])
-        with transaction(cat.conn) as conn:
-            bump_generations(conn, {c: None for c in vectors})
         leftovers = leftover_folders(root)
         orphans = _file_problems(cat)["orphan_files"]
         _delete_files(cat, orphans, leftovers)

@@ -27,10 +27,11 @@ from . import db
 from .add import add_lines, store_photo
 from .binding import BoundModels, bind_run
 from .changes import NewPhoto, begin_add, finish_add_or_roll_back
+from .compact import maintain
 from .layout import CatalogueLayout
 from .products_csv import ProductLine
 from .store import Catalogue
-from .vectors import new_index
+from .indexing import check_setting
 
 
 def _staging(root: Path, what: str) -> Path:
@@ -43,7 +44,7 @@ def _staging(root: Path, what: str) -> Path:
 
 def _new_catalogue(pcfg, folder: Path, run: str, index_factory: str) -> Catalogue:
     card = bind_run(pcfg, run, folder, index_factory)
-    new_index(index_factory, card.dim)  # refuse an unusable factory before any photo is read
+    check_setting(index_factory, card.dim)  # refuse an unusable setting before any photo is read
     conn = db.connect(CatalogueLayout(folder).db, create=True)
     db.set_meta(conn, {"schema_version": str(db.SCHEMA_VERSION), "identity": card.identity,
                        "index_factory": index_factory, "dim": str(card.dim)})
@@ -91,6 +92,7 @@ def _import_gallery(cat: Catalogue, pcfg, run: str) -> int:
             take.append(i)
     if photos:
         finish_add_or_roll_back(cat.applier, begin_add(cat.applier, photos, descriptors[np.asarray(take)]))
+        maintain(cat.applier, {p.category for p in photos})
     return len(photos)
 
 

@@ -10,19 +10,29 @@ Tables (all columns documented in README, "Your own catalogue"):
   crop as JSON ``[x0, y0, x1, y1]`` in pixels of the upright photo; ``rule``: ``detection``, ``fallback``,
   ``given box`` or ``full``; ``state``: ``pending`` (an add not applied yet: invisible) or ``present``;
 - ``changes(change_id, kind, state, started, finished, detail)``: the journal (``changes.py``);
-- ``indexes(category, generation, ntotal)``: bumped with every change of the category's index, so a
-  reader knows when to reload it.
+- ``indexes(category, generation, ntotal)``: the generation is bumped with every change of the category,
+  so a reader knows when to look for new segments and tombstones (``ntotal`` is not used since schema 2);
+- ``segments(category, name, photos, params, training, created)``: the vector segments readers load
+  (``segments.py``); ``params``: JSON search parameters of an indexed segment (``nprobe``, ``efSearch``),
+  NULL for an exact one;
+- ``tombstones(seq, photo_id, category)``: removed photo ids still held by a segment, until a compaction
+  drops them; ``seq`` grows, so a reader reads only those written since it last looked;
+- ``trainings(category, factory, file, trained_on, params, recall_at_20, recall_queries, seconds,
+  trained)``: the category's trained index (``indexing.py``): its FAISS factory, the empty trained index
+  file, the photos it was trained on, the tuned search parameters and the recall@20 against exact search
+  measured when it was trained.
 
 WAL mode lets the server read while one writer changes the catalogue.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2   # 1: one FAISS file per category (``upgrade.py`` converts it)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -54,7 +64,20 @@ CREATE TABLE IF NOT EXISTS changes (
   detail TEXT NOT NULL DEFAULT '{}');
 CREATE TABLE IF NOT EXISTS indexes (
   category TEXT PRIMARY KEY, generation INTEGER NOT NULL, ntotal INTEGER NOT NULL);
+""" + """
+CREATE TABLE IF NOT EXISTS segments (
+  category TEXT NOT NULL, name TEXT NOT NULL, photos INTEGER NOT NULL, params TEXT, training TEXT,
+  created TEXT NOT NULL DEFAULT (datetime('now')), PRIMARY KEY (category, name));
+CREATE TABLE IF NOT EXISTS tombstones (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, photo_id INTEGER NOT NULL UNIQUE, category TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS tombstones_by_category ON tombstones (category);
+CREATE TABLE IF NOT EXISTS trainings (
+  category TEXT PRIMARY KEY, factory TEXT NOT NULL, file TEXT NOT NULL, trained_on INTEGER NOT NULL,
+  params TEXT NOT NULL, recall_at_20 REAL, recall_queries INTEGER, seconds REAL,
+  trained TEXT NOT NULL DEFAULT (datetime('now')));
 """
+
+SCHEMA_V2_TABLES = SCHEMA[SCHEMA.index("CREATE TABLE IF NOT EXISTS segments"):]
 
 
 def connect(path: Path, *, create: bool = False) -> sqlite3.Connection:
@@ -70,6 +93,16 @@ def connect(path: Path, *, create: bool = False) -> sqlite3.Connection:
     if create:
         conn.executescript(SCHEMA)
     return conn
+
+
+@contextlib.contextmanager
+def read_snapshot(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """Several reads from one snapshot of the database (a deferred read transaction in WAL mode)."""
+    conn.execute("BEGIN")
+    try:
+        yield conn
+    finally:
+        conn.execute("COMMIT")
 
 
 class transaction:
@@ -108,15 +141,6 @@ def visible_photos(conn: sqlite3.Connection, photo_ids: Sequence[int]) -> Dict[i
             f"SELECT p.*, pr.title, pr.url FROM photos p JOIN products pr USING (product) "
             f"WHERE p.photo_id IN ({marks}) AND p.state = 'present'", chunk)})
     return out
-
-
-def generation_and_visible(conn: sqlite3.Connection, category: str) -> Tuple[int, int]:
-    """(the category's index generation, its photos a reader may show), from one snapshot. Both change
-    only together, so a reader counts once per generation; an index holding more vectors than the count
-    also holds ids it must not show (an add not committed yet, a removal not yet applied to it)."""
-    row = conn.execute("SELECT generation, (SELECT COUNT(*) FROM photos WHERE category = ? AND state = 'present') "
-                       "FROM indexes WHERE category = ?", (category, category)).fetchone()
-    return (row[0], row[1]) if row else (0, 0)
 
 
 def box_of(row: sqlite3.Row) -> Optional[List[float]]:
@@ -243,6 +267,12 @@ def photo_ids_of_change(conn: sqlite3.Connection, change_id: int) -> Dict[str, L
     return by_cat
 
 
+def pending_segments(conn: sqlite3.Connection) -> List[Tuple[str, int]]:
+    """(category, change id) of each pending add's photos: segments it may have written already."""
+    return [(r[0], r[1]) for r in conn.execute("SELECT DISTINCT category, change_id FROM photos "
+                                               "WHERE state = 'pending'")]
+
+
 def make_present(conn: sqlite3.Connection, change_id: int) -> None:
     """Readers see the photos of an add from now on."""
     conn.execute("UPDATE photos SET state = 'present' WHERE change_id = ?", (change_id,))
@@ -286,11 +316,88 @@ def product_count(conn: sqlite3.Connection) -> int:
     return conn.execute("SELECT COUNT(DISTINCT product) FROM photos WHERE state = 'present'").fetchone()[0]
 
 
-def bump_generation(conn: sqlite3.Connection, category: str, ntotal: Optional[int]) -> None:
-    """The category's generation + 1 (readers reload its index), with its vector count when known."""
-    conn.execute("INSERT INTO indexes (category, generation, ntotal) VALUES (?, 1, COALESCE(?, 0)) "
-                 "ON CONFLICT (category) DO UPDATE SET generation = generation + 1, "
-                 "ntotal = COALESCE(excluded.ntotal, ntotal)", (category, ntotal))
+def bump_generation(conn: sqlite3.Connection, category: str) -> None:
+    """The category's generation + 1: readers look for its new segments and tombstones."""
+    conn.execute("INSERT INTO indexes (category, generation, ntotal) VALUES (?, 1, 0) "
+                 "ON CONFLICT (category) DO UPDATE SET generation = generation + 1", (category,))
+
+
+# --- segments, tombstones, trainings (``segments.py``, ``compact.py``, ``indexing.py``) --------------------
+
+def register_segment(conn: sqlite3.Connection, category: str, name: str, photos: int,
+                     params: Optional[Dict] = None, training: Optional[str] = None) -> None:
+    """A segment readers load from now on (registering it again changes nothing)."""
+    conn.execute("INSERT OR IGNORE INTO segments (category, name, photos, params, training) VALUES (?, ?, ?, ?, ?)",
+                 (category, name, photos, None if params is None else json.dumps(params), training))
+
+
+def unregister_segments(conn: sqlite3.Connection, category: str, names: Sequence[str]) -> None:
+    conn.execute("DELETE FROM segments WHERE category = ? AND name IN (SELECT value FROM json_each(?))",
+                 (category, json.dumps(list(names))))
+
+
+def segments(conn: sqlite3.Connection) -> List[sqlite3.Row]:
+    """(category, name, photos, params, training) of every registered segment, by category and name."""
+    return conn.execute("SELECT category, name, photos, params, training FROM segments "
+                        "ORDER BY category, name").fetchall()
+
+
+def add_tombstones(conn: sqlite3.Connection, category: str, photo_ids: Sequence[int]) -> None:
+    conn.executemany("INSERT OR IGNORE INTO tombstones (photo_id, category) VALUES (?, ?)",
+                     [(int(i), category) for i in photo_ids])
+
+
+def tombstones_since(conn: sqlite3.Connection, seq: int) -> List[sqlite3.Row]:
+    """(seq, photo_id, category) of the tombstones written after ``seq``, in order."""
+    return conn.execute("SELECT seq, photo_id, category FROM tombstones WHERE seq > ? ORDER BY seq",
+                        (seq,)).fetchall()
+
+
+def tombstones_of(conn: sqlite3.Connection, category: str) -> List[int]:
+    return [r[0] for r in conn.execute("SELECT photo_id FROM tombstones WHERE category = ?", (category,))]
+
+
+def drop_tombstones(conn: sqlite3.Connection, photo_ids: Sequence[int]) -> None:
+    """Forget tombstones whose photo no segment holds any more (a compaction dropped it)."""
+    for chunk in in_chunks(int(i) for i in photo_ids):
+        conn.execute(f"DELETE FROM tombstones WHERE photo_id IN ({','.join('?' * len(chunk))})", chunk)
+
+
+def training_of(conn: sqlite3.Connection, category: str) -> Optional[Dict]:
+    row = conn.execute("SELECT * FROM trainings WHERE category = ?", (category,)).fetchone()
+    return None if row is None else {**dict(row), "params": json.loads(row["params"])}
+
+
+def trainings(conn: sqlite3.Connection) -> Dict[str, Dict]:
+    return {r["category"]: {**dict(r), "params": json.loads(r["params"])}
+            for r in conn.execute("SELECT * FROM trainings ORDER BY category")}
+
+
+def set_training(conn: sqlite3.Connection, category: str, t: Dict) -> None:
+    """The category's trained index (replacing the one before)."""
+    conn.execute("INSERT OR REPLACE INTO trainings (category, factory, file, trained_on, params, recall_at_20, "
+                 "recall_queries, seconds) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                 (category, t["factory"], t["file"], t["trained_on"], json.dumps(t["params"]), t.get("recall_at_20"),
+                  t.get("recall_queries"), t.get("seconds")))
+
+
+def segment_counts(conn: sqlite3.Connection) -> Dict[str, Dict[str, int]]:
+    """category -> {segments, rows, indexed_rows, tombstones}."""
+    out: Dict[str, Dict[str, int]] = {}
+    for r in conn.execute("SELECT category, COUNT(*), SUM(photos), SUM(CASE WHEN params IS NULL THEN 0 ELSE photos "
+                          "END) FROM segments GROUP BY category"):
+        out[r[0]] = {"segments": r[1], "rows": r[2], "indexed_rows": r[3], "tombstones": 0}
+    for r in conn.execute("SELECT category, COUNT(*) FROM tombstones GROUP BY category"):
+        out.setdefault(r[0], {"segments": 0, "rows": 0, "indexed_rows": 0})["tombstones"] = r[1]
+    return out
+
+
+def present_ids_by_category(conn: sqlite3.Connection) -> Dict[str, set]:
+    """category -> the ids of its present photos (``catalogue check``)."""
+    out: Dict[str, set] = {}
+    for r in conn.execute("SELECT category, photo_id FROM photos WHERE state = 'present'"):
+        out.setdefault(r[0], set()).add(r[1])
+    return out
 
 
 # --- the changes' journal ------------------------------------------------------------------------------

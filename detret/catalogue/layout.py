@@ -46,12 +46,21 @@ class CatalogueLayout:
         return f"photos/{sha256[:2]}/{sha256}{suffix.lower()}"
 
     def index_file(self, category: str) -> Path:
-        if not _SAFE_CATEGORY.match(category):
-            raise ValueError(f"category {category!r} cannot name a file")
-        return self.indexes_dir / f"{category}.faiss"
+        """The category's one FAISS file in a catalogue of schema 1 (``upgrade.py`` converts it)."""
+        return self.indexes_dir / f"{_checked(category)}.faiss"
+
+    def segment_dir(self, category: str) -> Path:
+        """The folder of the category's segments and trained index (``segments.py``)."""
+        return self.indexes_dir / _checked(category)
 
     def journal_file(self, change_id: int) -> Path:
         return self.journal_dir / f"{change_id:08d}.npz"
 
     def is_catalogue(self) -> bool:
         return self.db.is_file() and self.model.is_file()
+
+
+def _checked(category: str) -> str:
+    if not _SAFE_CATEGORY.match(category):
+        raise ValueError(f"category {category!r} cannot name a file")
+    return category

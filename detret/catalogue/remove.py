@@ -8,6 +8,7 @@ from ..errors import InputError, UnknownNameError
 from ..runs.manifest import sha256_file
 from . import db
 from .changes import remove
+from .compact import maintain
 from .store import Catalogue
 
 
@@ -29,7 +30,9 @@ def remove_from(cat: Catalogue, *, product: Optional[str] = None, photo: Optiona
                 "note": f"finished {len(cat.reconciled)} interrupted change(s); nothing else to remove"}
     if change_id is None:
         raise UnknownNameError(f"{cat.root}: no {what} in the catalogue")
-    return {"removed_photos": before[0], "products_touched": before[1], "change_id": change_id}
+    categories = db.change_of(cat.conn, change_id)[2]["photo_ids"]
+    return {"removed_photos": before[0], "products_touched": before[1], "change_id": change_id,
+            "maintenance": maintain(cat.applier, categories)}
 
 
 def remove_products(root: Path, *, product: Optional[str] = None, photo: Optional[str] = None,

@@ -18,6 +18,7 @@ from .binding import ModelCard, ModelMismatch, read_card, rebuild_hint
 from .changes import Applier, reconcile
 from .layout import CatalogueLayout
 from .lock import WriterLock
+from .upgrade import upgrade_v1
 
 
 _OPEN_TRIES = 5   # a reindex swapping the folder during open is rare; five in a row is not a race
@@ -31,7 +32,9 @@ class Catalogue:
         self.reconciled: list = []   # changes a killed writer left, finished when this writer opened it
 
     @classmethod
-    def open(cls, root: Path) -> "Catalogue":
+    def open(cls, root: Path, *, older_schema: bool = False) -> "Catalogue":
+        """The catalogue for reading; ``older_schema``: also one of schema 1 (for the writer that converts
+        it, ``upgrade.py``)."""
         layout = CatalogueLayout(root)
         if not layout.root.is_dir():
             raise MissingFileError(f"{root}: no such catalogue; create it with "
@@ -46,10 +49,16 @@ class Catalogue:
             if layout.db.stat().st_ino == inode or attempt == _OPEN_TRIES - 1:  # no reindex swapped it meanwhile
                 break
             conn.close()  # the card and the database may come from either side of the swap: read both again
-        if meta.get("schema_version") != str(db.SCHEMA_VERSION):
+        version = meta.get("schema_version")
+        if version == "1" and not older_schema:
             conn.close()
-            raise InputError(f"{layout.db}: schema version {meta.get('schema_version')}, this detret reads "
-                             f"{db.SCHEMA_VERSION}")
+            raise InputError(f"{layout.db}: a catalogue of schema 1 (one index file per category), made by an "
+                             f"earlier detret; `detret catalogue compact {root}` converts it to segments, keeping "
+                             "every descriptor (any writer does it on its first run)")
+        if version not in (str(db.SCHEMA_VERSION), "1"):
+            conn.close()
+            raise InputError(f"{layout.db}: schema version {version}, this detret reads {db.SCHEMA_VERSION} "
+                             "(and converts 1)")
         if meta.get("identity") != card.identity:
             conn.close()
             raise ModelMismatch(f"{layout.model}: model {card.identity[:12]} is not the model "
@@ -64,8 +73,10 @@ class Catalogue:
         if not CatalogueLayout(root).is_catalogue():
             cls.open(root).close()  # raises the reader's error for a missing or broken catalogue
         with WriterLock(CatalogueLayout(root).lock, holder):
-            cat = cls.open(root)
+            cat = cls.open(root, older_schema=True)
             try:
+                if db.get_meta(cat.conn).get("schema_version") == "1":
+                    upgrade_v1(cat.layout, cat.conn, cat.card.index_factory)
                 cat.reconciled = reconcile(cat.applier)
                 yield cat
             finally:
@@ -92,11 +103,25 @@ class Catalogue:
             "crop_rules": db.rule_counts(self.conn),
             "model": {"identity": self.card.identity, "run": self.card.run, "dim": self.card.dim,
                       "crop_policy": self.card.crop["policy"], "objectness_thresh": self.card.crop["objectness_thresh"]},
-            "index": {"factory": self.card.index_factory, "generations": db.generations(self.conn)},
+            "index": {"factory": self.card.index_factory, "generations": db.generations(self.conn),
+                      "categories": index_states(self.conn)},
             "last_change": last,
             "unfinished_changes": unfinished,
             "size_on_disk_bytes": disk_usage(self.root) if with_size else None,
         }
+
+
+def index_states(conn: sqlite3.Connection) -> Dict[str, Dict]:
+    """Per category: its index (exact, or the trained factory), segments, rows, tombstones, and the recall@20
+    measured when it was trained."""
+    trained = db.trainings(conn)
+    out = {}
+    for category, counts in db.segment_counts(conn).items():
+        t = trained.get(category)
+        out[category] = {"index": t["factory"] if t and counts["indexed_rows"] else "exact", **counts,
+                         "trained_on": t and t["trained_on"], "recall_at_20": t and t["recall_at_20"],
+                         "params": t["params"] if t else {}}
+    return out
 
 
 def disk_usage(root: Path) -> int:

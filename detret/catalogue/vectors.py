@@ -1,68 +1,109 @@
-"""The catalogue's FAISS indexes: one ``IndexIDMap2`` per category, ids = the database's photo ids.
+"""The catalogue's vectors as a reader holds them: every category's segments and tombstones, kept up to date.
 
-``IndexIDMap2`` keeps the id of every vector, so a photo is removed by its id and its vector can
-be read back (``reconstruct``) to check a change. The wrapped index is any FAISS factory string
-that needs no training and supports removal (``Flat``, the exact search of the paper, is the
-default; ``SQfp16`` halves the memory). Index files are written beside their target and renamed
-(``runs/atomic.py``), so a reader opens either the old file or the new one.
+:class:`CatalogueVectors` is what the service, ``catalogue add`` (reusing a stored descriptor), ``check``
+and the tests read vectors through. :meth:`~CatalogueVectors.refresh` compares the categories' generations
+with the ones it read last; when one changed it reads, from one database snapshot, the registered
+segments and the tombstones written since, loads only the segments it does not hold, and marks dead the
+rows of the new tombstones. A segment a compaction deleted between the snapshot and its loading is looked
+for again in a newer snapshot.
 """
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Sequence, Tuple
+import json
+import sqlite3
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from ..errors import InputError
-from ..runs.atomic import atomic_path
-from ..search.faiss_lib import faiss
-from ..search.index import search
+from . import db
+from .layout import CatalogueLayout
+from .segments import LoadedSegment, search_segments
+
+_LOAD_TRIES = 5   # a compaction deleting a segment while it is being loaded, five times in a row, is not a race
 
 
-def new_index(factory: str, dim: int) -> faiss.Index:
-    """An empty inner-product index with ids; refuses factories that need training or cannot remove."""
-    try:
-        index = faiss.index_factory(int(dim), f"IDMap2,{factory}", faiss.METRIC_INNER_PRODUCT)
-    except RuntimeError as exc:
-        raise InputError(f"--index {factory!r}: FAISS cannot build it for dimension {dim} ({exc})") from exc
-    if not index.is_trained:
-        raise InputError(f"--index {factory!r} needs training data; a catalogue that grows by adds needs an "
-                         "index that does not (Flat, SQfp16)")
-    probe = faiss.index_factory(int(dim), f"IDMap2,{factory}", faiss.METRIC_INNER_PRODUCT)
-    probe.add_with_ids(np.zeros((1, dim), np.float32), np.array([1], np.int64))
-    try:
-        probe.remove_ids(np.array([1], np.int64))
-    except RuntimeError:
-        raise InputError(f"--index {factory!r} cannot remove vectors (needed by `catalogue remove`); "
-                         "use Flat or SQfp16") from None
-    return index
+class CatalogueVectors:
+    def __init__(self, layout: CatalogueLayout) -> None:
+        self.layout = layout
+        self.segments: Dict[str, Dict[str, LoadedSegment]] = {}   # category -> name -> segment
+        self.generations: Dict[str, int] = {}
+        self.tombstone_seq = 0
+
+    def refresh(self, conn: sqlite3.Connection) -> bool:
+        """Load what changed since the last refresh; whether anything did."""
+        if db.generations(conn) == self.generations:
+            return False
+        for attempt in range(_LOAD_TRIES):
+            try:
+                self._load(conn)
+                return True
+            except FileNotFoundError:
+                if attempt == _LOAD_TRIES - 1:
+                    raise
+        return True
+
+    def _load(self, conn: sqlite3.Connection) -> None:
+        with db.read_snapshot(conn):
+            generations = db.generations(conn)
+            registered = db.segments(conn)
+            new_tombstones = db.tombstones_since(conn, self.tombstone_seq)
+            fresh: Dict[str, Dict[str, LoadedSegment]] = {}
+            for r in registered:
+                held = self.segments.get(r["category"], {}).get(r["name"])
+                if held is None:
+                    held = self._open(conn, r)
+                fresh.setdefault(r["category"], {})[r["name"]] = held
+        by_category: Dict[str, List[int]] = {}
+        for t in new_tombstones:
+            by_category.setdefault(t["category"], []).append(t["photo_id"])
+        for category, ids in by_category.items():
+            dead = np.sort(np.asarray(ids, np.int64))
+            for seg in fresh.get(category, {}).values():
+                seg.kill(dead)
+        self.segments, self.generations = fresh, generations
+        if new_tombstones:
+            self.tombstone_seq = new_tombstones[-1]["seq"]
+
+    def _open(self, conn: sqlite3.Connection, row: sqlite3.Row) -> LoadedSegment:
+        """A segment not held yet, with every tombstone of its category applied."""
+        seg = LoadedSegment.load(self.layout.segment_dir(row["category"]), row["name"],
+                                 None if row["params"] is None else json.loads(row["params"]))
+        seg.kill(np.sort(np.asarray(db.tombstones_of(conn, row["category"]), np.int64)))
+        return seg
+
+    def search(self, category: str, queries: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]:
+        """(scores [Q, k], photo ids [Q, k]; -1 past the end) in the category, removed photos left out."""
+        return search_segments(list(self.segments.get(category, {}).values()), queries, k)
+
+    def vector(self, category: str, photo_id: int) -> Optional[np.ndarray]:
+        """The stored vector of a photo (float32; None when no segment holds it or it was removed)."""
+        for seg in self.segments.get(category, {}).values():
+            v = seg.vector(photo_id)
+            if v is not None:
+                row = int(np.searchsorted(seg.ids, photo_id))
+                return None if seg.dead is not None and seg.dead[row] else v
+        return None
+
+    def live_ids(self, category: str) -> np.ndarray:
+        """The photo ids the category's segments hold and no tombstone removed."""
+        parts = [s.ids if s.dead is None else s.ids[~s.dead] for s in self.segments.get(category, {}).values()]
+        return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
 
-def read_index(path: Path, factory: str, dim: int) -> faiss.Index:
-    """The index saved at ``path``, or a new empty one when there is none yet."""
-    if not Path(path).is_file():
-        return new_index(factory, dim)
-    return faiss.read_index(str(path))
+def load_category(layout: CatalogueLayout, conn: sqlite3.Connection, category: str) -> List[LoadedSegment]:
+    """The category's registered segments, their tombstoned rows marked dead (for its one writer)."""
+    dead = np.sort(np.asarray(db.tombstones_of(conn, category), np.int64))
+    out = []
+    for r in db.segments(conn):
+        if r["category"] == category:
+            seg = LoadedSegment.load(layout.segment_dir(category), r["name"],
+                                     None if r["params"] is None else json.loads(r["params"]))
+            seg.kill(dead)
+            out.append(seg)
+    return out
 
 
-def write_index(index: faiss.Index, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        faiss.write_index(index, str(tmp))
-
-
-def replace_vectors(index: faiss.Index, ids: Sequence[int], vectors: np.ndarray) -> None:
-    """Add ``vectors`` [n, D] under ``ids``, replacing any already there (so applying twice is applying once)."""
-    ids_arr = np.asarray(ids, np.int64)
-    index.remove_ids(ids_arr)
-    if len(ids_arr):
-        index.add_with_ids(np.ascontiguousarray(vectors, np.float32), ids_arr)
-
-
-def index_ids(index: faiss.Index) -> np.ndarray:
-    """The ids an ``IndexIDMap2`` holds."""
-    return faiss.vector_to_array(index.id_map).astype(np.int64)
-
-
-def nearest(index: faiss.Index, queries: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]:
-    """(scores [Q, k], photo ids [Q, k]; -1 past the end), ties by photo id as the batch search orders them."""
-    return search(index, queries, k)
+def load_vectors(layout: CatalogueLayout, conn: sqlite3.Connection) -> CatalogueVectors:
+    vectors = CatalogueVectors(layout)
+    vectors.refresh(conn)
+    return vectors

@@ -1,9 +1,10 @@
-"""`detret catalogue create | add | remove | info | reindex | check | repair`: a retailer's own searchable catalogue."""
+"""`detret catalogue create | add | remove | info | compact | reindex | check | repair`: a retailer's own searchable
+catalogue."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 from rich.table import Table
@@ -25,8 +26,10 @@ def create(
     catalogue: Path = typer.Argument(..., file_okay=False, help="Folder of the new catalogue (must not exist)."),
     run: str = typer.Option(..., "--run", help="Descriptor run of the pipeline's run directory whose models the "
                                                "catalogue uses (a single run or an ensemble, e.g. Crops)."),
-    index: str = typer.Option("Flat", "--index", help="FAISS index per category: Flat (exact) or another factory "
-                                                      "string that needs no training and can remove (SQfp16)."),
+    index: str = typer.Option("Flat", "--index", help="Flat (exact, float32), SQfp16 (exact, float16), auto (exact "
+                                                      "while a category is small, then IVF-SQ8) or a FAISS factory "
+                                                      "such as IVF1024,SQ8, IVF1024,PQ256, HNSW32: trained per "
+                                                      "category once it holds enough photos."),
     import_gallery: bool = typer.Option(False, "--import-gallery", help="Start with the run's own gallery and its "
                                                                         "descriptors (nothing recomputed)."),
 ) -> None:
@@ -88,10 +91,13 @@ def info(
         _print_json(summary)
         return
     table = Table()
-    for col in ("category", "products", "photos"):
-        table.add_column(col, justify="left" if col == "category" else "right")
+    for col in ("category", "products", "photos", "index", "segments", "tombstones", "recall@20"):
+        table.add_column(col, justify="left" if col in ("category", "index") else "right")
     for category, counts in summary["categories"].items():
-        table.add_row(category, str(counts["products"]), str(counts["photos"]))
+        ix = summary["index"]["categories"].get(category, {})
+        recall = ix.get("recall_at_20")
+        table.add_row(category, str(counts["products"]), str(counts["photos"]), ix.get("index", "-"),
+                      str(ix.get("segments", 0)), str(ix.get("tombstones", 0)), "-" if recall is None else f"{recall:.3f}")
     printer = console()
     printer.print(f"{catalogue}: {summary['products']} products, {summary['photos']} photos")
     printer.print(table)
@@ -99,6 +105,24 @@ def info(
     printer.print(f"model {model['identity'][:16]} (run {model['run']}, dim {model['dim']}, crop policy "
                   f"{model['crop_policy']}), index {summary['index']['factory']}, "
                   f"{summary['size_on_disk_bytes'] / 2**20:.1f} MiB on disk, crops {summary['crop_rules']}")
+
+
+@catalogue_app.command("compact")
+def compact(
+    catalogue: Path = typer.Argument(..., file_okay=False, help="The catalogue folder."),
+    category: Optional[List[str]] = typer.Option(None, "--category", help="Only this category (repeatable)."),
+    retrain: bool = typer.Option(False, "--retrain", help="Train the approximate indexes again (and measure their "
+                                                          "recall), whatever the policy says."),
+) -> None:
+    """Merge each category's segments into one, drop removed photos' vectors, (re)train approximate indexes.
+
+    Every add and removal runs the cheap part of this by itself (log merges; a category's training when it
+    is due). A catalogue made by an earlier detret (schema 1) is converted first, keeping every descriptor."""
+    from ..catalogue.compact import compact as compact_catalogue
+    from ..catalogue.store import Catalogue
+
+    with Catalogue.writing(catalogue, "detret catalogue compact") as cat:
+        _print_json({"catalogue": str(catalogue), "merges": compact_catalogue(cat.applier, category, retrain)})
 
 
 @catalogue_app.command("reindex")

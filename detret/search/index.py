@@ -10,6 +10,10 @@ training are trained on the category's own descriptors.
 Ties: FAISS does not order equal scores; results are re-sorted by (score
 descending, gallery row ascending) over ``k + tie_margin`` candidates, the same
 order the evaluation uses.
+
+An exact CPU index (``IndexFlat``) is searched by :func:`detret.search.exact.top_k` on its own
+stored vectors (no copy): NumPy's BLAS is never slower than the one FAISS's wheel bundles
+(see ``exact.py``); approximate and GPU indexes are searched by FAISS.
 """
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ from typing import Tuple
 import numpy as np
 
 from ..errors import InputError
+from .exact import top_k
 from .faiss_lib import faiss
 
 
@@ -50,6 +55,8 @@ def search(index: faiss.Index, queries: np.ndarray, k: int, tie_margin: int = 8)
     ids_out = np.full((q.shape[0], k), -1, np.int64)
     if n == 0 or q.shape[0] == 0:
         return scores_out, ids_out
+    if type(index) is faiss.IndexFlat and index.metric_type == faiss.METRIC_INNER_PRODUCT:
+        return top_k(flat_vectors(index), q, k)
     scores, ids = index.search(q, fetch)
     for i in range(q.shape[0]):
         valid = ids[i] >= 0
@@ -58,3 +65,10 @@ def search(index: faiss.Index, queries: np.ndarray, k: int, tie_margin: int = 8)
         scores_out[i, :len(order)] = s[order]
         ids_out[i, :len(order)] = j[order]
     return scores_out, ids_out
+
+
+def flat_vectors(index: faiss.IndexFlat) -> np.ndarray:
+    """The vectors [N, D] float32 an ``IndexFlat`` holds, as a view of its memory (valid while it lives)."""
+    if index.ntotal == 0:
+        return np.zeros((0, index.d), np.float32)
+    return faiss.rev_swig_ptr(index.get_xb(), index.ntotal * index.d).reshape(index.ntotal, index.d)

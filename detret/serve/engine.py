@@ -8,13 +8,15 @@ see a batch of requests at a time. For each request:
 - without one (*shop the look*): every detection the policy would accept (objectness above the
   catalogue's threshold, a usable box) is a garment, searched in each category its label maps to;
   at most ``max_garments`` of them, the highest category scores first;
-- descriptors as ``embed`` computes street queries (side "query"); each category's FAISS index is
-  searched for k plus the ids it holds that readers must not see, and results are kept only if the
-  database shows them (``present``), so a query never returns a photo that is not in the catalogue.
+- descriptors as ``embed`` computes street queries (side "query"); each category's segments are
+  searched (``catalogue/vectors.py``: removed photos' rows are dead, never returned), and results are
+  kept only if the database shows them (``present``), so a query never returns a photo that is not in
+  the catalogue.
 
-Indexes are reloaded when their generation in the database changes, so products added or removed
-while the server runs are found (or gone) without a restart; after ``catalogue reindex`` the new
-catalogue and its models are loaded at the next search.
+When a category's generation in the database changes, the server loads only the segments registered
+and the tombstones written since it last looked, so products added or removed while it runs are found
+(or gone) without a restart, at the cost of the change; after ``catalogue reindex`` the new catalogue
+and its models are loaded at the next search.
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ from ..catalogue import db
 from ..catalogue.binding import BoundModels
 from ..catalogue.layout import CatalogueLayout
 from ..catalogue.store import Catalogue
-from ..catalogue.vectors import nearest, read_index
+from ..catalogue.vectors import CatalogueVectors
 from ..data.boxes import BoxXYXY
 from ..detect.crops import Crop, accepted_detections, given_box_crop
 
@@ -75,7 +77,7 @@ class SearchEngine:
         # landing while the models load below is followed at the first search
         self.catalogue = Catalogue.open(root)
         self.models = BoundModels(self.catalogue.card, self.root, device)
-        self._indexes: Dict[str, Tuple[int, object, int]] = {}  # category -> (generation, index, visible photos)
+        self.vectors = CatalogueVectors(self.catalogue.layout)
 
     def _follow_reindex(self) -> None:
         """After ``catalogue reindex`` (a new catalogue moved into place), open it, and its models if
@@ -86,7 +88,7 @@ class SearchEngine:
         if fresh.card.identity != self.models.card.identity:
             self.models = BoundModels(fresh.card, self.root, self.device)
         self.catalogue.close()
-        self.catalogue, self._indexes = fresh, {}
+        self.catalogue, self.vectors = fresh, CatalogueVectors(fresh.layout)
 
     def warm_up(self) -> None:
         """One search of a blank photo, so that the first client does not pay for lazy initialisation
@@ -97,16 +99,10 @@ class SearchEngine:
     def categories(self) -> List[str]:
         return list(self.catalogue.card.category_map)
 
-    def refresh(self) -> None:
-        """Reload the indexes whose generation changed since they were read (``run`` has followed a
-        reindex first)."""
-        for category, generation in db.generations(self.catalogue.conn).items():
-            if self._indexes.get(category, (None,))[0] != generation:
-                # the count first, the file next: a file is never older than the rows it shows as visible
-                generation, visible = db.generation_and_visible(self.catalogue.conn, category)
-                index = read_index(self.catalogue.layout.index_file(category), self.catalogue.card.index_factory,
-                                   self.catalogue.card.dim)
-                self._indexes[category] = (generation, index, visible)
+    def refresh(self) -> bool:
+        """Load the segments and tombstones written since the last look (``run`` has followed a reindex
+        first); whether anything changed."""
+        return self.vectors.refresh(self.catalogue.conn)
 
     def _garments(self, job: Job, detections) -> List[Garment]:
         size_wh = (job.photo.shape[1], job.photo.shape[0])
@@ -125,12 +121,8 @@ class SearchEngine:
         for i, g in enumerate(garments):
             by_category.setdefault(g.category, []).append(i)
         for category, idx in by_category.items():
-            if category not in self._indexes:
-                continue  # nothing of this category in the catalogue yet
-            _, index, visible = self._indexes[category]
             k = max(ks[i] for i in idx)
-            hidden = max(0, int(index.ntotal) - visible)
-            scores, ids = nearest(index, descriptors[idx], k + hidden + TIE_MARGIN)
+            scores, ids = self.vectors.search(category, descriptors[idx], k + TIE_MARGIN)
             rows = db.visible_photos(self.catalogue.conn, sorted({int(j) for j in ids.ravel() if j >= 0}))
             for row_i, g_i in enumerate(idx):
                 hits = [(float(s), int(j)) for s, j in zip(scores[row_i], ids[row_i]) if j in rows]

@@ -55,9 +55,21 @@ class ModelCard(Answer):
     objectness_thresh: float
 
 
+class CategoryIndex(Answer):
+    index: str = Field(description="'exact' or the FAISS factory of its trained index")
+    segments: int
+    rows: int = Field(description="vectors its segments hold, removed ones included")
+    indexed_rows: int = Field(description="rows in segments searched through the trained index")
+    tombstones: int = Field(description="removed photos still in a segment, until a compaction")
+    trained_on: Optional[int] = Field(description="photos the index was trained on")
+    recall_at_20: Optional[float] = Field(description="recall@20 against exact search, measured at training")
+    params: Dict[str, int] = Field(description="the tuned search parameters (nprobe, efSearch)")
+
+
 class IndexState(Answer):
-    factory: str
+    factory: str = Field(description="the catalogue's index setting (Flat, SQfp16, auto or a FAISS factory)")
     generations: Dict[str, int] = Field(description="per category, bumped by every change")
+    categories: Dict[str, CategoryIndex]
 
 
 class Change(Answer):
@@ -100,6 +112,17 @@ class Unreadable(Answer):
     reason: str
 
 
+class Merge(Answer):
+    category: str
+    merged_segments: int
+    rows: int
+    dropped_tombstones: int
+    indexed: bool
+    trained: Optional[Dict] = Field(description="the new training (factory, trained_on, params, recall_at_20, "
+                                                "seconds), when the merge trained the category's index")
+    seconds: float
+
+
 class Added(Answer):
     added: int
     already_present: int
@@ -107,12 +130,15 @@ class Added(Answer):
     crop_rules: Dict[str, int]
     change_id: Optional[int]
     reused_descriptors: int
+    maintenance: List[Merge] = Field(description="segments merged after the change (it was visible before)")
 
 
 class Removed(Answer):
     removed_photos: int
     products_touched: int
     change_id: Optional[int]
+    maintenance: List[Merge] = Field(default_factory=list)
+    note: Optional[str] = None
 
 
 def refusals(*statuses: int) -> Dict[int, Dict]:

@@ -1,0 +1,57 @@
+"""A catalogue's vector store without models: the database and the segments, changed through the real change
+protocol (``changes.py``) and maintained by the real policy (``compact.py``), for the scale benchmark
+(``tools/benchmark.py catalogue-scale``) and the store's tests. Photos are rows only (no stored file)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, List, Sequence
+
+import numpy as np
+
+from . import db
+from .changes import Applier, NewPhoto, begin_add, finish_add_or_roll_back, remove
+from .compact import maintain
+from .indexing import check_setting
+from .layout import CatalogueLayout
+from .vectors import CatalogueVectors
+
+
+class VectorStore:
+    """The vector store of a catalogue folder ``root`` (created when missing) with index setting ``index``."""
+
+    def __init__(self, root: Path, dim: int, index: str = "Flat") -> None:
+        self.layout = CatalogueLayout(root)
+        self.layout.root.mkdir(parents=True, exist_ok=True)
+        self.conn = db.connect(self.layout.db, create=True)
+        db.set_meta(self.conn, {"schema_version": str(db.SCHEMA_VERSION), "dim": str(dim), "index_factory": index})
+        self.applier = Applier(self.conn, self.layout, check_setting(index, dim), dim)
+
+    def add(self, categories: Sequence[str], vectors: np.ndarray, maintenance: bool = True) -> Dict:
+        """One add of one photo per vector (product ``p<photo>``); {"change_id", "photo_ids", "maintenance"}."""
+        first = self._next_photo()
+        photos = [NewPhoto(f"p{first + i}", c, f"{first + i:064x}", f"photos/{first + i}.jpg", None, 1, 1, None,
+                           "full") for i, c in enumerate(categories)]
+        change = begin_add(self.applier, photos, vectors)
+        finish_add_or_roll_back(self.applier, change)
+        by_category = db.photo_ids_of_change(self.conn, change)
+        done = maintain(self.applier, set(categories)) if maintenance else []
+        return {"change_id": change, "photo_ids": by_category, "maintenance": done}
+
+    def remove(self, photo_ids: Sequence[int], maintenance: bool = True) -> List[Dict]:
+        change = remove(self.applier, "photo_id", [int(i) for i in photo_ids])
+        if change is None or not maintenance:
+            return []
+        return maintain(self.applier, db.change_of(self.conn, change)[2]["photo_ids"])
+
+    def reader(self) -> CatalogueVectors:
+        """A reader as a server holds it, up to date."""
+        vectors = CatalogueVectors(self.layout)
+        vectors.refresh(db.connect(self.layout.db))
+        return vectors
+
+    def _next_photo(self) -> int:
+        row = self.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'photos'").fetchone()
+        return (row[0] if row else 0) + 1
+
+    def close(self) -> None:
+        self.conn.close()
