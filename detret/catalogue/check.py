@@ -6,6 +6,7 @@ stored photos:
 
 - ``missing_vectors``: present photos whose vector no segment of their category holds (never found);
 - ``extra_vectors``: ids a segment holds that neither a row nor a tombstone accounts for;
+- ``lost_segments``: registered segments whose files are gone (a disk's fault): readers skip them;
 - ``missing_files``: present photos whose stored file is gone (``/api/photos`` answers 404);
 - ``orphan_files``: files under ``photos/`` that no row uses, files under ``indexes/`` no reader loads (a
   segment never registered, a schema-1 index file), and temporary files a killed write left;
@@ -14,7 +15,7 @@ stored photos:
 - ``unfinished_changes``: changes not ``done`` (the next writer finishes or rolls them back).
 
 :func:`repair_catalogue` (the writer's lock; interrupted changes reconciled first) makes them agree:
-missing vectors are computed again from the stored photo and its recorded crop (the same descriptor
+lost segments are unregistered, missing vectors are computed again from the stored photo and its recorded crop (the same descriptor
 ``catalogue add`` computed: same photo, same box, same model), photos whose stored file is gone are
 removed (a change, so readers stop seeing them at once) and written as a new segment, extra ids become
 tombstones, and orphan files and leftovers are deleted. Each step is one transaction that bumps the
@@ -46,6 +47,16 @@ def _rows_by_category(cat: Catalogue) -> Dict[str, Dict[int, dict]]:
     out: Dict[str, Dict[int, dict]] = {}
     for r in db.all_photo_rows(cat.conn):
         out.setdefault(r["category"], {})[r["photo_id"]] = dict(r)
+    return out
+
+
+def _lost_segments(cat: Catalogue) -> Dict[str, List[str]]:
+    """category -> its registered segments whose files are gone."""
+    out: Dict[str, List[str]] = {}
+    for r in db.segments(cat.conn):
+        folder = cat.layout.segment_dir(r["category"])
+        if not all((folder / f"{r['name']}{suffix}").is_file() for suffix in (".ids.npy", ".vectors.npy")):
+            out.setdefault(r["category"], []).append(r["name"])
     return out
 
 
@@ -103,14 +114,16 @@ def check_catalogue(root: Path) -> Dict:
     """What disagrees (see the module docstring); ``ok`` when nothing does."""
     cat = Catalogue.open(root)
     try:
+        lost = _lost_segments(cat)
         vectors = _vector_problems(cat)
         files = _file_problems(cat)
         unfinished = [dict(r) for r in db.unfinished_changes(cat.conn)]
     finally:
         cat.close()
     leftovers = [str(p) for p in leftover_folders(root)]
-    ok = not (vectors or files["missing_files"] or files["orphan_files"] or leftovers or unfinished)
-    return {"ok": ok, "vectors": vectors, **files, "leftovers": leftovers, "unfinished_changes": unfinished}
+    ok = not (lost or vectors or files["missing_files"] or files["orphan_files"] or leftovers or unfinished)
+    return {"ok": ok, "lost_segments": lost, "vectors": vectors, **files, "leftovers": leftovers,
+            "unfinished_changes": unfinished}
 
 
 def _reembed(cat: Catalogue, models: BoundModels, rows: List[dict]) -> Dict[str, List[int]]:
@@ -169,6 +182,11 @@ def repair_catalogue(root: Path, *, device="cpu", models: Optional[BoundModels] 
         files = _file_problems(cat)
         gone = files["missing_files"]
         removed = remove(cat.applier, "file", gone) if gone else None
+        lost = _lost_segments(cat)
+        with transaction(cat.conn) as conn:
+            for category, names in lost.items():
+                db.unregister_segments(conn, category, names)
+            bump_generations(conn, lost)
         vectors = _vector_problems(cat)
         rows = _rows_by_category(cat)
         need = [rows[c][i] for c, p in vectors.items() for i in p["missing_vectors"]]
@@ -183,6 +201,7 @@ def repair_catalogue(root: Path, *, device="cpu", models: Optional[BoundModels] 
         _delete_files(cat, orphans, leftovers)
     failed = {i for ids in unreadable.values() for i in ids}
     return {"reconciled_changes": cat.reconciled, "removed_missing_files": gone, "removal_change": removed,
+            "unregistered_lost_segments": lost,
             "reembedded": sorted(r["photo_id"] for r in need if r["photo_id"] not in failed),
             "removed_unreadable": unreadable,
             "dropped_extra_vectors": {c: p["extra_vectors"] for c, p in vectors.items() if p["extra_vectors"]},

@@ -77,7 +77,12 @@ CREATE TABLE IF NOT EXISTS trainings (
   trained TEXT NOT NULL DEFAULT (datetime('now')));
 """
 
-SCHEMA_V2_TABLES = SCHEMA[SCHEMA.index("CREATE TABLE IF NOT EXISTS segments"):]
+_SCHEMA_V2_TABLES = SCHEMA[SCHEMA.index("CREATE TABLE IF NOT EXISTS segments"):]
+
+
+def add_schema_v2_tables(conn: sqlite3.Connection) -> None:
+    """The tables schema 2 added (idempotent; a reader of schema 1 does not look at them)."""
+    conn.executescript(_SCHEMA_V2_TABLES)
 
 
 def connect(path: Path, *, create: bool = False) -> sqlite3.Connection:
@@ -390,6 +395,12 @@ def segment_counts(conn: sqlite3.Connection) -> Dict[str, Dict[str, int]]:
     for r in conn.execute("SELECT category, COUNT(*) FROM tombstones GROUP BY category"):
         out.setdefault(r[0], {"segments": 0, "rows": 0, "indexed_rows": 0})["tombstones"] = r[1]
     return out
+
+
+def next_photo_id(conn: sqlite3.Connection) -> int:
+    """The photo id the next inserted row gets (ids are never reused)."""
+    row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'photos'").fetchone()
+    return (row[0] if row else 0) + 1
 
 
 def present_ids_by_category(conn: sqlite3.Connection) -> Dict[str, set]:

@@ -28,7 +28,7 @@ class VectorStore:
 
     def add(self, categories: Sequence[str], vectors: np.ndarray, maintenance: bool = True) -> Dict:
         """One add of one photo per vector (product ``p<photo>``); {"change_id", "photo_ids", "maintenance"}."""
-        first = self._next_photo()
+        first = db.next_photo_id(self.conn)
         photos = [NewPhoto(f"p{first + i}", c, f"{first + i:064x}", f"photos/{first + i}.jpg", None, 1, 1, None,
                            "full") for i, c in enumerate(categories)]
         change = begin_add(self.applier, photos, vectors)
@@ -48,10 +48,6 @@ class VectorStore:
         vectors = CatalogueVectors(self.layout)
         vectors.refresh(db.connect(self.layout.db))
         return vectors
-
-    def _next_photo(self) -> int:
-        row = self.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'photos'").fetchone()
-        return (row[0] if row else 0) + 1
 
     def close(self) -> None:
         self.conn.close()

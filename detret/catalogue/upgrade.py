@@ -55,7 +55,7 @@ def upgrade_v1(layout: CatalogueLayout, conn: sqlite3.Connection, index_factory:
         write_segment(layout.segment_dir(category), V1_SEGMENT, ids[keep], vectors[keep],
                       vector_dtype(index_factory))
         written[category] = int(keep.sum())
-    conn.executescript(db.SCHEMA_V2_TABLES)   # idempotent; a reader of schema 1 does not look at them
+    db.add_schema_v2_tables(conn)
     with transaction(conn):
         for category, n in written.items():
             db.register_segment(conn, category, V1_SEGMENT, n)

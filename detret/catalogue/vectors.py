@@ -5,11 +5,14 @@ and the tests read vectors through. :meth:`~CatalogueVectors.refresh` compares t
 with the ones it read last; when one changed it reads, from one database snapshot, the registered
 segments and the tombstones written since, loads only the segments it does not hold, and marks dead the
 rows of the new tombstones. A segment a compaction deleted between the snapshot and its loading is looked
-for again in a newer snapshot.
+for again in a newer snapshot; one still missing after that was lost (a disk's fault): it is left out
+with an error in the log, and ``catalogue check`` reports its photos' vectors missing (``repair``
+computes them again).
 """
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from typing import Dict, List, Optional, Tuple
 
@@ -18,6 +21,8 @@ import numpy as np
 from . import db
 from .layout import CatalogueLayout
 from .segments import LoadedSegment, search_segments
+
+logger = logging.getLogger(__name__)
 
 _LOAD_TRIES = 5   # a compaction deleting a segment while it is being loaded, five times in a row, is not a race
 
@@ -35,14 +40,13 @@ class CatalogueVectors:
             return False
         for attempt in range(_LOAD_TRIES):
             try:
-                self._load(conn)
+                self._load(conn, skip_missing=attempt == _LOAD_TRIES - 1)
                 return True
             except FileNotFoundError:
-                if attempt == _LOAD_TRIES - 1:
-                    raise
+                continue
         return True
 
-    def _load(self, conn: sqlite3.Connection) -> None:
+    def _load(self, conn: sqlite3.Connection, skip_missing: bool) -> None:
         with db.read_snapshot(conn):
             generations = db.generations(conn)
             registered = db.segments(conn)
@@ -51,7 +55,13 @@ class CatalogueVectors:
             for r in registered:
                 held = self.segments.get(r["category"], {}).get(r["name"])
                 if held is None:
-                    held = self._open(conn, r)
+                    try:
+                        held = self._open(conn, r)
+                    except FileNotFoundError as exc:
+                        if not skip_missing:
+                            raise
+                        _log_lost(self.layout, exc)
+                        continue
                 fresh.setdefault(r["category"], {})[r["name"]] = held
         by_category: Dict[str, List[int]] = {}
         for t in new_tombstones:
@@ -91,16 +101,26 @@ class CatalogueVectors:
 
 
 def load_category(layout: CatalogueLayout, conn: sqlite3.Connection, category: str) -> List[LoadedSegment]:
-    """The category's registered segments, their tombstoned rows marked dead (for its one writer)."""
+    """The category's registered segments, their tombstoned rows marked dead (for its one writer, so nothing
+    deletes a file meanwhile: a missing one was lost, left out with an error in the log)."""
     dead = np.sort(np.asarray(db.tombstones_of(conn, category), np.int64))
     out = []
     for r in db.segments(conn):
         if r["category"] == category:
-            seg = LoadedSegment.load(layout.segment_dir(category), r["name"],
-                                     None if r["params"] is None else json.loads(r["params"]))
+            try:
+                seg = LoadedSegment.load(layout.segment_dir(category), r["name"],
+                                         None if r["params"] is None else json.loads(r["params"]))
+            except FileNotFoundError as exc:
+                _log_lost(layout, exc)
+                continue
             seg.kill(dead)
             out.append(seg)
     return out
+
+
+def _log_lost(layout: CatalogueLayout, exc: FileNotFoundError) -> None:
+    logger.error("%s: segment file lost (%s); `detret catalogue repair` computes its vectors again", layout.root,
+                 exc.filename)
 
 
 def load_vectors(layout: CatalogueLayout, conn: sqlite3.Connection) -> CatalogueVectors:

@@ -1,9 +1,8 @@
 """What the catalogue's tests share: its rows and vectors read directly, the demo's photos, product lists."""
 from pathlib import Path
 
-from detret.catalogue.binding import read_card
 from detret.catalogue.store import Catalogue
-from detret.catalogue.vectors import index_ids, read_index
+from detret.catalogue.vectors import load_vectors
 
 
 def photo_rows(root):
@@ -15,9 +14,13 @@ def photo_rows(root):
 
 
 def index_vectors(root, category):
-    card = read_card(root)
-    index = read_index(Path(root) / "indexes" / f"{category}.faiss", card.index_factory, card.dim)
-    return {int(i): index.reconstruct(int(i)) for i in index_ids(index)}
+    """photo id -> its stored vector, for the category's live rows (what a reader searches)."""
+    cat = Catalogue.open(root)
+    try:
+        vectors = load_vectors(cat.layout, cat.conn)
+        return {int(i): vectors.vector(category, int(i)) for i in vectors.live_ids(category)}
+    finally:
+        cat.close()
 
 
 def demo_images(pcfg):

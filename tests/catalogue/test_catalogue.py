@@ -12,7 +12,7 @@ from detret.catalogue.create import create_catalogue, reindex_catalogue
 from detret.catalogue.lock import CatalogueBusy, WriterLock
 from detret.catalogue.remove import remove_products
 from detret.catalogue.store import Catalogue
-from detret.catalogue.vectors import nearest, read_index
+from detret.catalogue.vectors import load_vectors
 from detret.cli.app import main
 from detret.embed.artifact import read_descriptors
 from detret.errors import InputError, UnknownNameError
@@ -43,14 +43,15 @@ def test_catalogue_search_equals_brute_force_over_the_gallery(demo_catalogue):
     gallery, rows = read_descriptors(run, "gallery")
     queries, qrows = read_descriptors(run, "queries")
     photo_of = {p["photo_id"]: p for p in photo_rows(root)}
-    card = read_card(root)
+    opened = Catalogue.open(root)
+    reader = load_vectors(opened.layout, opened.conn)
+    opened.close()
     for qi in range(0, len(qrows), 3):
         cat = qrows[qi].category
         members = [i for i, r in enumerate(rows) if r.category == cat]
         expected = sorted(((float(gallery[i] @ queries[qi]), rows[i].photo_id) for i in members),
                           key=lambda t: (-t[0], t[1]))[:5]
-        index = read_index(root / "indexes" / f"{cat}.faiss", card.index_factory, card.dim)
-        scores, ids = nearest(index, queries[qi:qi + 1], 5)
+        scores, ids = reader.search(cat, queries[qi:qi + 1], 5)
         got = [(float(s), int(photo_of[int(j)]["source"].split(":")[1])) for s, j in zip(scores[0], ids[0])]
         assert [p for _, p in got] == [p for _, p in expected]
         assert np.allclose([s for s, _ in got], [s for s, _ in expected], atol=1e-5)
@@ -206,10 +207,10 @@ def test_create_refuses_an_existing_folder_and_unusable_indexes(demo_catalogue, 
     root, pcfg = demo_catalogue
     with pytest.raises(InputError, match="already exists; `detret catalogue reindex"):
         create_catalogue(pcfg, root, "tri-crops")
-    with pytest.raises(InputError, match="needs training data"):
-        create_catalogue(pcfg, tmp_path / "ivf", "tri-crops", index_factory="IVF4,Flat")
-    with pytest.raises(InputError, match="cannot remove"):
-        create_catalogue(pcfg, tmp_path / "hnsw", "tri-crops", index_factory="HNSW8")
+    with pytest.raises(InputError, match="FAISS cannot build it"):
+        create_catalogue(pcfg, tmp_path / "ivf", "tri-crops", index_factory="IVF4,Nonsense")
+    with pytest.raises(InputError, match="an exact index; use Flat"):
+        create_catalogue(pcfg, tmp_path / "flat", "tri-crops", index_factory="IDMap,Flat")
     assert not (tmp_path / "ivf").exists() and not list(tmp_path.glob(".*"))
 
 

@@ -17,15 +17,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from detret.catalogue.binding import read_card
 from detret.catalogue.changes import KILL_POINT_ENV
 from detret.catalogue.store import Catalogue
-from detret.catalogue.vectors import index_ids, nearest, read_index
+from detret.catalogue.vectors import load_vectors
 from detret.embed.artifact import read_descriptors
 from tests.helpers import copy_catalogue
 
-ADD_POINTS = ["add:journal-written", "add:pending-committed", "add:index-written", "add:applied"]
-REMOVE_POINTS = ["remove:committed", "remove:index-written"]
+ADD_POINTS = ["add:journal-written", "add:pending-committed", "add:segment-written", "add:applied"]
+REMOVE_POINTS = ["remove:committed", "remove:files-freed"]
 
 
 def _run(args, kill_at=None, kill_after_s=None):
@@ -48,18 +47,16 @@ def snapshot(root: Path, queries: np.ndarray, categories):
     """What a reader sees: the visible (product, photo content) pairs with their descriptors, and the top 10
     of each query in its category as (product, photo content, score)."""
     cat = Catalogue.open(root)
-    card = read_card(root)
     rows = {r["photo_id"]: (r["product"], r["sha256"]) for r in cat.conn.execute(
         "SELECT photo_id, product, sha256 FROM photos WHERE state = 'present'")}
+    reader = load_vectors(cat.layout, cat.conn)
     vectors, results = {}, []
     for category in sorted(set(categories)):
-        index = read_index(root / "indexes" / f"{category}.faiss", card.index_factory, card.dim)
-        for i in index_ids(index):
+        for i in reader.live_ids(category):
             if int(i) in rows:
-                vectors[rows[int(i)]] = index.reconstruct(int(i))
+                vectors[rows[int(i)]] = reader.vector(category, int(i))
     for q, category in zip(queries, categories):
-        index = read_index(root / "indexes" / f"{category}.faiss", card.index_factory, card.dim)
-        scores, ids = nearest(index, q[None], 40)
+        scores, ids = reader.search(category, q[None], 40)
         hits = [(rows[int(j)], round(float(s), 5)) for s, j in zip(scores[0], ids[0]) if int(j) in rows][:10]
         results.append(hits)
     cat.close()
@@ -113,7 +110,7 @@ def test_add_killed_at_each_step(setting, tmp_path, point):
     code, err = _run(["catalogue", "add", str(cat), str(setting["csv"])])
     assert code == 0, err
     assert _same(snapshot(cat, *setting["check"]), setting["after_add"])
-    assert not list((cat / "journal").glob("*")) and not list((cat / "indexes").glob(".*"))
+    assert not list((cat / "journal").glob("*")) and not list((cat / "indexes").rglob(".*"))
 
 
 @pytest.mark.parametrize("point", REMOVE_POINTS)

@@ -94,19 +94,21 @@ def test_a_new_title_is_not_visible_before_its_add_is_applied(demo_catalogue, tm
         assert tuple(title) == ("Renamed", "https://shop.example/renamed")
 
 
-def test_a_lost_index_rename_is_found_by_check_and_repaired(demo_catalogue, tmp_path):
-    """Before: photos marked present were never found, and a later add of the same content crashed
-    (RuntimeError: key not found)."""
+def test_a_lost_segment_is_found_by_check_and_repaired(demo_catalogue, tmp_path):
+    """A registered segment whose files a disk lost: readers skip it (they do not fail), a later add of the
+    same content computes its descriptors again, check reports it, repair unregisters it and computes the
+    missing vectors again."""
     root, pcfg = demo_catalogue
     cat_dir = copy_catalogue(root, tmp_path / "cat")
-    index_file = cat_dir / "indexes" / "bags.faiss"
-    old_index = index_file.read_bytes()
     report = _add_two(pcfg, cat_dir, tmp_path / "in")
     new_ids = [p["photo_id"] for p in photo_rows(cat_dir) if p["change_id"] == report.change_id]
     added_vectors = {i: v for i, v in index_vectors(cat_dir, "bags").items() if i in new_ids}
-    index_file.write_bytes(old_index)   # the power cut undid the index's rename
+    segment = f"add-{report.change_id:08d}"
+    for f in (cat_dir / "indexes" / "bags").glob(f"{segment}.*"):
+        f.unlink()   # the disk lost them
     found = check_catalogue(cat_dir)
-    assert not found["ok"] and found["vectors"]["bags"]["missing_vectors"] == sorted(new_ids)
+    assert not found["ok"] and found["lost_segments"] == {"bags": [segment]}
+    assert found["vectors"]["bags"]["missing_vectors"] == sorted(new_ids)
     again = _add_two(pcfg, cat_dir, tmp_path / "in2", products=("B1", "B2"))   # same photos, other products
     assert again.added == 2 and again.reused_descriptors == 0   # recomputed, not read from a missing vector
     assert _cli_check(cat_dir) == 1

@@ -244,10 +244,10 @@ def test_a_full_disk_is_a_507_leaves_nothing_pending_and_removals_go_through(hos
     assert added.status_code == 200
     before = sorted(p for p in (cat / "photos").rglob("*") if p.is_file())
 
-    def full(index, path):
+    def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(changes, "write_index", full)
+    monkeypatch.setattr(changes, "write_segment", full)
     response = client.post("/api/catalogue", files=products_upload(pcfg, "FULL-1", "bags", 3), headers=AUTH)
     assert response.status_code == 507 and "disk is full" in response.json()["error"], response.text
     monkeypatch.undo()
