@@ -8,7 +8,7 @@ The catalogue's ``index`` setting (``catalogue create --index``, stored in ``mod
   ``IVF<nlist>,SQ8`` with nlist the power of two nearest sqrt(photos) (64 to 16384).
 - any other FAISS factory string with an inner-product metric, e.g. ``IVF1024,SQ8``, ``IVF1024,PQ256``,
   ``HNSW32``, ``HNSW32,SQ8``: approximate once the category holds enough photos to train it
-  (39 per IVF list, else 1,000), exact before that.
+  (39 per IVF list and per PQ centroid, at least 1,000), exact before that.
 
 Policy (``compact.py`` applies it): a category is trained on a seeded sample of its live vectors
 (``TRAIN_SAMPLE_PER_LIST`` per IVF list, at most ``TRAIN_SAMPLE_MAX``), and retrained when it has grown
@@ -32,7 +32,7 @@ import numpy as np
 from ..errors import InputError
 from ..search.exact import top_k
 from ..search.faiss_lib import faiss
-from .segments import LoadedSegment
+from .segments import RESCORE_FACTOR, LoadedSegment
 
 EXACT_SETTINGS = ("Flat", "SQfp16")
 AUTO = "auto"
@@ -45,6 +45,7 @@ WEAK_RETRAIN_GROWTH = 1.5   # a training below the recall target: retrained once
 RECALL_TARGET = 0.95
 RECALL_QUERIES = 200
 RECALL_K = 20
+RESCORE_MAX = 64   # candidates re-scored per result, at most (k = 20: 1,280 vectors read per query)
 ADD_CHUNK_ROWS = 65_536
 
 
@@ -80,9 +81,18 @@ def _nlist(factory: str) -> int:
     return int(head[3:]) if head.startswith("IVF") and head[3:].isdigit() else 0
 
 
+def _pq_centroids(factory: str) -> int:
+    """The centroids of each product quantizer a factory string names (2 ** bits; 0 without PQ)."""
+    for part in factory.split(","):
+        if part.startswith("PQ") and part[2:].split("x")[0].isdigit():
+            bits = part[2:].split("x")[1] if "x" in part else "8"
+            return 2 ** int(bits.rstrip("np")) if bits.rstrip("np").isdigit() else 256
+    return 0
+
+
 def train_min(factory: str) -> int:
-    """Photos a category needs before ``factory`` is trained on them."""
-    return max(1000, 39 * _nlist(factory))
+    """Photos a category needs before ``factory`` is trained on them (FAISS's 39 per centroid)."""
+    return max(1000, 39 * _nlist(factory), 39 * _pq_centroids(factory))
 
 
 def train(factory: str, dim: int, vectors: np.ndarray, seed: int = 0) -> Tuple[faiss.Index, int]:
@@ -91,6 +101,8 @@ def train(factory: str, dim: int, vectors: np.ndarray, seed: int = 0) -> Tuple[f
     rng = np.random.default_rng(seed)
     size = min(len(vectors), max(TRAIN_SAMPLE_PER_LIST * _nlist(factory), 16_384), TRAIN_SAMPLE_MAX)
     sample = np.sort(rng.choice(len(vectors), size, replace=False))
+    if hasattr(index, "do_polysemous_training"):
+        index.do_polysemous_training = False   # orders codes for Hamming filtering; hits are re-scored instead
     if not index.is_trained:
         index.train(np.ascontiguousarray(vectors[sample], np.float32))
     return index, len(vectors)
@@ -111,22 +123,30 @@ def _probe_name(index: faiss.Index) -> Optional[str]:
 
 
 def tune(segment: LoadedSegment, seed: int = 0) -> Dict:
-    """The probe count that reaches ``RECALL_TARGET`` on the segment (its own rows as queries) and the
-    recall@20 against exact search with it: {"params", "recall_at_20", "recall_queries"}."""
+    """The search parameters that reach ``RECALL_TARGET`` on the segment (its own rows as queries) and the
+    recall@20 against exact search with them: {"params", "recall_at_20", "recall_queries"}. The probe count
+    doubles first; at its limit (every IVF list) the re-scored candidates double (a coarse code such as PQ
+    ranks the true neighbours further down), up to ``RESCORE_MAX``."""
     rng = np.random.default_rng(seed)
     rows = np.sort(rng.choice(len(segment), min(RECALL_QUERIES, len(segment)), replace=False))
     queries = np.asarray(segment.vectors[rows], np.float32)
     exact = segment.ids[top_k(segment.vectors, queries, RECALL_K)[1]]
     name = _probe_name(segment.index)
     limit = faiss.try_extract_index_ivf(segment.index).nlist if name == "nprobe" else 2048
-    value = 1 if name == "nprobe" else 16
+    params = {"rescore": RESCORE_FACTOR, **({} if name is None else {name: 1 if name == "nprobe" else 16})}
     while True:
-        segment.params = {} if name is None else {name: value}
+        segment.params = dict(params)
         found = segment.search(queries, RECALL_K)[1]
         recall = float(np.mean([len(set(f) & set(e)) / len(e) for f, e in zip(found, exact)]))
-        if name is None or recall >= RECALL_TARGET or value >= limit:
-            return {"params": segment.params, "recall_at_20": round(recall, 4), "recall_queries": len(rows)}
-        value *= 2
+        if recall >= RECALL_TARGET:
+            break
+        if name is not None and params[name] < limit:
+            params[name] *= 2
+        elif params["rescore"] < RESCORE_MAX:
+            params["rescore"] *= 2
+        else:
+            break
+    return {"params": params, "recall_at_20": round(recall, 4), "recall_queries": len(rows)}
 
 
 def trained_index(factory: str, dim: int, ids: np.ndarray, vectors: np.ndarray

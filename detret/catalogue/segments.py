@@ -33,6 +33,7 @@ from ..search.faiss_lib import faiss
 
 SUFFIXES = (".ids.npy", ".vectors.npy", ".faiss")
 RESCORE_FACTOR = 4          # an indexed segment returns 4k candidates (at least k + 32), re-scored exactly
+                            # (more where its training's tuning asked for more: params["rescore"])
 
 
 def vector_dtype(index_factory: str) -> np.dtype:
@@ -77,12 +78,12 @@ class LoadedSegment:
     """One segment as a reader holds it: ids and vectors memory-mapped, its index in memory."""
 
     name: str
-    ids: np.ndarray                      # int64 [n], ascending
-    vectors: np.ndarray                  # float32 / float16 [n, D], memory-mapped
-    index: Optional[faiss.Index] = None
+    ids: np.ndarray = field(repr=False)                    # int64 [n], ascending
+    vectors: np.ndarray = field(repr=False)                # float32 / float16 [n, D], memory-mapped
+    index: Optional[faiss.Index] = field(default=None, repr=False)
     params: Dict = field(default_factory=dict)
-    dead: Optional[np.ndarray] = None    # bool [n]: rows whose photo was removed (tombstones)
-    _selector: Tuple = ()                # the FAISS selector excluding dead rows (and what it references)
+    dead: Optional[np.ndarray] = field(default=None, repr=False)   # bool [n]: rows of removed photos
+    _selector: Tuple = field(default=(), repr=False)       # FAISS selector excluding dead rows (+ what it holds)
 
     @classmethod
     def load(cls, folder: Path, name: str, params: Optional[Dict] = None) -> "LoadedSegment":
@@ -133,7 +134,7 @@ class LoadedSegment:
         return scores, np.where(rows >= 0, self.ids[np.clip(rows, 0, None)], -1)
 
     def _rescored(self, queries: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]:
-        fetch = min(len(self.ids), max(RESCORE_FACTOR * k, k + 32))
+        fetch = min(len(self.ids), max(int(self.params.get("rescore", RESCORE_FACTOR)) * k, k + 32))
         _, rows = self.index.search(np.ascontiguousarray(queries, np.float32), fetch, params=self._params(fetch))
         safe = np.clip(rows, 0, None)
         gathered = np.asarray(self.vectors[np.sort(np.unique(safe))], np.float32)   # sorted: sequential reads
