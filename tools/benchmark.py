@@ -15,6 +15,7 @@
     python tools/benchmark.py catalogue-add --config runs/demo/demo.yaml [--new 50]
     python tools/benchmark.py serve-hostile --config runs/demo/demo.yaml [--requests 40 --slow 4]
     python tools/benchmark.py demo --config runs/demo/demo.yaml --out benchmarks/demo.json
+    python tools/benchmark.py catalogue-scale [--photos 10000 100000 1000000 --dim 2048 --index Flat auto]
 
 - search: detret's per-category FAISS search (exact inner product) against a NumPy
   brute force (matmul + argpartition + sort) on the same descriptors, split by the
@@ -43,6 +44,9 @@
 - demo: the figures of a finished `detret demo` (``--config``; and of `demo --recipe seeds` when it ran)
   in one file, for the documentation: Table 1 with intervals, the reading, the seed systems, the
   detector, the time per step.
+- catalogue-scale (tools/benchs/catalogue_scale.py): the catalogue's vector store at 10^4-10^6 photos through
+  its own write and search paths: adding and removing 50 photos, a server's refresh, search latency, recall@20
+  against exact search, memory; extrapolated to 10 M.
 - all: runs the demo (or reuses ``--config``), then all of the above, and writes
   ``benchmarks/report[_quick].md`` and ``.json``: each target, met or not, and why not.
 
@@ -69,7 +73,7 @@ BENCHMARKS = {
     "embed": ("embed", "bench_embed"), "embed-map": ("embed_map", "bench_embed_map"),
     "detect": ("detect", "bench_detect"), "serve": ("service", "bench_serve"),
     "catalogue-add": ("service", "bench_catalogue_add"), "serve-hostile": ("hostile", "bench_serve_hostile"),
-    "demo": ("demo_record", "bench_demo"),
+    "demo": ("demo_record", "bench_demo"), "catalogue-scale": ("catalogue_scale", "bench_catalogue_scale"),
 }
 NEEDS_DEMO = ("serve", "catalogue-add", "serve-hostile", "demo")
 
@@ -92,7 +96,9 @@ def parser() -> argparse.ArgumentParser:
                                                             "the real counts")
     p.add_argument("--compressed", default="SQ8", help="search-full: compressed FAISS index")
     p.add_argument("--config", default=None, help="detect: pipeline config of a run with a trained detector")
-    p.add_argument("--photos", type=int, default=200, help="detect: shop photos")
+    p.add_argument("--photos", type=int, nargs="+", default=None, help="detect: shop photos (200); "
+                                                                       "catalogue-scale: catalogue sizes (10000 100000)")
+    p.add_argument("--index", nargs="+", default=["Flat", "auto"], help="catalogue-scale: index settings")
     p.add_argument("--arch", default="resnet50", help="embed: backbone")
     p.add_argument("--size", type=int, default=224, help="embed: image size (square)")
     p.add_argument("--images", type=int, default=64, help="embed: crops")
@@ -109,6 +115,12 @@ def parser() -> argparse.ArgumentParser:
 def _defaults(args: argparse.Namespace, argv) -> None:
     """Sizes that depend on the benchmark chosen."""
     given = argv if argv is not None else sys.argv
+    if args.which == "catalogue-scale":
+        args.photos = args.photos or [10_000, 100_000]
+        args.dim = args.dim if "--dim" in given else 2048
+        args.repeat = args.repeat if "--repeat" in given else 5
+    else:
+        args.photos = (args.photos or [200])[0]
     if args.gallery is None:
         args.gallery = 40000 if args.which == "search" else 20000
     if args.which == "search-full" and "--dim" not in given:

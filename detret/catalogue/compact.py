@@ -68,12 +68,15 @@ def _group_to_merge(segments: Sequence[LoadedSegment]) -> List[LoadedSegment]:
 
 def _live(segments: Sequence[LoadedSegment]):
     """(photo ids ascending, their vectors in the storage dtype, the dropped ids) of the segments' live rows."""
+    segments = sorted(segments, key=lambda s: int(s.ids[0]) if len(s.ids) else 0)   # usually ascending already
     parts = [(s.ids, s.vectors) if s.dead is None else (s.ids[~s.dead], s.vectors[~s.dead]) for s in segments]
     ids = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int64)
     vectors = np.concatenate([np.asarray(p[1]) for p in parts]) if parts else None
-    order = np.argsort(ids, kind="stable")
+    if len(ids) > 1 and not (np.diff(ids) > 0).all():   # (a copy of every vector only where it is needed)
+        order = np.argsort(ids, kind="stable")
+        ids, vectors = ids[order], vectors[order]
     dropped = np.concatenate([s.ids[s.dead] for s in segments if s.dead is not None] or [np.zeros(0, np.int64)])
-    return ids[order], (vectors[order] if vectors is not None else None), dropped
+    return ids, vectors, dropped
 
 
 def _training(ap: Applier, category: str, ids: np.ndarray, vectors: np.ndarray, category_rows: int,
@@ -138,7 +141,7 @@ def maintain(ap: Applier, categories) -> List[Dict]:
         if indexing.needs_training(ap.index_factory, live, training) or held - live > DEAD_SHARE * held:
             reports.append(merge(ap, category, segments, full=True))
             continue
-        unindexed = [s for s in segments if s.index is None and s.live >= indexing.INDEX_MIN_ROWS]
+        unindexed = [s for s in segments if s.exact and s.live >= indexing.INDEX_MIN_ROWS]
         if unindexed and training is not None and indexing.factory_for(ap.index_factory, live) is not None:
             for s in unindexed:   # a large add in a trained category: indexed now (costs what it added)
                 reports.append(merge(ap, category, [s], full=False, category_rows=live))
@@ -160,7 +163,7 @@ def compact(ap: Applier, categories: Optional[Sequence[str]] = None, retrain: bo
         segments = load_category(ap.layout, ap.conn, category)
         live = sum(s.live for s in segments)
         approximate = indexing.factory_for(ap.index_factory, live) is not None
-        unindexed = approximate and any(s.index is None and s.live >= indexing.INDEX_MIN_ROWS for s in segments)
+        unindexed = approximate and any(s.exact and s.live >= indexing.INDEX_MIN_ROWS for s in segments)
         if len(segments) > 1 or any(s.dead is not None for s in segments) or retrain or unindexed or \
                 indexing.needs_training(ap.index_factory, live, db.training_of(ap.conn, category)):
             reports.append(asdict(merge(ap, category, segments, full=True, retrain=retrain)))

@@ -109,7 +109,7 @@ def load_category(layout: CatalogueLayout, conn: sqlite3.Connection, category: s
         if r["category"] == category:
             try:
                 seg = LoadedSegment.load(layout.segment_dir(category), r["name"],
-                                         None if r["params"] is None else json.loads(r["params"]))
+                                         None if r["params"] is None else json.loads(r["params"]), searchable=False)
             except FileNotFoundError as exc:
                 _log_lost(layout, exc)
                 continue
