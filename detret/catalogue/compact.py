@@ -21,7 +21,6 @@ them) and readers go on with the old segments; after it, the old files are the u
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass
 from typing import Dict, List, Optional, Sequence
@@ -37,7 +36,8 @@ from .segments import LoadedSegment, delete_segment, new_name, write_segment
 from .vectors import load_category
 
 DEAD_SHARE = 0.25
-MERGE_FACTOR = 8
+MERGE_FACTOR_BITS = 3
+MERGE_FACTOR = 2 ** MERGE_FACTOR_BITS   # 8 segments of a level are merged into one of the next
 
 
 @dataclass
@@ -52,7 +52,8 @@ class MergeReport:
 
 
 def _level(rows: int) -> int:
-    return int(math.log(max(rows, 1), MERGE_FACTOR))
+    """floor(log_8 rows), in integers (0 for 0 or 1 row)."""
+    return (max(rows, 1).bit_length() - 1) // MERGE_FACTOR_BITS
 
 
 def _group_to_merge(segments: Sequence[LoadedSegment]) -> List[LoadedSegment]:

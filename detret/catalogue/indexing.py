@@ -53,6 +53,9 @@ def check_setting(setting: str, dim: int) -> str:
     """The setting, or an InputError naming it when FAISS cannot build it for ``dim``."""
     if setting in EXACT_SETTINGS or setting == AUTO:
         return setting
+    if "IDMap" in setting:
+        raise InputError(f"--index {setting!r}: leave out IDMap (a segment's FAISS ids are its row numbers; the "
+                         "photo ids are kept beside it)")
     try:
         index = faiss.index_factory(int(dim), setting, faiss.METRIC_INNER_PRODUCT)
     except RuntimeError as exc:

@@ -37,6 +37,7 @@ from ..search.faiss_lib import faiss
 SUFFIXES = (".ids.npy", ".vectors.npy", ".faiss")
 RESCORE_FACTOR = 4          # an indexed segment returns 4k candidates (at least k + 32), re-scored exactly
                             # (more where its training's tuning asked for more: params["rescore"])
+RESCORE_BLOCK = 2 ** 24     # floats gathered for re-scoring at once (64 MiB)
 
 
 def vector_dtype(index_factory: str) -> np.dtype:
@@ -86,6 +87,7 @@ class LoadedSegment:
     index: Optional[faiss.Index] = field(default=None, repr=False)
     params: Dict = field(default_factory=dict)
     dead: Optional[np.ndarray] = field(default=None, repr=False)   # bool [n]: rows of removed photos
+    fp16_scan: bool = False                                # ``index`` is the exact scan of float16 rows
     _selector: Tuple = field(default=(), repr=False)       # FAISS selector excluding dead rows (+ what it holds)
 
     @classmethod
@@ -98,13 +100,12 @@ class LoadedSegment:
         if vectors.ndim != 2 or len(vectors) != len(ids):
             raise ValueError(f"{folder / name}: {len(ids)} ids for vectors of shape {vectors.shape}")
         path = folder / f"{name}.faiss"
+        scan = not path.is_file() and vectors.dtype == np.float16 and searchable
         if path.is_file():
             index = faiss.read_index(str(path))
-        elif vectors.dtype == np.float16 and searchable:
-            index = fp16_flat(np.load(folder / f"{name}.vectors.npy"))
         else:
-            index = None
-        return cls(name, np.asarray(ids), vectors, index, dict(params or {}))
+            index = fp16_flat(np.load(folder / f"{name}.vectors.npy")) if scan else None
+        return cls(name, np.asarray(ids), vectors, index, dict(params or {}), fp16_scan=scan)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -139,7 +140,7 @@ class LoadedSegment:
     @property
     def exact(self) -> bool:
         """Searched exactly (float32 by NumPy's GEMM, float16 by FAISS's scan of the codes), not re-scored."""
-        return self.index is None or isinstance(self.index, faiss.IndexScalarQuantizer)
+        return self.index is None or self.fp16_scan
 
     def search(self, queries: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]:
         """(scores [Q, k'], photo ids [Q, k']; -1 = none): exact scores, dead rows never returned."""
@@ -155,11 +156,15 @@ class LoadedSegment:
 
     def _rescored(self, queries: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]:
         fetch = min(len(self.ids), max(int(self.params.get("rescore", RESCORE_FACTOR)) * k, k + 32))
-        _, rows = self.index.search(np.ascontiguousarray(queries, np.float32), fetch, params=self._params(fetch))
-        safe = np.clip(rows, 0, None)
-        gathered = np.asarray(self.vectors[np.sort(np.unique(safe))], np.float32)   # sorted: sequential reads
-        position = np.searchsorted(np.unique(safe), safe)
-        exact = np.einsum("qcd,qd->qc", gathered[position], np.asarray(queries, np.float32))
+        q = np.ascontiguousarray(queries, np.float32)
+        _, rows = self.index.search(q, fetch, params=self._params(fetch))
+        exact = np.empty(rows.shape, np.float32)
+        step = max(1, RESCORE_BLOCK // (fetch * q.shape[1]))   # queries re-scored at once: [step, fetch, D] floats
+        for start in range(0, len(q), step):
+            block = np.clip(rows[start:start + step], 0, None)
+            wanted = np.unique(block)                           # sorted: the stored rows read in order
+            gathered = np.asarray(self.vectors[wanted], np.float32)[np.searchsorted(wanted, block)]
+            exact[start:start + step] = np.einsum("qcd,qd->qc", gathered, q[start:start + step])
         return merge_top_k(exact, rows, k + TIE_MARGIN)
 
     def _params(self, fetch: int):

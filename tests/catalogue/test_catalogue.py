@@ -210,7 +210,9 @@ def test_create_refuses_an_existing_folder_and_unusable_indexes(demo_catalogue, 
     with pytest.raises(InputError, match="FAISS cannot build it"):
         create_catalogue(pcfg, tmp_path / "ivf", "tri-crops", index_factory="IVF4,Nonsense")
     with pytest.raises(InputError, match="an exact index; use Flat"):
-        create_catalogue(pcfg, tmp_path / "flat", "tri-crops", index_factory="IDMap,Flat")
+        create_catalogue(pcfg, tmp_path / "flat", "tri-crops", index_factory="SQbf16")
+    with pytest.raises(InputError, match="leave out IDMap"):
+        create_catalogue(pcfg, tmp_path / "idmap", "tri-crops", index_factory="IDMap2,HNSW32")
     assert not (tmp_path / "ivf").exists() and not list(tmp_path.glob(".*"))
 
 

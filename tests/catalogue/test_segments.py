@@ -2,6 +2,7 @@
 over the photos that should be visible, for every kind of index; what a reader loads after a change; a
 compaction killed at each step. Seeded synthetic descriptors, small dimension; the thresholds that decide
 when a category is trained are lowered so that a few thousand photos exercise the approximate indexes."""
+import json
 import os
 import signal
 import subprocess
@@ -169,3 +170,96 @@ def test_a_compaction_killed_at_each_step_leaves_readers_the_same_photos(tmp_pat
     again = store.reader().search("bags", queries, 15)
     assert np.array_equal(before[1], again[1])
     store.close()
+
+
+_CHANGE = """
+import json, sys
+import numpy as np
+from detret.catalogue import indexing
+indexing.INDEX_MIN_ROWS, indexing.RECALL_QUERIES = 256, 50
+from detret.catalogue.changes import reconcile
+from detret.catalogue.synthetic import VectorStore
+store = VectorStore(sys.argv[1], {dim}, "IVF16,SQ8")
+reconcile(store.applier)                      # what every writer does first
+if sys.argv[2] == "add":
+    store.add(["bags"] * 300, np.load(sys.argv[3]))
+elif sys.argv[2] == "remove":
+    store.remove(json.loads(sys.argv[3]))
+"""
+
+
+def _change(root, args, kill_at=None):
+    env = {k: v for k, v in os.environ.items() if k != KILL_POINT_ENV}
+    if kill_at:
+        env[KILL_POINT_ENV] = kill_at
+    return subprocess.run([sys.executable, "-c", _CHANGE.format(dim=DIM), str(root), *args], env=env,
+                          capture_output=True)
+
+
+def _seen(root):
+    """What a reader sees: the stored vectors of the visible photos (as a sorted list, independent of the photo
+    ids a rolled-back and rerun add gets), and that no removed photo is returned by a search."""
+    store = VectorStore(root, DIM, "IVF16,SQ8")
+    reader = store.reader()
+    vectors = sorted(reader.vector("bags", int(i)).tobytes() for i in reader.live_ids("bags"))
+    removed = set(db.tombstones_of(store.conn, "bags"))
+    found = reader.search("bags", _unit(np.random.default_rng(7), 30), 20)[1]
+    store.close()
+    return vectors, not (set(found.ravel().tolist()) & removed)
+
+
+@pytest.fixture(scope="module")
+def trained_store(tmp_path_factory):
+    """A store whose category is trained (IVF16,SQ8), 300 new vectors to add, and the states a reader sees
+    before, after the add and after a removal (uninterrupted runs)."""
+    import shutil
+
+    work = tmp_path_factory.mktemp("trained")
+    rng = np.random.default_rng(5)
+    np.save(work / "initial.npy", _unit(rng, 2000))
+    np.save(work / "new.npy", _unit(rng, 300))
+    script = _CHANGE.format(dim=DIM).replace('store.add(["bags"] * 300', 'store.add(["bags"] * 2000')
+    assert subprocess.run([sys.executable, "-c", script, str(work / "base"), "add", str(work / "initial.npy")],
+                          capture_output=True).returncode == 0
+    states = {"before": _seen(work / "base")}
+    shutil.copytree(work / "base", work / "added")
+    assert _change(work / "added", ["add", str(work / "new.npy")]).returncode == 0
+    states["added"] = _seen(work / "added")
+    store = VectorStore(work / "added", DIM, "IVF16,SQ8")
+    assert _index_states(store)["bags"]["indexed_rows"] == 2300   # trained, and the add's rows indexed too
+    store.close()
+    victims = json.dumps(list(range(1, 2301, 7)))
+    shutil.copytree(work / "added", work / "removed")
+    assert _change(work / "removed", ["remove", victims]).returncode == 0
+    states["removed"] = _seen(work / "removed")
+    assert states["before"] != states["added"] != states["removed"]
+    return work, states, victims
+
+
+@pytest.mark.parametrize("point", ["add:journal-written", "add:pending-committed", "add:segment-written",
+                                   "add:applied", "compact:segment-written", "compact:committed"])
+def test_an_add_to_a_trained_category_killed_at_each_step(trained_store, tmp_path, point):
+    """The add is followed by the merge that indexes its 300 rows with the category's trained index: a kill
+    at any step of either leaves a reader the catalogue before or after; a rerun ends as after."""
+    import shutil
+
+    work, states, _ = trained_store
+    root = shutil.copytree(work / "base", tmp_path / "cat")
+    assert _change(root, ["add", str(work / "new.npy")], kill_at=point).returncode == -signal.SIGKILL
+    seen = _seen(root)
+    committed = point in ("add:applied", "compact:segment-written", "compact:committed")
+    assert seen == states["added" if committed else "before"], point
+    rerun = ["add", str(work / "new.npy")] if point == "add:journal-written" else ["reconcile"]
+    assert _change(root, rerun).returncode == 0    # (a pending add is finished by the next writer)
+    assert _seen(root) == states["added"]
+
+
+@pytest.mark.parametrize("point", ["remove:committed", "remove:files-freed"])
+def test_a_removal_from_a_trained_category_killed_at_each_step(trained_store, tmp_path, point):
+    import shutil
+
+    work, states, victims = trained_store
+    root = shutil.copytree(work / "added", tmp_path / "cat")
+    assert _change(root, ["remove", victims], kill_at=point).returncode == -signal.SIGKILL
+    assert _seen(root) == states["removed"]
+    assert _change(root, ["reconcile"]).returncode == 0 and _seen(root) == states["removed"]

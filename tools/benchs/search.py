@@ -1,6 +1,8 @@
-"""search: detret's per-category FAISS search (exact inner product) against a NumPy brute force
-(matmul + argpartition + sort) on the same descriptors, split by the real Exact Street2Shop category
-proportions; checks that the top-20 are identical."""
+"""search: detret's per-category exact search (``search.index.search`` over a Flat index: NumPy's GEMM,
+see ``search/exact.py``) against a NumPy brute force (matmul + argpartition + sort) on the same
+descriptors, split by the real Exact Street2Shop category proportions; checks that the top-20 are identical.
+FAISS's own ``IndexFlatIP.search`` on the same indexes is timed beside them (``faiss_own_s``): the product
+on the BLAS its wheel bundles."""
 from __future__ import annotations
 
 from typing import Dict
@@ -60,11 +62,16 @@ def bench_search(args) -> Dict:
     def numpy_matmul_only():
         return [q[qi] @ g[gi].T for gi, qi in groups.values() if len(qi)]
 
-    t = best_of({"faiss": faiss_search, "numpy": numpy_search, "matmul": numpy_matmul_only}, args.repeat)
+    def faiss_own():
+        return [indexes[c].search(q[qi], k) for c, (gi, qi) in groups.items() if len(qi)]
+
+    t = best_of({"faiss": faiss_search, "numpy": numpy_search, "matmul": numpy_matmul_only, "faiss_own": faiss_own},
+                args.repeat)
     t_faiss, t_numpy, t_matmul = t["faiss"], t["numpy"], t["matmul"]
     return {"benchmark": "search", "numpy_matmul_only_s": t_matmul,
             # the share of NumPy's time in the products, which an exact fp32 search must also compute
             "numpy_matmul_share": t_matmul / t_numpy, "gallery": args.gallery, "queries": args.queries, "dim": args.dim, "k": k,
             "faiss_s": t_faiss, "numpy_bruteforce_s": t_numpy, "speedup": t_numpy / t_faiss,
+            "faiss_own_s": t["faiss_own"], "faiss_own_vs_numpy": t_numpy / t["faiss_own"],
             "identical_top20": identical, "max_score_gap_where_different": worst_gap,
             "identical_up_to_float_ties": worst_gap < 1e-5, "queries_per_s": args.queries / t_faiss}
