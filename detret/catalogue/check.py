@@ -6,7 +6,7 @@ stored photos:
 
 - ``missing_vectors``: present photos whose vector no segment of their category holds (never found);
 - ``extra_vectors``: ids a segment holds that neither a row nor a tombstone accounts for;
-- ``lost_segments``: registered segments whose files are gone (a disk's fault): readers skip them;
+- ``lost_segments``: registered segments whose files are gone or damaged (a disk's fault): readers skip them;
 - ``missing_files``: present photos whose stored file is gone (``/api/photos`` answers 404);
 - ``orphan_files``: files under ``photos/`` that no row uses, files under ``indexes/`` no reader loads (a
   segment never registered, a schema-1 index file), and temporary files a killed write left;
@@ -36,9 +36,9 @@ from . import db
 from .binding import BoundModels
 from .changes import bump_generations, remove, unregistered_files
 from .db import transaction
-from .segments import new_name, write_segment
+from .segments import LoadedSegment, new_name, write_segment
 from .store import Catalogue
-from .vectors import load_vectors
+from .vectors import UNREADABLE, load_vectors
 
 REEMBED_BATCH = 16
 
@@ -51,11 +51,12 @@ def _rows_by_category(cat: Catalogue) -> Dict[str, Dict[int, dict]]:
 
 
 def _lost_segments(cat: Catalogue) -> Dict[str, List[str]]:
-    """category -> its registered segments whose files are gone."""
+    """category -> its registered segments whose files are gone or cannot be read."""
     out: Dict[str, List[str]] = {}
     for r in db.segments(cat.conn):
-        folder = cat.layout.segment_dir(r["category"])
-        if not all((folder / f"{r['name']}{suffix}").is_file() for suffix in (".ids.npy", ".vectors.npy")):
+        try:
+            LoadedSegment.load(cat.layout.segment_dir(r["category"]), r["name"], searchable=False)
+        except (FileNotFoundError, *UNREADABLE):
             out.setdefault(r["category"], []).append(r["name"])
     return out
 

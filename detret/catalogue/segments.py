@@ -88,6 +88,7 @@ class LoadedSegment:
     params: Dict = field(default_factory=dict)
     dead: Optional[np.ndarray] = field(default=None, repr=False)   # bool [n]: rows of removed photos
     fp16_scan: bool = False                                # ``index`` is the exact scan of float16 rows
+    _dead_count: int = field(default=0, repr=False)
     _selector: Tuple = field(default=(), repr=False)       # FAISS selector excluding dead rows (+ what it holds)
 
     @classmethod
@@ -112,7 +113,8 @@ class LoadedSegment:
 
     @property
     def live(self) -> int:
-        return len(self.ids) - (0 if self.dead is None else int(self.dead.sum()))
+        """Rows not removed."""
+        return len(self.ids) - self._dead_count
 
     def kill(self, photo_ids: np.ndarray) -> None:
         """Mark the rows of these photo ids dead (ids of other segments are ignored)."""
@@ -123,6 +125,7 @@ class LoadedSegment:
             if self.dead is None:
                 self.dead = np.zeros(len(self.ids), bool)
             self.dead[rows[hit]] = True
+            self._dead_count = int(self.dead.sum())
             self._selector = ()
 
     def vector(self, photo_id: int) -> Optional[np.ndarray]:
@@ -131,11 +134,6 @@ class LoadedSegment:
         if row < len(self.ids) and self.ids[row] == photo_id:
             return np.asarray(self.vectors[row], np.float32)
         return None
-
-    def live_rows(self) -> Tuple[np.ndarray, np.ndarray]:
-        """(photo ids, vectors float32) of the rows not removed."""
-        keep = slice(None) if self.dead is None else ~self.dead
-        return self.ids[keep], np.asarray(self.vectors[keep], np.float32)
 
     @property
     def exact(self) -> bool:

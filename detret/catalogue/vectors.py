@@ -5,8 +5,8 @@ and the tests read vectors through. :meth:`~CatalogueVectors.refresh` compares t
 with the ones it read last; when one changed it reads, from one database snapshot, the registered
 segments and the tombstones written since, loads only the segments it does not hold, and marks dead the
 rows of the new tombstones. A segment a compaction deleted between the snapshot and its loading is looked
-for again in a newer snapshot; one still missing after that was lost (a disk's fault): it is left out
-with an error in the log, and ``catalogue check`` reports its photos' vectors missing (``repair``
+for again in a newer snapshot; one still missing after that was lost (a disk's fault), and one that
+cannot be read is damaged: either is left out with an error in the log (the other segments are served), and ``catalogue check`` reports its photos' vectors missing (``repair``
 computes them again).
 """
 from __future__ import annotations
@@ -24,6 +24,8 @@ from .segments import LoadedSegment, search_segments
 
 logger = logging.getLogger(__name__)
 
+# what numpy (a truncated or foreign .npy: ValueError, OSError) and FAISS (RuntimeError) raise for a damaged file
+UNREADABLE = (ValueError, OSError, RuntimeError)
 _LOAD_TRIES = 5   # a compaction deleting a segment while it is being loaded, five times in a row, is not a race
 
 
@@ -60,6 +62,9 @@ class CatalogueVectors:
                     except FileNotFoundError as exc:
                         if not skip_missing:
                             raise
+                        _log_lost(self.layout, exc)
+                        continue
+                    except UNREADABLE as exc:   # a damaged file: this segment left out, the others served
                         _log_lost(self.layout, exc)
                         continue
                 fresh.setdefault(r["category"], {})[r["name"]] = held
@@ -110,7 +115,7 @@ def load_category(layout: CatalogueLayout, conn: sqlite3.Connection, category: s
             try:
                 seg = LoadedSegment.load(layout.segment_dir(category), r["name"],
                                          None if r["params"] is None else json.loads(r["params"]), searchable=False)
-            except FileNotFoundError as exc:
+            except (FileNotFoundError, *UNREADABLE) as exc:
                 _log_lost(layout, exc)
                 continue
             seg.kill(dead)
@@ -118,9 +123,9 @@ def load_category(layout: CatalogueLayout, conn: sqlite3.Connection, category: s
     return out
 
 
-def _log_lost(layout: CatalogueLayout, exc: FileNotFoundError) -> None:
-    logger.error("%s: segment file lost (%s); `detret catalogue repair` computes its vectors again", layout.root,
-                 exc.filename)
+def _log_lost(layout: CatalogueLayout, exc: Exception) -> None:
+    logger.error("%s: a segment file is lost or unreadable (%s: %s); `detret catalogue repair` computes its "
+                 "vectors again", layout.root, type(exc).__name__, exc)
 
 
 def load_vectors(layout: CatalogueLayout, conn: sqlite3.Connection) -> CatalogueVectors:

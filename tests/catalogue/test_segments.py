@@ -263,3 +263,17 @@ def test_a_removal_from_a_trained_category_killed_at_each_step(trained_store, tm
     assert _change(root, ["remove", victims], kill_at=point).returncode == -signal.SIGKILL
     assert _seen(root) == states["removed"]
     assert _change(root, ["reconcile"]).returncode == 0 and _seen(root) == states["removed"]
+
+
+def test_a_damaged_segment_is_left_out_and_the_others_are_served(tmp_path, caplog):
+    rng = np.random.default_rng(4)
+    store = VectorStore(tmp_path / "cat", DIM, "Flat")
+    first = store.add(["bags"] * 30, _unit(rng, 30), maintenance=False)
+    second = store.add(["bags"] * 30, _unit(rng, 30), maintenance=False)
+    damaged = tmp_path / "cat" / "indexes" / "bags" / f"add-{first['change_id']:08d}.vectors.npy"
+    damaged.write_bytes(b"not a numpy file")
+    reader = store.reader()
+    assert "lost or unreadable" in caplog.text
+    _, found = reader.search("bags", _unit(rng, 3), 5)
+    assert set(found.ravel().tolist()) <= set(second["photo_ids"]["bags"])
+    store.close()
