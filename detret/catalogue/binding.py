@@ -3,7 +3,8 @@
 ``model.json`` (format ``detret.catalogue.model/1``)::
 
     {"format", "run": "<descriptor run it came from>", "dim": D, "index_factory": "Flat",
-     "descriptor": <descriptor tree of embed/describer.py, checkpoints as "models/<sha256>.pt">,
+     "descriptor": <descriptor tree of embed/describer.py, checkpoints as "models/<sha256>.pt", whitenings
+                    as "models/<sha256>.npz">,
      "detector": {"config": "models/detector.yaml", "weights": "models/detector.pth",
                   "weights_sha256", "config_identity_sha256"},
      "crop": {"policy": "category", "objectness_thresh": 0.5},
@@ -113,10 +114,11 @@ def bind_run(pcfg, run: str, root: Path, index_factory: str) -> ModelCard:
     spec = spec_of_embed_run(run_dir, run)
     for leaf_name in _leaf_runs(run_dir, run):
         require_fresh(RunLayout(run_dir).embed(leaf_name), f"the descriptors '{leaf_name}' (detret embed)")
-    for m in (m for leaf in spec.leaves() for m in leaf.models):
+    for m in spec.model_files():
         if sha256_file(Path(m["checkpoint"])) != m["sha256"]:
             raise ModelMismatch(f"{m['checkpoint']}: changed since `embed` used it; rerun `detret embed` first")
-    spec = spec.with_checkpoints(lambda m: _copy_in(Path(m["checkpoint"]), root, f"models/{m['sha256']}.pt"))
+    spec = spec.with_checkpoints(lambda m: _copy_in(Path(m["checkpoint"]), root,
+                                                   f"models/{m['sha256']}{Path(m['checkpoint']).suffix}"))
     choice = choose_detector(pcfg, "cpu")
     _copy_detector_weights(choice.weights_file, root, "models/detector.pth")
     cfg = choice.cfg.clone()
@@ -140,6 +142,8 @@ def bind_run(pcfg, run: str, root: Path, index_factory: str) -> ModelCard:
 
 def _leaf_runs(run_dir: Path, run: str) -> List[str]:
     spec = json.loads((RunLayout(run_dir).embed(run) / "models.json").read_text())
+    if "whiten" in spec:
+        return [run, *_leaf_runs(run_dir, spec["whiten"]["of"])]
     return [leaf for m in spec["combine"] for leaf in _leaf_runs(run_dir, m)] if "combine" in spec else [run]
 
 
@@ -150,7 +154,7 @@ def rebuild_hint(root: Path) -> str:
 
 def verify_model_files(card: ModelCard, root: Path) -> None:
     """Refuse model files that are not the ones the catalogue was built with."""
-    files = [(m["checkpoint"], m["sha256"]) for leaf in card.descriptor.leaves() for m in leaf.models]
+    files = [(m["checkpoint"], m["sha256"]) for m in card.descriptor.model_files()]
     files.append((card.detector["weights"], card.detector["weights_sha256"]))
     for relative, expected in files:
         path = Path(root) / relative

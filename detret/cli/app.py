@@ -84,7 +84,7 @@ PANELS = {
     "The paper's pipeline": [
         ("train-detector", train_detector_cmd.train_detector), ("detect", detect_cmd.detect),
         ("train-retrieval", train_retrieval_cmd.train_retrieval), ("embed", embed_cmd.embed),
-        ("combine", embed_cmd.combine), ("search", search_cmd.search), ("eval", eval_cmd.evaluate),
+        ("combine", embed_cmd.combine), ("whiten", embed_cmd.whiten), ("search", search_cmd.search), ("eval", eval_cmd.evaluate),
         ("embed-df2", embed_cmd.embed_df2), ("eval-df2", eval_cmd.evaluate_df2), ("query", query_cmd.query),
         ("export", export_cmd.export), ("demo", demo_cmd.demo), ("report", report_cmd.report)],
     "Your catalogue and the service": [("catalogue", catalogue_cmd.catalogue_app), ("serve", serve_cmd.serve)],

@@ -55,6 +55,10 @@ def rerun_command(ctx: typer.Context) -> str:
         names.append(node.info_name)
         node = node.parent
     parts += reversed(names)
+    for param in ctx.command.params:   # positional arguments first, in order (e.g. `combine A B`)
+        if not isinstance(param, TyperOption) and ctx.params.get(param.name) not in (None, [], ()):
+            value = ctx.params[param.name]
+            parts += [str(v) for v in (value if isinstance(value, (list, tuple)) else [value])]
     for param in ctx.command.params:
         if not isinstance(param, TyperOption) or param.name not in ctx.params:
             continue

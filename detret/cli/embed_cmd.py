@@ -66,6 +66,33 @@ def combine(
                f"descriptors of dimension {summary['dim']}, {summary['skipped']} photos skipped")
 
 
+def whiten(
+    ctx: typer.Context,
+    run: str = typer.Argument(..., help="A descriptor run already computed (embed-<run>): single, ensemble."),
+    method: str = typer.Option("lw", "--method", help="lw: learned from matching street/shop training pairs "
+                                                      "(Radenovic et al.); pca: PCA whitening of the training "
+                                                      "descriptors."),
+    dim: Optional[int] = typer.Option(None, "--dim", min=1, help="Dimensions kept (d'; default 256)."),
+    reduce: Optional[int] = typer.Option(None, "--reduce", min=1, help="Or: d' = the run's dimension / this."),
+    name: Optional[str] = typer.Option(None, "--name", help="Name of the whitened run (default <run>-<method><dim>)."),
+    max_pairs: int = typer.Option(5000, "--max-pairs", min=2, help="Training pairs it learns from, at most."),
+    ridge: float = typer.Option(0.1, "--ridge", min=0.0, help="Added to the inverted matrix, times its mean "
+                                                             "eigenvalue (fewer pairs than dimensions)."),
+    device: str = typer.Option("cpu", "--device", help="Device for the run's models (training photos)."),
+    force: bool = typer.Option(False, "--force", help="Recompute even if the run was whitened differently."),
+) -> None:
+    """Whiten a descriptor run and reduce it to d' dimensions, learned once from the training split: a new
+    descriptor run (<run_dir>/embed-<name>/) that search, eval, catalogues and the service use as any other."""
+    from ..embed.whiten import run_whiten
+    from ..utils.device import resolve_device
+
+    summary = run_whiten(state(ctx).pipeline_config(), run, method=method, dim=dim, reduce=reduce, name=name,
+                         max_pairs=max_pairs, ridge=ridge, device=resolve_device(device), force=force,
+                         command=rerun_command(ctx))
+    typer.echo(f"embed-{summary['name']}: {summary['gallery']} gallery and {summary['queries']} query descriptors "
+               f"of dimension {summary['dim']} ({summary['method']}, learned on {summary['pairs']} training pairs)")
+
+
 def embed_df2(
     ctx: typer.Context,
     model: List[str] = typer.Option(..., "--model", "-m", help="A trained run name or a checkpoint .pt; repeat "

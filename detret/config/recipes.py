@@ -13,6 +13,7 @@ yours. Format::
                    column: <table column>, paper: <who>, method: <what>, published: {<metric>: <%>}}
     ensembles:
       <run name>: {members: [<run>, ...], published: {...}}
+    whiten: {runs: [<run>, ...], method: lw | pca, reduce: <d / d'>}   # runs <run>-<method> (detret whiten)
     rerank: {run: <run>, methods: [<registered re-ranking>, ...]}
     deepfashion2: [<run>, ...]
 
@@ -34,7 +35,9 @@ from ..errors import InputError
 from .choices import ShopCrops, check_choice
 
 RECIPES_DIR = Path(__file__).resolve().parents[1] / "resources" / "recipes"
-TOP_KEYS = {"name", "title", "models", "ensembles", "rerank", "deepfashion2"}
+TOP_KEYS = {"name", "title", "models", "ensembles", "whiten", "rerank", "deepfashion2"}
+WHITEN_KEYS = {"runs", "method", "reduce"}
+WHITEN_METHODS = ("lw", "pca")
 MODEL_KEYS = {"loss", "shop_crops", "train", "column", "paper", "method", "published"}
 ENSEMBLE_KEYS = {"members", "published"}
 
@@ -63,6 +66,18 @@ class EnsembleRecipe:
 
 
 @dataclass(frozen=True)
+class WhitenRecipe:
+    """Runs whitened (``detret whiten``) and reduced ``reduce`` times: each a run ``<run>-<method>``."""
+
+    runs: Tuple[str, ...]
+    method: str = "lw"
+    reduce: int = 8
+
+    def name(self, run: str) -> str:
+        return f"{run}-{self.method}"
+
+
+@dataclass(frozen=True)
 class Recipe:
     name: str
     title: str
@@ -72,10 +87,16 @@ class Recipe:
     rerank_run: Optional[str] = None
     rerank_methods: Tuple[str, ...] = ()
     deepfashion2: Tuple[str, ...] = ()
+    whiten: Optional[WhitenRecipe] = None
+
+    def whitened(self) -> Tuple[Tuple[str, str], ...]:
+        """(source run, whitened run) of each run the recipe whitens."""
+        return tuple((r, self.whiten.name(r)) for r in self.whiten.runs) if self.whiten else ()
 
     def columns(self) -> Tuple[str, ...]:
-        """The runs of its table, in order: the models, then the ensembles."""
-        return tuple(m.name for m in self.models) + tuple(e.name for e in self.ensembles)
+        """The runs of its table, in order: the models, the ensembles, the whitened runs."""
+        return tuple(m.name for m in self.models) + tuple(e.name for e in self.ensembles) + \
+            tuple(w for _, w in self.whitened())
 
     def published(self) -> Dict[str, Dict[str, float]]:
         """run -> {metric: %} where the recipe gives published numbers."""
@@ -123,6 +144,28 @@ def _ensemble(name: str, spec: Any, source: str, runs: set) -> EnsembleRecipe:
                           {str(k): float(v) for k, v in _mapping(spec.get("published") or {}, where).items()})
 
 
+def _whiten(spec: Any, source: str, runs: set) -> Optional[WhitenRecipe]:
+    if not spec:
+        return None
+    where = f"{source}: whiten"
+    spec = _mapping(spec, where)
+    _known(spec, WHITEN_KEYS, where)
+    listed = spec.get("runs")
+    if not isinstance(listed, list) or not listed or any(r not in runs for r in listed):
+        raise InputError(f"{where}.runs must list one or more of the recipe's runs ({', '.join(sorted(runs))})")
+    method = str(spec.get("method", "lw"))
+    check_choice_of(method, WHITEN_METHODS, f"{where}.method")
+    reduce = spec.get("reduce", 8)
+    if not isinstance(reduce, int) or reduce < 1:
+        raise InputError(f"{where}.reduce must be a whole number >= 1 (d / d'), got {reduce!r}")
+    return WhitenRecipe(tuple(str(r) for r in listed), method, reduce)
+
+
+def check_choice_of(value: str, allowed: Tuple[str, ...], where: str) -> None:
+    if value not in allowed:
+        raise InputError(f"{where}: {value!r} is not one of {', '.join(allowed)}")
+
+
 def parse_recipe(obj: Any, source: str) -> Recipe:
     """A recipe from its YAML content; InputError naming `source` and the key for anything wrong."""
     from .pipeline import valid_keys
@@ -138,6 +181,8 @@ def parse_recipe(obj: Any, source: str) -> Recipe:
     ensembles = tuple(_ensemble(str(n), s, source, runs)
                       for n, s in _mapping(obj.get("ensembles") or {}, f"{source}: ensembles").items())
     runs |= {e.name for e in ensembles}
+    whiten = _whiten(obj.get("whiten"), source, runs)
+    runs |= {w for w in (whiten.name(r) for r in whiten.runs)} if whiten else set()
     rerank = _mapping(obj.get("rerank") or {}, f"{source}: rerank")
     if rerank and rerank.get("run") not in runs:
         raise InputError(f"{source}: rerank.run must be one of the recipe's runs, got {rerank.get('run')!r}")
@@ -145,7 +190,7 @@ def parse_recipe(obj: Any, source: str) -> Recipe:
     if any(r not in runs for r in df2):
         raise InputError(f"{source}: deepfashion2 must list the recipe's runs, got {list(df2)}")
     return Recipe(str(obj.get("name") or Path(source).stem), str(obj.get("title", "")), source, models, ensembles,
-                  rerank.get("run"), tuple(rerank.get("methods") or ()), df2)
+                  rerank.get("run"), tuple(rerank.get("methods") or ()), df2, whiten)
 
 
 def load_recipe(recipe: str | Path) -> Recipe:

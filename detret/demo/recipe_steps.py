@@ -79,7 +79,7 @@ def _train_step(prefix: str, layout: RunLayout, m: ModelRecipe) -> Step:
 
 
 def model_steps(recipe: Recipe, prefix: str, layout: RunLayout, search_k: int) -> List[Step]:
-    """Train and embed the recipe's models, build its ensembles, search every run, re-rank."""
+    """Train and embed the recipe's models, build its ensembles, whiten, search every run, re-rank."""
     from ..embed.combine import run_combine
     from ..embed.stage import run_embed
     from ..search.rerank import Rerank
@@ -94,6 +94,7 @@ def model_steps(recipe: Recipe, prefix: str, layout: RunLayout, search_k: int) -
     steps += [Step(f"ensemble {e.name}", f"{prefix} combine {' '.join(e.members)} --name {e.name}", layout.embed(e.name),
                    lambda c, cmd, f, e=e: run_combine(c, list(e.members), e.name, command=cmd, force=f))
               for e in recipe.ensembles]
+    steps += _whiten_steps(recipe, prefix, layout)
     steps += [Step(f"search {name}", f"{prefix} search {name} --k {search_k}", layout.search(name),
                    lambda c, cmd, f, n=name: run_search(c, n, k=search_k, command=cmd, force=f))
               for name in recipe.columns()]
@@ -102,3 +103,13 @@ def model_steps(recipe: Recipe, prefix: str, layout: RunLayout, search_k: int) -
                        c, recipe.rerank_run, k=search_k, rerank=Rerank(method=m), command=cmd, force=f))
               for name, method in zip(reranked_columns(recipe), recipe.rerank_methods)]
     return steps
+
+
+def _whiten_steps(recipe: Recipe, prefix: str, layout: RunLayout) -> List[Step]:
+    from ..embed.whiten import run_whiten
+
+    w = recipe.whiten
+    return [Step(f"whiten {run}", f"{prefix} whiten {run} --method {w.method} --reduce {w.reduce} --name {name}",
+                 layout.embed(name), lambda c, cmd, f, run=run, name=name: run_whiten(
+                     c, run, method=w.method, reduce=w.reduce, name=name, command=cmd, force=f))
+            for run, name in recipe.whitened()]

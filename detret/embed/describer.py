@@ -3,7 +3,8 @@
 A descriptor run is a tree. A leaf is one ``embed`` run: its checkpoints, each reading the
 crop at its own image size, concatenated and L2-normalised, averaged over the run's scales
 (:func:`detret.embed.inference.describe_crops`). A node is an ``combine`` run: its
-members' descriptors concatenated and L2-normalised, in order.
+members' descriptors concatenated and L2-normalised, in order; or a ``whiten`` run: its one
+child's descriptors whitened and reduced (:mod:`detret.embed.whiten`).
 
 Each leaf also records how its gallery was cut (``gallery_crops``: ``detected`` or ``full``),
 so that a new shop photo gets the descriptor the run's gallery rows have: the ensemble "Tris"
@@ -13,6 +14,7 @@ reads the whole photo for its Tri DB F member and the detected crop for Tri DB C
 The tree is written as plain JSON (:meth:`DescriptorSpec.to_json`)::
 
     {"combine": [<spec>, <spec>, ...]}
+    {"whiten": {"checkpoint": "<whitening.npz>", "sha256", "method", "dim"}, "of": <spec>}
     {"models": [{"name", "checkpoint", "sha256"}], "scales": [1.0], "precision": "fp32",
      "gallery_crops": "detected" | "full"}
 """
@@ -48,8 +50,11 @@ class DescriptorSpec:
     precision: str = "fp32"
     gallery_crops: str = "detected"
     children: List["DescriptorSpec"] = field(default_factory=list)
+    whiten: Optional[Dict] = None   # {"checkpoint": <whitening.npz>, "sha256", "method", "dim"}: of children[0]
 
     def to_json(self) -> Dict:
+        if self.whiten is not None:
+            return {"whiten": dict(self.whiten), "of": self.children[0].to_json()}
         if self.children:
             return {"combine": [c.to_json() for c in self.children]}
         return {"models": self.models, "scales": list(self.scales), "precision": self.precision,
@@ -57,6 +62,8 @@ class DescriptorSpec:
 
     @classmethod
     def from_json(cls, obj: Dict) -> "DescriptorSpec":
+        if "whiten" in obj:
+            return cls(children=[cls.from_json(obj["of"])], whiten=dict(obj["whiten"]))
         if "combine" in obj:
             return cls(children=[cls.from_json(c) for c in obj["combine"]])
         check_choice(obj.get("gallery_crops", "detected"), ShopCrops, "gallery_crops of a descriptor model")
@@ -66,15 +73,26 @@ class DescriptorSpec:
     def leaves(self) -> List["DescriptorSpec"]:
         return [leaf for c in self.children for leaf in c.leaves()] if self.children else [self]
 
+    def model_files(self) -> List[Dict]:
+        """Every file the tree reads ({"checkpoint", "sha256", ...}): the leaves' checkpoints and the whitenings."""
+        own = [self.whiten] if self.whiten is not None else list(self.models)
+        return own + [f for c in self.children for f in c.model_files()]
+
     def identity(self) -> Dict:
         """What decides the descriptors: checkpoint contents (never their paths), scales, precision, crops."""
+        if self.whiten is not None:
+            return {"whiten": {k: self.whiten[k] for k in ("sha256", "method", "dim")},
+                    "of": self.children[0].identity()}
         if self.children:
             return {"combine": [c.identity() for c in self.children]}
         return {"sha256": [m["sha256"] for m in self.models], "scales": list(self.scales),
                 "precision": self.precision, "gallery_crops": self.gallery_crops}
 
     def with_checkpoints(self, move: Callable[[Dict], str]) -> "DescriptorSpec":
-        """The same tree with each model's checkpoint path replaced by ``move(model)``."""
+        """The same tree with each model's checkpoint path replaced by ``move(model)`` (a whitening's too)."""
+        if self.whiten is not None:
+            return DescriptorSpec(children=[self.children[0].with_checkpoints(move)],
+                                  whiten={**self.whiten, "checkpoint": move(self.whiten)})
         if self.children:
             return DescriptorSpec(children=[c.with_checkpoints(move) for c in self.children])
         return DescriptorSpec([{**m, "checkpoint": move(m)} for m in self.models], list(self.scales),
@@ -88,6 +106,11 @@ def spec_of_embed_run(run_dir: Path, name: str) -> DescriptorSpec:
     if not models_file.is_file():
         raise MissingFileError(f"{models_file}: no descriptor run '{name}' here (detret embed -m ... --name {name})")
     spec = json.loads(models_file.read_text())
+    if "whiten" in spec:
+        w = spec["whiten"]
+        return DescriptorSpec(children=[spec_of_embed_run(run_dir, w["of"])],
+                              whiten={"checkpoint": str(folder / w["file"]), "sha256": w["sha256"],
+                                      "method": w["method"], "dim": int(w["dim"])})
     if "combine" in spec:
         return DescriptorSpec(children=[spec_of_embed_run(run_dir, m) for m in spec["combine"]])
     summary_file = folder / SUMMARY_NAME
@@ -106,6 +129,12 @@ class Describer:
         self.models: List[RetrievalNet] = [load_checkpoint(Path(m["checkpoint"]), self.device)[0]
                                            for m in spec.models]
         self.dim = sum(c.dim for c in self.children) if self.children else sum(m.dim for m in self.models)
+        self.whitening = None
+        if spec.whiten is not None:
+            from .whiten import read_whitening
+
+            self.whitening = read_whitening(Path(spec.whiten["checkpoint"]))
+            self.dim = int(self.whitening[1].shape[0])
 
     def describe(self, photos: Sequence[np.ndarray], boxes: Sequence[Optional[BoxXYXY]], side: str) -> np.ndarray:
         """[n, D] descriptors of ``photos`` ([H, W, 3] uint8) cut by ``boxes`` (None: the whole photo),
@@ -114,6 +143,10 @@ class Describer:
             raise InputError(f"side {side!r} is not one of {', '.join(SIDES)}")
         if not photos:
             return np.zeros((0, self.dim), np.float32)
+        if self.whitening is not None:
+            from .whiten import apply_whitening
+
+            return apply_whitening(self.children[0].describe(photos, boxes, side), *self.whitening)
         if self.children:
             parts = [c.describe(photos, boxes, side) for c in self.children]
             return F.normalize(torch.from_numpy(np.concatenate(parts, axis=1)), dim=1).numpy()

@@ -37,7 +37,7 @@ TABLE_ORDER = PAPER.columns()
 
 @dataclass(frozen=True)
 class Finding:
-    question: str        # "cropping" | "losses" | "ensembles"
+    question: str        # "cropping" | "losses" | "ensembles" | "reranking" | "whitening"
     text: str            # one sentence with the measured numbers (percentage points)
     agrees_with_paper: Optional[bool]  # None where the paper makes no claim to compare with
 
@@ -157,16 +157,32 @@ def _reranking(compare: Comparer, have: set) -> List[Finding]:
     return findings
 
 
+def _whitening(compare: Comparer, have: set) -> List[Finding]:
+    """5. Each whitened, reduced run against the run it whitens (not in the paper; Radenovic et al. saw learned
+    whitening keep or raise mAP while reducing the dimension)."""
+    findings = []
+    for source, whitened in PAPER.whitened():
+        if {source, whitened} <= have:
+            c = compare(source, whitened, "mAP")
+            said = ("whitening keeps mAP here" if c.verdict == "noise" else
+                    conclusion(c, "whitening raises mAP here", "whitening lowers mAP here", None)[0])
+            findings.append(Finding(
+                "whitening", f"{whitened} ({PAPER.whiten.method}, {PAPER.whiten.reduce}x fewer dimensions) against "
+                f"{source}: {_each_metric(compare, source, whitened)} points: {said}.", None))
+    return findings
+
+
 def read_table(results: Mapping[str, Dict], per_query: Optional[Mapping[str, Dict]] = None) -> List[Finding]:
     """Findings on the paper's questions for the runs in ``results`` (eval's metrics.json), each difference
     with its paired 95% interval from ``per_query`` (eval's per_query.json; without it, untested)."""
     compare, have = Comparer(results, per_query), set(results)
     return (_cropping(compare, have) + _losses(compare, have) + _ensembles(compare, have)
-            + _reranking(compare, have))
+            + _reranking(compare, have) + _whitening(compare, have))
 
 
 TITLES = {"cropping": "Does cropping the database help?", "losses": "Triplet loss or AP loss?",
-          "ensembles": "Do the ensembles help?", "reranking": "Does re-ranking help?"}
+          "ensembles": "Do the ensembles help?", "reranking": "Does re-ranking help?",
+          "whitening": "Does whitening keep the accuracy with fewer dimensions?"}
 
 
 def reading_markdown(findings: List[Finding], titles: Mapping[str, str] = TITLES, nothing: str = (

@@ -11,7 +11,10 @@ def test_the_papers_recipe_is_table_1():
     assert [m.column for m in recipe.models] == ["Tri DB F", "Tri DB C", "mAP DB F", "mAP DB C"]
     assert [(m.loss, m.shop_crops) for m in recipe.models] == [("triplet", "full"), ("triplet", "detected"),
                                                                ("ap", "full"), ("ap", "detected")]
-    assert recipe.columns() == ("tri-full", "tri-crops", "ap-full", "ap-crops", "Tris", "mAPs", "Fulls", "Crops")
+    assert recipe.columns() == ("tri-full", "tri-crops", "ap-full", "ap-crops", "Tris", "mAPs", "Fulls", "Crops",
+                                "tri-crops-lw", "Crops-lw")   # (not in the paper: whitened, reduced 8x)
+    assert recipe.whitened() == (("tri-crops", "tri-crops-lw"), ("Crops", "Crops-lw"))
+    assert (recipe.whiten.method, recipe.whiten.reduce) == ("lw", 8)
     assert {e.name: e.members for e in recipe.ensembles}["Crops"] == ("tri-crops", "ap-crops")
     # the published means (Kucer & Murray 2019, Table 1): Crops is the paper's best, 29.67 mAP
     assert recipe.published()["Crops"] == {"mAP": 29.67, "Acc@1": 34.42, "Acc@20": 60.36}
@@ -43,6 +46,12 @@ def test_the_seed_systems_recipe():
     ({"models": {"a": {"loss": "ap", "shop_crops": "full"}}, "rerank": {"run": "E", "methods": ["aqe"]}},
      "rerank.run must be one of the recipe's runs"),
     ({"modles": {}}, "unknown key 'modles'"),
+    ({"models": {"a": {"loss": "ap", "shop_crops": "full"}}, "whiten": {"runs": ["b"]}},
+     "whiten.runs must list one or more of the recipe's runs"),
+    ({"models": {"a": {"loss": "ap", "shop_crops": "full"}}, "whiten": {"runs": ["a"], "method": "zca"}},
+     "whiten.method: 'zca' is not one of lw, pca"),
+    ({"models": {"a": {"loss": "ap", "shop_crops": "full"}}, "whiten": {"runs": ["a"], "reduce": 0}},
+     "whiten.reduce must be a whole number >= 1"),
 ])
 def test_a_bad_recipe_is_refused_naming_the_file_and_the_key(recipe, message):
     with pytest.raises(InputError, match=message):

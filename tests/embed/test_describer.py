@@ -1,5 +1,6 @@
 """The Describer computes, for new photos, what `embed` and `combine` wrote for a run's rows:
-each ensemble member reads the photo as its own gallery was cut (whole photos for a DB F member)."""
+each ensemble member reads the photo as its own gallery was cut (whole photos for a DB F member), and a
+whitened run applies its whitening after its source run."""
 import json
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from detret.embed.artifact import read_descriptors
 from detret.embed.describer import Describer, DescriptorSpec, spec_of_embed_run
 
 
-@pytest.mark.parametrize("run", ["tri-crops", "tri-full", "Tris", "Crops"])
+@pytest.mark.parametrize("run", ["tri-crops", "tri-full", "Tris", "Crops", "Crops-lw"])
 def test_describer_gives_the_runs_gallery_and_query_descriptors(demo_quick, run):
     out, result = demo_quick
     run_dir = Path(result["run_dir"])
