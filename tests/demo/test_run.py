@@ -17,7 +17,8 @@ from detret.runs.stage import stage_status
 def test_every_step_ran_and_left_a_complete_stage(demo_quick):
     out, result = demo_quick
     steps = json.loads((out / "demo" / "timings.json").read_text())["steps"]
-    assert len(steps) == 1 + 3 + 4 + 4 + 4 + 8 + 3 + 1 + 4 + 1
+    # data, detector + 2 detect, 4 train, 4 embed, 4 ensembles, 2 whiten, 10 search, 3 re-rank, eval, 4 df2, report
+    assert len(steps) == 1 + 3 + 4 + 4 + 4 + 2 + 10 + 3 + 1 + 4 + 1
     assert [s["status"] for s in steps] == ["ran"] * len(steps)
     assert all(s["seconds"] >= 0 for s in steps)
     run_dir = result["run_dir"]
@@ -45,6 +46,9 @@ def test_table_has_every_model_and_the_reading_matches_the_metrics(demo_quick):
     assert "Do the ensembles help?" in reading and "Does re-ranking help?" in reading
     for name in RERANKED_RUNS:
         assert f"{name} against Crops: mAP" in reading
+    assert "Does whitening keep the accuracy with fewer dimensions?" in reading
+    for source, whitened in paper().whitened():
+        assert f"{whitened} (lw, 8x fewer dimensions) against {source}: mAP" in reading
     table2 = (run_dir / "eval" / "table2.md").read_text()
     assert "ours: best ensemble (" in table2 and "published: Kiapour et al. 2015" in table2
     assert "not comparable" in table2
