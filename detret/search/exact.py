@@ -18,16 +18,18 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-CHUNK_ROWS = 65536      # base rows per product: [Q, 65536] float32 scores at a time
+SCORES_BLOCK = 2 ** 24  # scores computed at once, [Q, chunk] (64 MiB, and 128 MiB of argpartition's indices)
+MIN_CHUNK_ROWS = 1024   # base rows per product at least (a GEMM, not a row-by-row loop, for large Q)
 TIE_MARGIN = 8          # candidates kept past k so that equal scores are ordered by row
 
 
 def top_k(base: np.ndarray, queries: np.ndarray, k: int, dead_rows: Optional[np.ndarray] = None,
-          chunk_rows: int = CHUNK_ROWS) -> Tuple[np.ndarray, np.ndarray]:
+          chunk_rows: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
     """(scores float32 [Q, k], rows int64 [Q, k]) of the ``k`` rows of ``base`` [N, D] with the largest inner
     product with each query [Q, D]; rows where ``dead_rows`` (bool [N]) is True are never returned; -inf / -1
-    past the end."""
+    past the end. Memory stays [Q, chunk_rows] (default: ``SCORES_BLOCK`` scores at a time)."""
     q = np.ascontiguousarray(queries, np.float32)
+    chunk_rows = chunk_rows or max(MIN_CHUNK_ROWS, SCORES_BLOCK // max(1, len(q)))
     scores_out = np.full((len(q), k), -np.inf, np.float32)
     rows_out = np.full((len(q), k), -1, np.int64)
     if len(base) == 0 or len(q) == 0 or k <= 0:
