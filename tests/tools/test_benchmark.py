@@ -60,7 +60,7 @@ def _result(**changes):
                        "queries": 157, "one_query_weight_points": 0.2},
          "detect": {"photos": 60, "detector": "R18-FPN 256-512 px", "speedup_fp32": 1.1, "speedup_bf16": 2.5,
                     "share_crops_iou_ge_0.95_fp32": 1.0, "share_crops_iou_ge_0.95_bf16": 0.97},
-         "search": [{"dim": 512, "gallery": 40000, "queries": 2000, "speedup": 1.5, "faiss_s": 0.16,
+         "search": [{"dim": 512, "gallery": 40000, "queries": 2000, "speedup": 1.5, "detret_s": 0.16,
                      "numpy_bruteforce_s": 0.24, "identical_top20": True, "identical_up_to_float_ties": True,
                      "numpy_matmul_only_s": 0.15, "numpy_matmul_share": 0.62}],
          "search_full": {"scale": 0.05, "gallery": 20000, "dim": 2048, "queries": 1018, "exact_search_s": 1.0,
