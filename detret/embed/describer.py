@@ -37,6 +37,7 @@ from ..retrieval.preprocess import crop_rgb
 from ..runs.layout import RunLayout
 from ..runs.stage import SUMMARY_NAME
 from .inference import describe_crops
+from .whitening import apply_whitening, read_whitening
 
 SIDES = ("gallery", "query")
 
@@ -131,8 +132,6 @@ class Describer:
         self.dim = sum(c.dim for c in self.children) if self.children else sum(m.dim for m in self.models)
         self.whitening = None
         if spec.whiten is not None:
-            from .whiten import read_whitening
-
             self.whitening = read_whitening(Path(spec.whiten["checkpoint"]))
             self.dim = int(self.whitening[1].shape[0])
 
@@ -144,8 +143,6 @@ class Describer:
         if not photos:
             return np.zeros((0, self.dim), np.float32)
         if self.whitening is not None:
-            from .whiten import apply_whitening
-
             return apply_whitening(self.children[0].describe(photos, boxes, side), *self.whitening)
         if self.children:
             parts = [c.describe(photos, boxes, side) for c in self.children]

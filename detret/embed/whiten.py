@@ -15,7 +15,7 @@ scales and crops):
 
 Both add ``ridge`` x mean eigenvalue to the matrix they invert (S, or the covariance), so that fewer
 training pairs than dimensions still give a usable projection. A descriptor x becomes
-normalise(P[:d'] (x - m)).
+normalise(P[:d'] (x - m)). The formulas are :mod:`detret.embed.whitening`; this module is the stage.
 
 The result is a descriptor run like any other (``embed-<name>/``: the source run's descriptors whitened, no
 photo read again) that ``search``, ``eval``, ``catalogue create``, ``query`` and ``serve`` use as they use
@@ -41,57 +41,15 @@ from ..runs.layout import RunLayout
 from ..runs.manifest import sha256_file
 from ..runs.stage import Stage, require_fresh
 from .artifact import read_descriptors, read_skipped, write_descriptors
+from .describer import Describer, spec_of_embed_run
 from .stage import DESCRIPTOR_OUTPUTS
+from .whitening import apply_whitening, learn_lw, learn_pca
 
 logger = logging.getLogger(__name__)
 
 METHODS = ("lw", "pca")
 WHITENING_FILE = "whitening.npz"
 BATCH = 16
-
-
-def _sorted_eigh(c: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    values, vectors = np.linalg.eigh(c)
-    order = np.argsort(values)[::-1]
-    return values[order], vectors[:, order]
-
-
-def _ridged(c: np.ndarray, ridge: float) -> np.ndarray:
-    return c + ridge * max(float(np.trace(c)) / len(c), 1e-12) * np.eye(len(c))
-
-
-def learn_lw(street: np.ndarray, shop: np.ndarray, ridge: float = 0.1) -> Tuple[np.ndarray, np.ndarray]:
-    """(mean [D], projection [D, D]) of learned whitening from matching pairs street[i] <-> shop[i] [n, D]."""
-    x_q, x_p = street.astype(np.float64), shop.astype(np.float64)
-    mean = x_q.mean(axis=0)
-    diff = x_q - x_p
-    s = _ridged(diff.T @ diff / len(diff), ridge)
-    p1 = np.linalg.inv(np.linalg.cholesky(s))
-    both = (np.vstack([x_q, x_p]) - mean) @ p1.T
-    _, vectors = _sorted_eigh(both.T @ both)
-    return mean.astype(np.float32), (vectors.T @ p1).astype(np.float32)
-
-
-def learn_pca(x: np.ndarray, ridge: float = 0.1) -> Tuple[np.ndarray, np.ndarray]:
-    """(mean [D], projection [D, D]) of PCA whitening of the rows of x [n, D]."""
-    x = x.astype(np.float64)
-    mean = x.mean(axis=0)
-    centred = x - mean
-    cov = centred.T @ centred / len(x)
-    values, vectors = _sorted_eigh(cov)
-    values = values + ridge * max(float(values.mean()), 1e-12)
-    return mean.astype(np.float32), (np.diag(values ** -0.5) @ vectors.T).astype(np.float32)
-
-
-def apply_whitening(x: np.ndarray, mean: np.ndarray, projection: np.ndarray) -> np.ndarray:
-    """normalise((x - mean) @ projection^T): [n, D] -> [n, d'] float32, L2-normalised."""
-    y = (np.asarray(x, np.float32) - mean) @ projection.T
-    return (y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)).astype(np.float32)
-
-
-def read_whitening(path: Path) -> Tuple[np.ndarray, np.ndarray]:
-    with np.load(path) as z:
-        return z["mean"].astype(np.float32), z["projection"].astype(np.float32)
 
 
 def _training_pairs(pcfg: DictConfig, max_pairs: int, seed: int):
@@ -130,8 +88,6 @@ def _describe(describer, items, side: str) -> Tuple[np.ndarray, List[int]]:
 
 def learn(pcfg: DictConfig, run: str, method: str, *, max_pairs: int, ridge: float, device) -> Dict:
     """{"mean", "projection", "pairs"}: the whitening of descriptor run ``run`` learned on training pairs."""
-    from .describer import Describer, spec_of_embed_run
-
     describer = Describer(spec_of_embed_run(Path(pcfg.run_dir), run), device)
     queries, shop = _training_pairs(pcfg, max_pairs, int(pcfg.retrieval.train.seed))
     street, kept_q = _describe(describer, queries, "query")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from detret.embed.artifact import read_descriptors
-from detret.embed.whiten import apply_whitening, learn_lw, learn_pca, read_whitening
+from detret.embed.whitening import apply_whitening, learn_lw, learn_pca, read_whitening
 
 
 def _cirtorch_whitenlearn(X, qidxs, pidxs):
