@@ -244,6 +244,10 @@ def test_cli_info_and_errors(demo_catalogue, tmp_path, capsys):
     info = json.loads(capsys.readouterr().out)
     assert info["photos"] == len(photo_rows(root)) and info["model"]["identity"] == read_card(root).identity
     assert info["index"]["factory"] == "Flat" and info["size_on_disk_bytes"] > 0
+    for category, counts in info["categories"].items():   # each category's index: exact, its rows, no training
+        state = info["index"]["categories"][category]
+        assert state["index"] == "exact" and state["rows"] == counts["photos"] and state["tombstones"] == 0
+        assert state["recall_at_20"] is None and state["segments"] >= 1
     with pytest.raises(SystemExit) as exit_info:
         main(["catalogue", "info", str(tmp_path / "none")])
     assert exit_info.value.code == 2
