@@ -11,15 +11,15 @@ The catalogue's ``index`` setting (``catalogue create --index``, stored in ``mod
   (39 per IVF list and per PQ centroid, at least 1,000), exact before that.
 
 Policy (``compact.py`` applies it): a category is trained on a seeded sample of its live vectors
-(``TRAIN_SAMPLE_PER_LIST`` per IVF list, at most ``TRAIN_SAMPLE_MAX``), and retrained when it has grown
-``RETRAIN_GROWTH`` times since, or by half (``WEAK_RETRAIN_GROWTH``) when the recall measured at its
-training fell below ``RECALL_TARGET`` (more photos, a better training; retraining on the same ones would
-not help).
-At each training the recall@20 against exact search is measured on ``RECALL_QUERIES`` of the category's
-own photos used as queries, through the search path readers use (candidates re-scored exactly from the
-stored vectors), and the probe count (IVF ``nprobe``, HNSW ``efSearch``) is doubled until the recall
-reaches the target or cannot grow. A segment of at least ``INDEX_MIN_ROWS`` rows in a trained category
-gets an index (a copy of the trained empty index, with its rows added); smaller ones are searched exactly.
+(``TRAIN_SAMPLE_PER_LIST`` per IVF list, at least ``TRAIN_SAMPLE_MIN``, at most ``TRAIN_SAMPLE_MAX``), and
+retrained when it has grown ``RETRAIN_GROWTH`` times since, or by half (``WEAK_RETRAIN_GROWTH``) when the
+recall measured at its training fell below ``RECALL_TARGET`` (more photos, a better training; retraining on
+the same ones would not help). At each training the recall@20 against exact search is measured on
+``RECALL_QUERIES`` of the category's own photos used as queries, through the search path readers use
+(candidates re-scored exactly from the stored vectors); the probe count (IVF ``nprobe``, HNSW ``efSearch``)
+is doubled until the recall reaches the target, then the re-scored candidates (:func:`tune`). A segment of
+at least ``INDEX_MIN_ROWS`` rows in a trained category gets an index (a copy of the trained empty index,
+with its rows added); smaller ones are searched exactly.
 """
 from __future__ import annotations
 
@@ -39,6 +39,7 @@ AUTO = "auto"
 AUTO_MIN_PHOTOS = 20_000
 INDEX_MIN_ROWS = 4096
 TRAIN_SAMPLE_PER_LIST = 64
+TRAIN_SAMPLE_MIN = 16_384
 TRAIN_SAMPLE_MAX = 131_072
 RETRAIN_GROWTH = 4
 WEAK_RETRAIN_GROWTH = 1.5   # a training below the recall target: retrained once the category grew by half
@@ -102,7 +103,7 @@ def train(factory: str, dim: int, vectors: np.ndarray, seed: int = 0) -> Tuple[f
     """(the trained empty index, the photos it was trained on)."""
     index = faiss.index_factory(int(dim), factory, faiss.METRIC_INNER_PRODUCT)
     rng = np.random.default_rng(seed)
-    size = min(len(vectors), max(TRAIN_SAMPLE_PER_LIST * _nlist(factory), 16_384), TRAIN_SAMPLE_MAX)
+    size = min(len(vectors), max(TRAIN_SAMPLE_PER_LIST * _nlist(factory), TRAIN_SAMPLE_MIN), TRAIN_SAMPLE_MAX)
     sample = np.sort(rng.choice(len(vectors), size, replace=False))
     if hasattr(index, "do_polysemous_training"):
         index.do_polysemous_training = False   # orders codes for Hamming filtering; hits are re-scored instead
