@@ -81,9 +81,10 @@ def test_every_index_finds_what_brute_force_finds_and_never_a_removed_photo(tmp_
         assert not set(found.ravel().tolist()) & removed
         recall = np.mean([len(set(f) & set(e)) / 20 for f, e in zip(found, expected)])
         assert recall >= min_recall, (category, recall)
-        if index == "Flat":   # exact: the same ranking and scores as the brute force
-            assert np.array_equal(found, expected)
+        if index == "Flat":   # exact: the brute force's ranking (a swap only between float32 ties) and scores
             assert np.allclose(scores, expected_scores, atol=1e-5)
+            swapped = found != expected
+            assert np.allclose(scores[swapped], expected_scores[swapped], atol=1e-6)
         assert set(reader.live_ids(category).tolist()) == {i for i, (c, _) in visible.items() if c == category}
     store.close()
 
