@@ -30,7 +30,7 @@ from .compact import maintain
 from .compute import Computed, compute_all
 from .products_csv import ProductLine, read_products_csv
 from .store import Catalogue
-from .vectors import load_vectors
+from .vectors import load_category, vector_in
 
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 
@@ -112,10 +112,10 @@ def _known_descriptors(cat: Catalogue, wanted: Sequence[CropKey]) -> Dict[CropKe
         key = _crop_key(r["sha256"], r["category"], db.box_of(r) if r["rule"] == GIVEN_BOX else None)
         if key in wanted_set and key not in found:
             found[key] = r
-    vectors = load_vectors(cat.layout, cat.conn) if found else None
+    segments = {c: load_category(cat.layout, cat.conn, c) for c in {k[1] for k in found}}   # only those needed
     out = {}
     for k, r in found.items():
-        vector = vectors.vector(k[1], int(r["photo_id"]))
+        vector = vector_in(segments[k[1]], int(r["photo_id"]))
         if vector is None:  # the vector was lost (`catalogue check` says so): computed again instead
             continue
         out[k] = (Computed(None, db.box_of(r), r["rule"], r["width"], r["height"]), vector)

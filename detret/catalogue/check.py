@@ -63,7 +63,7 @@ def _lost_segments(cat: Catalogue) -> Dict[str, List[str]]:
 
 def _vector_problems(cat: Catalogue) -> Dict[str, Dict[str, List[int]]]:
     rows = _rows_by_category(cat)
-    vectors = load_vectors(cat.layout, cat.conn)
+    vectors = load_vectors(cat.layout, cat.conn, searchable=False)
     out: Dict[str, Dict[str, List[int]]] = {}
     for category in sorted(set(rows) | set(vectors.segments)):
         live = set(vectors.live_ids(category).tolist())

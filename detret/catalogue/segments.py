@@ -101,11 +101,11 @@ class LoadedSegment:
         if vectors.ndim != 2 or len(vectors) != len(ids):
             raise ValueError(f"{folder / name}: {len(ids)} ids for vectors of shape {vectors.shape}")
         path = folder / f"{name}.faiss"
-        scan = not path.is_file() and vectors.dtype == np.float16 and searchable
+        index, scan = None, False
         if path.is_file():
             index = faiss.read_index(str(path))
-        else:
-            index = fp16_flat(np.load(folder / f"{name}.vectors.npy")) if scan else None
+        elif vectors.dtype == np.float16 and searchable:   # read apart from the map: its pages would stay
+            index, scan = fp16_flat(np.load(folder / f"{name}.vectors.npy")), True   # resident beside the copy
         return cls(name, np.asarray(ids), vectors, index, dict(params or {}), fp16_scan=scan)
 
     def __len__(self) -> int:
@@ -129,9 +129,9 @@ class LoadedSegment:
             self._selector = ()
 
     def vector(self, photo_id: int) -> Optional[np.ndarray]:
-        """The stored vector of a photo (float32), or None when this segment does not hold it."""
+        """The stored vector of a photo (float32), or None when this segment does not hold it or it was removed."""
         row = int(np.searchsorted(self.ids, photo_id))
-        if row < len(self.ids) and self.ids[row] == photo_id:
+        if row < len(self.ids) and self.ids[row] == photo_id and (self.dead is None or not self.dead[row]):
             return np.asarray(self.vectors[row], np.float32)
         return None
 

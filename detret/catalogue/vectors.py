@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 
@@ -30,8 +30,11 @@ _LOAD_TRIES = 5   # a compaction deleting a segment while it is being loaded, fi
 
 
 class CatalogueVectors:
-    def __init__(self, layout: CatalogueLayout) -> None:
-        self.layout = layout
+    """``searchable``: also build the exact scan of float16 segments (a server; not ``add`` or ``check``,
+    which only read vectors)."""
+
+    def __init__(self, layout: CatalogueLayout, searchable: bool = True) -> None:
+        self.layout, self.searchable = layout, searchable
         self.segments: Dict[str, Dict[str, LoadedSegment]] = {}   # category -> name -> segment
         self.generations: Dict[str, int] = {}
         self.tombstone_seq = 0
@@ -81,10 +84,7 @@ class CatalogueVectors:
 
     def _open(self, conn: sqlite3.Connection, row: sqlite3.Row) -> LoadedSegment:
         """A segment not held yet, with every tombstone of its category applied."""
-        seg = LoadedSegment.load(self.layout.segment_dir(row["category"]), row["name"],
-                                 None if row["params"] is None else json.loads(row["params"]))
-        seg.kill(np.sort(np.asarray(db.tombstones_of(conn, row["category"]), np.int64)))
-        return seg
+        return _segment_of(self.layout, row, _dead_ids(conn, row["category"]), self.searchable)
 
     def search(self, category: str, queries: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]:
         """(scores [Q, k], photo ids [Q, k]; -1 past the end) in the category, removed photos left out."""
@@ -92,12 +92,7 @@ class CatalogueVectors:
 
     def vector(self, category: str, photo_id: int) -> Optional[np.ndarray]:
         """The stored vector of a photo (float32; None when no segment holds it or it was removed)."""
-        for seg in self.segments.get(category, {}).values():
-            v = seg.vector(photo_id)
-            if v is not None:
-                row = int(np.searchsorted(seg.ids, photo_id))
-                return None if seg.dead is not None and seg.dead[row] else v
-        return None
+        return vector_in(self.segments.get(category, {}).values(), photo_id)
 
     def live_ids(self, category: str) -> np.ndarray:
         """The photo ids the category's segments hold and no tombstone removed."""
@@ -108,19 +103,32 @@ class CatalogueVectors:
 def load_category(layout: CatalogueLayout, conn: sqlite3.Connection, category: str) -> List[LoadedSegment]:
     """The category's registered segments, their tombstoned rows marked dead (for its one writer, so nothing
     deletes a file meanwhile: a missing one was lost, left out with an error in the log)."""
-    dead = np.sort(np.asarray(db.tombstones_of(conn, category), np.int64))
+    dead = _dead_ids(conn, category)
     out = []
     for r in db.segments(conn):
         if r["category"] == category:
             try:
-                seg = LoadedSegment.load(layout.segment_dir(category), r["name"],
-                                         None if r["params"] is None else json.loads(r["params"]), searchable=False)
+                out.append(_segment_of(layout, r, dead, searchable=False))
             except (FileNotFoundError, *UNREADABLE) as exc:
                 _log_lost(layout, exc)
-                continue
-            seg.kill(dead)
-            out.append(seg)
     return out
+
+
+def vector_in(segments: Iterable[LoadedSegment], photo_id: int) -> Optional[np.ndarray]:
+    """A photo's stored vector (float32) in whichever of ``segments`` holds it alive, or None."""
+    return next((v for v in (s.vector(photo_id) for s in segments) if v is not None), None)
+
+
+def _dead_ids(conn: sqlite3.Connection, category: str) -> np.ndarray:
+    return np.sort(np.asarray(db.tombstones_of(conn, category), np.int64))
+
+
+def _segment_of(layout: CatalogueLayout, row: sqlite3.Row, dead: np.ndarray, searchable: bool) -> LoadedSegment:
+    """The registered segment of database row ``row``, its rows among ``dead`` (sorted photo ids) marked dead."""
+    seg = LoadedSegment.load(layout.segment_dir(row["category"]), row["name"],
+                             None if row["params"] is None else json.loads(row["params"]), searchable=searchable)
+    seg.kill(dead)
+    return seg
 
 
 def _log_lost(layout: CatalogueLayout, exc: Exception) -> None:
@@ -128,7 +136,7 @@ def _log_lost(layout: CatalogueLayout, exc: Exception) -> None:
                  "vectors again", layout.root, type(exc).__name__, exc)
 
 
-def load_vectors(layout: CatalogueLayout, conn: sqlite3.Connection) -> CatalogueVectors:
-    vectors = CatalogueVectors(layout)
+def load_vectors(layout: CatalogueLayout, conn: sqlite3.Connection, searchable: bool = True) -> CatalogueVectors:
+    vectors = CatalogueVectors(layout, searchable)
     vectors.refresh(conn)
     return vectors
