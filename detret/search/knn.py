@@ -1,6 +1,7 @@
 """Exact k nearest neighbours by inner product, chunked so memory stays [chunk, k], never [N, M].
 
 Ordered by (score descending, row ascending), as every ranking in detret (:func:`detret.search.index.search`).
+The products are :func:`detret.search.exact.top_k`'s, on ``base`` itself (no copy into an index).
 """
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Tuple
 
 import numpy as np
 
-from .index import build_index, search
+from .exact import top_k
 
 CHUNK_ROWS = 4096
 
@@ -17,11 +18,10 @@ def knn(base: np.ndarray, queries: np.ndarray, k: int, chunk: int = CHUNK_ROWS) 
     """(scores float32 [Q, k], rows int64 [Q, k]) of the ``k`` rows of ``base`` [M, D] nearest each query;
     k is capped at M (no -1 padding)."""
     k = min(k, len(base))
-    index = build_index(base, "Flat")
     scores = np.empty((len(queries), k), np.float32)
     rows = np.empty((len(queries), k), np.int64)
     for start in range(0, len(queries), chunk):
-        scores[start:start + chunk], rows[start:start + chunk] = search(index, queries[start:start + chunk], k)
+        scores[start:start + chunk], rows[start:start + chunk] = top_k(base, queries[start:start + chunk], k)
     return scores, rows
 
 
