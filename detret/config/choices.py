@@ -62,6 +62,12 @@ class Protocol(StrEnum):
     ALL = "all"
 
 
+class WhitenMethod(StrEnum):
+    """`detret whiten`: learned from matching street/shop pairs (Radenovic et al.'s Lw), or PCA whitening."""
+    LW = "lw"
+    PCA = "pca"
+
+
 class ShopCrops(StrEnum):
     """Shop photos as the detector cropped them (the paper's "DB C"), or whole ("DB F")."""
     DETECTED = "detected"

@@ -32,12 +32,11 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 import yaml
 
 from ..errors import InputError
-from .choices import ShopCrops, check_choice
+from .choices import ShopCrops, WhitenMethod, check_choice
 
 RECIPES_DIR = Path(__file__).resolve().parents[1] / "resources" / "recipes"
 TOP_KEYS = {"name", "title", "models", "ensembles", "whiten", "rerank", "deepfashion2"}
 WHITEN_KEYS = {"runs", "method", "reduce"}
-WHITEN_METHODS = ("lw", "pca")
 MODEL_KEYS = {"loss", "shop_crops", "train", "column", "paper", "method", "published"}
 ENSEMBLE_KEYS = {"members", "published"}
 
@@ -154,16 +153,11 @@ def _whiten(spec: Any, source: str, runs: set) -> Optional[WhitenRecipe]:
     if not isinstance(listed, list) or not listed or any(r not in runs for r in listed):
         raise InputError(f"{where}.runs must list one or more of the recipe's runs ({', '.join(sorted(runs))})")
     method = str(spec.get("method", "lw"))
-    check_choice_of(method, WHITEN_METHODS, f"{where}.method")
+    check_choice(method, WhitenMethod, f"{where}.method:")
     reduce = spec.get("reduce", 8)
     if not isinstance(reduce, int) or reduce < 1:
         raise InputError(f"{where}.reduce must be a whole number >= 1 (d / d'), got {reduce!r}")
     return WhitenRecipe(tuple(str(r) for r in listed), method, reduce)
-
-
-def check_choice_of(value: str, allowed: Tuple[str, ...], where: str) -> None:
-    if value not in allowed:
-        raise InputError(f"{where}: {value!r} is not one of {', '.join(allowed)}")
 
 
 def parse_recipe(obj: Any, source: str) -> Recipe:

@@ -34,6 +34,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 from omegaconf import DictConfig
 
+from ..config.choices import WhitenMethod, check_choice
 from ..data.images import PhotoError, read_rgb
 from ..errors import InputError
 from ..runs.atomic import atomic_path, atomic_write_json, atomic_write_text
@@ -47,7 +48,6 @@ from .whitening import apply_whitening, learn_lw, learn_pca
 
 logger = logging.getLogger(__name__)
 
-METHODS = ("lw", "pca")
 WHITENING_FILE = "whitening.npz"
 BATCH = 16
 
@@ -107,8 +107,7 @@ def run_whiten(pcfg: DictConfig, run: str, *, method: str = "lw", dim: Optional[
                device="cpu", force: bool = False, command: Optional[str] = None) -> Dict:
     """The whitened descriptor run ``name`` (default ``<run>-<method><dim>``) of ``run``, of dimension ``dim``
     or the run's divided by ``reduce`` (default: 256)."""
-    if method not in METHODS:
-        raise InputError(f"--method {method!r}: one of {', '.join(METHODS)}")
+    check_choice(method, WhitenMethod, "--method")
     if dim is not None and reduce is not None:
         raise InputError("give --dim or --reduce, not both")
     layout = RunLayout(pcfg.run_dir)
