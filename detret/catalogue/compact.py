@@ -67,6 +67,11 @@ def _group_to_merge(segments: Sequence[LoadedSegment]) -> List[LoadedSegment]:
     return []
 
 
+def _unindexed(segments: Sequence[LoadedSegment]) -> List[LoadedSegment]:
+    """Segments searched exactly though large enough for the category's trained index."""
+    return [s for s in segments if s.exact and s.live >= indexing.INDEX_MIN_ROWS]
+
+
 def _live(segments: Sequence[LoadedSegment]):
     """(photo ids ascending, their vectors in the storage dtype, the dropped ids) of the segments' live rows."""
     segments = sorted(segments, key=lambda s: int(s.ids[0]) if len(s.ids) else 0)   # usually ascending already
@@ -142,7 +147,7 @@ def maintain(ap: Applier, categories) -> List[Dict]:
         if indexing.needs_training(ap.index_factory, live, training) or held - live > DEAD_SHARE * held:
             reports.append(merge(ap, category, segments, full=True))
             continue
-        unindexed = [s for s in segments if s.exact and s.live >= indexing.INDEX_MIN_ROWS]
+        unindexed = _unindexed(segments)
         if unindexed and training is not None and indexing.factory_for(ap.index_factory, live) is not None:
             for s in unindexed:   # a large add in a trained category: indexed now (costs what it added)
                 reports.append(merge(ap, category, [s], full=False, category_rows=live))
@@ -164,7 +169,7 @@ def compact(ap: Applier, categories: Optional[Sequence[str]] = None, retrain: bo
         segments = load_category(ap.layout, ap.conn, category)
         live = sum(s.live for s in segments)
         approximate = indexing.factory_for(ap.index_factory, live) is not None
-        unindexed = approximate and any(s.exact and s.live >= indexing.INDEX_MIN_ROWS for s in segments)
+        unindexed = approximate and bool(_unindexed(segments))
         if len(segments) > 1 or any(s.dead is not None for s in segments) or retrain or unindexed or \
                 indexing.needs_training(ap.index_factory, live, db.training_of(ap.conn, category)):
             reports.append(asdict(merge(ap, category, segments, full=True, retrain=retrain)))
