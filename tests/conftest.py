@@ -47,3 +47,29 @@ def demo_catalogue(demo_quick, tmp_path_factory):
     root = tmp_path_factory.mktemp("catalogues") / "demo_cat"
     create_catalogue(pcfg, root, "tri-crops", import_gallery=True)
     return root, pcfg
+
+
+@pytest.fixture(scope="session")
+def milvus_server(tmp_path_factory):
+    """Milvus Lite's own gRPC server (`milvus-lite server`), started on 127.0.0.1 for the session: the network
+    client as a Milvus cluster would see it. Yields its URI (http://127.0.0.1:PORT)."""
+    from .helpers import start_milvus_server
+
+    proc, uri = start_milvus_server(tmp_path_factory.mktemp("milvus-server"))
+    yield uri
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except Exception:  # noqa: BLE001 -- a server that does not stop is killed
+        proc.kill()
+
+
+@pytest.fixture(params=["faiss", "milvus-lite", "milvus-server"])
+def vectors_backend(request):
+    """The catalogue contract's backends: (name, --vectors value). A Milvus Lite path is inside the catalogue
+    folder; the server backend is the session's `milvus_server`; DETRET_MILVUS_URI adds a real Milvus."""
+    if request.param == "faiss":
+        return "faiss", "faiss"
+    if request.param == "milvus-lite":
+        return "milvus-lite", "milvus:vectors.db"
+    return "milvus-server", "milvus:" + request.getfixturevalue("milvus_server")

@@ -51,3 +51,38 @@ def chromium_binary() -> str:
             return candidate
     pytest.fail("no Chromium found for the report's browser test: `apt-get install chromium` "
                 "(tools/install.sh does it as root) or set $DETRET_CHROMIUM")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_milvus_server(data_dir: Path, timeout_s: float = 60.0):
+    """`milvus-lite server` on 127.0.0.1 at a free port, answering; (process, its URI)."""
+    import subprocess
+    import time
+
+    from pymilvus import MilvusClient
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "milvus_lite", "server", "--data-dir", str(data_dir), "--host",
+                             "127.0.0.1", "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    uri = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"milvus-lite server exited: {proc.stderr.read().decode()[-2000:]}")
+        try:
+            client = MilvusClient(uri=uri, timeout=2)
+            client.list_collections()
+            client.close()
+            return proc, uri
+        except Exception:  # noqa: BLE001 -- not answering yet
+            if time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"milvus-lite server on {uri} did not answer within {timeout_s} s")
+            time.sleep(0.2)

@@ -65,7 +65,7 @@ stamp_value="$(stamp_inputs | sha256sum | cut -d' ' -f1)"
 stamp_file="$venv/.detret-install-stamp"
 
 if [[ -f "$stamp_file" && "$(cat "$stamp_file")" == "$stamp_value" ]] \
-   && "$venv/bin/python" -c "import detret, detectron2, faiss, torch" 2>/dev/null; then
+   && "$venv/bin/python" -c "import detret, detectron2, faiss, torch, pymilvus, milvus_lite" 2>/dev/null; then
   log "up to date ($venv)"
   exit 0
 fi
@@ -122,6 +122,12 @@ log "installing faiss ($faiss_spec) and detret"
 # shellcheck disable=SC2086
 "${pip[@]}" $faiss_spec
 "${pip[@]}" -e "$repo_dir[test]"
+# The Milvus extra (pymilvus, milvus-lite), for the catalogue's Milvus backend and its tests. milvus-lite asks for
+# faiss-cpu, which would overwrite faiss-gpu's files in site-packages/faiss: its other dependencies are installed
+# and it is installed without them (its code imports `faiss`, which faiss-gpu provides).
+log "installing the Milvus extra (pymilvus, milvus-lite)"
+"${pip[@]}" "pymilvus==3.0.2" "grpcio>=1.50" "pyarrow>=15.0"
+"${pip[@]}" --no-deps "milvus-lite==3.2.2"
 
 log "checking that detectron2 imports and builds a Mask R-CNN"
 "$py" "$repo_dir/tools/check_install.py"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -112,14 +112,25 @@ def _known_descriptors(cat: Catalogue, wanted: Sequence[CropKey]) -> Dict[CropKe
         key = _crop_key(r["sha256"], r["category"], db.box_of(r) if r["rule"] == GIVEN_BOX else None)
         if key in wanted_set and key not in found:
             found[key] = r
-    segments = {c: load_category(cat.layout, cat.conn, c) for c in {k[1] for k in found}}   # only those needed
+    stored = _stored_vectors(cat, found.values())
     out = {}
     for k, r in found.items():
-        vector = vector_in(segments[k[1]], int(r["photo_id"]))
+        vector = stored(r["category"], int(r["photo_id"]))
         if vector is None:  # the vector was lost (`catalogue check` says so): computed again instead
             continue
         out[k] = (Computed(None, db.box_of(r), r["rule"], r["width"], r["height"]), vector)
     return out
+
+
+def _stored_vectors(cat: Catalogue, rows) -> Callable[[str, int], Optional[np.ndarray]]:
+    """(category, photo id) -> its stored vector or None, reading only the categories (segments) or the ids
+    (Milvus) of ``rows``."""
+    rows = list(rows)
+    if cat.milvus is not None:
+        held = cat.milvus.vectors_of([r["photo_id"] for r in rows])
+        return lambda category, photo_id: held.get(photo_id)
+    segments = {c: load_category(cat.layout, cat.conn, c) for c in {r["category"] for r in rows}}
+    return lambda category, photo_id: vector_in(segments[category], photo_id)
 
 
 def _descriptors_of(cat: Catalogue, todo: Sequence[Tuple[ProductLine, str]], report: AddReport, **compute_opts

@@ -41,7 +41,7 @@ import os
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -51,6 +51,9 @@ from . import db
 from .db import transaction
 from .layout import CatalogueLayout
 from .segments import segment_name, vector_dtype, write_segment
+
+if TYPE_CHECKING:
+    from .milvus import MilvusStore
 
 logger = logging.getLogger(__name__)
 
@@ -83,12 +86,14 @@ class NewPhoto:
 
 @dataclass
 class Applier:
-    """Where the changes go: the database connection (of the lock holder) and the index settings."""
+    """Where the changes go: the database connection (of the lock holder), the index settings, and the
+    catalogue's Milvus collection when its vectors live there (``milvus.py``; else segment files)."""
 
     conn: sqlite3.Connection
     layout: CatalogueLayout
     index_factory: str
     dim: int
+    milvus: Optional["MilvusStore"] = None
 
     @property
     def dtype(self) -> np.dtype:
@@ -139,7 +144,7 @@ def remove(ap: Applier, column: str, values: Sequence) -> Optional[int]:
         change_id = db.new_change(conn, "remove", "applied", detail)
         db.delete_present_matching(conn, column, values)
         db.drop_products_without_photos(conn, {r["product"] for r in rows})
-        for category, ids in detail["photo_ids"].items():
+        for category, ids in detail["photo_ids"].items() if ap.milvus is None else ():
             db.add_tombstones(conn, category, ids)
         bump_generations(conn, detail["photo_ids"])
     maybe_die("remove:committed")
@@ -158,15 +163,19 @@ def add_segment_name(change_id: int) -> str:
 
 
 def _write_add_segments(ap: Applier, change_id: int, ids: Dict[str, List[int]]) -> Dict[str, int]:
-    """The add's vectors (from its journal) as one new segment per touched category; category -> photos."""
+    """The add's vectors (from its journal) as one new segment per touched category (or upserted into the
+    Milvus collection, still invisible: no reader shows a photo the database does not); category -> photos."""
     with np.load(ap.layout.journal_file(change_id)) as z:
         journal_ids, descriptors = z["photo_ids"], z["descriptors"]
     row_of = {int(i): r for r, i in enumerate(journal_ids)}
     written = {}
     for category, category_ids in sorted(ids.items()):
         rows = np.asarray([row_of[i] for i in category_ids], np.int64)
-        write_segment(ap.layout.segment_dir(category), add_segment_name(change_id), journal_ids[rows],
-                      descriptors[rows], ap.dtype)
+        if ap.milvus is not None:
+            ap.milvus.upsert(category, journal_ids[rows], descriptors[rows], change_id)
+        else:
+            write_segment(ap.layout.segment_dir(category), add_segment_name(change_id), journal_ids[rows],
+                          descriptors[rows], ap.dtype)
         written[category] = len(rows)
         maybe_die("add:segment-written")
     return written
@@ -174,7 +183,7 @@ def _write_add_segments(ap: Applier, change_id: int, ids: Dict[str, List[int]]) 
 
 def _commit_add(ap: Applier, change_id: int, written: Dict[str, int]) -> None:
     with transaction(ap.conn) as conn:
-        for category, n in written.items():
+        for category, n in written.items() if ap.milvus is None else ():
             db.register_segment(conn, category, add_segment_name(change_id), n)
         db.make_present(conn, change_id)
         _, _, detail = db.change_of(conn, change_id)
@@ -201,6 +210,9 @@ def apply_change(ap: Applier, change_id: int) -> None:
         ap.layout.journal_file(change_id).unlink(missing_ok=True)
         db.finish_change(ap.conn, change_id)
         return
+    if ap.milvus is not None:   # the removal is committed: its rows go (again, harmlessly, in a replay)
+        ap.milvus.delete([i for ids in detail["photo_ids"].values() for i in ids])
+        maybe_die("remove:vectors-deleted")
     free_unused_files(ap, detail["files"])
     maybe_die("remove:files-freed")
     db.finish_change(ap.conn, change_id)
@@ -225,6 +237,8 @@ def rollback_add(ap: Applier, change_id: int, reason: str) -> None:
     """Undo a pending add (its rows, the products only it brought, the photos only it stored): the catalogue
     as before it. Segment files it may have written are not registered: invisible, deleted below."""
     logger.warning("%s: rolling back change %d: %s", ap.layout.root, change_id, reason)
+    if ap.milvus is not None:   # rows it may have upserted (invisible: their photos were never present)
+        ap.milvus.delete([i for ids in db.photo_ids_of_change(ap.conn, change_id).values() for i in ids])
     with transaction(ap.conn) as conn:
         rows = db.pending_of_change(conn, change_id)
         db.delete_pending(conn, change_id)

@@ -38,7 +38,7 @@ from .changes import bump_generations, remove, unregistered_files
 from .db import transaction
 from .segments import LoadedSegment, new_name, write_segment
 from .store import Catalogue
-from .vectors import UNREADABLE, load_vectors
+from .vectors import UNREADABLE
 
 REEMBED_BATCH = 16
 
@@ -51,7 +51,7 @@ def _rows_by_category(cat: Catalogue) -> Dict[str, Dict[int, dict]]:
 
 
 def _lost_segments(cat: Catalogue) -> Dict[str, List[str]]:
-    """category -> its registered segments whose files are gone or cannot be read."""
+    """category -> its registered segments whose files are gone or cannot be read (none on Milvus)."""
     out: Dict[str, List[str]] = {}
     for r in db.segments(cat.conn):
         try:
@@ -63,9 +63,9 @@ def _lost_segments(cat: Catalogue) -> Dict[str, List[str]]:
 
 def _vector_problems(cat: Catalogue) -> Dict[str, Dict[str, List[int]]]:
     rows = _rows_by_category(cat)
-    vectors = load_vectors(cat.layout, cat.conn, searchable=False)
+    vectors = cat.reader(searchable=False)
     out: Dict[str, Dict[str, List[int]]] = {}
-    for category in sorted(set(rows) | set(vectors.segments)):
+    for category in sorted(set(rows) | set(vectors.categories())):
         live = set(vectors.live_ids(category).tolist())
         present = {i for i, r in rows.get(category, {}).items() if r["state"] == "present"}
         missing, extra = sorted(present - live), sorted(live - set(rows.get(category, {})))
@@ -155,6 +155,9 @@ def _reembed(cat: Catalogue, models: BoundModels, rows: List[dict]) -> Dict[str,
 
 
 def _register_new_segment(cat: Catalogue, category: str, ids: np.ndarray, vectors: np.ndarray) -> None:
+    if cat.milvus is not None:   # present photos' rows written again (by id: a repair run twice writes them twice)
+        cat.milvus.upsert(category, ids, vectors, 0)
+        return
     name = new_name("repair")
     write_segment(cat.layout.segment_dir(category), name, ids, vectors, cat.applier.dtype)
     with transaction(cat.conn) as conn:
@@ -163,6 +166,9 @@ def _register_new_segment(cat: Catalogue, category: str, ids: np.ndarray, vector
 
 
 def _drop_extra(cat: Catalogue, extra: Dict[str, List[int]]) -> None:
+    if cat.milvus is not None:   # rows no photo has: deleted by id
+        cat.milvus.delete([i for ids in extra.values() for i in ids])
+        return
     with transaction(cat.conn) as conn:
         for category, ids in sorted(extra.items()):
             if ids:

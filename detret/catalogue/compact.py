@@ -33,6 +33,7 @@ from . import db, indexing
 from .changes import Applier, maybe_die, bump_generations
 from .db import transaction
 from .segments import LoadedSegment, delete_segment, new_name, write_segment
+from .milvus import maintain_collection
 from .vectors import load_category
 
 DEAD_SHARE = 0.25
@@ -138,7 +139,10 @@ def merge(ap: Applier, category: str, segments: Sequence[LoadedSegment], *, full
 
 
 def maintain(ap: Applier, categories) -> List[Dict]:
-    """The merges the policy asks for in these categories, after a change (see the module docstring)."""
+    """The merges the policy asks for in these categories, after a change (see the module docstring); on
+    Milvus, which merges its own segments, the switch of an ``auto`` index."""
+    if ap.milvus is not None:
+        return maintain_collection(ap, sorted(categories))
     reports = []
     for category in sorted(categories):
         segments = load_category(ap.layout, ap.conn, category)
@@ -162,7 +166,12 @@ def maintain(ap: Applier, categories) -> List[Dict]:
 
 def compact(ap: Applier, categories: Optional[Sequence[str]] = None, retrain: bool = False) -> List[Dict]:
     """Each category (all of them by default) as one segment, tombstones dropped, trained by the policy
-    (or again, with ``retrain``)."""
+    (or again, with ``retrain``). On Milvus: its compaction asked for, the recall measured and the search
+    tuned again."""
+    if ap.milvus is not None:
+        known = sorted(db.counts_by_category(ap.conn))
+        return maintain_collection(ap, known if categories is None else [c for c in known if c in set(categories)],
+                                   retune=True)
     known = sorted({r["category"] for r in db.segments(ap.conn)})
     reports = []
     for category in known if categories is None else [c for c in known if c in set(categories)]:

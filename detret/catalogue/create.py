@@ -8,6 +8,7 @@ renames) while it holds the old one's writer lock.
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -25,16 +26,20 @@ from ..runs.layout import RunLayout
 from ..runs.manifest import sha256_file
 from . import db
 from .add import add_lines, store_photo
-from .binding import BoundModels, bind_run
+from .binding import BoundModels, ModelCard, bind_run
 from .changes import NewPhoto, begin_add, finish_add_or_roll_back
 from .compact import maintain
 from .layout import CatalogueLayout
 from .products_csv import ProductLine
 from .store import Catalogue
 from .indexing import check_setting
+from .milvus import VectorsSpec, vectors_meta
+from .milvus import check_index as check_milvus_index
+
+logger = logging.getLogger(__name__)
 
 
-def _staging(root: Path, what: str) -> Path:
+def staging_folder(root: Path, what: str) -> Path:
     tmp = root.parent / f".{root.name}.{what}-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -42,37 +47,61 @@ def _staging(root: Path, what: str) -> Path:
     return tmp
 
 
-def _new_catalogue(pcfg, folder: Path, run: str, index_factory: str) -> Catalogue:
+def _new_catalogue(pcfg, folder: Path, run: str, index_factory: str, vectors: VectorsSpec) -> Catalogue:
     card = bind_run(pcfg, run, folder, index_factory)
-    check_setting(index_factory, card.dim)  # refuse an unusable setting before any photo is read
+    return _open_new(folder, card, vectors)
+
+
+def _open_new(folder: Path, card: ModelCard, vectors: VectorsSpec) -> Catalogue:
+    """The database of a catalogue being built in ``folder``, and its Milvus collection when its vectors go
+    there (a relative Milvus Lite path is inside the folder, and moves with it)."""
+    if vectors.is_milvus:
+        check_milvus_index(card.index_factory)
+    else:
+        check_setting(card.index_factory, card.dim)  # refuse an unusable setting before any photo is read
     conn = db.connect(CatalogueLayout(folder).db, create=True)
-    db.set_meta(conn, {"schema_version": str(db.SCHEMA_VERSION), "identity": card.identity,
-                       "index_factory": index_factory, "dim": str(card.dim)})
+    db.set_meta(conn, {"schema_version": str(db.SCHEMA_VERSION), "identity": card.identity, "dim": str(card.dim),
+                       **vectors_meta(vectors, folder, card.dim, card.index_factory)})
     return Catalogue(folder, conn, card)
 
 
+def abandon_new(cat: Optional[Catalogue], folder: Path) -> None:
+    """A catalogue that never came to be: its folder deleted, and its collection dropped where it is open."""
+    if cat is not None and not cat.closed:
+        try:
+            if cat.milvus is not None:
+                cat.milvus.drop()
+        except Exception:  # noqa: BLE001 -- the error that abandoned it is the one to report
+            logger.exception("%s: could not drop its Milvus collection", folder)
+        cat.close()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 def create_catalogue(pcfg, root: Path, run: str, *, index_factory: str = "Flat",
-                     import_gallery: bool = False) -> Dict:
-    """A new catalogue at ``root`` bound to descriptor run ``run``; with ``import_gallery``, holding
-    that run's gallery with the descriptors ``embed`` computed (nothing recomputed)."""
+                     import_gallery: bool = False, vectors: str = "faiss") -> Dict:
+    """A new catalogue at ``root`` bound to descriptor run ``run``, its vectors in segment files or on Milvus
+    (``vectors``, ``milvus.py``); with ``import_gallery``, holding that run's gallery with the descriptors
+    ``embed`` computed (nothing recomputed)."""
     root = Path(root)
+    spec = VectorsSpec.parse(vectors)
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise InputError(f"{root}: already exists; `detret catalogue reindex {root} --run NAME` binds a "
                          "catalogue to another run")
-    tmp = _staging(root, "creating")
+    tmp = staging_folder(root, "creating")
+    cat = None
     try:
-        cat = _new_catalogue(pcfg, tmp, run, index_factory)
+        cat = _new_catalogue(pcfg, tmp, run, index_factory, spec)
         imported = _import_gallery(cat, pcfg, run) if import_gallery else 0
-        cat.close()
+        cat.close()   # (an embedded Milvus Lite folder inside it is released before it moves)
         if root.is_dir():
             root.rmdir()
         os.rename(tmp, root)
         fsync_dir(root.parent)  # the rename survives a power cut
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        abandon_new(cat, tmp)
         raise
     return {"catalogue": str(root), "run": run, "identity": cat.card.identity, "dim": cat.card.dim,
-            "index_factory": index_factory, "imported_photos": imported}
+            "index_factory": index_factory, "vectors": str(spec), "imported_photos": imported}
 
 
 def _import_gallery(cat: Catalogue, pcfg, run: str) -> int:
@@ -106,6 +135,15 @@ def _present_lines(cat: Catalogue) -> List[ProductLine]:
     return out
 
 
+def collection_outside(cat: Catalogue, root: Path) -> bool:
+    """Whether the catalogue's Milvus collection lives outside its folder (on a server, or in a Milvus Lite
+    folder elsewhere): it does not go away with the folder."""
+    if not cat.vectors_spec.is_milvus:
+        return False
+    uri = cat.vectors_spec.resolved_uri(root)
+    return "://" in uri or not Path(uri).resolve().is_relative_to(Path(root).resolve())
+
+
 def exchange_dirs(a: Path, b: Path) -> None:
     """Swap two directories atomically where the kernel can (Linux renameat2), else by two renames."""
     libc = ctypes.CDLL(None, use_errno=True)
@@ -127,15 +165,18 @@ def reindex_catalogue(pcfg, root: Path, run: str, *, device="cpu", index_factory
     root = Path(root)
     with Catalogue.writing(root, "detret catalogue reindex") as old:
         factory = index_factory or old.card.index_factory
-        tmp = _staging(root, "reindexing")
+        tmp, new = staging_folder(root, "reindexing"), None
         try:
-            new = _new_catalogue(pcfg, tmp, run, factory)
+            new = _new_catalogue(pcfg, tmp, run, factory, old.vectors_spec)
             report = add_lines(new, _present_lines(old), BoundModels(new.card, tmp, device))
             new.close()
+            old.close_vectors()   # (an embedded Milvus Lite folder inside it moves with it)
             exchange_dirs(tmp, root)
         except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+            abandon_new(new, tmp)
             raise
+        if collection_outside(old, root):   # the old collection is no catalogue's any more
+            old.milvus.drop()
     shutil.rmtree(tmp, ignore_errors=True)  # the old catalogue, now at tmp
     return {"catalogue": str(root), "run": run, "identity": new.card.identity, "index_factory": factory,
             **report.to_json()}

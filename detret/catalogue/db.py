@@ -406,6 +406,12 @@ def next_photo_id(conn: sqlite3.Connection) -> int:
     return (row[0] if row else 0) + 1
 
 
+def forget_segments(conn: sqlite3.Connection) -> None:
+    """No segment, tombstone or training registered (a catalogue whose vectors move to another store)."""
+    for table in ("segments", "tombstones", "trainings"):
+        conn.execute(f"DELETE FROM {table}")   # (a fixed name of this list, never input)
+
+
 def present_ids_by_category(conn: sqlite3.Connection) -> Dict[str, set]:
     """category -> the ids of its present photos (``catalogue check``)."""
     out: Dict[str, set] = {}

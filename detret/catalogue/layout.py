@@ -47,11 +47,11 @@ class CatalogueLayout:
 
     def index_file(self, category: str) -> Path:
         """The category's one FAISS file in a catalogue of schema 1 (``upgrade.py`` converts it)."""
-        return self.indexes_dir / f"{_checked(category)}.faiss"
+        return self.indexes_dir / f"{check_category(category)}.faiss"
 
     def segment_dir(self, category: str) -> Path:
         """The folder of the category's segments and trained index (``segments.py``)."""
-        return self.indexes_dir / _checked(category)
+        return self.indexes_dir / check_category(category)
 
     def journal_file(self, change_id: int) -> Path:
         return self.journal_dir / f"{change_id:08d}.npz"
@@ -60,7 +60,9 @@ class CatalogueLayout:
         return self.db.is_file() and self.model.is_file()
 
 
-def _checked(category: str) -> str:
+def check_category(category: str) -> str:
+    """The category, or ValueError when it cannot name a file (nor enter a Milvus filter): letters, digits,
+    ``_``, ``.`` and ``-`` only, not starting with ``.`` or ``-``."""
     if not _SAFE_CATEGORY.match(category):
         raise ValueError(f"category {category!r} cannot name a file")
     return category

@@ -18,7 +18,9 @@ from .binding import ModelCard, ModelMismatch, read_card, rebuild_hint
 from .changes import Applier, reconcile
 from .layout import CatalogueLayout
 from .lock import WriterLock
+from .milvus import MilvusStore, MilvusVectors, VectorsSpec, read_state
 from .upgrade import upgrade_v1
+from .vectors import CatalogueVectors
 
 
 _OPEN_TRIES = 5   # a reindex swapping the folder during open is rare; five in a row is not a race
@@ -30,6 +32,28 @@ class Catalogue:
         self.layout = CatalogueLayout(root)
         self.db_inode = db_inode    # which database file ``conn`` opened (a reindex replaces the file)
         self.reconciled: list = []   # changes a killed writer left, finished when this writer opened it
+        meta = db.get_meta(conn)
+        self.vectors_spec = VectorsSpec.parse(meta.get("vectors", "faiss"))
+        self._milvus: Optional[MilvusStore] = None
+        self._milvus_collection = meta.get("milvus_collection")
+        self.closed = False
+
+    @property
+    def milvus(self) -> Optional[MilvusStore]:
+        """The catalogue's Milvus collection (connected on first use), or None for segment files."""
+        if self.vectors_spec.is_milvus and self._milvus is None:
+            self._milvus = MilvusStore(self.vectors_spec.resolved_uri(self.root), str(self._milvus_collection),
+                                       self.card.dim, self.card.index_factory)
+            self._milvus.state = read_state(db.get_meta(self.conn))
+        return self._milvus
+
+    def reader(self, searchable: bool = True):
+        """What a reader searches and reads vectors through, up to date (``CatalogueVectors`` over the
+        segment files, or ``MilvusVectors``)."""
+        vectors = MilvusVectors(self.milvus) if self.vectors_spec.is_milvus else CatalogueVectors(self.layout,
+                                                                                                 searchable)
+        vectors.refresh(self.conn)
+        return vectors
 
     @classmethod
     def open(cls, root: Path, *, older_schema: bool = False) -> "Catalogue":
@@ -84,10 +108,18 @@ class Catalogue:
 
     @property
     def applier(self) -> Applier:
-        return Applier(self.conn, self.layout, self.card.index_factory, self.card.dim)
+        return Applier(self.conn, self.layout, self.card.index_factory, self.card.dim, self.milvus)
+
+    def close_vectors(self) -> None:
+        """Disconnect from Milvus (a Milvus Lite folder is released once no one in this process uses it)."""
+        if self._milvus is not None:
+            self._milvus.close()
+            self._milvus = None
 
     def close(self) -> None:
+        self.close_vectors()
         self.conn.close()
+        self.closed = True
 
     def summary(self, with_size: bool = True) -> Dict:
         """What ``catalogue info`` and ``GET /api/catalogue`` show; ``with_size``: walk the folder for its
@@ -104,11 +136,21 @@ class Catalogue:
             "model": {"identity": self.card.identity, "run": self.card.run, "dim": self.card.dim,
                       "crop_policy": self.card.crop["policy"], "objectness_thresh": self.card.crop["objectness_thresh"]},
             "index": {"factory": self.card.index_factory, "generations": db.generations(self.conn),
-                      "categories": index_states(self.conn)},
+                      "vectors": str(self.vectors_spec), "categories": self._index_states()},
             "last_change": last,
             "unfinished_changes": unfinished,
             "size_on_disk_bytes": disk_usage(self.root) if with_size else None,
         }
+
+
+    def _index_states(self) -> Dict[str, Dict]:
+        if not self.vectors_spec.is_milvus:
+            return index_states(self.conn)
+        state = read_state(db.get_meta(self.conn))
+        return {c: {"index": f"milvus {state.get('index')}", "segments": 0, "rows": n["photos"],
+                    "indexed_rows": n["photos"], "tombstones": 0, "trained_on": state.get("measured_on"),
+                    "recall_at_20": state.get("recall_at_20"), "params": state.get("search", {})}
+                for c, n in db.counts_by_category(self.conn).items()}
 
 
 def index_states(conn: sqlite3.Connection) -> Dict[str, Dict]:

@@ -94,6 +94,10 @@ class CatalogueVectors:
         """The stored vector of a photo (float32; None when no segment holds it or it was removed)."""
         return vector_in(self.segments.get(category, {}).values(), photo_id)
 
+    def categories(self) -> List[str]:
+        """The categories some loaded segment belongs to."""
+        return sorted(self.segments)
+
     def live_ids(self, category: str) -> np.ndarray:
         """The photo ids the category's segments hold and no tombstone removed."""
         parts = [s.ids if s.dead is None else s.ids[~s.dead] for s in self.segments.get(category, {}).values()]

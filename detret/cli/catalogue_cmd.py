@@ -16,6 +16,11 @@ catalogue_app = typer.Typer(help="Your own catalogue: products and photos bound 
                                  "adds and removals, searched by `detret serve`.", no_args_is_help=True)
 
 
+VECTORS_HELP = ("Where the vectors live: faiss (segment files in the catalogue folder), milvus:PATH.db (Milvus "
+                "Lite embedded; a relative path is inside the catalogue folder) or milvus:http://HOST:19530 (a Milvus "
+                "server or cluster; token in $DETRET_MILVUS_TOKEN).")
+
+
 def _print_json(obj) -> None:
     console().print_json(json.dumps(obj))
 
@@ -29,15 +34,18 @@ def create(
     index: str = typer.Option("Flat", "--index", help="Flat (exact, float32), SQfp16 (exact, float16), auto (exact "
                                                       "while a category is small, then IVF-SQ8) or a FAISS factory "
                                                       "such as IVF1024,SQ8, IVF1024,PQ256, HNSW32: trained per "
-                                                      "category once it holds enough photos."),
+                                                      "category once it holds enough photos. With --vectors milvus: "
+                                                      "Flat, auto (FLAT, then HNSW), HNSW, IVF_FLAT, IVF_SQ8, IVF_PQ, "
+                                                      "DISKANN."),
     import_gallery: bool = typer.Option(False, "--import-gallery", help="Start with the run's own gallery and its "
                                                                         "descriptors (nothing recomputed)."),
+    vectors: str = typer.Option("faiss", "--vectors", help=VECTORS_HELP),
 ) -> None:
     """Create a catalogue bound to a run's models: retrieval checkpoint(s), detector and crop policy."""
     from ..catalogue.create import create_catalogue
 
     _print_json(create_catalogue(state(ctx).pipeline_config(), catalogue, run, index_factory=index,
-                                 import_gallery=import_gallery))
+                                 import_gallery=import_gallery, vectors=vectors))
 
 
 @catalogue_app.command("add")
@@ -129,14 +137,26 @@ def compact(
 def reindex(
     ctx: typer.Context,
     catalogue: Path = typer.Argument(..., file_okay=False, help="The catalogue folder."),
-    run: str = typer.Option(..., "--run", help="Descriptor run whose models the catalogue uses from now on."),
-    index: Optional[str] = typer.Option(None, "--index", help="Another FAISS index type (default: the current one)."),
+    run: Optional[str] = typer.Option(None, "--run", help="Descriptor run whose models the catalogue uses from now "
+                                                          "on (every photo embedded again)."),
+    vectors: Optional[str] = typer.Option(None, "--vectors", help="Move the vectors to this store, nothing "
+                                                                  "recomputed (without --run). " + VECTORS_HELP),
+    index: Optional[str] = typer.Option(None, "--index", help="Another index type (default: the current one)."),
     device: str = typer.Option("cpu", "--device", help="Device for the detector and the descriptor model."),
 ) -> None:
-    """Bind the catalogue to another run's models: every stored photo cropped and embedded again."""
+    """Bind the catalogue to another run's models (--run: every stored photo cropped and embedded again), or move
+    its vectors to another store (--vectors: segment files <-> Milvus, nothing recomputed)."""
     from ..catalogue.create import reindex_catalogue
+    from ..catalogue.move import move_vectors
+    from ..errors import InputError
     from ..utils.device import resolve_device
 
+    if (run is None) == (vectors is None):
+        raise InputError("catalogue reindex: give --run NAME (new models) or --vectors SPEC (move the vectors), "
+                         "one of them")
+    if vectors is not None:
+        _print_json(move_vectors(catalogue, vectors, index_factory=index))
+        return
     _print_json(reindex_catalogue(state(ctx).pipeline_config(), catalogue, run, device=resolve_device(device),
                                   index_factory=index))
 

@@ -6,9 +6,8 @@ from pathlib import Path
 
 import typer
 
+from ..serve.workers import TOKEN_ENV
 from .context import console
-
-TOKEN_ENV = "DETRET_SERVE_TOKEN"
 
 
 def serve(
@@ -31,6 +30,8 @@ def serve(
                                                                                      "within this; else 503."),
     header_timeout_s: float = typer.Option(10.0, "--header-timeout-s", min=0.1, help="A connection that sends no "
                                            "complete request within twice this is closed."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Server processes sharing the port, each with its own "
+                                                             "models (memory x N) and cores // N threads."),
 ) -> None:
     """Serve a catalogue: POST /api/search, the page at /, OpenAPI at /docs, metrics at /metrics.
 
@@ -42,14 +43,24 @@ def serve(
     from ..serve.app import create_app
     from ..serve.protocol import protocol_with_header_timeout
     from ..serve.uploads import Limits
+    from ..serve.workers import check_workers, run_workers
     from ..utils.device import resolve_device
 
     token = os.environ.get(TOKEN_ENV) or None
-    limits = Limits(max_upload_bytes=int(max_upload_mb * 2**20), max_uploads=max_uploads,
-                    body_timeout_s=body_timeout_s, search_timeout_s=search_timeout_s)
+    limit_values = {"max_upload_bytes": int(max_upload_mb * 2**20), "max_uploads": max_uploads,
+                    "body_timeout_s": body_timeout_s, "search_timeout_s": search_timeout_s}
+    limits = Limits(**limit_values)
+    printer = console()
+    if workers > 1:
+        check_workers(catalogue, workers)
+        printer.print(f"serving {catalogue} on http://{host}:{port}/ with {workers} workers; catalogue changes "
+                      f"over HTTP {'enabled (bearer token)' if token else 'disabled (set ' + TOKEN_ENV + ')'}")
+        run_workers({"catalogue": str(Path(catalogue).resolve()), "device": str(resolve_device(device)),
+                     "max_batch": max_batch, "max_queue": max_queue, "limits": limit_values, "workers": workers,
+                     "header_timeout_s": header_timeout_s}, host=host, port=port, max_connections=max_connections)
+        return
     app = create_app(catalogue, device=resolve_device(device), token=token, max_batch=max_batch, max_queue=max_queue,
                      limits=limits)
-    printer = console()
     printer.print(f"serving {catalogue} on http://{host}:{port}/ (API docs at /docs); catalogue changes over HTTP "
                   f"{'enabled (bearer token)' if token else 'disabled (set ' + TOKEN_ENV + ')'}")
     # limit_concurrency: connections (and their requests) at once, answered 503 past it; an idle keep-alive

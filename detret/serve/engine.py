@@ -9,9 +9,9 @@ see a batch of requests at a time. For each request:
   catalogue's threshold, a usable box) is a garment, searched in each category its label maps to;
   at most ``max_garments`` of them, the highest category scores first;
 - descriptors as ``embed`` computes street queries (side "query"); each category's segments are
-  searched (``catalogue/vectors.py``: removed photos' rows are dead, never returned), and results are
-  kept only if the database shows them (``present``), so a query never returns a photo that is not in
-  the catalogue.
+  searched (``catalogue/vectors.py``: removed photos' rows are dead, never returned), or its partition of
+  the Milvus collection (``catalogue/milvus.py``), and results are kept only if the database shows them
+  (``present``), so a query never returns a photo that is not in the catalogue.
 
 When a category's generation in the database changes, the server loads only the segments registered
 and the tombstones written since it last looked, so products added or removed while it runs are found
@@ -31,7 +31,6 @@ from ..catalogue import db
 from ..catalogue.binding import BoundModels
 from ..catalogue.layout import CatalogueLayout
 from ..catalogue.store import Catalogue
-from ..catalogue.vectors import CatalogueVectors
 from ..data.boxes import BoxXYXY
 from ..detect.crops import Crop, accepted_detections, given_box_crop
 
@@ -77,18 +76,19 @@ class SearchEngine:
         # landing while the models load below is followed at the first search
         self.catalogue = Catalogue.open(root)
         self.models = BoundModels(self.catalogue.card, self.root, device)
-        self.vectors = CatalogueVectors(self.catalogue.layout)
+        self.vectors = self.catalogue.reader()
 
     def _follow_reindex(self) -> None:
         """After ``catalogue reindex`` (a new catalogue moved into place), open it, and its models if
         they changed: searches go on without a restart."""
         if db_inode(self.root) == self.catalogue.db_inode:
             return
+        self.catalogue.close_vectors()   # (a Milvus Lite folder at the same path is the new catalogue's now)
         fresh = Catalogue.open(self.root)
         if fresh.card.identity != self.models.card.identity:
             self.models = BoundModels(fresh.card, self.root, self.device)
         self.catalogue.close()
-        self.catalogue, self.vectors = fresh, CatalogueVectors(fresh.layout)
+        self.catalogue, self.vectors = fresh, fresh.reader()
 
     def warm_up(self) -> None:
         """One search of a blank photo, so that the first client does not pay for lazy initialisation
@@ -100,8 +100,8 @@ class SearchEngine:
         return list(self.catalogue.card.category_map)
 
     def refresh(self) -> bool:
-        """Load the segments and tombstones written since the last look (``run`` has followed a reindex
-        first); whether anything changed."""
+        """Load the segments and tombstones written since the last look (on Milvus: the index state; ``run``
+        has followed a reindex first); whether anything changed."""
         return self.vectors.refresh(self.catalogue.conn)
 
     def _garments(self, job: Job, detections) -> List[Garment]:

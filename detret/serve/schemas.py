@@ -56,8 +56,8 @@ class ModelCard(Answer):
 
 
 class CategoryIndex(Answer):
-    index: str = Field(description="'exact' or the FAISS factory of its trained index")
-    segments: int
+    index: str = Field(description="'exact', the FAISS factory of its trained index, or 'milvus <index type>'")
+    segments: int = Field(description="segment files of the category (0 on Milvus, which keeps its own)")
     rows: int = Field(description="vectors its segments hold, removed ones included")
     indexed_rows: int = Field(description="rows in segments searched through the trained index")
     tombstones: int = Field(description="removed photos still in a segment, until a compaction")
@@ -69,6 +69,7 @@ class CategoryIndex(Answer):
 class IndexState(Answer):
     factory: str = Field(description="the catalogue's index setting (Flat, SQfp16, auto or a FAISS factory)")
     generations: Dict[str, int] = Field(description="per category, bumped by every change")
+    vectors: str = Field(description="where the vectors live: 'faiss' (segment files) or 'milvus:<uri>'")
     categories: Dict[str, CategoryIndex]
 
 
