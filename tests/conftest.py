@@ -64,12 +64,20 @@ def milvus_server(tmp_path_factory):
         proc.kill()
 
 
-@pytest.fixture(params=["faiss", "milvus-lite", "milvus-server"])
+@pytest.fixture(params=["faiss", "milvus-lite", "milvus-server", "milvus-cluster"])
 def vectors_backend(request):
     """The catalogue contract's backends: (name, --vectors value). A Milvus Lite path is inside the catalogue
-    folder; the server backend is the session's `milvus_server`; DETRET_MILVUS_URI adds a real Milvus."""
+    folder; the server backend is the session's `milvus_server`; a real Milvus (standalone or cluster) when
+    DETRET_MILVUS_URI names one (token in DETRET_MILVUS_TOKEN), skipped otherwise."""
+    import os
+
     if request.param == "faiss":
         return "faiss", "faiss"
     if request.param == "milvus-lite":
         return "milvus-lite", "milvus:vectors.db"
+    if request.param == "milvus-cluster":
+        uri = os.environ.get("DETRET_MILVUS_URI")
+        if not uri:
+            pytest.skip("DETRET_MILVUS_URI is not set: no real Milvus to run the contract on")
+        return "milvus-cluster", "milvus:" + uri
     return "milvus-server", "milvus:" + request.getfixturevalue("milvus_server")
