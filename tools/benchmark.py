@@ -99,6 +99,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--photos", type=int, nargs="+", default=None, help="detect: shop photos (200); "
                                                                        "catalogue-scale: catalogue sizes (10000 100000)")
     p.add_argument("--index", nargs="+", default=["Flat", "auto"], help="catalogue-scale: index settings")
+    p.add_argument("--vectors", nargs="+", default=["faiss"], choices=["faiss", "milvus"],
+                   help="catalogue-scale: vector stores (milvus: Milvus Lite embedded)")
     p.add_argument("--arch", default="resnet50", help="embed: backbone")
     p.add_argument("--size", type=int, default=224, help="embed: image size (square)")
     p.add_argument("--images", type=int, default=64, help="embed: crops")

@@ -19,7 +19,6 @@ import pytest
 from detret.catalogue import db
 from detret.catalogue.changes import KILL_POINT_ENV
 from detret.catalogue.synthetic import VectorStore
-from detret.errors import InputError
 from detret.search.exact import top_k
 
 DIM = 32

@@ -15,7 +15,11 @@ reader as a server holds it:
   re-scoring), against
   ``float32_flat_gib`` (N x D float32); ``rss_gib``: this process after the searches.
 
-The 10 M figures are extrapolated from the largest size measured (rules in ``extrapolate``)."""
+The 10 M figures are extrapolated from the largest size measured (rules in ``extrapolate``).
+
+``--vectors faiss milvus`` measures the same through the catalogue's Milvus backend (Milvus Lite embedded in
+this process, reached over gRPC as a server would be): its rows are labelled ``milvus-lite <index>``; its memory
+is the growth of this process's resident memory."""
 from __future__ import annotations
 
 import math
@@ -76,6 +80,9 @@ class Synthetic:
 def _exact(reader, category: str, queries: np.ndarray) -> np.ndarray:
     from detret.search.exact import merge_top_k, top_k
 
+    if not hasattr(reader, "segments"):   # Milvus: the category's stored vectors read back, searched exactly
+        ids, vectors = reader.store.rows_of(category, with_vectors=True)
+        return ids[np.clip(top_k(vectors, queries, K)[1], 0, None)]
     found = [(s, seg.ids[np.clip(r, 0, None)]) for seg in reader.segments.get(category, {}).values()
              for s, r in [top_k(seg.vectors, queries, K, seg.dead)]]
     return merge_top_k(np.hstack([f[0] for f in found]), np.hstack([f[1] for f in found]), K)[1]
@@ -92,7 +99,8 @@ def _build(store, synth: Synthetic, n: int, index: str) -> Dict:
     loaded = time.perf_counter() - t0
     t1 = time.perf_counter()
     reports = maintain(store.applier, synth.cats) if index == "Flat" else compact(store.applier)
-    trained = [r["trained"] for r in reports if r["trained"]]
+    trained = [r["trained"] for r in reports if r.get("trained")]
+    trained += [{"seconds": 0.0} for r in reports if r.get("vectors") == "milvus"]   # Milvus indexes itself
     os.sync()   # the bulk load's writeback is not an add's cost: flushed before the changes are timed
     return {"load_s": round(loaded, 2), "compact_s": round(time.perf_counter() - t1, 2),
             "train_s": round(sum(t["seconds"] for t in trained), 2), "trained_categories": len(trained)}
@@ -100,6 +108,7 @@ def _build(store, synth: Synthetic, n: int, index: str) -> Dict:
 
 def _changes(store, reader, conn, synth: Synthetic, repeat: int) -> Dict:
     """Median seconds of adds and removals of 50 photos, the reader's refresh after each, and the merges."""
+    from detret.catalogue import db
     from detret.catalogue.compact import maintain
 
     add, remove, refresh_add, refresh_remove, maintain_s = [], [], [], [], []
@@ -115,7 +124,7 @@ def _changes(store, reader, conn, synth: Synthetic, repeat: int) -> Dict:
         maintain(store.applier, set(cats))
         maintain_s.append(time.perf_counter() - t)
         reader.refresh(conn)
-        live = np.concatenate([reader.live_ids(c) for c in synth.cats])
+        live = np.asarray(sorted(i for ids in db.present_ids_by_category(conn).values() for i in ids), np.int64)
         victims = synth.rng.choice(live, 50, replace=False)
         t = time.perf_counter()
         store.remove(victims, maintenance=False)
@@ -166,22 +175,42 @@ def _memory(reader, n: int, dim: int) -> Dict:
             "memory_vs_float32_flat_d2048": round(resident / (n * 2048 * 4), 4)}
 
 
-def measure(n: int, dim: int, index: str, repeat: int, work: Path) -> Dict:
+def _memory_milvus(rss_before_gib: float, n: int, dim: int) -> Dict:
+    """Milvus Lite runs in this process: what it holds is the growth of the resident memory."""
+    resident = max(0.0, _rss_gib() - rss_before_gib) * 2 ** 30
+    flat = n * dim * 4
+    return {"index_memory_gib": round(resident / 2 ** 30, 4), "vectors_on_disk_gib": 0.0,
+            "float32_flat_gib": round(flat / 2 ** 30, 4), "memory_vs_float32_flat": round(resident / flat, 4),
+            "memory_vs_float32_flat_d2048": round(resident / (n * 2048 * 4), 4)}
+
+
+def measure(n: int, dim: int, index: str, repeat: int, work: Path, vectors: str = "faiss") -> Dict:
+    """One row; ``vectors``: ``faiss`` (segment files) or ``milvus`` (Milvus Lite embedded, in this process;
+    its rows are labelled ``milvus-lite <index>``)."""
     from detret.catalogue import db
+    from detret.catalogue.milvus import read_state
     from detret.catalogue.store import index_states
     from detret.catalogue.synthetic import VectorStore
 
     synth = Synthetic(dim)
-    store = VectorStore(work / f"{index.replace(',', '_')}-{n}", dim, index)
-    row = {"photos": n, "dim": dim, "index": index, **_build(store, synth, n, index)}
+    rss_before = _rss_gib()
+    milvus = vectors == "milvus"
+    store = VectorStore(work / f"{index.replace(',', '_')}-{n}", dim, index,
+                        "milvus:vectors.db" if milvus else "faiss")
+    row = {"photos": n, "dim": dim, "index": f"milvus-lite {index}" if milvus else index,
+           **_build(store, synth, n, index)}
     conn = db.connect(store.layout.db)
     reader = store.reader()
     row.update(_changes(store, reader, conn, synth, repeat))
     row.update(_search(reader, synth))
-    row.update(_memory(reader, n, dim))
-    states = index_states(store.conn)
-    row["indexes"] = sorted({s["index"] for s in states.values()})
-    row["segments"] = sum(s["segments"] for s in states.values())
+    row.update(_memory_milvus(rss_before, n, dim) if milvus else _memory(reader, n, dim))
+    if milvus:
+        state = read_state(db.get_meta(conn))
+        row["indexes"], row["segments"] = [f"milvus {state.get('index')}"], 0
+    else:
+        states = index_states(store.conn)
+        row["indexes"] = sorted({s["index"] for s in states.values()})
+        row["segments"] = sum(s["segments"] for s in states.values())
     row["rss_gib"] = round(_rss_gib(), 3)
     store.close()
     conn.close()
@@ -196,7 +225,7 @@ def extrapolate(rows: List[Dict], to: int = 10_000_000) -> List[Dict]:
     for index in sorted({r["index"] for r in rows}):
         r = max((r for r in rows if r["index"] == index), key=lambda r: r["photos"])
         f = to / r["photos"]
-        approximate = any(i != "exact" for i in r["indexes"])
+        approximate = any(i not in ("exact", "milvus Flat") for i in r["indexes"])
         search = r["search_p50_ms"] * (math.sqrt(f) if approximate else f)
         out.append({"index": index, "dim": r["dim"], "photos": to, "from_photos": r["photos"],
                     "add50_s": r["add50_s"], "remove50_s": r["remove50_s"], "refresh_s": r["refresh_s"],
@@ -261,10 +290,11 @@ def bench_catalogue_scale(args) -> Dict:
     work = Path(tempfile.mkdtemp(prefix="detret-scale-", dir=args.work))
     rows = []
     try:
-        for index in args.index:
-            for n in args.photos:
-                rows.append(measure(n, args.dim, index, args.repeat, work))
-                print(rows[-1], flush=True)
+        for vectors in args.vectors:
+            for index in args.index:
+                for n in args.photos:
+                    rows.append(measure(n, args.dim, index, args.repeat, work, vectors))
+                    print(rows[-1], flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     result = {"benchmark": "catalogue-scale", "rows": rows, "ratios": ratios(rows),
