@@ -47,6 +47,9 @@
 - catalogue-scale (tools/benchs/catalogue_scale.py): the catalogue's vector store at 10^4-10^6 photos through
   its own write and search paths: adding and removing 50 photos, a server's refresh, search latency, recall@20
   against exact search, memory; extrapolated to 10 M.
+- serve-workers (tools/benchs/service.py): `detret serve --workers 1` against `--workers 2` on the same
+  catalogue, searches with detection from 8 clients: throughput, latency, the server's CPU seconds per request
+  and the throughput they predict for more cores.
 - all: runs the demo (or reuses ``--config``), then all of the above, and writes
   ``benchmarks/report[_quick].md`` and ``.json``: each target, met or not, and why not.
 
@@ -74,8 +77,9 @@ BENCHMARKS = {
     "detect": ("detect", "bench_detect"), "serve": ("service", "bench_serve"),
     "catalogue-add": ("service", "bench_catalogue_add"), "serve-hostile": ("hostile", "bench_serve_hostile"),
     "demo": ("demo_record", "bench_demo"), "catalogue-scale": ("catalogue_scale", "bench_catalogue_scale"),
+    "serve-workers": ("service", "bench_serve_workers"),
 }
-NEEDS_DEMO = ("serve", "catalogue-add", "serve-hostile", "demo")
+NEEDS_DEMO = ("serve", "catalogue-add", "serve-hostile", "demo", "serve-workers")
 
 
 def benchmark(name: str):

@@ -63,7 +63,7 @@ RECALL_QUERIES = 200
 RECALL_K = 20
 RECALL_TARGET = 0.95
 EF_MAX = 2048
-PAGE_ROWS = 4096               # rows per query page (Milvus caps offset + limit at 16,384)
+PAGE_ROWS = 4096               # rows per upsert, delete, get and query page
 INDEXES = {                    # --index -> (Milvus index type, build params, search params)
     "Flat": ("FLAT", {}, {}),
     "HNSW": ("HNSW", {"M": 16, "efConstruction": 200}, {"ef": 64}),
@@ -96,6 +96,10 @@ class VectorsSpec:
         if not (uri.startswith(("http://", "https://", "tcp://", "unix:")) or uri.endswith(".db")):
             raise InputError(f"--vectors {text!r}: a local Milvus Lite path must end in .db (pymilvus opens only "
                              "those as Milvus Lite); a server is http://HOST:PORT")
+        if "://" in uri and "@" in uri.split("://", 1)[1].split("/", 1)[0]:
+            raise InputError(f"--vectors: {uri.split('://', 1)[0]}://...@{uri.split('@', 1)[1]} carries a user "
+                             f"and password: the URI is stored in the catalogue; give them in ${TOKEN_ENV} "
+                             "(user:password or an API key) instead")
         return cls("milvus", uri)
 
     def __str__(self) -> str:
@@ -271,35 +275,33 @@ class MilvusStore:
                 out[int(row["photo_id"])] = np.asarray(row["vector"], np.float32)
         return out
 
+    def _scan(self, expression: str, fields: List[str]):
+        """Every row matching ``expression``, a page at a time (Milvus's query iterator: a plain query with a
+        limit returns any matching rows, not the next ones by primary key)."""
+        iterator = self.client.query_iterator(self.collection, batch_size=PAGE_ROWS, filter=expression,
+                                              output_fields=fields, consistency_level=CONSISTENCY)
+        try:
+            while True:
+                page = iterator.next()
+                if not page:
+                    return
+                yield from page
+        finally:
+            iterator.close()
+
     def rows_of(self, category: str, with_vectors: bool = False) -> Tuple[np.ndarray, Optional[np.ndarray]]:
-        """Every photo id of ``category`` (ascending; and their vectors), page by page on the primary key."""
-        ids, vectors, last = [], [], -1
+        """Every photo id of ``category`` (ascending; and their vectors, float32)."""
         fields = ["photo_id", "vector"] if with_vectors else ["photo_id"]
-        while True:
-            page = self.client.query(self.collection, filter=f"{_category_filter(category)} and photo_id > {last}",
-                                     output_fields=fields, limit=PAGE_ROWS, consistency_level=CONSISTENCY)
-            page = sorted(page, key=lambda r: r["photo_id"])
-            ids += [int(r["photo_id"]) for r in page]
-            if with_vectors:
-                vectors += [np.asarray(r["vector"], np.float32) for r in page]
-            if len(page) < PAGE_ROWS:
-                break
-            last = ids[-1]
-        id_array = np.asarray(ids, np.int64)
+        rows = sorted(self._scan(_category_filter(category), fields), key=lambda r: r["photo_id"])
+        ids = np.asarray([int(r["photo_id"]) for r in rows], np.int64)
         if not with_vectors:
-            return id_array, None
-        return id_array, (np.stack(vectors) if vectors else np.zeros((0, self.dim), np.float32))
+            return ids, None
+        return ids, (np.asarray([r["vector"] for r in rows], np.float32) if rows
+                     else np.zeros((0, self.dim), np.float32))
 
     def categories(self) -> List[str]:
-        """The categories the collection holds rows of (page through the primary key)."""
-        seen, last = set(), -1
-        while True:
-            page = self.client.query(self.collection, filter=f"photo_id > {last}", output_fields=["category"],
-                                     limit=PAGE_ROWS, consistency_level=CONSISTENCY)
-            seen |= {r["category"] for r in page}
-            if len(page) < PAGE_ROWS:
-                return sorted(seen)
-            last = max(int(r["photo_id"]) for r in page)
+        """The categories the collection holds rows of."""
+        return sorted({r["category"] for r in self._scan("photo_id >= 0", ["category"])})
 
     def count(self) -> int:
         rows = self.client.query(self.collection, filter="", output_fields=["count(*)"],

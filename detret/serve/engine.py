@@ -35,6 +35,7 @@ from ..data.boxes import BoxXYXY
 from ..detect.crops import Crop, accepted_detections, given_box_crop
 
 TIE_MARGIN = 8
+MAX_DEPTH = 16   # a search asks for at most 16 x (k + TIE_MARGIN) hits when invisible ones crowd the top
 
 
 MAX_GARMENTS = 10   # shop the look: garments of one photo searched at most
@@ -121,13 +122,23 @@ class SearchEngine:
         for i, g in enumerate(garments):
             by_category.setdefault(g.category, []).append(i)
         for category, idx in by_category.items():
-            k = max(ks[i] for i in idx)
-            scores, ids = self.vectors.search(category, descriptors[idx], k + TIE_MARGIN)
-            rows = db.visible_photos(self.catalogue.conn, sorted({int(j) for j in ids.ravel() if j >= 0}))
+            scores, ids, rows = self._visible_hits(category, descriptors[idx], max(ks[i] for i in idx))
             for row_i, g_i in enumerate(idx):
                 hits = [(float(s), int(j)) for s, j in zip(scores[row_i], ids[row_i]) if j in rows]
                 garments[g_i].results = [result_json(rank, s, rows[j]) for rank, (s, j)
                                          in enumerate(hits[:ks[g_i]], start=1)]
+
+    def _visible_hits(self, category: str, queries: np.ndarray, k: int):
+        """(scores, photo ids, the visible rows among them): searched again deeper while a full answer has fewer
+        than ``k`` photos the database shows (rows of a change in flight on Milvus; at most 16x deeper)."""
+        want = k + TIE_MARGIN
+        while True:
+            scores, ids = self.vectors.search(category, queries, want)
+            rows = db.visible_photos(self.catalogue.conn, sorted({int(j) for j in ids.ravel() if j >= 0}))
+            short = [(ids[q] >= 0).all() and sum(int(j) in rows for j in ids[q]) < k for q in range(len(ids))]
+            if not any(short) or want >= MAX_DEPTH * (k + TIE_MARGIN):
+                return scores, ids, rows
+            want *= 4
 
     def run(self, jobs: List[Job]) -> List[Dict]:
         """The response of each job (garments and timings), the models run once for the whole batch."""

@@ -169,3 +169,27 @@ def test_a_removal_killed_at_each_step_is_after(contract, point):
     finally:
         store.close()
     assert not held & set(json.loads(c["victims"]))
+
+
+def test_every_row_is_read_back_page_by_page(vectors_backend, tmp_path, monkeypatch):
+    """Reading a category's rows back (check, moving vectors, recall measurements) pages through all of them:
+    with pages of 7 rows, every id and vector of 200 photos is found once."""
+    import detret.catalogue.milvus as milvus
+
+    name, vectors = vectors_backend
+    store = VectorStore(tmp_path / "store", DIM, "Flat", vectors)
+    try:
+        x = _vectors(200, 5)
+        added = store.add([CATEGORIES[i % 2] for i in range(200)], x)
+        monkeypatch.setattr(milvus, "PAGE_ROWS", 7)
+        reader = store.reader()
+        assert reader.categories() == sorted(CATEGORIES)
+        for c in CATEGORIES:
+            expected = sorted(added["photo_ids"][c])
+            assert reader.live_ids(c).tolist() == expected
+            if store.milvus is not None:
+                ids, got = store.milvus.rows_of(c, with_vectors=True)
+                assert ids.tolist() == expected and np.array_equal(got, x[np.asarray(expected) - min(
+                    i for v in added["photo_ids"].values() for i in v)])
+    finally:
+        store.close()

@@ -168,6 +168,12 @@ def test_a_bad_vectors_setting_is_refused_with_the_forms_it_takes(spec, problem)
         VectorsSpec.parse(spec)
 
 
+def test_a_password_in_the_uri_is_refused_and_never_echoed():
+    with pytest.raises(InputError, match="DETRET_MILVUS_TOKEN") as refused:
+        VectorsSpec.parse("milvus:https://reader:s3cret@milvus.example:19530")
+    assert "s3cret" not in str(refused.value)
+
+
 def test_bad_settings_are_refused_before_anything_is_written(demo_catalogue, tmp_path):
     _, pcfg = demo_catalogue
     with pytest.raises(InputError, match="FAISS factory strings are for --vectors faiss"):
@@ -183,3 +189,32 @@ def test_a_category_cannot_change_a_milvus_filter(milvus_catalogue):
             cat.milvus.search('bags" or category != "x', np.zeros((1, cat.card.dim), np.float32), 5)
     finally:
         cat.close()
+
+
+def test_rows_of_a_change_in_flight_never_crowd_out_the_answer(milvus_catalogue, tmp_path):
+    """Rows in Milvus whose photos the database does not show (an add not committed yet) that score above every
+    real photo: the service still answers k photos, the same as without them (it searches deeper)."""
+    from detret.serve.engine import Job, SearchEngine
+    from detret.data.images import read_rgb
+
+    backend, root, _, pcfg = milvus_catalogue
+    cat = copy_catalogue(root, tmp_path / "cat") if backend == "milvus-lite" else root
+    _, category, box, i = street_query(pcfg)
+    _, rows = read_descriptors(Path(pcfg.run_dir) / "embed-tri-crops", "queries")
+    photo = read_rgb(Path(pcfg.data.street2shop.root) / "images" / f"{rows[i].photo_id:09d}.jpg")
+    engine = SearchEngine(cat)
+    try:
+        def answer():
+            return [r["photo_id"] for r in engine.run([Job(photo, category, tuple(box), 10)])[0]["garments"][0]
+                    ["results"]]
+
+        before = answer()
+        query = engine.models.describe([photo], [tuple(box)], "query")
+        ghosts = np.arange(10**9, 10**9 + 40, dtype=np.int64)
+        engine.catalogue.milvus.upsert(category, ghosts, np.repeat(query, len(ghosts), axis=0), 0)
+        engine.catalogue.milvus.client.flush(engine.catalogue.milvus.collection)
+        assert set(engine.vectors.search(category, query, 20)[1][0].tolist()) <= set(ghosts.tolist())
+        assert answer() == before and len(before) == 10
+        engine.catalogue.milvus.delete(ghosts)
+    finally:
+        engine.catalogue.close()

@@ -269,6 +269,45 @@ def bench_serve(args) -> Dict:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` and its children alive now (uvicorn's workers)."""
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    total = 0.0
+    for p in [pid, *map(int, out.split())]:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def bench_serve_workers(args) -> Dict:
+    """``detret serve --workers 1`` then ``--workers 2`` on the same catalogue: searches with detection from 8
+    clients; throughput, latency and the server's CPU seconds per request, and what they predict for more cores
+    (throughput <= cores / CPU seconds per request, while the cores are the bottleneck)."""
+    work = Path(tempfile.mkdtemp(prefix="detret-bench-workers-"))
+    try:
+        cat = make_catalogue(args.config, args.model, work / "cat")
+        photo, category, _ = _street_query(args.config, args.model)
+        data, fields = photo.read_bytes(), {"category": category, "k": "20"}
+        result: Dict = {"benchmark": "serve-workers", "cores": len(os.sched_getaffinity(0)), "runs": {}}
+        for workers in (1, 2):
+            with Server(cat, ["--workers", str(workers)]) as server:
+                _load(server.url, data, fields, 2 * workers, 2)   # every worker warmed up
+                cpu0 = _cpu_s(server.proc.pid)
+                load = _load(server.url, data, fields, 8, max(1, args.requests // 4))
+                cpu_per_request = (_cpu_s(server.proc.pid) - cpu0) / max(1, load["requests"])
+            result["runs"][str(workers)] = {**load, "cpu_s_per_request": cpu_per_request,
+                                            "predicted_max_rps_per_core": 1 / cpu_per_request}
+        one, two = result["runs"]["1"], result["runs"]["2"]
+        result["throughput_ratio_2_over_1"] = two["throughput_rps"] / one["throughput_rps"]
+        result["predicted_rps"] = {f"{c} cores": round(c / one["cpu_s_per_request"], 1) for c in (2, 8, 32)}
+        return result
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def add_arguments(parser) -> None:
     parser.add_argument("--new", type=int, default=50, help="catalogue-add: photos added")
     parser.add_argument("--requests", type=int, default=40, help="serve: searches per load test (8 clients: half "
