@@ -28,3 +28,8 @@ class UnknownNameError(DetretError, KeyError):
 
     def __str__(self) -> str:  # KeyError's str() quotes its message
         return str(self.args[0]) if self.args else ""
+
+
+class VectorStoreError(DetretError, ConnectionError):
+    """The catalogue's external vector store (Milvus) refused or did not answer a request; the message names it.
+    The service answers 503 (retry), the command line prints it; nothing already committed is lost."""

@@ -50,7 +50,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..errors import InputError, MissingFileError
+from ..errors import InputError, MissingFileError, VectorStoreError
 from ..search.exact import top_k
 
 logger = logging.getLogger(__name__)
@@ -72,6 +72,11 @@ INDEXES = {                    # --index -> (Milvus index type, build params, se
     "IVF_PQ": ("IVF_PQ", {"nlist": 1024, "m": 32, "nbits": 8}, {"nprobe": 16}),
     "DISKANN": ("DISKANN", {}, {"search_list": 100}),
 }
+CALL_S = 10.0                  # a search, read or write unanswered this long fails (the service answers 503)
+SLOW_CALL_S = 600.0            # loading, sealing, indexing or compacting a large collection
+SLOW_CALLS = {"load_collection", "flush", "create_index", "drop_index", "release_collection", "compact",
+              "create_collection"}
+LOCAL_CALLS = {"prepare_index_params", "create_schema", "close"}
 AUTO = "auto"
 AUTO_LARGE = "HNSW"
 PROBE_KEYS = ("ef", "nprobe", "search_list")
@@ -190,12 +195,36 @@ def _search_params(state: Dict, k: int) -> Dict:
     return {"metric_type": "IP", "params": params}
 
 
+class _Guarded:
+    """A MilvusClient whose failures are :class:`~detret.errors.VectorStoreError` naming the store and the call
+    (a server down, a collection dropped by hand), not a driver's traceback."""
+
+    def __init__(self, client, where: str) -> None:
+        self._client, self._where = client, where
+
+    def __getattr__(self, name: str):
+        method = getattr(self._client, name)
+        if not callable(method):
+            return method
+
+        def call(*args, **kwargs):
+            if name not in LOCAL_CALLS:   # pymilvus retries a failed call (75 times, backing off) until this
+                kwargs.setdefault("timeout", SLOW_CALL_S if name in SLOW_CALLS else CALL_S)
+            try:
+                return method(*args, **kwargs)
+            except pymilvus().exceptions.MilvusException as exc:
+                raise VectorStoreError(f"{self._where}: Milvus {name} failed ({exc}); nothing committed is "
+                                       "lost: retry once Milvus answers") from None
+        return call
+
+
 class MilvusStore:
     """One catalogue's collection: written by its writer, searched by its readers."""
 
     def __init__(self, uri: str, collection: str, dim: int, setting: str) -> None:
         self.uri, self.collection, self.dim, self.setting = uri, collection, int(dim), check_index(setting)
-        self.client = connect(uri)
+        self._raw = connect(uri)
+        self.client = _Guarded(self._raw, f"{uri} (collection {collection})")
         self.state: Dict = {}
         if self.client.has_collection(collection):
             self._load()
@@ -208,9 +237,9 @@ class MilvusStore:
             self.client.load_collection(self.collection)
 
     def close(self) -> None:
-        if self.client is not None:
-            disconnect(self.uri, self.client)
-            self.client = None
+        if self._raw is not None:
+            disconnect(self.uri, self._raw)
+            self._raw = self.client = None
 
     def _index_params(self, index: str):
         kind, build, _ = INDEXES[index]

@@ -39,7 +39,7 @@ from ..catalogue import db
 from ..catalogue.binding import read_card
 from ..catalogue.layout import CatalogueLayout
 from ..catalogue.store import Catalogue
-from ..errors import DetretError
+from ..errors import DetretError, VectorStoreError
 from .admin import admin_router
 from .batcher import Batcher, QueueFull, TimedOut
 from .docs import DOCS_PATH, add_docs_routes, inline_script_hashes
@@ -102,6 +102,11 @@ def _install_error_handlers(app: FastAPI, root: Path) -> None:
     @app.exception_handler(DetretError)
     async def user_error(_, exc: DetretError):
         return _error(400, str(exc).replace(str(root), root.name))  # never the server's own paths
+
+    @app.exception_handler(VectorStoreError)
+    async def store_down(_, exc: VectorStoreError):   # (its message names an internal server: not echoed)
+        logger.error("%s", exc)
+        return _error(503, "the catalogue's vector store did not answer; retry in a moment", BUSY)
 
     @app.exception_handler(QueueFull)
     async def queue_full(_, exc: QueueFull):

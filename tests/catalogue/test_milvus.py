@@ -218,3 +218,32 @@ def test_rows_of_a_change_in_flight_never_crowd_out_the_answer(milvus_catalogue,
         engine.catalogue.milvus.delete(ghosts)
     finally:
         engine.catalogue.close()
+
+
+@pytest.mark.slow
+def test_a_milvus_that_stops_answering_gets_503_and_a_clear_error(demo_catalogue, tmp_path):
+    """Its own Milvus Lite server, stopped while the service runs: searches are answered 503 (retry) without the
+    server's address; a writer gets an error naming the store; nothing committed is lost."""
+    from detret.catalogue.move import move_vectors
+    from detret.catalogue.remove import remove_products
+    from detret.errors import VectorStoreError
+    from tests.helpers import start_milvus_server
+
+    proc, uri = start_milvus_server(tmp_path / "milvus")
+    root, pcfg = demo_catalogue
+    cat = copy_catalogue(root, tmp_path / "cat")
+    move_vectors(cat, "milvus:" + uri)
+    data, category, box, _ = street_query(pcfg)
+    try:
+        with TestClient(create_app(cat)) as client:
+            assert search_photo(client, data, category=category, box=",".join(map(str, box)), k=5).status_code == 200
+            proc.kill()
+            proc.wait()
+            response = search_photo(client, data, category=category, box=",".join(map(str, box)), k=5)
+            assert response.status_code == 503 and response.headers["Retry-After"] == "1"
+            assert uri.split("//")[1] not in response.text
+        product = Catalogue.open(cat).conn.execute("SELECT product FROM photos LIMIT 1").fetchone()[0]
+        with pytest.raises(VectorStoreError, match=uri.split("//")[1]):
+            remove_products(cat, product=product)
+    finally:
+        proc.kill()
