@@ -85,7 +85,11 @@ class SearchEngine:
         if db_inode(self.root) == self.catalogue.db_inode:
             return
         self.catalogue.close_vectors()   # (a Milvus Lite folder at the same path is the new catalogue's now)
-        fresh = Catalogue.open(self.root)
+        try:
+            fresh = Catalogue.open(self.root)
+        except BaseException:
+            self.vectors = self.catalogue.reader()   # the old catalogue goes on serving
+            raise
         if fresh.card.identity != self.models.card.identity:
             self.models = BoundModels(fresh.card, self.root, self.device)
         self.catalogue.close()
