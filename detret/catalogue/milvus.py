@@ -155,8 +155,9 @@ def connect(uri: str):
             return _SHARED[uri][0]
         try:   # a server's token from the environment, never stored in the catalogue
             client = module.MilvusClient(uri=uri, token=os.environ.get(TOKEN_ENV, ""))
-        except module.exceptions.MilvusException as exc:
-            raise InputError(_open_failure(uri, local, exc)) from None
+        except module.exceptions.MilvusException as exc:   # a folder held elsewhere: the user acts; a server
+            error = InputError if local else VectorStoreError  # that does not answer: retry later (503)
+            raise error(_open_failure(uri, local, exc)) from None
         if local:
             _SHARED[uri] = [client, 1]
     return client
