@@ -193,3 +193,29 @@ def test_every_row_is_read_back_page_by_page(vectors_backend, tmp_path, monkeypa
                     i for v in added["photo_ids"].values() for i in v)])
     finally:
         store.close()
+
+
+def test_auto_switches_milvus_to_hnsw_and_tunes_it_to_the_recall_target(tmp_path, monkeypatch):
+    """`--index auto` on Milvus: exact (FLAT) while small; past the threshold (lowered here to 300 photos) the
+    writer switches the collection to HNSW, measures recall@20 against a brute-force search of the stored
+    vectors and tunes ef; a reader searches with the tuned ef, and its answers match brute force."""
+    import detret.catalogue.milvus as milvus
+
+    monkeypatch.setattr(milvus, "AUTO_MIN_PHOTOS", 300)
+    store = VectorStore(tmp_path / "store", DIM, "auto", "milvus:vectors.db")
+    try:
+        x = _vectors(400, 7)
+        first = store.add([CATEGORIES[0]] * 200, x[:200])
+        assert first["maintenance"] == [] and milvus.read_state(db.get_meta(store.conn))["index"] == "Flat"
+        second = store.add([CATEGORIES[0]] * 200, x[200:])
+        state = milvus.read_state(db.get_meta(store.conn))
+        assert second["maintenance"] and state["index"] == "HNSW" and state["measured_on"] == 400
+        assert state["recall_at_20"] >= milvus.RECALL_TARGET and state["search"]["ef"] >= 64
+        queries = _vectors(20, 8)
+        _, found = store.reader().search(CATEGORIES[0], queries, 20)
+        ids = np.asarray(sorted(i for v in (first, second) for i in v["photo_ids"][CATEGORIES[0]]), np.int64)
+        _, exact = top_k(x, queries, 20)
+        recall = np.mean([len(set(f) & set(ids[e])) / 20 for f, e in zip(found.tolist(), exact)])
+        assert recall >= milvus.RECALL_TARGET
+    finally:
+        store.close()
