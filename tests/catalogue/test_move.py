@@ -71,3 +71,33 @@ def test_a_move_that_cannot_be_done_leaves_the_catalogue_as_it_was(demo_catalogu
     assert not list(tmp_path.glob(".cat.*")) and not (root / "vectors.db").exists()
     with pytest.raises(InputError, match="FAISS factory strings"):
         move_vectors(root, "milvus:vectors.db", index_factory="IVF64,SQ8")
+
+
+@pytest.mark.slow
+def test_reindex_with_another_run_keeps_the_store_and_drops_the_old_collection(demo_catalogue, milvus_server,
+                                                                               tmp_path):
+    """`catalogue reindex --run` of a catalogue on a Milvus server: a new collection with the new model's vectors,
+    the old one dropped from the server (no catalogue refers to it), `check` content."""
+    from pymilvus import MilvusClient
+
+    from detret.catalogue.create import reindex_catalogue
+
+    root, pcfg = demo_catalogue
+    cat = copy_catalogue(root, tmp_path / "cat")
+    move_vectors(cat, "milvus:" + milvus_server)
+    before = Catalogue.open(cat)
+    old_collection = before.milvus.collection
+    before.close()
+    reindex_catalogue(pcfg, cat, "tri-full")
+    after = Catalogue.open(cat)
+    try:
+        assert str(after.vectors_spec) == "milvus:" + milvus_server and after.card.run == "tri-full"
+        assert after.milvus.collection != old_collection
+    finally:
+        after.close()
+    client = MilvusClient(uri=milvus_server)
+    try:
+        assert not client.has_collection(old_collection)
+    finally:
+        client.close()
+    assert check_catalogue(cat)["ok"]
