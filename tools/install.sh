@@ -65,7 +65,7 @@ stamp_value="$(stamp_inputs | sha256sum | cut -d' ' -f1)"
 stamp_file="$venv/.detret-install-stamp"
 
 if [[ -f "$stamp_file" && "$(cat "$stamp_file")" == "$stamp_value" ]] \
-   && "$venv/bin/python" -c "import detret, detectron2, faiss, torch, pymilvus, milvus_lite" 2>/dev/null; then
+   && "$venv/bin/python" -c "import detret, detectron2, faiss, torch, pymilvus, milvus_lite, open_clip, transformers, imagehash" 2>/dev/null; then
   log "up to date ($venv)"
   exit 0
 fi
@@ -121,7 +121,7 @@ esac
 log "installing faiss ($faiss_spec) and detret"
 # shellcheck disable=SC2086
 "${pip[@]}" $faiss_spec
-"${pip[@]}" -e "$repo_dir[test]"
+"${pip[@]}" -e "$repo_dir[test,foundation]"
 # The Milvus extra (pymilvus, milvus-lite), for the catalogue's Milvus backend and its tests. milvus-lite asks for
 # faiss-cpu, which would overwrite faiss-gpu's files in site-packages/faiss: its other dependencies are installed
 # and it is installed without them (its code imports `faiss`, which faiss-gpu provides).

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -35,11 +34,16 @@ from ..embed.describer import Describer, DescriptorSpec, spec_of_embed_run
 from ..errors import InputError, MissingFileError
 from ..runs.atomic import atomic_path, atomic_write_json
 from ..runs.layout import RunLayout
+from ..retrieval.descriptor_model import copy_model, model_sha256, model_suffix
+from ..retrieval.foundation import FoundationSpec, materialise
+from ..retrieval.foundation.sources import locate
 from ..runs.manifest import sha256_file
 from ..runs.stage import require_fresh
 from .layout import CatalogueLayout
 
 MODEL_FORMAT = "detret.catalogue.model/1"
+# A catalogue without a detector (``catalogue create --descriptor ... --crops whole``): whole photos
+NO_DETECTOR_CROP = {"policy": "full", "objectness_thresh": 0.5}
 
 
 class ModelMismatch(InputError):
@@ -67,8 +71,9 @@ class ModelCard:
         return self.categories["category_map"]
 
     def compute_identity(self) -> str:
-        decided_by = {"descriptor": self.descriptor.identity(), "detector_weights": self.detector["weights_sha256"],
-                      "detector_config": self.detector["config_identity_sha256"], "crop": self.crop,
+        detector = self.detector or {}
+        decided_by = {"descriptor": self.descriptor.identity(), "detector_weights": detector.get("weights_sha256"),
+                      "detector_config": detector.get("config_identity_sha256"), "crop": self.crop,
                       "categories": self.categories}
         return hashlib.sha256(json.dumps(decided_by, sort_keys=True).encode()).hexdigest()
 
@@ -86,8 +91,7 @@ def read_card(root: Path) -> ModelCard:
 
 
 def _copy_in(src: Path, root: Path, relative: str) -> str:
-    with atomic_path(root / relative) as tmp:
-        shutil.copyfile(src, tmp)
+    copy_model(src, root / relative)
     return relative
 
 
@@ -105,39 +109,69 @@ def _copy_detector_weights(src: Path, root: Path, relative: str) -> str:
     return relative
 
 
-def bind_run(pcfg, run: str, root: Path, index_factory: str) -> ModelCard:
-    """Copy the models of descriptor run ``run`` (and the run's detector) into ``root``; their card."""
-    from ..data.categories import load_categories
+def _bind_detector(pcfg, root: Path) -> Tuple[Dict, Dict]:
+    """(detector, crop) of the card: the pipeline's detector copied into ``root``, and its crop policy."""
     from ..detect.config import choose_detector, detector_identity
 
-    run_dir = Path(pcfg.run_dir)
-    spec = spec_of_embed_run(run_dir, run)
-    for leaf_name in _leaf_runs(run_dir, run):
-        require_fresh(RunLayout(run_dir).embed(leaf_name), f"the descriptors '{leaf_name}' (detret embed)")
-    for m in spec.model_files():
-        if sha256_file(Path(m["checkpoint"])) != m["sha256"]:
-            raise ModelMismatch(f"{m['checkpoint']}: changed since `embed` used it; rerun `detret embed` first")
-    spec = spec.with_checkpoints(lambda m: _copy_in(Path(m["checkpoint"]), root,
-                                                   f"models/{m['sha256']}{Path(m['checkpoint']).suffix}"))
     choice = choose_detector(pcfg, "cpu")
     _copy_detector_weights(choice.weights_file, root, "models/detector.pth")
     cfg = choice.cfg.clone()
     cfg.defrost()
     cfg.MODEL.WEIGHTS = ""
     (root / "models" / "detector.yaml").write_text(cfg.dump())
+    detector = {"config": "models/detector.yaml", "weights": "models/detector.pth",
+                "weights_sha256": sha256_file(root / "models" / "detector.pth"),
+                "config_identity_sha256": hashlib.sha256(detector_identity(cfg).encode()).hexdigest()}
+    return detector, {"policy": str(cfg.DETRET.CROP.POLICY), "objectness_thresh": float(cfg.DETRET.CROP.OBJECTNESS_THRESH)}
+
+
+def _finish_card(pcfg, root: Path, run: str, spec: DescriptorSpec, index_factory: str, with_detector: bool
+                 ) -> ModelCard:
+    """The card of a catalogue whose descriptor models (already copied into ``root``) are ``spec``: the
+    pipeline's detector with it, or none (``with_detector`` False: given boxes, else whole photos)."""
+    from ..data.categories import load_categories
+
+    detector, crop = _bind_detector(pcfg, root) if with_detector else (None, dict(NO_DETECTOR_CROP))
     cats = load_categories(pcfg.data.category_map)
-    card = ModelCard(
-        run=run, descriptor=spec, index_factory=index_factory, dim=0,
-        detector={"config": "models/detector.yaml", "weights": "models/detector.pth",
-                  "weights_sha256": sha256_file(root / "models" / "detector.pth"),
-                  "config_identity_sha256": hashlib.sha256(detector_identity(cfg).encode()).hexdigest()},
-        crop={"policy": str(cfg.DETRET.CROP.POLICY), "objectness_thresh": float(cfg.DETRET.CROP.OBJECTNESS_THRESH)},
-        categories={"labels": list(cats.modanet),
-                    "category_map": {c: list(v) for c, v in cats.street2shop_to_modanet.items()}})
+    card = ModelCard(run=run, descriptor=spec, index_factory=index_factory, dim=0, detector=detector, crop=crop,
+                     categories={"labels": list(cats.modanet),
+                                 "category_map": {c: list(v) for c, v in cats.street2shop_to_modanet.items()}})
     card.dim = Describer(spec.with_checkpoints(lambda m: str(root / m["checkpoint"])), "cpu").dim
     card.identity = card.compute_identity()
     atomic_write_json(CatalogueLayout(root).model, card.to_json())
     return card
+
+
+def _copy_models(spec: DescriptorSpec, root: Path) -> DescriptorSpec:
+    return spec.with_checkpoints(lambda m: _copy_in(Path(m["checkpoint"]), root,
+                                                   f"models/{m['sha256']}{model_suffix(Path(m['checkpoint']))}"))
+
+
+def bind_run(pcfg, run: str, root: Path, index_factory: str) -> ModelCard:
+    """Copy the models of descriptor run ``run`` (and the run's detector) into ``root``; their card."""
+    run_dir = Path(pcfg.run_dir)
+    spec = spec_of_embed_run(run_dir, run)
+    for leaf_name in _leaf_runs(run_dir, run):
+        require_fresh(RunLayout(run_dir).embed(leaf_name), f"the descriptors '{leaf_name}' (detret embed)")
+    for m in spec.model_files():
+        if model_sha256(Path(m["checkpoint"])) != m["sha256"]:
+            raise ModelMismatch(f"{m['checkpoint']}: changed since `embed` used it; rerun `detret embed` first")
+    return _finish_card(pcfg, root, run, _copy_models(spec, root), index_factory, with_detector=True)
+
+
+def bind_foundation(pcfg, descriptor: str, weights: Optional[Path], root: Path, index_factory: str,
+                    with_detector: bool) -> ModelCard:
+    """A card for a foundation model used without training (``catalogue create --descriptor``): the model
+    folder made inside ``root``, whole-photo descriptors for shop photos without a given box unless the
+    pipeline's detector crops them."""
+    spec = FoundationSpec.parse(descriptor)
+    folder = materialise(spec, locate(spec, weights), root / "models" / f"{spec.safe_name}.staging")
+    relative = f"models/{folder.identity}.foundation"
+    folder.path.rename(root / relative)
+    crops = "detected" if with_detector else "full"
+    leaf = DescriptorSpec([{"name": spec.safe_name, "checkpoint": relative, "sha256": folder.identity}], [1.0],
+                          "fp32", crops)
+    return _finish_card(pcfg, root, str(spec), leaf, index_factory, with_detector)
 
 
 def _leaf_runs(run_dir: Path, run: str) -> List[str]:
@@ -155,12 +189,13 @@ def rebuild_hint(root: Path) -> str:
 def verify_model_files(card: ModelCard, root: Path) -> None:
     """Refuse model files that are not the ones the catalogue was built with."""
     files = [(m["checkpoint"], m["sha256"]) for m in card.descriptor.model_files()]
-    files.append((card.detector["weights"], card.detector["weights_sha256"]))
+    if card.detector is not None:
+        files.append((card.detector["weights"], card.detector["weights_sha256"]))
     for relative, expected in files:
         path = Path(root) / relative
-        if not path.is_file():
+        if not path.exists():
             raise MissingFileError(f"{path}: model file of the catalogue is missing; {rebuild_hint(root)}")
-        if sha256_file(path) != expected:
+        if model_sha256(path) != expected:
             raise ModelMismatch(f"{path}: not the model file this catalogue was built with (sha256 differs); "
                                 f"{rebuild_hint(root)}")
 
@@ -195,8 +230,11 @@ class BoundModels:
         return self._detector
 
     def detect(self, photos: Sequence[np.ndarray]) -> List[List[Detection]]:
+        """Each photo's detections; none without a detector (the crop policy is then the whole photo)."""
         from ..detect.inference import detect_arrays
 
+        if self.card.detector is None:
+            return [[] for _ in photos]
         model, cfg = self.detector
         return detect_arrays(model, cfg, photos, self.card.categories["labels"], self.device)
 

@@ -11,6 +11,7 @@ import ctypes
 import logging
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -26,7 +27,7 @@ from ..runs.layout import RunLayout
 from ..runs.manifest import sha256_file
 from . import db
 from .add import add_lines, store_photo
-from .binding import BoundModels, ModelCard, bind_run
+from .binding import BoundModels, ModelCard, bind_foundation, bind_run
 from .changes import NewPhoto, begin_add, finish_add_or_roll_back
 from .compact import maintain
 from .layout import CatalogueLayout
@@ -38,6 +39,8 @@ from .milvus import check_index as check_milvus_index
 
 logger = logging.getLogger(__name__)
 
+FOUNDATION_CROPS = ("detector", "whole")
+
 
 def staging_folder(root: Path, what: str) -> Path:
     tmp = root.parent / f".{root.name}.{what}-{os.getpid()}"
@@ -47,9 +50,28 @@ def staging_folder(root: Path, what: str) -> Path:
     return tmp
 
 
-def _new_catalogue(pcfg, folder: Path, run: str, index_factory: str, vectors: VectorsSpec) -> Catalogue:
-    card = bind_run(pcfg, run, folder, index_factory)
+def _new_catalogue(pcfg, folder: Path, run: str, index_factory: str, vectors: VectorsSpec,
+                   foundation: Optional["FoundationChoice"] = None) -> Catalogue:
+    if foundation is not None:
+        card = bind_foundation(pcfg, foundation.descriptor, foundation.weights, folder, index_factory,
+                               with_detector=foundation.crops == "detector")
+    else:
+        card = bind_run(pcfg, run, folder, index_factory)
     return _open_new(folder, card, vectors)
+
+
+@dataclass(frozen=True)
+class FoundationChoice:
+    """``catalogue create --descriptor SPEC [--weights PATH] [--crops detector|whole]``: a foundation model
+    instead of a descriptor run; shop photos cropped by the pipeline's detector, or whole (no detector)."""
+
+    descriptor: str
+    weights: Optional[Path] = None
+    crops: str = "detector"
+
+    def __post_init__(self) -> None:
+        if self.crops not in FOUNDATION_CROPS:
+            raise InputError(f"--crops {self.crops!r}: expected one of {', '.join(FOUNDATION_CROPS)}")
 
 
 def _open_new(folder: Path, card: ModelCard, vectors: VectorsSpec) -> Catalogue:
@@ -77,20 +99,27 @@ def abandon_new(cat: Optional[Catalogue], folder: Path) -> None:
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def create_catalogue(pcfg, root: Path, run: str, *, index_factory: str = "Flat",
-                     import_gallery: bool = False, vectors: str = "faiss") -> Dict:
-    """A new catalogue at ``root`` bound to descriptor run ``run``, its vectors in segment files or on Milvus
-    (``vectors``, ``milvus.py``); with ``import_gallery``, holding that run's gallery with the descriptors
-    ``embed`` computed (nothing recomputed)."""
+def create_catalogue(pcfg, root: Path, run: Optional[str], *, index_factory: str = "Flat",
+                     import_gallery: bool = False, vectors: str = "faiss",
+                     foundation: Optional[FoundationChoice] = None) -> Dict:
+    """A new catalogue at ``root`` bound to descriptor run ``run`` (or to a ``foundation`` model, without
+    training), its vectors in segment files or on Milvus (``vectors``, ``milvus.py``); with
+    ``import_gallery``, holding that run's gallery with the descriptors ``embed`` computed (nothing
+    recomputed)."""
     root = Path(root)
     spec = VectorsSpec.parse(vectors)
+    if (run is None) == (foundation is None):
+        raise InputError("catalogue create: give --run NAME (a descriptor run) or --descriptor LIBRARY:NAME (a "
+                         "foundation model), one of them")
+    if import_gallery and run is None:
+        raise InputError("--import-gallery takes a descriptor run's gallery: it needs --run")
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise InputError(f"{root}: already exists; `detret catalogue reindex {root} --run NAME` binds a "
                          "catalogue to another run")
     tmp = staging_folder(root, "creating")
     cat = None
     try:
-        cat = _new_catalogue(pcfg, tmp, run, index_factory, spec)
+        cat = _new_catalogue(pcfg, tmp, run, index_factory, spec, foundation)
         imported = _import_gallery(cat, pcfg, run) if import_gallery else 0
         cat.close()   # (an embedded Milvus Lite folder inside it is released before it moves)
         if root.is_dir():
@@ -100,7 +129,7 @@ def create_catalogue(pcfg, root: Path, run: str, *, index_factory: str = "Flat",
     except BaseException:
         abandon_new(cat, tmp)
         raise
-    return {"catalogue": str(root), "run": run, "identity": cat.card.identity, "dim": cat.card.dim,
+    return {"catalogue": str(root), "run": cat.card.run, "identity": cat.card.identity, "dim": cat.card.dim,
             "index_factory": index_factory, "vectors": str(spec), "imported_photos": imported}
 
 

@@ -29,8 +29,17 @@ def _print_json(obj) -> None:
 def create(
     ctx: typer.Context,
     catalogue: Path = typer.Argument(..., file_okay=False, help="Folder of the new catalogue (must not exist)."),
-    run: str = typer.Option(..., "--run", help="Descriptor run of the pipeline's run directory whose models the "
-                                               "catalogue uses (a single run or an ensemble, e.g. Crops)."),
+    run: Optional[str] = typer.Option(None, "--run", help="Descriptor run of the pipeline's run directory whose "
+                                                          "models the catalogue uses (a single run or an ensemble, "
+                                                          "e.g. Crops)."),
+    descriptor: Optional[str] = typer.Option(None, "--descriptor", help="Or a foundation model, without training: "
+                                             "open_clip:NAME, timm:NAME or hf:REPO_OR_FOLDER (see `detret embed "
+                                             "--descriptor`)."),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="The foundation model's weights (a folder in its "
+                                           "library's format, or a file); default: the Hugging Face cache."),
+    crops: str = typer.Option("detector", "--crops", help="With --descriptor: detector (the pipeline's detector "
+                              "crops each photo without a given box, as the paper) or whole (no detector: given "
+                              "boxes, else whole photos; searches must name their category)."),
     index: str = typer.Option("Flat", "--index", help="Flat (exact, float32), SQfp16 (exact, float16), auto (exact "
                                                       "while a category is small, then IVF-SQ8) or a FAISS factory "
                                                       "such as IVF1024,SQ8, IVF1024,PQ256, HNSW32: trained per "
@@ -41,11 +50,13 @@ def create(
                                                                         "descriptors (nothing recomputed)."),
     vectors: str = typer.Option("faiss", "--vectors", help=VECTORS_HELP),
 ) -> None:
-    """Create a catalogue bound to a run's models: retrieval checkpoint(s), detector and crop policy."""
-    from ..catalogue.create import create_catalogue
+    """Create a catalogue bound to a run's models (retrieval checkpoint(s), detector and crop policy) or to a
+    foundation model used without training (--descriptor)."""
+    from ..catalogue.create import FoundationChoice, create_catalogue
 
+    foundation = FoundationChoice(descriptor, weights, crops) if descriptor else None
     _print_json(create_catalogue(state(ctx).pipeline_config(), catalogue, run, index_factory=index,
-                                 import_gallery=import_gallery, vectors=vectors))
+                                 import_gallery=import_gallery, vectors=vectors, foundation=foundation))
 
 
 @catalogue_app.command("add")

@@ -1,6 +1,7 @@
 """`detret embed`."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import List, Optional
 
 import typer
@@ -15,6 +16,13 @@ def embed(
     model: Optional[List[str]] = typer.Option(
         None, "--model", "-m", help="A trained run name (tri-crops, ap-full, ...) or a checkpoint .pt; repeat for "
         "an ensemble (descriptors concatenated, then L2-normalised). Default: retrieval.models of the config."),
+    descriptor: Optional[str] = typer.Option(
+        None, "--descriptor", help="A foundation model used without training: open_clip:NAME (a built-in "
+        "architecture with --weights FILE, or hf-hub:REPO), timm:NAME or hf:REPO_OR_FOLDER, e.g. "
+        "open_clip:hf-hub:Marqo/marqo-fashionSigLIP. Added to --model (an ensemble) when both are given."),
+    weights: Optional[Path] = typer.Option(
+        None, "--weights", help="The foundation model's weights: a folder in its library's own format, or a "
+        "weights file of a built-in architecture. Default: the Hugging Face cache (downloaded when online)."),
     gallery_crops: ShopCrops = typer.Option(ShopCrops.DETECTED, help="detected: the detect-shop crops; full: whole "
                                                                      "shop photos."),
     scales: str = typer.Option("1", help="Comma-separated scales of each model's image size, e.g. 1,0.707."),
@@ -37,7 +45,8 @@ def embed(
     from ..embed.stage import run_embed
 
     pcfg = state(ctx).pipeline_config()
-    summary = run_embed(pcfg, models=model, gallery_crops=gallery_crops.value, scales=comma_floats(scales, "--scales"),
+    models = [*(model or []), *([descriptor] if descriptor else [])] or None
+    summary = run_embed(pcfg, models=models, weights=weights, gallery_crops=gallery_crops.value, scales=comma_floats(scales, "--scales"),
                         name=name, batch_size=batch_size, workers=workers, precision=precision.value, force=force,
                         command=rerun_command(ctx), num_processes=num_gpus, num_machines=num_machines,
                         machine_rank=machine_rank, dist_url=dist_url)

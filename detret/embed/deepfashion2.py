@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 
 from ..data.deepfashion2 import DF2Item, load_deepfashion2
 from ..errors import InputError
-from ..retrieval.model import load_checkpoint
+from ..retrieval.descriptor_model import load_descriptor_model
 from ..runs.atomic import atomic_path, atomic_write_text
 from ..runs.layout import RunLayout
 from ..runs.stage import Stage
@@ -52,7 +52,7 @@ def run_embed_df2(pcfg: DictConfig, *, split: str = "validation", models: Option
     if reused is not None:
         return reused
     data = load_deepfashion2(root, split)
-    loaded = [load_checkpoint(p, device)[0] for _, p in chosen]
+    loaded = [load_descriptor_model(p, device) for _, p in chosen]
     parts = out / "parts"
     parts.mkdir(parents=True, exist_ok=True)
     counts, skipped_all = {}, []

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from ..config.choices import ShopCrops, check_choice
 from ..data.boxes import BoxXYXY
 from ..errors import InputError, MissingFileError
-from ..retrieval.model import RetrievalNet, load_checkpoint
+from ..retrieval.descriptor_model import DescriptorNet, load_descriptor_model
 from ..retrieval.preprocess import crop_rgb
 from ..runs.layout import RunLayout
 from ..runs.stage import SUMMARY_NAME
@@ -127,7 +127,7 @@ class Describer:
     def __init__(self, spec: DescriptorSpec, device) -> None:
         self.spec, self.device = spec, torch.device(device)
         self.children = [Describer(c, device) for c in spec.children]
-        self.models: List[RetrievalNet] = [load_checkpoint(Path(m["checkpoint"]), self.device)[0]
+        self.models: List[DescriptorNet] = [load_descriptor_model(Path(m["checkpoint"]), self.device)
                                            for m in spec.models]
         self.dim = sum(c.dim for c in self.children) if self.children else sum(m.dim for m in self.models)
         self.whitening = None

@@ -24,7 +24,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..data.boxes import BoxXYXY
 from ..data.images import PhotoError, read_rgb
-from ..retrieval.model import RetrievalNet
+from ..errors import InputError
+from ..retrieval.descriptor_model import DescriptorNet
 from ..retrieval.preprocess import crop_rgb, resize_normalise, to_tensor
 from ..runs.atomic import atomic_path, atomic_write_text
 from ..utils.progress import progress
@@ -50,7 +51,7 @@ def _collate(batch):
     return batch
 
 
-def embed_crops(model: RetrievalNet, crops: List[np.ndarray], scales: Sequence[float], device,
+def embed_crops(model: DescriptorNet, crops: List[np.ndarray], scales: Sequence[float], device,
                  precision: str = "fp32", domain: str = "shop") -> torch.Tensor:
     """[n, D] descriptors of one model for a list of crops (averaged over scales, L2-normalised),
     photos of `domain` ("shop" or "street": a two-stream network embeds each by its own stream).
@@ -58,11 +59,9 @@ def embed_crops(model: RetrievalNet, crops: List[np.ndarray], scales: Sequence[f
     ``precision="bf16"``: channels-last batches under bfloat16 autocast (fast on CPUs with
     AMX/AVX-512-BF16 and on GPUs); descriptors stay float32.
     """
-    meta = model.meta
     total = None
     for scale in scales:
-        size = max(8, int(round(meta["image_size"] * scale)))
-        tensors = [resize_normalise(to_tensor(c), size, meta["resize"], meta["mean"], meta["std"]) for c in crops]
+        tensors = _inputs(model, crops, scale)
         out = torch.empty(len(tensors), model.dim)
         by_shape: Dict[tuple, List[int]] = {}
         for i, t in enumerate(tensors):
@@ -79,7 +78,20 @@ def embed_crops(model: RetrievalNet, crops: List[np.ndarray], scales: Sequence[f
     return F.normalize(total, dim=1)
 
 
-def describe_crops(models: Sequence[RetrievalNet], crops: List[np.ndarray], scales: Sequence[float], device,
+def _inputs(model: DescriptorNet, crops: List[np.ndarray], scale: float) -> List[torch.Tensor]:
+    """Each crop as the model's input [3, H, W]: a foundation model's own preprocessing (at its one input
+    size), or a retrieval network's resize and normalisation at ``scale`` times its image size."""
+    if hasattr(model, "preprocess"):
+        if scale != 1.0:
+            raise InputError(f"{model.meta.get('library')}:{model.meta.get('name')}: a foundation model reads "
+                             f"photos at its own input size; scales other than 1 are not supported (got {scale})")
+        return [model.preprocess(c) for c in crops]
+    meta = model.meta
+    size = max(8, int(round(meta["image_size"] * scale)))
+    return [resize_normalise(to_tensor(c), size, meta["resize"], meta["mean"], meta["std"]) for c in crops]
+
+
+def describe_crops(models: Sequence[DescriptorNet], crops: List[np.ndarray], scales: Sequence[float], device,
                    precision: str = "fp32", domain: str = "shop") -> torch.Tensor:
     """[n, sum of D] descriptors of several models, concatenated and L2-normalised (an ensemble, Section 3.2)."""
     parts = [embed_crops(m, crops, scales, device, precision, domain) for m in models]
@@ -95,7 +107,7 @@ def clear_parts(parts: Path, remove_folder: bool) -> None:
             parts.rmdir()
 
 
-def _embed_shard(models: List[RetrievalNet], paths: List[Path], boxes: List, first_row: int, *,
+def _embed_shard(models: List[DescriptorNet], paths: List[Path], boxes: List, first_row: int, *,
                  scales: Sequence[float], device, batch_size: int, workers: int, precision: str, domain: str
                  ) -> Tuple[np.ndarray, List[Dict]]:
     """(descriptors [n, D], zero rows for unreadable photos; their records with the row number)."""
@@ -113,7 +125,7 @@ def _embed_shard(models: List[RetrievalNet], paths: List[Path], boxes: List, fir
     return shard, skipped
 
 
-def embed_rows(models: List[RetrievalNet], paths: List[Path], boxes: List, parts_dir: Path, side: str, *,
+def embed_rows(models: List[DescriptorNet], paths: List[Path], boxes: List, parts_dir: Path, side: str, *,
                scales: Sequence[float], device, batch_size: int, workers: int, shard_size: int,
                precision: str = "fp32", rank: int = 0, world: int = 1, domain: str = "shop"
                ) -> Tuple[np.ndarray, List[Dict]]:

@@ -31,10 +31,11 @@ from ..config.choices import Precision, ShopCrops, check_choice
 from ..data.boxes import BoxXYXY
 from ..data.street2shop import Street2Shop, load_street2shop
 from ..errors import InputError, MissingFileError
-from ..retrieval.model import RetrievalNet, load_checkpoint
+from ..retrieval.descriptor_model import DescriptorNet, load_descriptor_model, model_sha256
+from ..retrieval.foundation import FoundationSpec, materialise
+from ..retrieval.foundation.sources import locate
 from ..runs.atomic import atomic_write_json, atomic_write_text
 from ..runs.layout import MODEL_FILE, RunLayout
-from ..runs.manifest import sha256_file
 from ..runs.stage import Stage, require_built, require_fresh
 from ..utils.device import DataParallel, data_parallel_device, resolve_device
 from ..utils.disk import require_free_space
@@ -63,16 +64,26 @@ class Side:
         self.boxes.append(row.box_xyxy)
 
 
-def resolve_models(pcfg: DictConfig, names: Optional[Sequence[str]]) -> List[Tuple[str, Path]]:
-    """(name, checkpoint) of the models to embed with: --model names/paths, else retrieval.models.
+def resolve_models(pcfg: DictConfig, names: Optional[Sequence[str]], weights: Optional[Path] = None
+                   ) -> List[Tuple[str, Path]]:
+    """(name, model path) of the models to embed with: --model names, checkpoints or foundation models
+    (``open_clip:...``, ``timm:...``, ``hf:...``, read from ``weights`` when given), else retrieval.models.
 
     A model trained in this run is taken as it is (its files intact), even if the photos it was
     trained on changed since: the descriptors depend on the checkpoint's content, which they record."""
     layout = RunLayout(pcfg.run_dir)
     configured = {m.name: m.checkpoint for m in pcfg.retrieval.models}
+    foundations = [n for n in names or [] if FoundationSpec.looks_like(n)]
+    if weights is not None and len(foundations) != 1:
+        raise InputError(f"--weights {weights}: give exactly one foundation model (--descriptor), not "
+                         f"{len(foundations)}")
     refs: List[Tuple[str, Optional[str]]] = []
     for n in names or []:
-        if Path(n).suffix == ".pt":
+        if FoundationSpec.looks_like(n):
+            spec = FoundationSpec.parse(n)
+            folder = materialise(spec, locate(spec, weights), layout.foundation(spec.safe_name)).path
+            refs.append((spec.safe_name, str(folder)))
+        elif Path(n).suffix == ".pt":
             if not Path(n).is_file():
                 raise MissingFileError(f"{n}: retrieval checkpoint not found")
             refs.append((Path(n).stem, n))
@@ -81,8 +92,8 @@ def resolve_models(pcfg: DictConfig, names: Optional[Sequence[str]]) -> List[Tup
     refs = refs or [(m.name, m.checkpoint) for m in pcfg.retrieval.models]
     if not refs:
         raise InputError("no retrieval model given: pass --model NAME (trained in this run: "
-                         f"{', '.join(layout.trained_models()) or 'none'}) or set retrieval.models in the pipeline "
-                         "config")
+                         f"{', '.join(layout.trained_models()) or 'none'}), --descriptor LIBRARY:NAME or set "
+                         "retrieval.models in the pipeline config")
     out = []
     for name, ckpt in refs:
         if not ckpt:
@@ -120,7 +131,7 @@ def _embed_worker(checkpoints: List[str], device_name: str, parts: str, sides: L
 
     rank, world = comm.get_rank(), comm.get_world_size()
     device = data_parallel_device(device_name)
-    models = [load_checkpoint(Path(c), device)[0] for c in checkpoints]
+    models = [load_descriptor_model(Path(c), device) for c in checkpoints]
     for side, domain, paths, boxes in sides:
         embed_rows(models, [Path(p) for p in paths], boxes, Path(parts), side, scales=scales, device=device,
                    batch_size=batch_size, workers=workers, shard_size=shard_size, precision=precision,
@@ -135,7 +146,7 @@ def _launch_workers(chosen: List[Tuple[str, Path]], device, parts: Path, sides: 
                     list(opts["scales"]), opts["batch_size"], opts["workers"], opts["shard_size"], opts["precision"])
 
 
-def _write_sides(out: Path, loaded: List[RetrievalNet], sides: Sequence[Side], parts: Path, device,
+def _write_sides(out: Path, loaded: List[DescriptorNet], sides: Sequence[Side], parts: Path, device,
                  opts: Dict) -> Tuple[Dict[str, int], List[Dict]]:
     """Each side's descriptors and rows (unreadable photos left out); (rows kept per side, skipped records)."""
     kept, skipped_all = {}, []
@@ -170,13 +181,13 @@ def run_embed(pcfg: DictConfig, *, models: Optional[Sequence[str]] = None, galle
               scales: Sequence[float] = (1.0,), name: Optional[str] = None, batch_size: int = 32,
               workers: int = 2, shard_size: int = 512, precision: str = "fp32", force: bool = False,
               command: Optional[str] = None, num_processes: int = 1, num_machines: int = 1, machine_rank: int = 0,
-              dist_url: str = "auto") -> Dict:
+              dist_url: str = "auto", weights: Optional[Path] = None) -> Dict:
     check_choice(precision, Precision, "precision")
     check_choice(gallery_crops, ShopCrops, "gallery crops")
     if not pcfg.data.street2shop.root:
         raise InputError("data.street2shop.root is not set in the pipeline config")
     device = resolve_device(pcfg.device)
-    chosen = resolve_models(pcfg, models)
+    chosen = resolve_models(pcfg, models, weights)
     name = name or "+".join(n for n, _ in chosen)
     stage = _stage(pcfg, chosen, name, gallery_crops, scales, precision, command)
     reused = stage.reuse_or_begin(force=force)
@@ -200,7 +211,7 @@ def run_embed(pcfg: DictConfig, *, models: Optional[Sequence[str]] = None, galle
         _launch_workers(chosen, device, parts, (gallery, queries), opts, parallel)
         if machine_rank != 0:
             return {"name": name, "machine_rank": machine_rank}  # machine 0 assembles the shards
-    loaded = [load_checkpoint(p, device)[0] for _, p in chosen]
+    loaded = [load_descriptor_model(p, device) for _, p in chosen]
     n_rows, dim = len(gallery.rows) + len(queries.rows), sum(m.dim for m in loaded)
     # float32 rows written twice (shards, then the final arrays) before the shards are deleted
     require_free_space(out, 2 * 4 * n_rows * dim, f"{n_rows:,} descriptors of dimension {dim}")
@@ -208,7 +219,7 @@ def run_embed(pcfg: DictConfig, *, models: Optional[Sequence[str]] = None, galle
     skipped = [{"side": "gallery", **s} for s in skipped_by_detect] + skipped
     atomic_write_text(out / "skipped.jsonl", "".join(json.dumps(s, sort_keys=True) + "\n" for s in skipped))
     atomic_write_json(out / "models.json", {"scales": list(scales), "precision": precision, "models": [
-        {"name": n, "checkpoint": str(p), "sha256": sha256_file(p), "meta": m.meta}
+        {"name": n, "checkpoint": str(p), "sha256": model_sha256(p), "meta": m.meta}
         for (n, p), m in zip(chosen, loaded)]})
     summary = {"name": name, "gallery": kept["gallery"], "queries": kept["queries"], "skipped": len(skipped),
                "dim": int(dim), "models": [n for n, _ in chosen], "gallery_crops": gallery_crops}

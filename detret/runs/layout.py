@@ -79,6 +79,10 @@ class RunLayout:
     def embed(self, name: str) -> Path:
         return self.run_dir / f"embed-{name}"
 
+    def foundation(self, safe_name: str) -> Path:
+        """The folder a foundation model used by this run is kept in (``retrieval/foundation/folder.py``)."""
+        return self.run_dir / "foundation" / safe_name
+
     def embed_df2(self, name: str) -> Path:
         return self.run_dir / f"embed-df2-{name}"
 

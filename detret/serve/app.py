@@ -129,7 +129,7 @@ def search_router(engine: SearchEngine, batcher: Batcher, limits: Limits, metric
                      box: Optional[str] = Form(None, description="x0,y0,x1,y1 in pixels (needs a category)."),
                      k: int = Form(20, description="Results per garment.")):
         started = time.perf_counter()
-        category, k = check_category(category, engine.categories), check_k(k, limits)  # cheap checks first
+        category, k = check_category(category, engine.categories, engine.has_detector), check_k(k, limits)  # cheap checks first
         if batcher.full():
             raise QueueFull()  # before the photo costs a decode
         data = await read_limited(photo, limits.max_upload_bytes, "photo")

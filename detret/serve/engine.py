@@ -104,6 +104,11 @@ class SearchEngine:
     def categories(self) -> List[str]:
         return list(self.catalogue.card.category_map)
 
+    @property
+    def has_detector(self) -> bool:
+        """Whether the catalogue has a detector (without one, a search names its category: no shop the look)."""
+        return self.catalogue.card.detector is not None
+
     def refresh(self) -> bool:
         """Load the segments and tombstones written since the last look (on Milvus: the index state; ``run``
         has followed a reindex first); whether anything changed."""

@@ -72,11 +72,14 @@ def decode_photo(data: bytes, filename: str, limits: Limits) -> Decoded:
         raise RequestError(status, f"photo ({shown(filename)}): {exc.reason}") from None
 
 
-def check_category(category: Optional[str], known: Sequence[str]) -> Optional[str]:
+def check_category(category: Optional[str], known: Sequence[str], has_detector: bool = True) -> Optional[str]:
     category = (category or "").strip() or None
     if category is not None and category not in known:
         raise RequestError(400, f"category: {shown(category)} is not a category of this catalogue; known: "
                                 f"{', '.join(known)}")
+    if category is None and not has_detector:
+        raise RequestError(400, "category: required; this catalogue has no detector (created with --crops whole), "
+                                "so it cannot find the garments of a photo by itself (shop the look)")
     return category
 
 
