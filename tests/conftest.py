@@ -1,9 +1,13 @@
 """Shared fixtures: the real annotation fixtures and a small synthetic dataset."""
+import os
 from pathlib import Path
 
 import pytest
 
 from .helpers import REALDATA, SYNTH_SMALL
+
+# Tests never download: the Hugging Face hub (foundation models) is read from its cache only.
+os.environ["HF_HUB_OFFLINE"] = "1"
 
 
 @pytest.fixture(scope="session")
