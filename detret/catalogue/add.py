@@ -28,11 +28,12 @@ from .binding import BoundModels
 from .changes import NewPhoto, begin_add, finish_add_or_roll_back, free_unused_files
 from .compact import maintain
 from .compute import Computed, compute_all
+from .duplicates import DUPLICATE_POLICIES, NewEntry, find_duplicates
+from .folder_import import PHOTO_SUFFIXES, detector_namer, read_photo_folder
 from .products_csv import ProductLine, read_products_csv
 from .store import Catalogue
 from .vectors import load_category, vector_in
 
-PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 
 
 @dataclass
@@ -44,20 +45,32 @@ class AddReport:
     change_id: Optional[int] = None
     reused_descriptors: int = 0    # photos the catalogue had already embedded (listed for another product)
     maintenance: List[Dict] = field(default_factory=list)   # merges after the change (compact.maintain)
+    duplicates: List[Dict] = field(default_factory=list)    # {"line", "photo", "product", "kind", "of", ...}
 
     def to_json(self) -> Dict:
         return {"added": self.added, "already_present": self.already_present, "unreadable": self.unreadable,
                 "crop_rules": self.crop_rules, "change_id": self.change_id,
-                "reused_descriptors": self.reused_descriptors, "maintenance": self.maintenance}
+                "reused_descriptors": self.reused_descriptors, "maintenance": self.maintenance,
+                "duplicates": self.duplicates}
 
 
 def add_products(root: Path, csv_path: Path, *, device="cpu", batch_size: int = 16,
-                 holder: str = "detret catalogue add", parallel: Optional[DataParallel] = None) -> AddReport:
-    """Add the photos of the product list ``csv_path`` to the catalogue ``root`` (data-parallel with
-    ``parallel``: one process per GPU, or gloo processes on CPUs)."""
+                 holder: str = "detret catalogue add", parallel: Optional[DataParallel] = None,
+                 duplicates: str = "keep") -> AddReport:
+    """Add the photos of the product list ``csv_path`` (a CSV file, or a folder of photos: ``folder_import.py``)
+    to the catalogue ``root`` (data-parallel with ``parallel``: one process per GPU, or gloo processes on CPUs)."""
     with Catalogue.writing(root, holder) as cat:
-        lines = read_products_csv(csv_path, list(cat.card.category_map))
-        return add_lines(cat, lines, device=device, batch_size=batch_size, parallel=parallel)
+        categories = list(cat.card.category_map)
+        if not Path(csv_path).is_dir():
+            lines = read_products_csv(csv_path, categories)
+            return add_lines(cat, lines, device=device, batch_size=batch_size, parallel=parallel,
+                             duplicates=duplicates)
+        models = BoundModels(cat.card, cat.root, device)   # (its detections of a flat folder are remembered)
+        namer = detector_namer(models, categories) if cat.card.detector is not None else None
+        lines, left_out = read_photo_folder(csv_path, categories, namer)
+        report = add_lines(cat, lines, models, batch_size=batch_size, parallel=parallel, duplicates=duplicates)
+        report.unreadable = sorted(report.unreadable + left_out, key=lambda u: u["line"])
+        return report
 
 
 def _check_known_products(cat: Catalogue, lines: Sequence[ProductLine]) -> None:
@@ -152,10 +165,38 @@ def _descriptors_of(cat: Catalogue, todo: Sequence[Tuple[ProductLine, str]], rep
     return results, staging
 
 
+def _without_duplicates(cat: Catalogue, todo: Sequence[Tuple[ProductLine, str]], results, report: AddReport,
+                        policy: str) -> List[Tuple[ProductLine, str]]:
+    """``todo`` less the duplicates when ``policy`` is skip; every duplicate found listed in ``report``."""
+    if policy == "off":
+        return list(todo)
+    usable = [(ln, sha) for ln, sha in todo if results[_crop_key(sha, ln.category, ln.box_xyxy)][0].reason is None]
+    entries = [NewEntry(ln.line, ln.source, ln.product, ln.category, sha,
+                        results[_crop_key(sha, ln.category, ln.box_xyxy)][1], ln.photo) for ln, sha in usable]
+    if not entries:
+        return list(todo)
+    exact = {r["sha256"]: {"photo_id": int(r["photo_id"]), "product": r["product"], "file": r["file"]}
+             for r in db.present_with_content(cat.conn, [e.sha256 for e in entries])}
+    reader = cat.reader(searchable=True)
+    found = find_duplicates(entries, exact, reader.search, lambda ids: db.visible_photos(cat.conn, ids), cat.root)
+    skip = set()
+    for i, dup in sorted(found.items()):
+        report.duplicates.append({"line": entries[i].line, "photo": entries[i].source,
+                                  "product": entries[i].product, "kind": dup.kind, "of": dup.of,
+                                  "difference": dup.difference, "action": "skipped" if policy == "skip" else "kept"})
+        if policy == "skip":
+            skip.add(entries[i].line)
+    return [(ln, sha) for ln, sha in todo if ln.line not in skip]
+
+
 def add_lines(cat: Catalogue, lines: Sequence[ProductLine], models: Optional[BoundModels] = None, *,
-              device="cpu", batch_size: int = 16, parallel: Optional[DataParallel] = None) -> AddReport:
+              device="cpu", batch_size: int = 16, parallel: Optional[DataParallel] = None,
+              duplicates: str = "keep") -> AddReport:
     """Crop, embed and add the lines' new photos as one change (the caller holds the writer's lock).
-    ``models``: the catalogue's, already loaded (the service); else loaded on ``device`` when needed."""
+    ``models``: the catalogue's, already loaded (the service); else loaded on ``device`` when needed.
+    ``duplicates`` (``duplicates.py``): keep (and report), skip (and report) or off (not looked for)."""
+    if duplicates not in DUPLICATE_POLICIES:
+        raise InputError(f"--duplicates {duplicates!r}: expected one of {', '.join(DUPLICATE_POLICIES)}")
     report = AddReport()
     _check_known_products(cat, lines)
     todo = _new_lines(cat, lines, report)
@@ -164,6 +205,7 @@ def add_lines(cat: Catalogue, lines: Sequence[ProductLine], models: Optional[Bou
     photos: List[NewPhoto] = []
     vectors: List[np.ndarray] = []
     stored: List[str] = []
+    todo = _without_duplicates(cat, todo, results, report, duplicates)
     try:
         for ln, sha in todo:
             c, vector = results[_crop_key(sha, ln.category, ln.box_xyxy)]

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -44,6 +46,7 @@ from .layout import CatalogueLayout
 MODEL_FORMAT = "detret.catalogue.model/1"
 # A catalogue without a detector (``catalogue create --descriptor ... --crops whole``): whole photos
 NO_DETECTOR_CROP = {"policy": "full", "objectness_thresh": 0.5}
+REMEMBERED_DETECTIONS = 4096
 
 
 class ModelMismatch(InputError):
@@ -209,6 +212,8 @@ class BoundModels:
         self.describer = Describer(card.descriptor.with_checkpoints(lambda m: str(self.root / m["checkpoint"])),
                                    self.device)
         self._detector: Optional[Tuple] = None
+        self._remembered: "OrderedDict[bytes, List[Detection]]" = OrderedDict()
+        self._remembering = threading.Lock()
 
     def check_identity(self, identity: str) -> None:
         """Refuse descriptors of another model (a query model other than the catalogue's own)."""
@@ -230,13 +235,28 @@ class BoundModels:
         return self._detector
 
     def detect(self, photos: Sequence[np.ndarray]) -> List[List[Detection]]:
-        """Each photo's detections; none without a detector (the crop policy is then the whole photo)."""
+        """Each photo's detections; none without a detector (the crop policy is then the whole photo). The
+        last ``REMEMBERED_DETECTIONS`` photos' detections are remembered by the pixels' hash, so that a photo
+        detected to name its category (a flat folder) is not detected again to be cropped."""
         from ..detect.inference import detect_arrays
 
         if self.card.detector is None:
             return [[] for _ in photos]
-        model, cfg = self.detector
-        return detect_arrays(model, cfg, photos, self.card.categories["labels"], self.device)
+        keys = [hashlib.blake2b(np.ascontiguousarray(p).tobytes() + str(p.shape).encode(), digest_size=16).digest()
+                for p in photos]
+        with self._remembering:   # (the service's batcher and its admin adds share the models)
+            known = {key: self._remembered[key] for key in keys if key in self._remembered}
+        todo = [i for i, key in enumerate(keys) if key not in known]
+        if todo:
+            model, cfg = self.detector
+            found = detect_arrays(model, cfg, [photos[i] for i in todo], self.card.categories["labels"], self.device)
+            known.update({keys[i]: dets for i, dets in zip(todo, found)})
+            with self._remembering:
+                for i in todo:
+                    self._remembered[keys[i]] = known[keys[i]]
+                while len(self._remembered) > REMEMBERED_DETECTIONS:
+                    self._remembered.popitem(last=False)
+        return [known[key] for key in keys]
 
     def crop(self, detections: Sequence[Detection], category: str, size_wh: Tuple[int, int]) -> Crop:
         """The paper's crop of a photo of ``category`` (the catalogue's policy and threshold)."""

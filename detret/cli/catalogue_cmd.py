@@ -63,11 +63,16 @@ def create(
 def add(
     ctx: typer.Context,
     catalogue: Path = typer.Argument(..., file_okay=False, help="The catalogue folder."),
-    products: Path = typer.Argument(..., dir_okay=False, help="CSV with columns photo,product,category[,box][,title]"
-                                                              "[,url]; photo paths relative to the CSV."),
+    products: Path = typer.Argument(..., help="CSV with columns photo,product,category[,box][,title][,url] (photo "
+                                              "paths relative to the CSV), or a folder of photos: "
+                                              "CATEGORY/PRODUCT/PHOTO, or flat (the detector names the category)."),
     device: str = typer.Option("cpu", "--device", help="Device for the detector and the descriptor model."),
     batch_size: int = typer.Option(16, "--batch-size", min=1, help="Photos per forward pass."),
     num_gpus: int = num_gpus_option(),
+    duplicates: str = typer.Option("keep", "--duplicates", help="A photo that copies one the catalogue (or this "
+                                   "add) holds for another product, exactly or re-encoded, resized or slightly "
+                                   "cropped: keep (added, reported), skip (not added, reported) or off (not "
+                                   "looked for)."),
 ) -> None:
     """Add photos: each cropped (given box, or detector + the paper's policy), embedded, added in one change.
 
@@ -76,7 +81,7 @@ def add(
     from ..utils.device import DataParallel, resolve_device
 
     report = add_products(catalogue, products, device=resolve_device(device), batch_size=batch_size,
-                          parallel=DataParallel(num_processes=num_gpus))
+                          parallel=DataParallel(num_processes=num_gpus), duplicates=duplicates)
     _print_json(report.to_json())
 
 
