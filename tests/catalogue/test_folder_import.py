@@ -6,12 +6,10 @@ import os
 import pytest
 
 from detret.catalogue.add import add_products
-from detret.catalogue.binding import BoundModels, read_card
 from detret.catalogue.create import FoundationChoice, create_catalogue
 from detret.catalogue.folder_import import read_photo_folder
 from detret.config.pipeline import load_pipeline_config
 from detret.detect import inference as detect_inference
-from detret.detect.crops import accepted_detections
 from detret.data.images import read_rgb
 from detret.errors import InputError, MissingFileError
 
@@ -52,35 +50,50 @@ def test_a_folder_by_category_and_product(pcfg, tmp_path):
     assert set(report.crop_rules) <= {"detection", "fallback"}
 
 
+# What the (stubbed) detector finds in the flat folder's photos, in order, and the category each must get:
+# the most confident garment above objectness 0.5 names it; a photo with none is left out.
+FLAT_DETECTIONS = [
+    ([("bag", 0.9, 0.8), ("top", 0.95, 0.3)], "bags"),        # the top's objectness is below the threshold
+    ([("top", 0.6, 0.9), ("skirt", 0.8, 0.7)], "skirts"),
+    ([("boots", 0.7, 0.9)], "footwear"),                        # footwear -> {footwear, boots} in the map
+    ([("top", 0.4, 0.2)], None),
+    ([], None),
+    ([("outer", 0.55, 0.51), ("belt", 0.5, 0.99)], "outerwear"),
+]
+
+
 def test_a_flat_folder_is_named_by_the_detector_each_photo_detected_once(pcfg, tmp_path, monkeypatch):
-    ids = [pid for _, _, pids in _same_product_photos(pcfg, 4) for pid in pids[:2]]
+    from detret.detect.crops import Detection
+
+    ids = [pid for _, _, pids in _same_product_photos(pcfg, 3) for pid in pids[:2]][:len(FLAT_DETECTIONS)]
     photos = tmp_path / "flat"
-    for pid in ids:
-        _place(pcfg, photos, pid)
+    by_size = {}
+    for pid, (found, _) in zip(ids, FLAT_DETECTIONS):
+        rgb = read_rgb(_place(pcfg, photos, pid))
+        h, w = rgb.shape[:2]
+        by_size[rgb.tobytes()] = [Detection((w * .1, h * .2, w * .8, h * .9), label, score, objectness)
+                                  for label, score, objectness in found]
+    calls = []
+
+    def detector(model, cfg, arrays, labels, device):
+        calls.append(len(arrays))
+        return [by_size[a.tobytes()] for a in arrays]
+
+    monkeypatch.setattr(detect_inference, "detect_arrays", detector)
     root = tmp_path / "cat"
     create_catalogue(pcfg, root, "tri-crops")
-    # the reference: the catalogue's detector run directly, the most confident accepted garment's first category
-    models = BoundModels(read_card(root), root, "cpu")
-    expected = {}
-    for pid in ids:
-        rgb = read_rgb(photos / f"{pid}.jpg")
-        found = sorted(accepted_detections(models.detect([rgb])[0], (rgb.shape[1], rgb.shape[0]), 0.5),
-                       key=lambda a: (-a[1].score, a[0]))
-        names = [c for _, det, _ in found for c in models.categories_of(det.label)]
-        expected[f"{pid}.jpg"] = names[0] if names else None
-    assert sum(c is not None for c in expected.values()) >= len(ids) // 2   # the detector does name most
-    calls = []
-    real = detect_inference.detect_arrays
-    monkeypatch.setattr(detect_inference, "detect_arrays", lambda *a, **k: calls.append(len(a[2])) or real(*a, **k))
     report = add_products(root, photos)
-    assert sum(calls) == len(ids)   # named and cropped by one detection per photo
+    assert sum(calls) == len(ids)   # each photo detected once: to name its category and to crop it
     rows = {r["source"]: r for r in photo_rows(root)}
-    for name, category in expected.items():
+    for pid, (_, category) in zip(ids, FLAT_DETECTIONS):
+        name = f"{pid}.jpg"
         if category is None:
+            assert name not in rows
             assert any(u["photo"] == name and "no garment" in u["reason"] for u in report.unreadable)
         else:
-            assert rows[name]["category"] == category and rows[name]["product"] == name[:-4]
-    assert report.added == sum(c is not None for c in expected.values())
+            assert (rows[name]["category"], rows[name]["product"], rows[name]["rule"]) == (category, str(pid),
+                                                                                           "detection")
+    assert report.added == sum(c is not None for _, c in FLAT_DETECTIONS)
 
 
 def test_folders_that_cannot_be_read_are_clear_errors(pcfg, tmp_path):
