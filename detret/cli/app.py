@@ -30,6 +30,7 @@ from . import (
     data_cmd,
     demo_cmd,
     detect_cmd,
+    doctor_cmd,
     embed_cmd,
     eval_cmd,
     export_cmd,
@@ -88,7 +89,7 @@ PANELS = {
         ("embed-df2", embed_cmd.embed_df2), ("eval-df2", eval_cmd.evaluate_df2), ("query", query_cmd.query),
         ("export", export_cmd.export), ("demo", demo_cmd.demo), ("report", report_cmd.report)],
     "Your catalogue and the service": [("catalogue", catalogue_cmd.catalogue_app), ("serve", serve_cmd.serve)],
-    "Runs and settings": [("status", status_cmd.status), ("config", config_cmd.config_app),
+    "Runs and settings": [("doctor", doctor_cmd.doctor), ("status", status_cmd.status), ("config", config_cmd.config_app),
                           ("blocks", blocks_cmd.blocks)],
 }
 for panel, commands in PANELS.items():

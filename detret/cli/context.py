@@ -28,6 +28,10 @@ class CliState:
         path = find_config_file(self.config_path)
         return load_pipeline_config(path, list(self.overrides) + list(extra_overrides or []))
 
+    def has_config(self) -> bool:
+        """Whether a pipeline config file is named or found (--config, $DETRET_CONFIG, ./detret.yaml)."""
+        return find_config_file(self.config_path) is not None
+
 
 def state(ctx: typer.Context) -> CliState:
     obj = ctx.find_root().obj

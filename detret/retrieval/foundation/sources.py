@@ -81,13 +81,15 @@ def _patterns(library: str, weights: str) -> List[str]:
     return CONFIGS[library] + [weights] + extra
 
 
-def _from_hub(spec: FoundationSpec, repo: str) -> Source:
-    """The repo's files from the cache (downloaded when online): one weights format, the first found."""
+def _from_hub(spec: FoundationSpec, repo: str, local_only: bool = False) -> Source:
+    """The repo's files from the cache (downloaded when online, unless ``local_only``): one weights format, the
+    first found."""
     import huggingface_hub
+    from huggingface_hub import constants
     from huggingface_hub.errors import LocalEntryNotFoundError
 
     repo, _, revision = repo.partition("@")
-    offline = bool(huggingface_hub.constants.HF_HUB_OFFLINE)
+    offline = bool(constants.HF_HUB_OFFLINE) or local_only
     folder, errors = None, []
     for weights in WEIGHTS[spec.library]:
         try:
@@ -101,14 +103,15 @@ def _from_hub(spec: FoundationSpec, repo: str) -> Source:
             break
         folder = None
     if folder is None:
-        where = "not in the Hugging Face cache and the machine is offline (HF_HUB_OFFLINE)" if offline else \
+        where = ("not in the Hugging Face cache (looked for without downloading)" if local_only else
+                 "not in the Hugging Face cache and the machine is offline (HF_HUB_OFFLINE)") if offline else \
             f"could not be fetched from the hub nor found in the cache ({', '.join(sorted(set(errors)))})"
         raise _missing(spec, where)
     return _from_folder(spec, folder, {"hub_repo": repo, "revision": folder.name})
 
 
-def locate(spec: FoundationSpec, weights: Optional[Path] = None) -> Source:
-    """Where the model's files are (see the module docstring)."""
+def locate(spec: FoundationSpec, weights: Optional[Path] = None, local_only: bool = False) -> Source:
+    """Where the model's files are (see the module docstring); ``local_only``: never download."""
     if weights is not None:
         weights = Path(weights).expanduser()
         if weights.is_dir():
@@ -122,4 +125,4 @@ def locate(spec: FoundationSpec, weights: Optional[Path] = None) -> Source:
     repo = spec.hub_repo or (_timm_hub_repo(spec) if spec.library == "timm" else None)
     if repo is None:
         raise _missing(spec, "no weights given and the name points at no hub repository")
-    return _from_hub(spec, repo)
+    return _from_hub(spec, repo, local_only)
