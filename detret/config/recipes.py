@@ -11,6 +11,9 @@ yours. Format::
     models:
       <run name>: {loss: <registered loss>, shop_crops: detected | full, train: {<retrieval.train key>: value},
                    column: <table column>, paper: <who>, method: <what>, published: {<metric>: <%>}}
+    descriptors:                        # foundation models used without training (detret embed --descriptor)
+      <run name>: {descriptor: open_clip:... | timm:... | hf:..., weights: <file or folder, relative to the
+                   recipe file; default the Hugging Face cache>, shop_crops: detected | full, column, method}
     ensembles:
       <run name>: {members: [<run>, ...], published: {...}}
     whiten: {runs: [<run>, ...], method: lw | pca, reduce: <d / d'>}   # runs <run>-<method> (detret whiten)
@@ -35,7 +38,8 @@ from ..errors import InputError
 from .choices import ShopCrops, WhitenMethod, check_choice
 
 RECIPES_DIR = Path(__file__).resolve().parents[1] / "resources" / "recipes"
-TOP_KEYS = {"name", "title", "models", "ensembles", "whiten", "rerank", "deepfashion2"}
+TOP_KEYS = {"name", "title", "models", "descriptors", "ensembles", "whiten", "rerank", "deepfashion2"}
+DESCRIPTOR_KEYS = {"descriptor", "weights", "shop_crops", "column", "method"}
 WHITEN_KEYS = {"runs", "method", "reduce"}
 MODEL_KEYS = {"loss", "shop_crops", "train", "column", "paper", "method", "published"}
 ENSEMBLE_KEYS = {"members", "published"}
@@ -55,6 +59,18 @@ class ModelRecipe:
     def options(self) -> List[str]:
         """The ``--set`` overrides that give this model's config."""
         return [f"retrieval.train.{k}={v}" for k, v in self.train.items()]
+
+
+@dataclass(frozen=True)
+class DescriptorRecipe:
+    """A foundation model as a run of the recipe, without training: ``embed --descriptor``."""
+
+    name: str                                  # run name: embed-<name>, ...
+    descriptor: str                            # open_clip:..., timm:..., hf:...
+    weights: Optional[Path] = None             # a local file or folder; None: the Hugging Face cache
+    shop_crops: str = "detected"
+    column: str = ""
+    method: str = ""
 
 
 @dataclass(frozen=True)
@@ -87,15 +103,17 @@ class Recipe:
     rerank_methods: Tuple[str, ...] = ()
     deepfashion2: Tuple[str, ...] = ()
     whiten: Optional[WhitenRecipe] = None
+    descriptors: Tuple[DescriptorRecipe, ...] = ()
 
     def whitened(self) -> Tuple[Tuple[str, str], ...]:
         """(source run, whitened run) of each run the recipe whitens."""
         return tuple((r, self.whiten.name(r)) for r in self.whiten.runs) if self.whiten else ()
 
     def columns(self) -> Tuple[str, ...]:
-        """The runs of its table, in order: the models, the ensembles, the whitened runs."""
-        return tuple(m.name for m in self.models) + tuple(e.name for e in self.ensembles) + \
-            tuple(w for _, w in self.whitened())
+        """The runs of its table, in order: the models, the foundation descriptors, the ensembles, the whitened
+        runs."""
+        return tuple(m.name for m in self.models) + tuple(d.name for d in self.descriptors) + \
+            tuple(e.name for e in self.ensembles) + tuple(w for _, w in self.whitened())
 
     def published(self) -> Dict[str, Dict[str, float]]:
         """run -> {metric: %} where the recipe gives published numbers."""
@@ -130,6 +148,21 @@ def _model(name: str, spec: Any, source: str, train_keys: set) -> ModelRecipe:
     return ModelRecipe(name, spec["loss"], spec["shop_crops"], train, str(spec.get("column") or name),
                        str(spec.get("paper", "")), str(spec.get("method", "")),
                        {str(k): float(v) for k, v in _mapping(spec.get("published") or {}, where).items()})
+
+
+def _descriptor(name: str, spec: Any, source: str) -> DescriptorRecipe:
+    from ..retrieval.foundation import FoundationSpec
+
+    where = f"{source}: descriptors.{name}"
+    spec = _mapping(spec, where)
+    _known(spec, DESCRIPTOR_KEYS, where)
+    FoundationSpec.parse(str(spec.get("descriptor", "")), f"{where}.descriptor")
+    crops = str(spec.get("shop_crops", "detected"))
+    check_choice(crops, ShopCrops, f"{where}.shop_crops")
+    weights = spec.get("weights")
+    weights = None if weights in (None, "") else (Path(source).parent / str(weights)).resolve()
+    return DescriptorRecipe(name, str(spec["descriptor"]), weights, crops, str(spec.get("column") or name),
+                            str(spec.get("method", "")))
 
 
 def _ensemble(name: str, spec: Any, source: str, runs: set) -> EnsembleRecipe:
@@ -167,11 +200,17 @@ def parse_recipe(obj: Any, source: str) -> Recipe:
     obj = _mapping(obj, source)
     _known(obj, TOP_KEYS, source)
     models_spec = _mapping(obj.get("models") or {}, f"{source}: models")
-    if not models_spec:
-        raise InputError(f"{source}: models is required (at least one model)")
+    descriptors = tuple(_descriptor(str(n), s, source)
+                        for n, s in _mapping(obj.get("descriptors") or {}, f"{source}: descriptors").items())
+    if not models_spec and not descriptors:
+        raise InputError(f"{source}: models (or descriptors) is required (at least one model)")
     train_keys = {k.split(".", 2)[2] for k in valid_keys() if k.startswith("retrieval.train.")}
     models = tuple(_model(str(n), s, source, train_keys) for n, s in models_spec.items())
     runs = {m.name for m in models}
+    clash = runs & {d.name for d in descriptors}
+    if clash:
+        raise InputError(f"{source}: {sorted(clash)[0]!r} is both a model and a descriptor")
+    runs |= {d.name for d in descriptors}
     ensembles = tuple(_ensemble(str(n), s, source, runs)
                       for n, s in _mapping(obj.get("ensembles") or {}, f"{source}: ensembles").items())
     runs |= {e.name for e in ensembles}
@@ -184,7 +223,7 @@ def parse_recipe(obj: Any, source: str) -> Recipe:
     if any(r not in runs for r in df2):
         raise InputError(f"{source}: deepfashion2 must list the recipe's runs, got {list(df2)}")
     return Recipe(str(obj.get("name") or Path(source).stem), str(obj.get("title", "")), source, models, ensembles,
-                  rerank.get("run"), tuple(rerank.get("methods") or ()), df2, whiten)
+                  rerank.get("run"), tuple(rerank.get("methods") or ()), df2, whiten, descriptors)
 
 
 def load_recipe(recipe: str | Path) -> Recipe:

@@ -14,7 +14,7 @@ from typing import List, Optional, Tuple
 from omegaconf import DictConfig, OmegaConf
 
 from ..config.pipeline import check_choices
-from ..config.recipes import ModelRecipe, Recipe, default_model_name
+from ..config.recipes import DescriptorRecipe, ModelRecipe, Recipe, default_model_name
 from ..runs.layout import RERANKED, RunLayout
 from .steps import Step
 
@@ -64,6 +64,11 @@ def check_recipe(recipe: Recipe, pcfg: DictConfig) -> None:
         check_blocks(model.loss, model_config(pcfg, model).retrieval.train)
     for method in recipe.rerank_methods:
         RERANKERS.get(method, f"{recipe.source}: rerank.methods")
+    for d in recipe.descriptors:   # its weights are found (or fetched) before anything is trained
+        from ..retrieval.foundation import FoundationSpec
+        from ..retrieval.foundation.sources import locate
+
+        locate(FoundationSpec.parse(d.descriptor), d.weights)
 
 
 def _train_step(prefix: str, layout: RunLayout, m: ModelRecipe) -> Step:
@@ -86,6 +91,7 @@ def model_steps(recipe: Recipe, prefix: str, layout: RunLayout, search_k: int) -
     from ..search.stage import run_search
 
     steps = [_train_step(prefix, layout, m) for m in recipe.models]
+    steps += [_descriptor_step(prefix, layout, d) for d in recipe.descriptors]
     steps += [Step(f"embed {m.name}", f"{prefix} embed -m {m.name} --gallery-crops {m.shop_crops}",
                    layout.embed(m.name),
                    lambda c, cmd, f, m=m: run_embed(c, models=[m.name], gallery_crops=m.shop_crops, command=cmd,
@@ -103,6 +109,18 @@ def model_steps(recipe: Recipe, prefix: str, layout: RunLayout, search_k: int) -
                        c, recipe.rerank_run, k=search_k, rerank=Rerank(method=m), command=cmd, force=f))
               for name, method in zip(reranked_columns(recipe), recipe.rerank_methods)]
     return steps
+
+
+def _descriptor_step(prefix: str, layout: RunLayout, d: DescriptorRecipe) -> Step:
+    """Embed a foundation model of the recipe (no training)."""
+    from ..embed.stage import run_embed
+
+    weights = f" --weights {d.weights}" if d.weights else ""
+    return Step(f"embed {d.name} ({d.descriptor}, no training)",
+                f"{prefix} embed --descriptor {d.descriptor}{weights} --name {d.name} --gallery-crops {d.shop_crops}",
+                layout.embed(d.name),
+                lambda c, cmd, f: run_embed(c, models=[d.descriptor], weights=d.weights, name=d.name,
+                                            gallery_crops=d.shop_crops, command=cmd, force=f))
 
 
 def _whiten_steps(recipe: Recipe, prefix: str, layout: RunLayout) -> List[Step]:

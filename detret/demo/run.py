@@ -195,6 +195,7 @@ def _read_results(out: Path, run_dir: Path, recipe: Recipe):
     ``<out>/demo/reading.md`` (``reading-<recipe>.md``)."""
     from ..evaluate.reading import read_table, reading_markdown
     from ..evaluate.stage import read_per_query
+    from ..evaluate.zero_shot import read_zero_shot, zero_shot_markdown
     from .seeds import read_seeds, seeds_markdown
 
     eval_dir = eval_folder(RunLayout(run_dir), recipe)
@@ -206,6 +207,9 @@ def _read_results(out: Path, run_dir: Path, recipe: Recipe):
         read, markdown, title = readers[recipe.name]
         findings = read(results, read_per_query(eval_dir))
         reading = markdown(findings)
+    elif recipe.descriptors and recipe.models:   # trained models beside foundation models: does training pay?
+        findings, title = read_zero_shot(results, read_per_query(eval_dir), recipe), recipe.title or recipe.name
+        reading = zero_shot_markdown(findings)
     else:  # a recipe of yours states no claims to read
         findings, title = [], f"{recipe.title or recipe.name}"
         reading = f"No claims to read: the table is {eval_dir / 'table.md'}.\n"

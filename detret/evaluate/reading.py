@@ -81,7 +81,7 @@ class Comparer:
         return compare(self.results, self.per_query, a, b, metric, self.resamples, self.seed)
 
 
-def _each_metric(compare: Comparer, a: str, b: str) -> str:
+def each_metric(compare: Comparer, a: str, b: str) -> str:
     """"mAP +1.0 [-0.2, +2.1] (within noise), Acc@1 ... (higher), ...": b against a on each metric both have."""
     words = {"better": "higher", "worse": "lower", "noise": "within noise", "untested": "untested"}
     parts = [f"{m} {c.text()} ({words[c.verdict]})" for m in ("mAP", "Acc@1", "Acc@20")
@@ -111,7 +111,7 @@ def _losses(compare: Comparer, have: set) -> List[Finding]:
     for crops_name, shop_crops in (("whole", "full"), ("cropped", "detected")):
         tri, ap = default_model_name("triplet", shop_crops), default_model_name("ap", shop_crops)
         if {tri, ap} <= have:
-            differences = _each_metric(compare, tri, ap)
+            differences = each_metric(compare, tri, ap)
             findings.append(Finding(
                 "losses", f"On {crops_name} shop photos, the AP loss differs from the triplet loss by {differences} "
                 "points (the paper: similar mAP and Acc@1, lower Acc@20 for the AP loss).", None))
@@ -152,7 +152,7 @@ def _reranking(compare: Comparer, have: set) -> List[Finding]:
     for name in sorted(have):
         base, method = split_reranked(name)
         if method and base in have:
-            findings.append(Finding("reranking", f"{name} against {base}: {_each_metric(compare, base, name)} points.",
+            findings.append(Finding("reranking", f"{name} against {base}: {each_metric(compare, base, name)} points.",
                                     None))
     return findings
 
@@ -168,7 +168,7 @@ def _whitening(compare: Comparer, have: set) -> List[Finding]:
                     conclusion(c, "whitening raises mAP here", "whitening lowers mAP here", None)[0])
             findings.append(Finding(
                 "whitening", f"{whitened} ({PAPER.whiten.method}, {PAPER.whiten.reduce}x fewer dimensions) against "
-                f"{source}: {_each_metric(compare, source, whitened)} points: {said}.", None))
+                f"{source}: {each_metric(compare, source, whitened)} points: {said}.", None))
     return findings
 
 
