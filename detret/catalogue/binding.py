@@ -32,6 +32,7 @@ import torch
 
 from ..data.boxes import BoxXYXY
 from ..detect.crops import Crop, Detection, select_crop
+from ..detect.masks import BOX, CropShape
 from ..embed.describer import Describer, DescriptorSpec, spec_of_embed_run
 from ..errors import InputError, MissingFileError
 from ..runs.atomic import atomic_path, atomic_write_json
@@ -44,7 +45,7 @@ from ..runs.stage import require_fresh
 from .layout import CatalogueLayout
 
 MODEL_FORMAT = "detret.catalogue.model/1"
-# A catalogue without a detector (``catalogue create --descriptor ... --crops whole``): whole photos
+# A catalogue without a detector (``catalogue create --descriptor ... --no-detector``): whole photos
 NO_DETECTOR_CROP = {"policy": "full", "objectness_thresh": 0.5}
 REMEMBERED_DETECTIONS = 4096
 
@@ -124,7 +125,8 @@ def _bind_detector(pcfg, root: Path) -> Tuple[Dict, Dict]:
     (root / "models" / "detector.yaml").write_text(cfg.dump())
     detector = {"config": "models/detector.yaml", "weights": "models/detector.pth",
                 "weights_sha256": sha256_file(root / "models" / "detector.pth"),
-                "config_identity_sha256": hashlib.sha256(detector_identity(cfg).encode()).hexdigest()}
+                "config_identity_sha256": hashlib.sha256(detector_identity(cfg).encode()).hexdigest(),
+                "masks": bool(cfg.MODEL.MASK_ON)}
     return detector, {"policy": str(cfg.DETRET.CROP.POLICY), "objectness_thresh": float(cfg.DETRET.CROP.OBJECTNESS_THRESH)}
 
 
@@ -135,6 +137,9 @@ def _finish_card(pcfg, root: Path, run: str, spec: DescriptorSpec, index_factory
     from ..data.categories import load_categories
 
     detector, crop = _bind_detector(pcfg, root) if with_detector else (None, dict(NO_DETECTOR_CROP))
+    if spec.needs_masks() and (detector is None or not detector["masks"]):
+        raise InputError(f"{root}: the descriptor cuts mask crops, but the detector predicts no masks (a detector "
+                         "with MODEL.MASK_ON True is needed)")
     cats = load_categories(pcfg.data.category_map)
     card = ModelCard(run=run, descriptor=spec, index_factory=index_factory, dim=0, detector=detector, crop=crop,
                      categories={"labels": list(cats.modanet),
@@ -163,7 +168,7 @@ def bind_run(pcfg, run: str, root: Path, index_factory: str) -> ModelCard:
 
 
 def bind_foundation(pcfg, descriptor: str, weights: Optional[Path], root: Path, index_factory: str,
-                    with_detector: bool) -> ModelCard:
+                    with_detector: bool, crop: CropShape = BOX) -> ModelCard:
     """A card for a foundation model used without training (``catalogue create --descriptor``): the model
     folder made inside ``root``, whole-photo descriptors for shop photos without a given box unless the
     pipeline's detector crops them."""
@@ -173,7 +178,7 @@ def bind_foundation(pcfg, descriptor: str, weights: Optional[Path], root: Path, 
     folder.path.rename(root / relative)
     crops = "detected" if with_detector else "full"
     leaf = DescriptorSpec([{"name": spec.safe_name, "checkpoint": relative, "sha256": folder.identity}], [1.0],
-                          "fp32", crops)
+                          "fp32", crops, crop=crop)
     return _finish_card(pcfg, root, str(spec), leaf, index_factory, with_detector)
 
 
@@ -229,7 +234,8 @@ class BoundModels:
             from ..detect.inference import load_detector
 
             weights = str(self.root / self.card.detector["weights"])
-            cfg = build_detector_cfg(str(self.root / self.card.detector["config"]), weights=weights,
+            masks = ["DETRET.DETECT.MASKS", "True"] if self.card.descriptor.needs_masks() else []
+            cfg = build_detector_cfg(str(self.root / self.card.detector["config"]), masks, weights=weights,
                                      device=str(self.device))
             self._detector = (load_detector(cfg, weights, self.device), cfg)
         return self._detector
@@ -267,5 +273,7 @@ class BoundModels:
         """The retrieval categories a detector label may crop (shop the look)."""
         return [c for c, labels in self.card.category_map.items() if label in labels]
 
-    def describe(self, photos: Sequence[np.ndarray], boxes: Sequence[Optional[BoxXYXY]], side: str) -> np.ndarray:
-        return self.describer.describe(photos, boxes, side)
+    def describe(self, photos: Sequence[np.ndarray], boxes: Sequence[Optional[BoxXYXY]], side: str,
+                 masks: Optional[Sequence[Optional[Dict]]] = None) -> np.ndarray:
+        """Descriptors of the crops (``masks``: each crop's detection mask, for mask crops)."""
+        return self.describer.describe(photos, boxes, side, masks)

@@ -86,9 +86,10 @@ def _compute_together(models: BoundModels, items: Sequence[Item]) -> Tuple[List[
             continue
         records[i].box_xyxy = [float(v) for v in crop.box_xyxy]
         records[i].rule = crop.rule
-        boxes.append((i, rgb))
-    usable = [i for i, _ in boxes]
-    desc = models.describe([rgb for _, rgb in boxes], [tuple(records[i].box_xyxy) for i in usable], "gallery")
+        boxes.append((i, rgb, found[j][crop.detection].mask if crop.detection is not None else None))
+    usable = [i for i, _, _ in boxes]
+    desc = models.describe([rgb for _, rgb, _ in boxes], [tuple(records[i].box_xyxy) for i in usable], "gallery",
+                           [mask for _, _, mask in boxes])
     return records, desc
 
 

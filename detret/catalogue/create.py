@@ -20,6 +20,7 @@ import numpy as np
 from ..data.images import photo_size
 from ..data.street2shop import PHOTO_NAME
 from ..detect.crops import GIVEN_BOX
+from ..detect.masks import BOX, CropShape
 from ..embed.artifact import read_descriptors
 from ..errors import InputError
 from ..runs.atomic import fsync_dir
@@ -39,8 +40,6 @@ from .milvus import check_index as check_milvus_index
 
 logger = logging.getLogger(__name__)
 
-FOUNDATION_CROPS = ("detector", "whole")
-
 
 def staging_folder(root: Path, what: str) -> Path:
     tmp = root.parent / f".{root.name}.{what}-{os.getpid()}"
@@ -54,7 +53,7 @@ def _new_catalogue(pcfg, folder: Path, run: str, index_factory: str, vectors: Ve
                    foundation: Optional["FoundationChoice"] = None) -> Catalogue:
     if foundation is not None:
         card = bind_foundation(pcfg, foundation.descriptor, foundation.weights, folder, index_factory,
-                               with_detector=foundation.crops == "detector")
+                               with_detector=foundation.detector, crop=foundation.crop)
     else:
         card = bind_run(pcfg, run, folder, index_factory)
     return _open_new(folder, card, vectors)
@@ -62,16 +61,19 @@ def _new_catalogue(pcfg, folder: Path, run: str, index_factory: str, vectors: Ve
 
 @dataclass(frozen=True)
 class FoundationChoice:
-    """``catalogue create --descriptor SPEC [--weights PATH] [--crops detector|whole]``: a foundation model
-    instead of a descriptor run; shop photos cropped by the pipeline's detector, or whole (no detector)."""
+    """``catalogue create --descriptor SPEC [--weights PATH] [--no-detector] [--crop box|mask]``: a foundation
+    model instead of a descriptor run; shop photos cropped by the pipeline's detector (box or mask crops), or
+    whole (no detector)."""
 
     descriptor: str
     weights: Optional[Path] = None
-    crops: str = "detector"
+    detector: bool = True
+    crop: CropShape = BOX
 
     def __post_init__(self) -> None:
-        if self.crops not in FOUNDATION_CROPS:
-            raise InputError(f"--crops {self.crops!r}: expected one of {', '.join(FOUNDATION_CROPS)}")
+        if self.crop.shape == "mask" and not self.detector:
+            raise InputError("--crop mask cuts the garment out by the detector's mask: it needs the detector "
+                             "(drop --no-detector)")
 
 
 def _open_new(folder: Path, card: ModelCard, vectors: VectorsSpec) -> Catalogue:

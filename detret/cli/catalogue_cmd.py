@@ -37,9 +37,12 @@ def create(
                                              "--descriptor`)."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="The foundation model's weights (a folder in its "
                                            "library's format, or a file); default: the Hugging Face cache."),
-    crops: str = typer.Option("detector", "--crops", help="With --descriptor: detector (the pipeline's detector "
-                              "crops each photo without a given box, as the paper) or whole (no detector: given "
-                              "boxes, else whole photos; searches must name their category)."),
+    no_detector: bool = typer.Option(False, "--no-detector", help="With --descriptor: bind no detector (a photo is "
+                                     "embedded at its given box, else whole; searches must name their category). "
+                                     "Default: the pipeline's detector crops each photo, as the paper."),
+    crop: str = typer.Option("box", "--crop", help="With --descriptor: box, or mask (the detection's mask cuts the "
+                             "garment out first; a detector with MODEL.MASK_ON True)."),
+    mask_fill: str = typer.Option("white", "--mask-fill", help="With --crop mask: white or mean."),
     index: str = typer.Option("Flat", "--index", help="Flat (exact, float32), SQfp16 (exact, float16), auto (exact "
                                                       "while a category is small, then IVF-SQ8) or a FAISS factory "
                                                       "such as IVF1024,SQ8, IVF1024,PQ256, HNSW32: trained per "
@@ -53,8 +56,10 @@ def create(
     """Create a catalogue bound to a run's models (retrieval checkpoint(s), detector and crop policy) or to a
     foundation model used without training (--descriptor)."""
     from ..catalogue.create import FoundationChoice, create_catalogue
+    from ..detect.masks import CropShape
 
-    foundation = FoundationChoice(descriptor, weights, crops) if descriptor else None
+    foundation = FoundationChoice(descriptor, weights, not no_detector, CropShape(crop, mask_fill)) if descriptor \
+        else None
     _print_json(create_catalogue(state(ctx).pipeline_config(), catalogue, run, index_factory=index,
                                  import_gallery=import_gallery, vectors=vectors, foundation=foundation))
 

@@ -26,6 +26,11 @@ def embed(
     gallery_crops: ShopCrops = typer.Option(ShopCrops.DETECTED, help="detected: the detect-shop crops; full: whole "
                                                                      "shop photos."),
     scales: str = typer.Option("1", help="Comma-separated scales of each model's image size, e.g. 1,0.707."),
+    crop: str = typer.Option("box", "--crop", help="box: the crop's pixels; mask: the chosen detection's Mask R-CNN "
+                             "mask removes the background first (needs masks recorded by detect: "
+                             "DETRET.DETECT.MASKS True, for the shop and the street photos)."),
+    mask_fill: str = typer.Option("white", "--mask-fill", help="With --crop mask: white, or mean (ImageNet's mean "
+                                  "colour, which normalisation maps to 0)."),
     name: Optional[str] = typer.Option(None, help="Name of the descriptor run (default: model names joined by +)."),
     batch_size: int = typer.Option(32, min=1, help="Crops decoded per DataLoader batch."),
     workers: int = typer.Option(2, min=0, help="DataLoader workers decoding photos."),
@@ -42,11 +47,13 @@ def embed(
     Writes <run_dir>/embed-<name>/: gallery.npy and queries.npy (float32 [N, D]),
     their row tables (*_rows.jsonl), skipped.jsonl, models.json. Resumable.
     """
+    from ..detect.masks import CropShape
     from ..embed.stage import run_embed
 
     pcfg = state(ctx).pipeline_config()
     models = [*(model or []), *([descriptor] if descriptor else [])] or None
-    summary = run_embed(pcfg, models=models, weights=weights, gallery_crops=gallery_crops.value, scales=comma_floats(scales, "--scales"),
+    summary = run_embed(pcfg, models=models, weights=weights, crop=CropShape(crop, mask_fill),
+                        gallery_crops=gallery_crops.value, scales=comma_floats(scales, "--scales"),
                         name=name, batch_size=batch_size, workers=workers, precision=precision.value, force=force,
                         command=rerun_command(ctx), num_processes=num_gpus, num_machines=num_machines,
                         machine_rank=machine_rank, dist_url=dist_url)

@@ -79,7 +79,7 @@ def _query_catalogue(catalogue: Path, photo: Path, category: Optional[str], box,
     if box is not None and category is None:
         raise InputError("--box needs --category (the category of the boxed garment)")
     if category is None and not engine.has_detector:
-        raise InputError(f"{catalogue}: has no detector (created with --crops whole): give --category")
+        raise InputError(f"{catalogue}: has no detector (created with --no-detector): give --category")
     result = engine.run([Job(read_rgb(photo), category, box, k)])[0]
     printer = console()
     if not result["garments"]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import Type
+from typing import Tuple, Type
 
 from ..errors import InputError
 
@@ -36,6 +36,8 @@ class Optimizer(StrEnum):
 
 
 TIMM_PREFIX = "timm:"  # retrieval.train.architecture: timm:<model name> is any timm backbone
+# Foundation descriptors without training: LIBRARY:NAME (detret/retrieval/foundation)
+FOUNDATION_LIBRARIES = ("open_clip", "timm", "hf")
 
 
 class Architecture(StrEnum):
@@ -99,6 +101,18 @@ class Subset(StrEnum):
     TRAIN = "train"
 
 
+class CropShapeChoice(StrEnum):
+    """A crop's pixels: the box's, or the detection's mask cutting the garment out first (detect/masks.py)."""
+    BOX = "box"
+    MASK = "mask"
+
+
+class MaskFill(StrEnum):
+    """What replaces the background of a mask crop: white, or ImageNet's mean colour (0 once normalised)."""
+    WHITE = "white"
+    MEAN = "mean"
+
+
 class CropPolicy(StrEnum):
     """The paper's category-matched crop, the best detection of any label, or the whole photo."""
     CATEGORY = "category"
@@ -134,3 +148,13 @@ def check_choice(value: str, choice: Type[StrEnum], what: str, error: Type[Input
     if value not in {member.value for member in choice}:
         raise error(f"{what} {value!r} is not one of {values(choice)}")
     return str(value)
+
+
+def check_foundation_name(text: str, where: str = "--descriptor") -> Tuple[str, str]:
+    """(library, name) of a foundation model named ``LIBRARY:NAME``; an InputError naming ``where`` else."""
+    library, sep, name = str(text).partition(":")
+    if not sep or library not in FOUNDATION_LIBRARIES or not name.strip():
+        raise InputError(f"{where} {text!r}: expected LIBRARY:NAME with LIBRARY one of "
+                         f"{', '.join(FOUNDATION_LIBRARIES)} (e.g. open_clip:hf-hub:Marqo/marqo-fashionSigLIP, "
+                         "timm:vit_small_patch14_dinov2.lvd142m, hf:facebook/dinov2-small)")
+    return library, name.strip()

@@ -36,6 +36,8 @@ from .choices import (
     DEVICES,
     TIMM_PREFIX,
     Architecture,
+    CropShapeChoice,
+    MaskFill,
     Negatives,
     Optimizer,
     Resize,
@@ -112,6 +114,12 @@ class RetrievalTrainConfig:
     image_size: int = 224            # pixels of the longer side (the paper: 800)
     resize: str = "longest"          # longest | square
     pooling: str = "gem"             # a registered pooling (`detret blocks`): gem, the paper's; mac, spoc, rmac
+    # box: crops are the boxes' pixels | mask: the detection's Mask R-CNN mask removes the background first
+    # (shop photos: their chosen detection's; street photos: the detection best matching the box), filled
+    # with white or mean (ImageNet's mean colour); needs `detect` with DETRET.DETECT.MASKS True for the
+    # shop photos and the street photos of the training pairs (`detect --split street --subset train`).
+    crop: str = "box"
+    mask_fill: str = "white"
     # Optimisation.
     epochs: int = 10
     batch_size: int = 16             # queries per step
@@ -172,6 +180,8 @@ CHOICE_KEYS = {
     "retrieval.train.optimizer": Optimizer,
     "retrieval.train.negatives": Negatives,
     "retrieval.train.streams": Streams,
+    "retrieval.train.crop": CropShapeChoice,
+    "retrieval.train.mask_fill": MaskFill,
 }
 
 # Keys holding file or folder paths, resolved relative to the config file.

@@ -35,7 +35,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 import yaml
 
 from ..errors import InputError
-from .choices import ShopCrops, WhitenMethod, check_choice
+from .choices import ShopCrops, WhitenMethod, check_choice, check_foundation_name
 
 RECIPES_DIR = Path(__file__).resolve().parents[1] / "resources" / "recipes"
 TOP_KEYS = {"name", "title", "models", "descriptors", "ensembles", "whiten", "rerank", "deepfashion2"}
@@ -151,12 +151,10 @@ def _model(name: str, spec: Any, source: str, train_keys: set) -> ModelRecipe:
 
 
 def _descriptor(name: str, spec: Any, source: str) -> DescriptorRecipe:
-    from ..retrieval.foundation import FoundationSpec
-
     where = f"{source}: descriptors.{name}"
     spec = _mapping(spec, where)
     _known(spec, DESCRIPTOR_KEYS, where)
-    FoundationSpec.parse(str(spec.get("descriptor", "")), f"{where}.descriptor")
+    check_foundation_name(str(spec.get("descriptor", "")), f"{where}.descriptor")
     crops = str(spec.get("shop_crops", "detected"))
     check_choice(crops, ShopCrops, f"{where}.shop_crops")
     weights = spec.get("weights")

@@ -8,7 +8,10 @@ one line per photo and category (shop photos) or per query record (street photos
      "detections": [{"box_xyxy": [x0, y0, x1, y1],     # pixels, every detection the detector kept
                      "label": "bag", "score": 0.93, "objectness": 0.88}, ...],
      "crop": {"box_xyxy": [x0, y0, x1, y1], "rule": "detection" | "fallback" | "ground_truth" | "full",
-              "detection": 0 | null},                   # index into "detections"
+              "detection": 0 | null,                    # index into "detections"
+              "mask": {"size": [H, W], "counts": "..."}},  # only when masks are recorded (DETRET.DETECT.MASKS):
+                                                       # the chosen detection's (shop), or that of the detection
+                                                       # of the category best matching the box (street, masks.py)
      "status": "ok"}
     {"photo_id": 12, ..., "status": "skipped", "reason": "corrupt or truncated image (...)", "crop": null}
 
@@ -57,13 +60,16 @@ class PhotoDetections:
                    obj["status"], obj.get("reason", ""))
 
 
-def _det_json(d: Detection) -> Dict:
-    return {"box_xyxy": [round(float(v), 2) for v in d.box_xyxy], "label": d.label,
-            "score": round(float(d.score), 5), "objectness": round(float(d.objectness), 5)}
+def _det_json(d: Detection, with_mask: bool = True) -> Dict:
+    out = {"box_xyxy": [round(float(v), 2) for v in d.box_xyxy], "label": d.label,
+           "score": round(float(d.score), 5), "objectness": round(float(d.objectness), 5)}
+    if with_mask and d.mask is not None:
+        out["mask"] = d.mask
+    return out
 
 
 def _det_from(obj: Dict) -> Detection:
-    return Detection(tuple(obj["box_xyxy"]), obj["label"], obj["score"], obj["objectness"])
+    return Detection(tuple(obj["box_xyxy"]), obj["label"], obj["score"], obj["objectness"], obj.get("mask"))
 
 
 @dataclass
@@ -80,14 +86,18 @@ class CropRecord:
     crop: Optional[Crop]
     status: str = "ok"
     reason: str = ""
+    mask: Optional[Dict] = None   # the crop's mask (masks.py): its detection's, or the box's best match (street)
 
     def to_json(self) -> Dict:
         out = {"photo_id": self.photo_id, "split": self.split, "category": self.category, "record": self.record,
-               "width": self.width, "height": self.height, "detections": [_det_json(d) for d in self.detections],
+               "width": self.width, "height": self.height,
+               "detections": [_det_json(d, with_mask=False) for d in self.detections],
                "crop": None if self.crop is None else {
                    "box_xyxy": [round(float(v), 2) for v in self.crop.box_xyxy], "rule": self.crop.rule,
                    "detection": self.crop.detection},
                "status": self.status}
+        if self.mask is not None:
+            out["crop"]["mask"] = self.mask
         if self.status != "ok":
             out["reason"] = self.reason
         return out
@@ -98,7 +108,7 @@ class CropRecord:
         return cls(obj["photo_id"], obj["split"], obj["category"], obj.get("record"), obj["width"], obj["height"],
                    [_det_from(d) for d in obj["detections"]],
                    None if crop is None else Crop(tuple(crop["box_xyxy"]), crop["rule"], crop["detection"]),
-                   obj["status"], obj.get("reason", ""))
+                   obj["status"], obj.get("reason", ""), None if crop is None else crop.get("mask"))
 
     @property
     def key(self):

@@ -55,6 +55,9 @@ def add_detret_config(cfg: CfgNode) -> None:
     # fp32 gives DefaultPredictor's crops; bf16 may change a crop where two detections' scores
     # are within bf16 precision of each other (measured with tools/benchmark.py detect).
     cfg.DETRET.DETECT.PRECISION = "fp32"
+    # Record each detection's Mask R-CNN mask (needs MODEL.MASK_ON True): what mask crops cut the garment
+    # out with (detret/detect/masks.py). Off: the mask head is not run at inference (boxes only).
+    cfg.DETRET.DETECT.MASKS = False
     cfg.DETRET.SOLVER = CfgNode()
     # "SGD" (Detectron2's), or "AdamW" (SOLVER.BASE_LR, SOLVER.WEIGHT_DECAY and the schedule apply to it too;
     # the synthetic CPU config trains from random weights with it: detectron_configs/*synth_cpu*).
@@ -123,6 +126,9 @@ def build_detector_cfg(
     check_choice(cfg.DETRET.CROP.POLICY, CropPolicy, f"{path}: DETRET.CROP.POLICY")
     check_choice(cfg.DETRET.DETECT.PRECISION, Precision, f"{path}: DETRET.DETECT.PRECISION")
     check_choice(cfg.DETRET.SOLVER.OPTIMIZER, DetectorOptimizer, f"{path}: DETRET.SOLVER.OPTIMIZER")
+    if cfg.DETRET.DETECT.MASKS and not cfg.MODEL.MASK_ON:
+        raise InputError(f"{path}: DETRET.DETECT.MASKS True records the detections' masks, but MODEL.MASK_ON is "
+                         "False (a detector without a mask head); set MODEL.MASK_ON True and train it")
     if weights is not None:
         cfg.MODEL.WEIGHTS = str(weights)
     cfg.MODEL.DEVICE = device
@@ -171,6 +177,8 @@ def detector_identity(cfg: CfgNode) -> str:
     c.DETRET.DETECT.NUM_WORKERS = 0
     if c.MODEL.BACKBONE.NAME != BACKBONE_NAME:  # read by that backbone alone
         del c.DETRET["RESNET"]
+    if not c.DETRET.DETECT.MASKS:   # (the key came later: runs and catalogues without masks keep their identity)
+        del c.DETRET.DETECT["MASKS"]
     return c.dump()
 
 

@@ -18,8 +18,8 @@ kept) and ``full`` (always the whole photo).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Iterator, Mapping, Optional, Sequence, Tuple
+from dataclasses import dataclass, field
+from typing import Dict, Iterator, Mapping, Optional, Sequence, Tuple
 
 from ..data.boxes import BoxXYXY
 from ..errors import InputError, UnknownNameError
@@ -34,6 +34,8 @@ class Detection:
     label: str           # detector (ModaNet) label
     score: float         # probability of that label
     objectness: float    # sigmoid of the RPN proposal's logit
+    # its Mask R-CNN mask over the whole photo, as run-length encoding (masks.py), when masks are recorded
+    mask: Optional[Dict] = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

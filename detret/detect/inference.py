@@ -4,7 +4,7 @@ Photos are decoded and resized in DataLoader workers (the same resize as
 Detectron2's ``DefaultPredictor``: shortest edge to ``INPUT.MIN_SIZE_TEST``,
 longest at most ``INPUT.MAX_SIZE_TEST``); the model sees up to ``DETRET.DETECT.BATCH_SIZE``
 photos of one padded shape per forward pass under ``torch.inference_mode``. The mask head is
-switched off: the crop needs boxes only. A photo that cannot be decoded is
+switched off unless masks are recorded (``DETRET.DETECT.MASKS``, for mask crops). A photo that cannot be decoded is
 recorded with the reason and the run goes on. ``DETRET.DETECT.PRECISION: bf16`` runs
 the ResNet bottom-up (most of the compute) channels-last under bfloat16 autocast and
 keeps FPN, RPN and box heads in fp32: autocasting the whole model was slower on the
@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..data.images import PhotoError, read_rgb
 from .artifact import PhotoDetections
 from .crops import Detection
+from .masks import encode_mask
 
 logger = logging.getLogger(__name__)
 
@@ -60,10 +61,11 @@ def model_input(rgb: np.ndarray, resize, input_format: str) -> Dict:
 
 
 def inference_cfg(cfg: CfgNode) -> CfgNode:
-    """The detector config for inference: masks off (boxes are all the crop needs)."""
+    """The detector config for inference: masks off (boxes are all a box crop needs), unless they are recorded
+    for mask crops (``DETRET.DETECT.MASKS``)."""
     out = cfg.clone()
     out.defrost()
-    out.MODEL.MASK_ON = False
+    out.MODEL.MASK_ON = bool(cfg.MODEL.MASK_ON and cfg.DETRET.DETECT.MASKS)
     out.freeze()
     return out
 
@@ -106,11 +108,15 @@ def load_detector(cfg: CfgNode, weights: str, device: torch.device) -> torch.nn.
 
 
 def to_detections(instances, labels: Sequence[str]) -> List[Detection]:
+    """The detections of one photo; with their masks (run-length encoded) when the model predicts them."""
     boxes = instances.pred_boxes.tensor.tolist()
     classes = instances.pred_classes.tolist()
     scores = instances.scores.tolist()
     objectness = instances.objectness.tolist()
-    return [Detection(tuple(b), labels[c], s, o) for b, c, s, o in zip(boxes, classes, scores, objectness)]
+    masks = [encode_mask(m) for m in instances.pred_masks.numpy()] if instances.has("pred_masks") else \
+        [None] * len(boxes)
+    return [Detection(tuple(b), labels[c], s, o, m) for b, c, s, o, m in zip(boxes, classes, scores, objectness,
+                                                                             masks)]
 
 
 def _padded_shape(image: torch.Tensor, divisibility: int) -> Tuple[int, int]:

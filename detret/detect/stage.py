@@ -43,7 +43,8 @@ from .artifact import (
     write_artifact,
 )
 from .config import DetectorChoice, choose_detector, detector_identity
-from .crops import ground_truth_crop, select_crop
+from .crops import Crop, Detection, ground_truth_crop, select_crop
+from .masks import matching_detection
 from .inference import detect_photos, load_detector
 
 logger = logging.getLogger(__name__)
@@ -179,6 +180,17 @@ def _read_sizes(photos: List[PhotoItem], done: Dict[int, PhotoDetections]) -> No
             done[p] = PhotoDetections(p, status="skipped", reason=exc.reason)
 
 
+def crop_mask(detections: Sequence[Detection], crop: Crop, labels: Sequence[str]):
+    """The mask of a crop (None without recorded masks): its detection's, or for a box not chosen among the
+    detections (a street photo's annotated box) that of the best-matching detection of its labels."""
+    if crop.detection is not None:
+        return detections[crop.detection].mask
+    if crop.rule == "ground_truth":
+        match = matching_detection(detections, crop.box_xyxy, labels)
+        return None if match is None else detections[match].mask
+    return None
+
+
 def crop_records(units: List[CropUnit], done: Dict[int, PhotoDetections], split: str, cats: Categories,
                  choice: Optional[DetectorChoice]) -> List[CropRecord]:
     """One record per unit: the policy's crop (shop) or the annotated box (street), or why it was skipped."""
@@ -193,7 +205,8 @@ def crop_records(units: List[CropUnit], done: Dict[int, PhotoDetections], split:
         size = (det.width, det.height)
         crop = ground_truth_crop(gt_box, size) if split == "street" else select_crop(
             det.detections, cat, cats.street2shop_to_modanet, size, objectness_thresh=thresh, policy=policy)
-        records.append(CropRecord(photo_id, split, cat, record, det.width, det.height, det.detections, crop))
+        records.append(CropRecord(photo_id, split, cat, record, det.width, det.height, det.detections, crop,
+                                  mask=crop_mask(det.detections, crop, cats.street2shop_to_modanet.get(cat, ()))))
     return records
 
 

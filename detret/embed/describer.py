@@ -16,7 +16,10 @@ The tree is written as plain JSON (:meth:`DescriptorSpec.to_json`)::
     {"combine": [<spec>, <spec>, ...]}
     {"whiten": {"checkpoint": "<whitening.npz>", "sha256", "method", "dim"}, "of": <spec>}
     {"models": [{"name", "checkpoint", "sha256"}], "scales": [1.0], "precision": "fp32",
-     "gallery_crops": "detected" | "full"}
+     "gallery_crops": "detected" | "full", "crop": "mask", "mask_fill": "white" | "mean"}
+
+``crop``/``mask_fill`` appear only for mask crops (the chosen detection's mask removes the background,
+``detret/detect/masks.py``); a leaf without them cuts boxes, as every leaf did before.
 """
 from __future__ import annotations
 
@@ -33,9 +36,9 @@ from ..config.choices import ShopCrops, check_choice
 from ..data.boxes import BoxXYXY
 from ..errors import InputError, MissingFileError
 from ..retrieval.descriptor_model import DescriptorNet, load_descriptor_model
-from ..retrieval.preprocess import crop_rgb
 from ..runs.layout import RunLayout
 from ..runs.stage import SUMMARY_NAME
+from ..detect.masks import BOX, CropShape
 from .inference import describe_crops
 from .whitening import apply_whitening, read_whitening
 
@@ -52,6 +55,15 @@ class DescriptorSpec:
     gallery_crops: str = "detected"
     children: List["DescriptorSpec"] = field(default_factory=list)
     whiten: Optional[Dict] = None   # {"checkpoint": <whitening.npz>, "sha256", "method", "dim"}: of children[0]
+    crop: CropShape = BOX           # box, or mask crops (and their fill)
+
+    @property
+    def shape_json(self) -> Dict:
+        return {"crop": self.crop.shape, "mask_fill": self.crop.fill} if self.crop.shape == "mask" else {}
+
+    def needs_masks(self) -> bool:
+        """Whether any leaf cuts its crops by the detection's mask."""
+        return any(leaf.crop.shape == "mask" for leaf in self.leaves())
 
     def to_json(self) -> Dict:
         if self.whiten is not None:
@@ -59,7 +71,7 @@ class DescriptorSpec:
         if self.children:
             return {"combine": [c.to_json() for c in self.children]}
         return {"models": self.models, "scales": list(self.scales), "precision": self.precision,
-                "gallery_crops": self.gallery_crops}
+                "gallery_crops": self.gallery_crops, **self.shape_json}
 
     @classmethod
     def from_json(cls, obj: Dict) -> "DescriptorSpec":
@@ -69,7 +81,7 @@ class DescriptorSpec:
             return cls(children=[cls.from_json(c) for c in obj["combine"]])
         check_choice(obj.get("gallery_crops", "detected"), ShopCrops, "gallery_crops of a descriptor model")
         return cls(models=list(obj["models"]), scales=list(obj["scales"]), precision=obj.get("precision", "fp32"),
-                   gallery_crops=obj.get("gallery_crops", "detected"))
+                   gallery_crops=obj.get("gallery_crops", "detected"), crop=_crop_of(obj))
 
     def leaves(self) -> List["DescriptorSpec"]:
         return [leaf for c in self.children for leaf in c.leaves()] if self.children else [self]
@@ -87,7 +99,7 @@ class DescriptorSpec:
         if self.children:
             return {"combine": [c.identity() for c in self.children]}
         return {"sha256": [m["sha256"] for m in self.models], "scales": list(self.scales),
-                "precision": self.precision, "gallery_crops": self.gallery_crops}
+                "precision": self.precision, "gallery_crops": self.gallery_crops, **self.shape_json}
 
     def with_checkpoints(self, move: Callable[[Dict], str]) -> "DescriptorSpec":
         """The same tree with each model's checkpoint path replaced by ``move(model)`` (a whitening's too)."""
@@ -97,7 +109,11 @@ class DescriptorSpec:
         if self.children:
             return DescriptorSpec(children=[c.with_checkpoints(move) for c in self.children])
         return DescriptorSpec([{**m, "checkpoint": move(m)} for m in self.models], list(self.scales),
-                              self.precision, self.gallery_crops)
+                              self.precision, self.gallery_crops, crop=self.crop)
+
+
+def _crop_of(obj: Dict) -> CropShape:
+    return CropShape(obj.get("crop", "box"), obj.get("mask_fill", "white"))
 
 
 def spec_of_embed_run(run_dir: Path, name: str) -> DescriptorSpec:
@@ -118,7 +134,7 @@ def spec_of_embed_run(run_dir: Path, name: str) -> DescriptorSpec:
     crops = json.loads(summary_file.read_text()).get("gallery_crops", "detected") if summary_file.is_file() \
         else "detected"
     models = [{"name": m["name"], "checkpoint": m["checkpoint"], "sha256": m["sha256"]} for m in spec["models"]]
-    return DescriptorSpec(models, list(spec["scales"]), spec.get("precision", "fp32"), crops)
+    return DescriptorSpec(models, list(spec["scales"]), spec.get("precision", "fp32"), crops, crop=_crop_of(spec))
 
 
 class Describer:
@@ -135,20 +151,23 @@ class Describer:
             self.whitening = read_whitening(Path(spec.whiten["checkpoint"]))
             self.dim = int(self.whitening[1].shape[0])
 
-    def describe(self, photos: Sequence[np.ndarray], boxes: Sequence[Optional[BoxXYXY]], side: str) -> np.ndarray:
+    def describe(self, photos: Sequence[np.ndarray], boxes: Sequence[Optional[BoxXYXY]], side: str,
+                 masks: Optional[Sequence[Optional[Dict]]] = None) -> np.ndarray:
         """[n, D] descriptors of ``photos`` ([H, W, 3] uint8) cut by ``boxes`` (None: the whole photo),
-        as ``embed`` computes the rows of ``side`` ("gallery": shop photos, "query": street photos)."""
+        as ``embed`` computes the rows of ``side`` ("gallery": shop photos, "query": street photos);
+        ``masks``: each crop's detection mask (run-length encoded, or None), read by mask-crop leaves."""
         if side not in SIDES:
             raise InputError(f"side {side!r} is not one of {', '.join(SIDES)}")
         if not photos:
             return np.zeros((0, self.dim), np.float32)
         if self.whitening is not None:
-            return apply_whitening(self.children[0].describe(photos, boxes, side), *self.whitening)
+            return apply_whitening(self.children[0].describe(photos, boxes, side, masks), *self.whitening)
         if self.children:
-            parts = [c.describe(photos, boxes, side) for c in self.children]
+            parts = [c.describe(photos, boxes, side, masks) for c in self.children]
             return F.normalize(torch.from_numpy(np.concatenate(parts, axis=1)), dim=1).numpy()
         whole = side == "gallery" and self.spec.gallery_crops == "full"
-        crops = [p if whole else crop_rgb(p, b) for p, b in zip(photos, boxes)]
+        masks = list(masks) if masks is not None else [None] * len(photos)
+        crops = [self.spec.crop.cut(p, None if whole else b, m) for p, b, m in zip(photos, boxes, masks)]
         domain = "shop" if side == "gallery" else "street"  # the stream of a two-stream network
         out = describe_crops(self.models, crops, self.spec.scales, self.device, self.spec.precision, domain)
         return np.ascontiguousarray(out.numpy(), dtype=np.float32)

@@ -24,9 +24,10 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..data.boxes import BoxXYXY
 from ..data.images import PhotoError, read_rgb
+from ..detect.masks import BOX, CropShape
 from ..errors import InputError
 from ..retrieval.descriptor_model import DescriptorNet
-from ..retrieval.preprocess import crop_rgb, resize_normalise, to_tensor
+from ..retrieval.preprocess import resize_normalise, to_tensor
 from ..runs.atomic import atomic_path, atomic_write_text
 from ..utils.progress import progress
 
@@ -34,15 +35,17 @@ from ..utils.progress import progress
 class CropDataset(Dataset):
     """Row index -> the crop as [H, W, 3] uint8, or the reason it cannot be read."""
 
-    def __init__(self, paths: Sequence[Path], boxes: Sequence[Optional[BoxXYXY]]):
-        self.paths, self.boxes = list(paths), list(boxes)
+    def __init__(self, paths: Sequence[Path], boxes: Sequence[Optional[BoxXYXY]],
+                 masks: Optional[Sequence[Optional[Dict]]] = None, shape: CropShape = BOX):
+        self.paths, self.boxes, self.shape = list(paths), list(boxes), shape
+        self.masks = list(masks) if masks is not None else [None] * len(self.paths)
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int) -> Dict:
         try:
-            return {"i": i, "crop": crop_rgb(read_rgb(self.paths[i]), self.boxes[i])}
+            return {"i": i, "crop": self.shape.cut(read_rgb(self.paths[i]), self.boxes[i], self.masks[i])}
         except PhotoError as exc:
             return {"i": i, "error": exc.reason, "path": str(exc.path)}
 
@@ -108,12 +111,13 @@ def clear_parts(parts: Path, remove_folder: bool) -> None:
 
 
 def _embed_shard(models: List[DescriptorNet], paths: List[Path], boxes: List, first_row: int, *,
-                 scales: Sequence[float], device, batch_size: int, workers: int, precision: str, domain: str
-                 ) -> Tuple[np.ndarray, List[Dict]]:
+                 scales: Sequence[float], device, batch_size: int, workers: int, precision: str, domain: str,
+                 masks: Optional[List] = None, shape: CropShape = BOX) -> Tuple[np.ndarray, List[Dict]]:
     """(descriptors [n, D], zero rows for unreadable photos; their records with the row number)."""
     shard = np.zeros((len(paths), sum(m.dim for m in models)), np.float32)
     skipped = []
-    loader = DataLoader(CropDataset(paths, boxes), batch_size=batch_size, num_workers=workers, collate_fn=_collate)
+    loader = DataLoader(CropDataset(paths, boxes, masks, shape), batch_size=batch_size, num_workers=workers,
+                        collate_fn=_collate)
     for batch in loader:
         ok = [b for b in batch if "crop" in b]
         skipped += [{"row": first_row + b["i"], "path": b["path"], "reason": b["error"]}
@@ -127,8 +131,8 @@ def _embed_shard(models: List[DescriptorNet], paths: List[Path], boxes: List, fi
 
 def embed_rows(models: List[DescriptorNet], paths: List[Path], boxes: List, parts_dir: Path, side: str, *,
                scales: Sequence[float], device, batch_size: int, workers: int, shard_size: int,
-               precision: str = "fp32", rank: int = 0, world: int = 1, domain: str = "shop"
-               ) -> Tuple[np.ndarray, List[Dict]]:
+               precision: str = "fp32", rank: int = 0, world: int = 1, domain: str = "shop",
+               masks: Optional[List] = None, shape: CropShape = BOX) -> Tuple[np.ndarray, List[Dict]]:
     """(descriptors [N, D] with zero rows for skipped photos, skipped records); resumable by shard.
     `domain`: the photos' ("shop" or "street"), which picks a two-stream network's stream.
 
@@ -150,7 +154,8 @@ def embed_rows(models: List[DescriptorNet], paths: List[Path], boxes: List, part
             continue  # another process's shard
         shard, shard_skipped = _embed_shard(models, paths[start:stop], boxes[start:stop], start, scales=scales,
                                             device=device, batch_size=batch_size, workers=workers,
-                                            precision=precision, domain=domain)
+                                            precision=precision, domain=domain,
+                                            masks=None if masks is None else masks[start:stop], shape=shape)
         with atomic_path(shard_path) as tmp:
             np.save(tmp, shard)
         atomic_write_text(skip_path, json.dumps(shard_skipped))

@@ -35,11 +35,12 @@ from ..retrieval.descriptor_model import DescriptorNet, load_descriptor_model, m
 from ..retrieval.foundation import FoundationSpec, materialise
 from ..retrieval.foundation.sources import locate
 from ..runs.atomic import atomic_write_json, atomic_write_text
-from ..runs.layout import MODEL_FILE, RunLayout
+from ..runs.layout import DETECTIONS_FILE, MODEL_FILE, RunLayout
 from ..runs.stage import Stage, require_built, require_fresh
 from ..utils.device import DataParallel, data_parallel_device, resolve_device
 from ..utils.disk import require_free_space
 from .artifact import Row, write_descriptors
+from ..detect.masks import BOX, CropShape
 from .inference import clear_parts, embed_rows
 
 logger = logging.getLogger(__name__)
@@ -57,11 +58,13 @@ class Side:
     rows: List[Row] = field(default_factory=list)
     paths: List[Path] = field(default_factory=list)
     boxes: List[Optional[BoxXYXY]] = field(default_factory=list)
+    masks: List[Optional[Dict]] = field(default_factory=list)   # each crop's mask, where recorded (mask crops)
 
-    def add(self, row: Row, path: Path) -> None:
+    def add(self, row: Row, path: Path, mask: Optional[Dict] = None) -> None:
         self.rows.append(row)
         self.paths.append(path)
         self.boxes.append(row.box_xyxy)
+        self.masks.append(mask)
 
 
 def resolve_models(pcfg: DictConfig, names: Optional[Sequence[str]], weights: Optional[Path] = None
@@ -103,47 +106,54 @@ def resolve_models(pcfg: DictConfig, names: Optional[Sequence[str]], weights: Op
     return out
 
 
-def descriptor_sides(data: Street2Shop, shop_crops: Optional[Dict]) -> Tuple[Side, Side, List[Dict]]:
-    """(gallery, queries, gallery photos the detect stage skipped); ``shop_crops`` None: whole shop photos."""
+def descriptor_sides(data: Street2Shop, shop_crops: Optional[Dict], whole_shop: bool = False,
+                     street_masks: Optional[Dict] = None) -> Tuple[Side, Side, List[Dict]]:
+    """(gallery, queries, gallery photos the detect stage skipped); ``shop_crops`` None: whole shop photos;
+    ``whole_shop``: whole shop photos, with the masks of ``shop_crops`` (mask crops of whole photos).
+    ``street_masks``: (category, photo id, record) -> the query's mask (the detect-street artifact's)."""
     gallery, queries, skipped = Side("gallery", "shop"), Side("queries", "street"), []
     for cat in data.categories:
         for s in data.gallery[cat]:
-            box, rule = None, "full"
+            box, rule, mask = None, "full", None
             if shop_crops is not None:
                 rec = shop_crops.get((cat, s.photo_id))
                 if rec is None or rec.status != "ok":
                     skipped.append({"photo_id": s.photo_id, "category": cat,
                                     "reason": rec.reason if rec else "not in the detect-shop artifact"})
                     continue
-                box, rule = tuple(rec.crop.box_xyxy), rec.crop.rule
+                mask = rec.mask
+                if not whole_shop:
+                    box, rule = tuple(rec.crop.box_xyxy), rec.crop.rule
             gallery.add(Row(s.photo_id, s.product_id, cat, "shop", None, rule, box, s.products),
-                        data.photo_path(s.photo_id))
+                        data.photo_path(s.photo_id), mask)
     for q in data.test_queries:
         queries.add(Row(q.photo_id, q.product_id, q.category, "street", q.record,
-                        "ground_truth" if q.box_xyxy else "fallback", q.box_xyxy), data.photo_path(q.photo_id))
+                        "ground_truth" if q.box_xyxy else "fallback", q.box_xyxy), data.photo_path(q.photo_id),
+                    (street_masks or {}).get((q.category, q.photo_id, q.record)))
     return gallery, queries, skipped
 
 
 def _embed_worker(checkpoints: List[str], device_name: str, parts: str, sides: List[Tuple], scales: List[float],
-                  batch_size: int, workers: int, shard_size: int, precision: str) -> None:
+                  batch_size: int, workers: int, shard_size: int, precision: str, shape: Tuple[str, str]) -> None:
     """One process of a data-parallel embedding: its share of the shards of both sides."""
     from detectron2.utils import comm
 
     rank, world = comm.get_rank(), comm.get_world_size()
     device = data_parallel_device(device_name)
     models = [load_descriptor_model(Path(c), device) for c in checkpoints]
-    for side, domain, paths, boxes in sides:
+    for side, domain, paths, boxes, masks in sides:
         embed_rows(models, [Path(p) for p in paths], boxes, Path(parts), side, scales=scales, device=device,
                    batch_size=batch_size, workers=workers, shard_size=shard_size, precision=precision,
-                   rank=rank, world=world, domain=domain)
+                   rank=rank, world=world, domain=domain, masks=masks, shape=CropShape(*shape))
     comm.synchronize()
 
 
 def _launch_workers(chosen: List[Tuple[str, Path]], device, parts: Path, sides: Sequence[Side], opts: Dict,
                     parallel: DataParallel) -> None:
     parallel.launch(_embed_worker, [str(p) for _, p in chosen], str(device), str(parts),
-                    [(s.name, s.domain, [str(p) for p in s.paths], s.boxes) for s in sides],
-                    list(opts["scales"]), opts["batch_size"], opts["workers"], opts["shard_size"], opts["precision"])
+                    [(s.name, s.domain, [str(p) for p in s.paths], s.boxes, s.masks) for s in sides],
+                    list(opts["scales"]), opts["batch_size"], opts["workers"], opts["shard_size"], opts["precision"],
+                    (opts["shape"].shape, opts["shape"].fill))
 
 
 def _write_sides(out: Path, loaded: List[DescriptorNet], sides: Sequence[Side], parts: Path, device,
@@ -152,7 +162,7 @@ def _write_sides(out: Path, loaded: List[DescriptorNet], sides: Sequence[Side], 
     kept, skipped_all = {}, []
     for side in sides:
         desc, skipped = embed_rows(loaded, side.paths, side.boxes, parts, side.name, device=device, domain=side.domain,
-                                   **opts)
+                                   masks=side.masks, **opts)
         bad = {s["row"] for s in skipped}
         keep = [i for i in range(len(side.rows)) if i not in bad]
         write_descriptors(out, side.name, desc[keep], [side.rows[i] for i in keep])
@@ -163,25 +173,46 @@ def _write_sides(out: Path, loaded: List[DescriptorNet], sides: Sequence[Side], 
 
 
 def _stage(pcfg: DictConfig, chosen: List[Tuple[str, Path]], name: str, gallery_crops: str,
-           scales: Sequence[float], precision: str, command: Optional[str]) -> Stage:
+           scales: Sequence[float], precision: str, command: Optional[str], shape: CropShape = BOX) -> Stage:
     layout = RunLayout(pcfg.run_dir)
     root = Path(pcfg.data.street2shop.root)
     inputs = {"annotations": root / "meta" / "json", "photos": root / "images"}
     inputs.update({f"model_{i}_{n}": p for i, (n, p) in enumerate(chosen)})
-    if gallery_crops == "detected":
+    if gallery_crops == "detected" or shape.shape == "mask":
         require_fresh(layout.detect_shop, "the shop crops (detret detect --split shop)")
         inputs["shop_crops"] = layout.shop_detections
     config = {"models": [n for n, _ in chosen], "gallery_crops": gallery_crops, "scales": list(scales),
               "precision": precision}
+    if shape.shape == "mask":   # the queries' masks: the detections recorded beside their boxes
+        street = layout.detect("street", "test")
+        require_fresh(street, "the street photos' detections (detret detect --split street): mask crops of the "
+                              "queries need the detector's masks")
+        inputs["street_crops"] = street / DETECTIONS_FILE
+        config.update({"crop": shape.shape, "mask_fill": shape.fill})
     return Stage(layout.embed(name), layout.embed(name).name, config=config, inputs=inputs, command=command,
                  pipeline_config=pcfg)
+
+
+def _read_crops(stage: Stage, shape: CropShape) -> Tuple[Optional[Dict], Optional[Dict]]:
+    """(shop crop records by (category, photo id), street masks by (category, photo id, record)) as needed."""
+    from ..detect.artifact import read_artifact
+
+    shop = street = None
+    if "shop_crops" in stage.input_paths:
+        shop = {(r.category, r.photo_id): r for r in read_artifact(stage.input_paths["shop_crops"])}
+        if shape.shape == "mask" and not any(r.mask is not None for r in shop.values()):
+            raise InputError(f"{stage.input_paths['shop_crops']}: no masks recorded; mask crops need a detector "
+                             "with MODEL.MASK_ON True run with DETRET.DETECT.MASKS True (detret detect --split shop)")
+    if "street_crops" in stage.input_paths:
+        street = {(r.category, r.photo_id, r.record): r.mask for r in read_artifact(stage.input_paths["street_crops"])}
+    return shop, street
 
 
 def run_embed(pcfg: DictConfig, *, models: Optional[Sequence[str]] = None, gallery_crops: str = "detected",
               scales: Sequence[float] = (1.0,), name: Optional[str] = None, batch_size: int = 32,
               workers: int = 2, shard_size: int = 512, precision: str = "fp32", force: bool = False,
               command: Optional[str] = None, num_processes: int = 1, num_machines: int = 1, machine_rank: int = 0,
-              dist_url: str = "auto", weights: Optional[Path] = None) -> Dict:
+              dist_url: str = "auto", weights: Optional[Path] = None, crop: CropShape = BOX) -> Dict:
     check_choice(precision, Precision, "precision")
     check_choice(gallery_crops, ShopCrops, "gallery crops")
     if not pcfg.data.street2shop.root:
@@ -189,7 +220,7 @@ def run_embed(pcfg: DictConfig, *, models: Optional[Sequence[str]] = None, galle
     device = resolve_device(pcfg.device)
     chosen = resolve_models(pcfg, models, weights)
     name = name or "+".join(n for n, _ in chosen)
-    stage = _stage(pcfg, chosen, name, gallery_crops, scales, precision, command)
+    stage = _stage(pcfg, chosen, name, gallery_crops, scales, precision, command, crop)
     reused = stage.reuse_or_begin(force=force)
     if reused is not None:
         return reused
@@ -197,15 +228,12 @@ def run_embed(pcfg: DictConfig, *, models: Optional[Sequence[str]] = None, galle
     if stage.state == "fresh":
         clear_parts(parts, remove_folder=False)
     parts.mkdir(parents=True, exist_ok=True)
-    shop_crops = None
-    if gallery_crops == "detected":
-        from ..detect.artifact import read_artifact
-
-        shop_crops = {(r.category, r.photo_id): r for r in read_artifact(stage.input_paths["shop_crops"])}
+    shop_crops, street_masks = _read_crops(stage, crop)
     gallery, queries, skipped_by_detect = descriptor_sides(
-        load_street2shop(Path(pcfg.data.street2shop.root), splits=("test",)), shop_crops)
+        load_street2shop(Path(pcfg.data.street2shop.root), splits=("test",)), shop_crops,
+        whole_shop=gallery_crops == "full", street_masks=street_masks)
     opts = {"scales": scales, "batch_size": batch_size, "workers": workers, "shard_size": shard_size,
-            "precision": precision}
+            "precision": precision, "shape": crop}
     parallel = DataParallel(num_processes, num_machines, machine_rank, dist_url)
     if parallel.world > 1:
         _launch_workers(chosen, device, parts, (gallery, queries), opts, parallel)
@@ -218,11 +246,13 @@ def run_embed(pcfg: DictConfig, *, models: Optional[Sequence[str]] = None, galle
     kept, skipped = _write_sides(out, loaded, (gallery, queries), parts, device, opts)
     skipped = [{"side": "gallery", **s} for s in skipped_by_detect] + skipped
     atomic_write_text(out / "skipped.jsonl", "".join(json.dumps(s, sort_keys=True) + "\n" for s in skipped))
-    atomic_write_json(out / "models.json", {"scales": list(scales), "precision": precision, "models": [
+    shape = {"crop": crop.shape, "mask_fill": crop.fill} if crop.shape == "mask" else {}
+    atomic_write_json(out / "models.json", {"scales": list(scales), "precision": precision, **shape, "models": [
         {"name": n, "checkpoint": str(p), "sha256": model_sha256(p), "meta": m.meta}
         for (n, p), m in zip(chosen, loaded)]})
     summary = {"name": name, "gallery": kept["gallery"], "queries": kept["queries"], "skipped": len(skipped),
-               "dim": int(dim), "models": [n for n, _ in chosen], "gallery_crops": gallery_crops}
+               "dim": int(dim), "models": [n for n, _ in chosen], "gallery_crops": gallery_crops, **shape,
+               "masked": {s.name: sum(m is not None for m in s.masks) for s in (gallery, queries)}}
     stage.finish(summary, {**DESCRIPTOR_OUTPUTS, "skipped": "skipped.jsonl", "models": "models.json"})
     clear_parts(parts, remove_folder=True)
     return summary

@@ -77,14 +77,15 @@ def default_run(run_dir: Path) -> str:
                      "choose one with --run")
 
 
-def detect_crop(pcfg: DictConfig, photo: Path, category: str, size_wh: Tuple[int, int], device: torch.device
-                ) -> Tuple[Crop, List[Detection]]:
-    """The run's detector on one photo, then the shop photos' crop policy for ``category``."""
+def detect_crop(pcfg: DictConfig, photo: Path, category: str, size_wh: Tuple[int, int], device: torch.device,
+                masks: bool = False) -> Tuple[Crop, List[Detection]]:
+    """The run's detector on one photo (recording masks: ``masks``), then the shop photos' crop policy for
+    ``category``."""
     from ..detect.config import choose_detector
     from ..detect.inference import detect_photos, load_detector
 
     cats = load_categories(pcfg.data.category_map)
-    choice = choose_detector(pcfg, device, [])
+    choice = choose_detector(pcfg, device, ["DETRET.DETECT.MASKS", "True"] if masks else [])
     model = load_detector(choice.cfg, choice.weights, device)
     found: List = []
     for _ in detect_photos(model, choice.cfg, [(0, photo)], cats.modanet, device, found.extend):
@@ -121,14 +122,15 @@ def run_query(pcfg: DictConfig, photo: Path, category: str, *, box: Optional[Box
     rgb = read_rgb(photo)  # PhotoError (a ValueError) names the file and the problem
     size_wh = (rgb.shape[1], rgb.shape[0])
     detections: List[Detection] = []
+    describer = Describer(spec_of_embed_run(run_dir, run), device)
     if box is not None:
         crop = given_box_crop(box, size_wh)
         if crop is None:
             raise InputError(f"--box {list(box)} is empty inside {photo} ({size_wh[0]}x{size_wh[1]} px)")
     else:
-        crop, detections = detect_crop(pcfg, photo, category, size_wh, device)
-    describer = Describer(spec_of_embed_run(run_dir, run), device)
-    descriptor = describer.describe([rgb], [crop.box_xyxy], "query")[0]
+        crop, detections = detect_crop(pcfg, photo, category, size_wh, device, describer.spec.needs_masks())
+    mask = detections[crop.detection].mask if crop.detection is not None else None
+    descriptor = describer.describe([rgb], [crop.box_xyxy], "query", [mask])[0]
 
     rows = [r for r in gallery_rows if r.category == category]  # the index's order (search stage)
     index = faiss.read_index(str(search_dir / INDEX_DIR / index_file_name(category)))

@@ -15,7 +15,7 @@ Augmentation (the paper's): colour distortion, tilt, skew and a random crop
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -26,7 +26,8 @@ from torchvision.transforms import v2
 from ..data.boxes import BoxXYXY
 from ..data.images import read_rgb
 from ..data.street2shop import Street2Shop
-from .preprocess import crop_rgb, normalise, resize_to_input, to_tensor
+from ..detect.masks import BOX, CropShape
+from .preprocess import normalise, resize_to_input, to_tensor
 
 Product = Tuple[str, int]
 
@@ -40,6 +41,7 @@ class CropItem:
     product: Product
     domain: str  # "street" or "shop"
     also_shows: Tuple[Product, ...] = ()  # a shop photo listed for several products of its category
+    mask: Optional[Dict] = field(default=None, compare=False, repr=False)   # its detection's (mask crops)
 
     def shows(self, product: Product) -> bool:
         """Whether the crop shows `product` (a shop photo may show several: a positive for each)."""
@@ -62,9 +64,31 @@ def load_shop_boxes(artifact: Path) -> Dict[Tuple[str, int], Optional[BoxXYXY]]:
     return {(r.category, r.photo_id): tuple(r.crop.box_xyxy) for r in read_artifact(artifact) if r.status == "ok"}
 
 
+def training_masks(layout) -> Dict[str, Dict]:
+    """The masks of mask crops: {"shop": (category, photo id) -> mask, "street": (category, photo id, record)
+    -> mask}, from the detect-shop and detect-street-train artifacts (``DETRET.DETECT.MASKS`` True)."""
+    from ..detect.artifact import read_artifact
+    from ..errors import InputError
+    from ..runs.layout import DETECTIONS_FILE
+    from ..runs.stage import require_fresh
+
+    require_fresh(layout.detect_shop, "the shop crops (detret detect --split shop)")
+    street = layout.detect("street", "train")
+    require_fresh(street, "the training street photos' detections (detret detect --split street --subset train): "
+                          "mask crops need the detector's masks")
+    shop = {(r.category, r.photo_id): r.mask for r in read_artifact(layout.shop_detections) if r.status == "ok"}
+    if not any(m is not None for m in shop.values()):
+        raise InputError(f"{layout.shop_detections}: no masks recorded; mask crops need a detector with "
+                         "MODEL.MASK_ON True run with DETRET.DETECT.MASKS True")
+    return {"shop": shop, "street": {(r.category, r.photo_id, r.record): r.mask
+                                     for r in read_artifact(street / DETECTIONS_FILE) if r.status == "ok"}}
+
+
 def build_training_set(data: Street2Shop, shop_boxes: Optional[Dict[Tuple[str, int], BoxXYXY]], *,
-                       val_fraction: float, seed: int) -> TrainingSet:
-    """`shop_boxes` None: whole shop photos ("full"); else the detected crops ("detected")."""
+                       val_fraction: float, seed: int, masks: Optional[Dict[str, Dict]] = None) -> TrainingSet:
+    """`shop_boxes` None: whole shop photos ("full"); else the detected crops ("detected"). ``masks``
+    (:func:`training_masks`): each crop's mask, for mask crops."""
+    shop_masks, street_masks = (masks or {}).get("shop", {}), (masks or {}).get("street", {})
     skipped = {"zero_size_box": 0, "no_shop_photo": 0, "shop_not_detected": 0}
     queries: List[CropItem] = []
     for q in data.queries("train"):
@@ -75,7 +99,8 @@ def build_training_set(data: Street2Shop, shop_boxes: Optional[Dict[Tuple[str, i
             skipped["no_shop_photo"] += 1
             continue
         queries.append(CropItem(q.photo_id, data.photo_path(q.photo_id), q.box_xyxy, q.category,
-                                (q.category, q.product_id), "street"))
+                                (q.category, q.product_id), "street",
+                                mask=street_masks.get((q.category, q.photo_id, q.record))))
     products = sorted({q.product for q in queries})
     rng = np.random.default_rng(seed)
     n_val = int(round(val_fraction * len(products)))
@@ -98,7 +123,7 @@ def build_training_set(data: Street2Shop, shop_boxes: Optional[Dict[Tuple[str, i
             for product in shown:
                 by_product.setdefault(product, []).append(len(shop))
             shop.append(CropItem(s.photo_id, data.photo_path(s.photo_id), box, cat, shown[0], "shop",
-                                 tuple(shown[1:])))
+                                 tuple(shown[1:]), shop_masks.get((cat, s.photo_id))))
     train_q = [q for q in queries if q.product not in val_products and q.product in by_product]
     val_q = [q for q in queries if q.product in val_products and q.product in by_product]
     return TrainingSet(train_q, val_q, shop, by_product, skipped)
@@ -128,8 +153,9 @@ def jitter_box(box: Optional[BoxXYXY], size_wh: Tuple[int, int], rng: np.random.
 class CropReader:
     """Reads crops as network inputs; `augment` adds the training distortions."""
 
-    def __init__(self, image_size: int, resize: str, mean: Sequence[float], std: Sequence[float]) -> None:
-        self.image_size, self.resize, self.mean, self.std = image_size, resize, mean, std
+    def __init__(self, image_size: int, resize: str, mean: Sequence[float], std: Sequence[float],
+                 shape: CropShape = BOX) -> None:
+        self.image_size, self.resize, self.mean, self.std, self.shape = image_size, resize, mean, std, shape
         self._augment = augmentation()
 
     def __call__(self, item: CropItem, rng: Optional[np.random.Generator] = None) -> torch.Tensor:
@@ -140,7 +166,7 @@ class CropReader:
         # Distortions are applied at the network's input size, not the photo's: the
         # same transforms, and on a CPU they cost a few times less (colour jitter on a
         # full street photo dominated an epoch).
-        img = resize_to_input(to_tensor(crop_rgb(rgb, box)), self.image_size, self.resize)
+        img = resize_to_input(to_tensor(self.shape.cut(rgb, box, item.mask)), self.image_size, self.resize)
         if rng is not None:
             # torchvision's random transforms draw from torch's global generator:
             # seed it from ours so that a seed gives the same batches.

@@ -49,14 +49,15 @@ from ..data.images import PhotoError
 from ..data.street2shop import load_street2shop
 from ..errors import InputError
 from ..runs.atomic import atomic_write_json
-from ..runs.layout import MODEL_FILE, RunLayout
+from ..runs.layout import DETECTIONS_FILE, MODEL_FILE, RunLayout
 from ..runs.manifest import read_manifest
 from ..runs.stage import SUMMARY_NAME, Stage, require_fresh
 from ..utils.device import DataParallel, resolve_device
 from ..utils.progress import progress
 from .attribute_heads import attribute_training
 from .batch import SAMPLERS, Draw, assemble, augment_rng, crop_item
-from .data import CropItem, CropReader, TrainingSet, build_training_set, load_shop_boxes
+from ..detect.masks import CropShape
+from .data import CropItem, CropReader, TrainingSet, build_training_set, load_shop_boxes, training_masks
 from .metrics import full_gallery_ap
 from .model import (
     RetrievalNet,
@@ -216,8 +217,13 @@ def _step(run: "TrainRun", draw: Draw, epoch: int) -> Optional[float]:
 
 
 def training_config(loss: str, shop_crops: str, tcfg) -> Dict:
-    """What a retrieval run is trained with: the stage's config, the checkpoint's meta and the summary."""
-    return {"loss": loss, "shop_crops": shop_crops, "train": OmegaConf.to_container(tcfg, resolve=True)}
+    """What a retrieval run is trained with: the stage's config, the checkpoint's meta and the summary (the
+    crop keys only for mask crops, so that runs made before they existed keep their identity)."""
+    train = OmegaConf.to_container(tcfg, resolve=True)
+    if train.get("crop", "box") == "box":
+        train.pop("crop", None)
+        train.pop("mask_fill", None)
+    return {"loss": loss, "shop_crops": shop_crops, "train": train}
 
 
 def _stage(pcfg: DictConfig, loss: str, shop_crops: str, name: str, command: Optional[str]) -> Stage:
@@ -234,6 +240,9 @@ def _stage(pcfg: DictConfig, loss: str, shop_crops: str, name: str, command: Opt
         inputs["init_from"] = layout.retrieval_checkpoint(tcfg.init_from, "retrieval.train.init_from")
     if tcfg.attribute_weight > 0:
         inputs["attributes"] = attributes_path(root)
+    if tcfg.crop == "mask":   # the masks: the shop photos' and the training street photos' detections
+        inputs["shop_crops"] = layout.shop_detections
+        inputs["street_crops"] = layout.detect("street", "train") / DETECTIONS_FILE
     return Stage(layout.retrieval(name), f"train-retrieval-{name}", config=training_config(loss, shop_crops, tcfg),
                  inputs=inputs, command=command, pipeline_config=pcfg)
 
@@ -338,9 +347,11 @@ def _setup(pcfg_yaml: str, loss: str, shop_crops: str, name: str) -> TrainRun:
         device = torch.device("cuda", comm.get_local_rank())
     layout = RunLayout(pcfg.run_dir)
     root = Path(pcfg.data.street2shop.root)
+    shape = CropShape(tcfg.crop, tcfg.mask_fill)
     shop_boxes = load_shop_boxes(layout.shop_detections) if shop_crops == "detected" else None
+    masks = training_masks(layout) if shape.shape == "mask" else None
     tset = build_training_set(load_street2shop(root, splits=("train",)), shop_boxes, val_fraction=tcfg.val_fraction,
-                              seed=tcfg.seed)
+                              seed=tcfg.seed, masks=masks)
     if not tset.train_queries:
         raise InputError(f"{root}: no usable training query (skipped: {tset.skipped})")
     logger.info("%d training queries, %d validation queries, %d shop crops (skipped: %s)",
@@ -358,7 +369,7 @@ def _setup(pcfg_yaml: str, loss: str, shop_crops: str, name: str) -> TrainRun:
     if world > 1:  # one start everywhere (the seed gives it already; a broadcast makes sure)
         for tensor in model.state_dict().values():
             torch.distributed.broadcast(tensor, src=0)
-    reader = CropReader(tcfg.image_size, tcfg.resize, model.meta["mean"], model.meta["std"])
+    reader = CropReader(tcfg.image_size, tcfg.resize, model.meta["mean"], model.meta["std"], shape)
     optimizer = make_optimizer(model, tcfg)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=tcfg.lr_decay)
     return TrainRun(pcfg, loss, shop_crops, name, comm.get_rank(), world, device, layout.retrieval(name), tset, model,

@@ -77,7 +77,10 @@ def _add(engine: SearchEngine, folder: Path, csv_path: Path):
             if ln.photo.parent != folder.resolve():
                 raise RequestError(400, f"products: line {ln.line} names {ln.source!r}; name one of the uploaded "
                                         "photos (by file name)")
-        return add_lines(cat, lines, engine.models).to_json()
+        report = add_lines(cat, lines, engine.models).to_json()
+        for d in report["duplicates"]:
+            d["of"].pop("file", None)   # a stored photo's file inside the catalogue is no client's business
+        return report
 
 
 def admin_router(engine: SearchEngine, token: Optional[str]) -> APIRouter:

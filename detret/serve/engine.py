@@ -158,8 +158,9 @@ class SearchEngine:
         t1 = time.perf_counter()
         garments = [self._garments(j, found.get(i, [])) for i, j in enumerate(jobs)]
         flat = [(i, g) for i, gs in enumerate(garments) for g in gs]
+        masks = [found[i][g.crop.detection].mask if g.crop.detection is not None else None for i, g in flat]
         descriptors = self.models.describe([jobs[i].photo for i, _ in flat], [g.crop.box_xyxy for _, g in flat],
-                                           "query")
+                                           "query", masks)
         t2 = time.perf_counter()
         self.refresh()
         self._search([g for _, g in flat], descriptors, [jobs[i].k for i, _ in flat])

@@ -124,6 +124,24 @@ class Merge(Answer):
     seconds: float
 
 
+class DuplicateOf(Answer):
+    photo_id: Optional[int] = Field(None, description="the stored photo it copies")
+    line: Optional[int] = Field(None, description="or the earlier line of this upload it copies")
+    photo: Optional[str] = None
+    product: str
+
+
+class Duplicate(Answer):
+    line: int
+    photo: str
+    product: str
+    kind: str = Field(description="exact (the same bytes under another product) | near (re-encoded, resized or "
+                                  "slightly cropped)")
+    of: DuplicateOf
+    difference: float = Field(description="mean absolute difference after alignment, 0..255 (0 for exact)")
+    action: str = Field(description="kept | skipped")
+
+
 class Added(Answer):
     added: int
     already_present: int
@@ -132,6 +150,7 @@ class Added(Answer):
     change_id: Optional[int]
     reused_descriptors: int
     maintenance: List[Merge] = Field(description="segments merged after the change (it was visible before)")
+    duplicates: List[Duplicate] = Field(default_factory=list, description="photos that copy another (kept)")
 
 
 class Removed(Answer):

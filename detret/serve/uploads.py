@@ -78,7 +78,7 @@ def check_category(category: Optional[str], known: Sequence[str], has_detector: 
         raise RequestError(400, f"category: {shown(category)} is not a category of this catalogue; known: "
                                 f"{', '.join(known)}")
     if category is None and not has_detector:
-        raise RequestError(400, "category: required; this catalogue has no detector (created with --crops whole), "
+        raise RequestError(400, "category: required; this catalogue has no detector (created with --no-detector), "
                                 "so it cannot find the garments of a photo by itself (shop the look)")
     return category
 

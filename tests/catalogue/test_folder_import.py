@@ -125,6 +125,6 @@ def test_folders_that_cannot_be_read_are_clear_errors(pcfg, tmp_path):
     from tests.retrieval import tiny_foundation as tiny
 
     create_catalogue(pcfg, root, None, foundation=FoundationChoice("open_clip:t", tiny.save_open_clip(
-        tmp_path / "oc"), crops="whole"))
+        tmp_path / "oc"), detector=False))
     with pytest.raises(InputError, match="no detector"):
         add_products(root, flat)

@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from fastapi.testclient import TestClient
 from PIL import Image
 
@@ -15,6 +14,7 @@ from detret.catalogue.add import add_products
 from detret.catalogue.binding import read_card
 from detret.catalogue.create import FoundationChoice, create_catalogue
 from detret.cli.app import main
+from detret.detect.masks import CropShape
 from detret.data.images import read_rgb
 from detret.errors import InputError
 from detret.retrieval.preprocess import crop_rgb
@@ -111,7 +111,7 @@ def test_without_a_detector_photos_are_whole_and_searches_name_a_category(demo_q
     pcfg = load_pipeline_config(result["config"], ["device=cpu"])
     saved = tiny.save_open_clip(tmp_path / "tiny-clip")
     root = tmp_path / "cat"
-    create_catalogue(pcfg, root, None, foundation=FoundationChoice("open_clip:tiny", saved, crops="whole"))
+    create_catalogue(pcfg, root, None, foundation=FoundationChoice("open_clip:tiny", saved, detector=False))
     card = read_card(root)
     assert card.detector is None and card.crop["policy"] == "full"
     assert not (root / "models" / "detector.pth").exists()
@@ -137,8 +137,10 @@ def test_create_takes_a_run_or_a_foundation_model(demo_quick, tmp_path):
     pcfg = load_pipeline_config(result["config"], ["device=cpu"])
     with pytest.raises(InputError, match="one of them"):
         create_catalogue(pcfg, tmp_path / "a", None)
-    with pytest.raises(InputError, match="--crops 'boxes'"):
-        FoundationChoice("open_clip:x", crops="boxes")
+    with pytest.raises(InputError, match="needs the detector"):
+        FoundationChoice("open_clip:x", detector=False, crop=CropShape("mask"))
+    with pytest.raises(InputError, match="crop 'boxes'"):
+        CropShape("boxes")
     with pytest.raises(InputError, match="needs --run"):
         create_catalogue(pcfg, tmp_path / "b", None, import_gallery=True, foundation=FoundationChoice("hf:x/y"))
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

@@ -4,9 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from ...errors import InputError
+from ...config.choices import FOUNDATION_LIBRARIES, check_foundation_name
 
-LIBRARIES = ("open_clip", "timm", "hf")
+LIBRARIES = FOUNDATION_LIBRARIES
 HUB_PREFIX = "hf-hub:"
 LOCAL_PREFIX = "local-dir:"
 
@@ -21,12 +21,7 @@ class FoundationSpec:
 
     @classmethod
     def parse(cls, text: str, field: str = "--descriptor") -> "FoundationSpec":
-        library, sep, name = str(text).partition(":")
-        if not sep or library not in LIBRARIES or not name.strip():
-            raise InputError(f"{field} {text!r}: expected LIBRARY:NAME with LIBRARY one of {', '.join(LIBRARIES)} "
-                             "(e.g. open_clip:hf-hub:Marqo/marqo-fashionSigLIP, timm:vit_small_patch14_dinov2."
-                             "lvd142m, hf:facebook/dinov2-small)")
-        return cls(library, name.strip())
+        return cls(*check_foundation_name(text, field))
 
     @staticmethod
     def looks_like(text: str) -> bool:
