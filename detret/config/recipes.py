@@ -201,7 +201,7 @@ def parse_recipe(obj: Any, source: str) -> Recipe:
     descriptors = tuple(_descriptor(str(n), s, source)
                         for n, s in _mapping(obj.get("descriptors") or {}, f"{source}: descriptors").items())
     if not models_spec and not descriptors:
-        raise InputError(f"{source}: models (or descriptors) is required (at least one model)")
+        raise InputError(f"{source}: models is required (at least one model, or a descriptor)")
     train_keys = {k.split(".", 2)[2] for k in valid_keys() if k.startswith("retrieval.train.")}
     models = tuple(_model(str(n), s, source, train_keys) for n, s in models_spec.items())
     runs = {m.name for m in models}

@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..config.pipeline import check_choices
 from ..config.recipes import DescriptorRecipe, ModelRecipe, Recipe, default_model_name
+from ..detect.masks import CropShape
 from ..runs.layout import RERANKED, RunLayout
 from .steps import Step
 
@@ -52,6 +53,16 @@ def model_config(pcfg: DictConfig, model: ModelRecipe) -> DictConfig:
     cfg = OmegaConf.merge(pcfg, {"retrieval": {"train": dict(model.train)}})
     check_choices(cfg, source=f"{model.name} of the recipe")
     return cfg
+
+
+def crop_of(model: ModelRecipe) -> CropShape:
+    """How the model's crops are cut, in training and when it embeds (``train: {crop: mask}``)."""
+    return CropShape(str(model.train.get("crop", "box")), str(model.train.get("mask_fill", "white")))
+
+
+def needs_training_masks(recipe: Recipe) -> bool:
+    """Whether a model trains on mask crops (then the training street photos are detected too)."""
+    return any(crop_of(m).shape == "mask" for m in recipe.models)
 
 
 def check_recipe(recipe: Recipe, pcfg: DictConfig) -> None:
@@ -92,10 +103,11 @@ def model_steps(recipe: Recipe, prefix: str, layout: RunLayout, search_k: int) -
 
     steps = [_train_step(prefix, layout, m) for m in recipe.models]
     steps += [_descriptor_step(prefix, layout, d) for d in recipe.descriptors]
-    steps += [Step(f"embed {m.name}", f"{prefix} embed -m {m.name} --gallery-crops {m.shop_crops}",
+    steps += [Step(f"embed {m.name}", f"{prefix} embed -m {m.name} --gallery-crops {m.shop_crops}"
+                   + (f" --crop mask --mask-fill {crop_of(m).fill}" if crop_of(m).shape == "mask" else ""),
                    layout.embed(m.name),
                    lambda c, cmd, f, m=m: run_embed(c, models=[m.name], gallery_crops=m.shop_crops, command=cmd,
-                                                    force=f))
+                                                    force=f, crop=crop_of(m)))
               for m in recipe.models]
     steps += [Step(f"ensemble {e.name}", f"{prefix} combine {' '.join(e.members)} --name {e.name}", layout.embed(e.name),
                    lambda c, cmd, f, e=e: run_combine(c, list(e.members), e.name, command=cmd, force=f))

@@ -38,7 +38,8 @@ from ..runs.layout import METRICS_FILE, RunLayout
 from ..runs.stage import StaleArtifactError, stage_status
 from ..search.rerank import split_reranked
 from .profiles import PROFILES, DemoProfile
-from .recipe_steps import check_recipe, eval_folder, eval_out_name, evaluated_runs, is_main, model_steps
+from .recipe_steps import (check_recipe, eval_folder, eval_out_name, evaluated_runs, is_main, model_steps,
+                           needs_training_masks)
 from .steps import Step
 
 DEMO_CONFIG_NAME = "demo.yaml"
@@ -98,6 +99,10 @@ def demo_steps(config_path: Path, profile: DemoProfile, run_dir: Path, recipe: R
         Step("crop street photos", f"{prefix} detect --split street", layout.detect("street", "test"),
              lambda c, cmd, f: run_detect(c, "street", command=cmd, force=f)),
     ]
+    if needs_training_masks(recipe):   # the masks of the training pairs' street photos (mask crops)
+        detection.append(Step("detect the training street photos", f"{prefix} detect --split street --subset train",
+                              layout.detect("street", "train"),
+                              lambda c, cmd, f: run_detect(c, "street", subset="train", command=cmd, force=f)))
     runs = evaluated_runs(recipe)
     out_name = eval_out_name(recipe)
     name_option = "" if out_name is None else f" --out-name {out_name}"

@@ -219,8 +219,21 @@ def _stage(pcfg: DictConfig, split: str, subset: str, run_detector: bool, cats: 
     if choice is not None:
         inputs["weights"] = choice.weights_file
         config["detector_cfg"] = detector_identity(choice.cfg)
+        if choice.cfg.DETRET.DETECT.MASKS:
+            config["masks"] = True
     stage_dir = RunLayout(pcfg.run_dir).detect(split, subset)
     return Stage(stage_dir, stage_dir.name, config=config, inputs=inputs, command=command, pipeline_config=pcfg)
+
+
+def require_masks(stage_dir: Path) -> None:
+    """Refuse a detect stage that did not record masks (mask crops need them)."""
+    from ..runs.manifest import read_manifest
+
+    manifest = read_manifest(stage_dir)
+    if manifest is None or not manifest.config.get("masks"):
+        raise InputError(f"{stage_dir}: detected without masks; mask crops need a detector with MODEL.MASK_ON True "
+                         f"run with DETRET.DETECT.MASKS True (detret --set 'detector.opts=[DETRET.DETECT.MASKS,True]' "
+                         f"detect ...)")
 
 
 def _check_request(pcfg: DictConfig, split: str, subset: str, run_detector: bool) -> None:

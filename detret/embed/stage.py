@@ -198,11 +198,13 @@ def _read_crops(stage: Stage, shape: CropShape) -> Tuple[Optional[Dict], Optiona
     from ..detect.artifact import read_artifact
 
     shop = street = None
+    if shape.shape == "mask":
+        from ..detect.stage import require_masks
+
+        for key in ("shop_crops", "street_crops"):
+            require_masks(stage.input_paths[key].parent)
     if "shop_crops" in stage.input_paths:
         shop = {(r.category, r.photo_id): r for r in read_artifact(stage.input_paths["shop_crops"])}
-        if shape.shape == "mask" and not any(r.mask is not None for r in shop.values()):
-            raise InputError(f"{stage.input_paths['shop_crops']}: no masks recorded; mask crops need a detector "
-                             "with MODEL.MASK_ON True run with DETRET.DETECT.MASKS True (detret detect --split shop)")
     if "street_crops" in stage.input_paths:
         street = {(r.category, r.photo_id, r.record): r.mask for r in read_artifact(stage.input_paths["street_crops"])}
     return shop, street

@@ -37,7 +37,7 @@ TABLE_ORDER = PAPER.columns()
 
 @dataclass(frozen=True)
 class Finding:
-    question: str        # "cropping" | "losses" | "ensembles" | "reranking" | "whitening"
+    question: str        # "cropping" | "losses" | "ensembles" | "reranking" | "whitening" | "masks"
     text: str            # one sentence with the measured numbers (percentage points)
     agrees_with_paper: Optional[bool]  # None where the paper makes no claim to compare with
 
@@ -172,17 +172,32 @@ def _whitening(compare: Comparer, have: set) -> List[Finding]:
     return findings
 
 
+def _masks(compare: Comparer, have: set) -> List[Finding]:
+    """6. Mask crops against box crops, the same loss (not in the paper; the 2026 tools cut garments out by
+    their masks): ap-masks against ap-crops."""
+    findings = []
+    for crops, masks in (("ap-crops", "ap-masks"),):
+        if {crops, masks} <= have:
+            c = compare(crops, masks, "mAP")
+            said = conclusion(c, "mask crops help here", "mask crops hurt here", None)[0]
+            findings.append(Finding("masks", f"{masks} (the background removed by the detection's mask) against "
+                                    f"{crops} (box crops): {each_metric(compare, crops, masks)} points: {said}.",
+                                    None))
+    return findings
+
+
 def read_table(results: Mapping[str, Dict], per_query: Optional[Mapping[str, Dict]] = None) -> List[Finding]:
     """Findings on the paper's questions for the runs in ``results`` (eval's metrics.json), each difference
     with its paired 95% interval from ``per_query`` (eval's per_query.json; without it, untested)."""
     compare, have = Comparer(results, per_query), set(results)
     return (_cropping(compare, have) + _losses(compare, have) + _ensembles(compare, have)
-            + _reranking(compare, have) + _whitening(compare, have))
+            + _reranking(compare, have) + _whitening(compare, have) + _masks(compare, have))
 
 
 TITLES = {"cropping": "Does cropping the database help?", "losses": "Triplet loss or AP loss?",
           "ensembles": "Do the ensembles help?", "reranking": "Does re-ranking help?",
-          "whitening": "Does whitening keep the accuracy with fewer dimensions?"}
+          "whitening": "Does whitening keep the accuracy with fewer dimensions?",
+          "masks": "Do mask crops help?"}
 
 
 def reading_markdown(findings: List[Finding], titles: Mapping[str, str] = TITLES, nothing: str = (

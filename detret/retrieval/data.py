@@ -68,7 +68,6 @@ def training_masks(layout) -> Dict[str, Dict]:
     """The masks of mask crops: {"shop": (category, photo id) -> mask, "street": (category, photo id, record)
     -> mask}, from the detect-shop and detect-street-train artifacts (``DETRET.DETECT.MASKS`` True)."""
     from ..detect.artifact import read_artifact
-    from ..errors import InputError
     from ..runs.layout import DETECTIONS_FILE
     from ..runs.stage import require_fresh
 
@@ -76,10 +75,11 @@ def training_masks(layout) -> Dict[str, Dict]:
     street = layout.detect("street", "train")
     require_fresh(street, "the training street photos' detections (detret detect --split street --subset train): "
                           "mask crops need the detector's masks")
+    from ..detect.stage import require_masks
+
+    require_masks(layout.detect_shop)
+    require_masks(street)
     shop = {(r.category, r.photo_id): r.mask for r in read_artifact(layout.shop_detections) if r.status == "ok"}
-    if not any(m is not None for m in shop.values()):
-        raise InputError(f"{layout.shop_detections}: no masks recorded; mask crops need a detector with "
-                         "MODEL.MASK_ON True run with DETRET.DETECT.MASKS True")
     return {"shop": shop, "street": {(r.category, r.photo_id, r.record): r.mask
                                      for r in read_artifact(street / DETECTIONS_FILE) if r.status == "ok"}}
 

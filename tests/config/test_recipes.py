@@ -7,12 +7,13 @@ from detret.errors import InputError
 
 def test_the_papers_recipe_is_table_1():
     recipe = paper()
-    assert [m.name for m in recipe.models] == ["tri-full", "tri-crops", "ap-full", "ap-crops"]
-    assert [m.column for m in recipe.models] == ["Tri DB F", "Tri DB C", "mAP DB F", "mAP DB C"]
+    assert [m.name for m in recipe.models] == ["tri-full", "tri-crops", "ap-full", "ap-crops", "ap-masks"]
+    assert [m.column for m in recipe.models] == ["Tri DB F", "Tri DB C", "mAP DB F", "mAP DB C", "mAP DB M"]
     assert [(m.loss, m.shop_crops) for m in recipe.models] == [("triplet", "full"), ("triplet", "detected"),
-                                                               ("ap", "full"), ("ap", "detected")]
-    assert recipe.columns() == ("tri-full", "tri-crops", "ap-full", "ap-crops", "Tris", "mAPs", "Fulls", "Crops",
-                                "tri-crops-lw", "Crops-lw")   # (not in the paper: whitened, reduced 8x)
+                                                               ("ap", "full"), ("ap", "detected"), ("ap", "detected")]
+    assert recipe.models[-1].train == {"crop": "mask"}   # (not in the paper: mask crops)
+    assert recipe.columns() == ("tri-full", "tri-crops", "ap-full", "ap-crops", "ap-masks", "Tris", "mAPs", "Fulls",
+                                "Crops", "tri-crops-lw", "Crops-lw")   # (not in the paper: whitened, reduced 8x)
     assert recipe.whitened() == (("tri-crops", "tri-crops-lw"), ("Crops", "Crops-lw"))
     assert (recipe.whiten.method, recipe.whiten.reduce) == ("lw", 8)
     assert {e.name: e.members for e in recipe.ensembles}["Crops"] == ("tri-crops", "ap-crops")
@@ -63,5 +64,5 @@ def test_a_recipe_file_of_yours_loads(tmp_path):
     path.write_text("name: mine\nmodels:\n  g: {loss: triplet, shop_crops: detected, train: {pooling: mac}}\n")
     recipe = load_recipe(path)
     assert recipe.name == "mine" and recipe.models[0].train == {"pooling": "mac"}
-    with pytest.raises(InputError, match="no such file, and not a shipped recipe \\(paper, seeds\\)"):
+    with pytest.raises(InputError, match="no such file, and not a shipped recipe \\(paper, seeds, zero-shot\\)"):
         load_recipe(tmp_path / "missing.yaml")

@@ -17,13 +17,14 @@ from detret.runs.stage import stage_status
 def test_every_step_ran_and_left_a_complete_stage(demo_quick):
     out, result = demo_quick
     steps = json.loads((out / "demo" / "timings.json").read_text())["steps"]
-    # data, detector + 2 detect, 4 train, 4 embed, 4 ensembles, 2 whiten, 10 search, 3 re-rank, eval, 4 df2, report
-    assert len(steps) == 1 + 3 + 4 + 4 + 4 + 2 + 10 + 3 + 1 + 4 + 1
+    # data, detector + 3 detect (shop, street test and train: ap-masks' masks), 5 train, 5 embed, 4 ensembles,
+    # 2 whiten, 11 search, 3 re-rank, eval, 4 df2, report
+    assert len(steps) == 1 + 4 + 5 + 5 + 4 + 2 + 11 + 3 + 1 + 4 + 1
     assert [s["status"] for s in steps] == ["ran"] * len(steps)
     assert all(s["seconds"] >= 0 for s in steps)
     run_dir = result["run_dir"]
-    for folder in ["detector", "detect-shop", "detect-street-test", "eval", "report"] + \
-            [f"retrieval-{n}" for n in ("tri-full", "tri-crops", "ap-full", "ap-crops")] + \
+    for folder in ["detector", "detect-shop", "detect-street-test", "detect-street-train", "eval", "report"] + \
+            [f"retrieval-{n}" for n in ("tri-full", "tri-crops", "ap-full", "ap-crops", "ap-masks")] + \
             [f"embed-{n}" for n in TABLE_RUNS] + [f"search-{n}" for n in EVALUATED_RUNS]:
         assert stage_status(run_dir / folder).state == "done", folder
     assert stage_status(out).state == "done"  # the dataset
@@ -47,6 +48,9 @@ def test_table_has_every_model_and_the_reading_matches_the_metrics(demo_quick):
     for name in RERANKED_RUNS:
         assert f"{name} against Crops: mAP" in reading
     assert "Does whitening keep the accuracy with fewer dimensions?" in reading
+    assert "Do mask crops help?" in reading and "ap-masks (the background removed by the detection's mask)" in reading
+    embed = json.loads((run_dir / "embed-ap-masks" / "models.json").read_text())
+    assert embed["crop"] == "mask" and embed["models"][0]["meta"]["training"]["train"]["crop"] == "mask"
     for source, whitened in paper().whitened():
         assert f"{whitened} (lw, 8x fewer dimensions) against {source}: mAP" in reading
     table2 = (run_dir / "eval" / "table2.md").read_text()
