@@ -16,6 +16,7 @@
     python tools/benchmark.py serve-hostile --config runs/demo/demo.yaml [--requests 40 --slow 4]
     python tools/benchmark.py demo --config runs/demo/demo.yaml --out benchmarks/demo.json
     python tools/benchmark.py catalogue-scale [--photos 10000 100000 1000000 --dim 2048 --index Flat auto]
+    python tools/benchmark.py day-one --config runs/demo/demo.yaml [--new 40 --images 64 --photos 40]
 
 - search: detret's per-category FAISS search (exact inner product) against a NumPy
   brute force (matmul + argpartition + sort) on the same descriptors, split by the
@@ -50,6 +51,9 @@
 - serve-workers (tools/benchs/service.py): `detret serve --workers 1` against `--workers 2` on the same
   catalogue, searches with detection from 8 clients: throughput, latency, the server's CPU seconds per request
   and the throughput they predict for more cores.
+- day-one (tools/benchs/day_one.py): the duplicate check at `catalogue add` (keep against off, 20,000 photos),
+  a foundation encoder (ViT-B-16-SigLIP) against ResNet-50 GeM photos per second, detection recording
+  masks against boxes only.
 - all: runs the demo (or reuses ``--config``), then all of the above, and writes
   ``benchmarks/report[_quick].md`` and ``.json``: each target, met or not, and why not.
 
@@ -77,9 +81,9 @@ BENCHMARKS = {
     "detect": ("detect", "bench_detect"), "serve": ("service", "bench_serve"),
     "catalogue-add": ("service", "bench_catalogue_add"), "serve-hostile": ("hostile", "bench_serve_hostile"),
     "demo": ("demo_record", "bench_demo"), "catalogue-scale": ("catalogue_scale", "bench_catalogue_scale"),
-    "serve-workers": ("service", "bench_serve_workers"),
+    "serve-workers": ("service", "bench_serve_workers"), "day-one": ("day_one", "bench_day_one"),
 }
-NEEDS_DEMO = ("serve", "catalogue-add", "serve-hostile", "demo", "serve-workers")
+NEEDS_DEMO = ("serve", "catalogue-add", "serve-hostile", "demo", "serve-workers", "day-one")
 
 
 def benchmark(name: str):

@@ -21,6 +21,7 @@ crops up to 10% per side: at most 3.9; distinct photos of one product: at least 
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -36,6 +37,7 @@ MIN_COSINE = 0.8        # of the descriptors, for a pair to be verified on pixel
 MIN_SHARE = 0.8         # a crop keeps at least this share of each side
 MAX_DIFFERENCE = 5.0    # mean absolute difference (0..255) of a duplicate, aligned
 WORK_PX = 96            # the larger photo's long side when compared
+DECODED_PHOTOS = 32     # photos kept decoded while an add is checked
 
 
 @dataclass
@@ -97,13 +99,19 @@ def picture_difference(a: np.ndarray, b: np.ndarray) -> Optional[float]:
     return min(found) if found else None
 
 
-def _pixels(path: Path, cache: Dict[Path, Optional[np.ndarray]]) -> Optional[np.ndarray]:
-    if path not in cache:
-        try:
-            cache[path] = read_rgb(path)
-        except PhotoError:
-            cache[path] = None
-    return cache[path]
+def _pixels(path: Path, cache: "OrderedDict[Path, Optional[np.ndarray]]") -> Optional[np.ndarray]:
+    """The photo's pixels, the last ``DECODED_PHOTOS`` decoded kept (an add of many photos stays bounded)."""
+    if path in cache:
+        cache.move_to_end(path)
+        return cache[path]
+    try:
+        rgb = read_rgb(path)
+    except PhotoError:
+        rgb = None
+    cache[path] = rgb
+    while len(cache) > DECODED_PHOTOS:
+        cache.popitem(last=False)
+    return rgb
 
 
 def _is_near(a: Path, b: Path, cache: Dict) -> Optional[float]:
@@ -129,7 +137,7 @@ def find_duplicates(entries: Sequence[NewEntry], stored_exact: Dict[str, Dict], 
             out[i] = Duplicate("exact", {"line": entries[j].line, "photo": entries[j].source,
                                          "product": entries[j].product})
         first_of.setdefault(e.sha256, i)
-    cache: Dict[Path, Optional[np.ndarray]] = {}
+    cache: "OrderedDict[Path, Optional[np.ndarray]]" = OrderedDict()
     by_category: Dict[str, List[int]] = {}
     for i, e in enumerate(entries):
         by_category.setdefault(e.category, []).append(i)

@@ -48,6 +48,10 @@ def _items(root: Path, folder: Path) -> List[Tuple[Path, str]]:
     """(photo, product) of a folder holding photos (each its own product) and product folders."""
     out = [(p, _product(p.stem, p)) for p in _photos_in(folder)]
     for product_dir in _folders_in(folder):
+        deeper = _folders_in(product_dir)
+        if deeper:
+            raise InputError(f"{deeper[0]}: a folder inside a product's folder; photos are at most "
+                             f"CATEGORY/PRODUCT/PHOTO (or PRODUCT/PHOTO in a flat folder) deep")
         out += [(p, _product(product_dir.name, product_dir)) for p in _photos_in(product_dir)]
     return out
 

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -67,6 +69,19 @@ class Side:
         self.masks.append(mask)
 
 
+def _kept_foundation(layout: RunLayout, spec: FoundationSpec, weights: Optional[Path]) -> Path:
+    """The run's folder of the foundation model (``foundation/<name>-<identity>/``): made once per weights, so
+    that other weights under the same name never replace the ones an earlier descriptor run used."""
+    staging = layout.foundation(f".{spec.safe_name}.staging-{os.getpid()}")
+    made = materialise(spec, locate(spec, weights), staging)
+    kept = layout.foundation(f"{spec.safe_name}-{made.identity[:12]}")
+    if kept.is_dir():
+        shutil.rmtree(staging)
+    else:
+        staging.rename(kept)
+    return kept
+
+
 def resolve_models(pcfg: DictConfig, names: Optional[Sequence[str]], weights: Optional[Path] = None
                    ) -> List[Tuple[str, Path]]:
     """(name, model path) of the models to embed with: --model names, checkpoints or foundation models
@@ -84,8 +99,7 @@ def resolve_models(pcfg: DictConfig, names: Optional[Sequence[str]], weights: Op
     for n in names or []:
         if FoundationSpec.looks_like(n):
             spec = FoundationSpec.parse(n)
-            folder = materialise(spec, locate(spec, weights), layout.foundation(spec.safe_name)).path
-            refs.append((spec.safe_name, str(folder)))
+            refs.append((spec.safe_name, str(_kept_foundation(layout, spec, weights))))
         elif Path(n).suffix == ".pt":
             if not Path(n).is_file():
                 raise MissingFileError(f"{n}: retrieval checkpoint not found")

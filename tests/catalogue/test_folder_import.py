@@ -128,3 +128,9 @@ def test_folders_that_cannot_be_read_are_clear_errors(pcfg, tmp_path):
         tmp_path / "oc"), detector=False))
     with pytest.raises(InputError, match="no detector"):
         add_products(root, flat)
+
+
+def test_a_folder_deeper_than_category_product_photo_is_refused(pcfg, tmp_path):
+    _place(pcfg, tmp_path / "deep" / "bags" / "P1" / "angles", 1)
+    with pytest.raises(InputError, match="a folder inside a product's folder"):
+        read_photo_folder(tmp_path / "deep", ["bags"], None)
