@@ -16,7 +16,7 @@
     python tools/benchmark.py serve-hostile --config runs/demo/demo.yaml [--requests 40 --slow 4]
     python tools/benchmark.py demo --config runs/demo/demo.yaml --out benchmarks/demo.json
     python tools/benchmark.py catalogue-scale [--photos 10000 100000 1000000 --dim 2048 --index Flat auto]
-    python tools/benchmark.py day-one --config runs/demo/demo.yaml [--new 40 --images 64 --photos 40]
+    python tools/benchmark.py day-one --config runs/demo/demo.yaml [--new 40 --images 64 --photos 40 --products 25]
 
 - search: detret's per-category FAISS search (exact inner product) against a NumPy
   brute force (matmul + argpartition + sort) on the same descriptors, split by the
@@ -52,8 +52,8 @@
   catalogue, searches with detection from 8 clients: throughput, latency, the server's CPU seconds per request
   and the throughput they predict for more cores.
 - day-one (tools/benchs/day_one.py): the duplicate check at `catalogue add` (keep against off, 20,000 photos),
-  a foundation encoder (ViT-B-16-SigLIP) against ResNet-50 GeM photos per second, detection recording
-  masks against boxes only.
+  how copies and distinct photos separate by pHash and by the aligned difference, a foundation encoder
+  (ViT-B-16-SigLIP) against ResNet-50 GeM photos per second, detection recording masks against boxes only.
 - all: runs the demo (or reuses ``--config``), then all of the above, and writes
   ``benchmarks/report[_quick].md`` and ``.json``: each target, met or not, and why not.
 
@@ -109,6 +109,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--index", nargs="+", default=["Flat", "auto"], help="catalogue-scale: index settings")
     p.add_argument("--vectors", nargs="+", default=["faiss"], choices=["faiss", "milvus"],
                    help="catalogue-scale: vector stores (milvus: Milvus Lite embedded)")
+    p.add_argument("--products", type=int, default=25, help="day-one: demo products whose photos measure how "
+                                                            "copies and distinct photos separate")
     p.add_argument("--arch", default="resnet50", help="embed: backbone")
     p.add_argument("--size", type=int, default=224, help="embed: image size (square)")
     p.add_argument("--images", type=int, default=64, help="embed: crops")

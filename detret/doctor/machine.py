@@ -45,7 +45,7 @@ def package_checks() -> List[Check]:
     return out
 
 
-def _cpu_flags() -> List[str]:
+def cpu_flags() -> List[str]:
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
@@ -68,7 +68,7 @@ def _cpu_model() -> str:
 def device_checks() -> List[Check]:
     import torch
 
-    flags = _cpu_flags()
+    flags = cpu_flags()
     bf16 = "AMX BF16" in flags or "AVX-512 BF16" in flags
     out = [Check("device", "cpu", "ok", f"{_cpu_model()}, {os.cpu_count()} logical cores; flags: "
                  f"{', '.join(flags) or 'none of ' + ', '.join(CPU_FLAGS.values())}; --precision bf16 "

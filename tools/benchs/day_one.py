@@ -7,12 +7,18 @@
 - foundation: photos per second of a foundation image encoder (open_clip's ViT-B-16-SigLIP architecture,
   Marqo-FashionSigLIP's, with random weights: speed does not depend on the weights, and nothing is
   downloaded) against the paper's ResNet-50 GeM network at 224 px, on the same crops, fp32, batches of 16.
+- separation: why near-duplicates are verified by aligned pixels and not a perceptual hash: on the demo's
+  products with several shop photos, the largest distance of a copy (JPEG q40, half size, 6% and 9% crops,
+  8% off one side, crop + resize + re-encode) from its photo and the smallest distance between two distinct
+  photos of one product, by imagehash's pHash (bits of 64) and by detret's aligned difference (0..255): a
+  threshold separates the two only where the first is below the second.
 - masks: the demo detector's photos per second recording masks (``DETRET.DETECT.MASKS True``) against boxes
   only, on the same photos (a detector with a mask head: the full demo's).
 """
 from __future__ import annotations
 
 import io
+import json
 import shutil
 import tempfile
 import time
@@ -21,7 +27,7 @@ from typing import Dict
 
 import numpy as np
 
-from .common import best_of, machine
+from .common import best_of
 from .service import _pcfg, grow, make_catalogue
 
 
@@ -109,6 +115,57 @@ def _foundation(args) -> Dict:
             "ratio_siglip_over_resnet50_time": seconds["vit_b16_siglip_224"] / seconds["resnet50_gem_224"]}
 
 
+def _variants(rgb: np.ndarray) -> Dict[str, np.ndarray]:
+    from PIL import Image
+
+    h, w = rgb.shape[:2]
+    image = Image.fromarray(rgb)
+
+    def jpeg(a, quality):
+        buf = io.BytesIO()
+        Image.fromarray(a).save(buf, "JPEG", quality=quality)
+        return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+
+    return {"jpeg q40": jpeg(rgb, 40), "half size": np.asarray(image.resize((w // 2, h // 2), Image.BILINEAR)),
+            "6% crop": rgb[int(h * .06):h - int(h * .06), int(w * .06):w - int(w * .06)],
+            "9% crop": rgb[int(h * .09):h - int(h * .09), int(w * .09):w - int(w * .09)],
+            "8% off one side": rgb[:, int(w * .08):],
+            "crop, resize, re-encode": jpeg(np.asarray(image.crop((13, 6, w - 9, h - 20)).resize(
+                (int((w - 22) * .7), int((h - 26) * .7)))), 70)}
+
+
+def _separation(args) -> Dict:
+    import imagehash
+    from PIL import Image
+
+    from detret.catalogue.duplicates import MAX_DIFFERENCE, picture_difference
+    from detret.data.images import read_rgb
+
+    pcfg = _pcfg(args.config)
+    root = Path(pcfg.data.street2shop.root)
+    by_product: Dict = {}
+    for f in sorted((root / "meta" / "json").glob("retrieval_*.json")):
+        for r in json.loads(f.read_text()):
+            by_product.setdefault((f.stem, r["product"]), set()).add(int(r["photo"]))
+    groups = [sorted(v) for _, v in sorted(by_product.items()) if len(v) >= 2][:args.products]
+    phash = {"copies": [], "distinct": []}
+    aligned = {"copies": [], "distinct": []}
+    for ids in groups:
+        photos = [read_rgb(root / "images" / f"{p:09d}.jpg") for p in ids]
+        h0 = imagehash.phash(Image.fromarray(photos[0]))
+        for variant in _variants(photos[0]).values():
+            phash["copies"].append(h0 - imagehash.phash(Image.fromarray(variant)))
+            aligned["copies"].append(picture_difference(variant, photos[0]))
+        for other in photos[1:]:
+            phash["distinct"].append(h0 - imagehash.phash(Image.fromarray(other)))
+            d = picture_difference(other, photos[0])
+            aligned["distinct"].append(float("inf") if d is None else d)
+    return {"products": len(groups), "copies": len(phash["copies"]), "distinct_pairs": len(phash["distinct"]),
+            "phash_bits": {"copies_max": int(max(phash["copies"])), "distinct_min": int(min(phash["distinct"]))},
+            "aligned_difference": {"copies_max": round(max(aligned["copies"]), 2),
+                                   "distinct_min": round(min(aligned["distinct"]), 2), "threshold": MAX_DIFFERENCE}}
+
+
 def _masks(args) -> Dict:
     import torch
 
@@ -143,7 +200,10 @@ def bench_day_one(args) -> Dict:
     work = Path(tempfile.mkdtemp(prefix="detret-bench-day-one-"))
     started = time.time()
     try:
-        return {"benchmark": "day-one", "duplicates": _duplicates(args, work), "foundation": _foundation(args),
-                "masks": _masks(args), "machine": machine(), "seconds": round(time.time() - started, 1)}
+        from detret.doctor.machine import cpu_flags
+
+        return {"benchmark": "day-one", "duplicates": _duplicates(args, work), "separation": _separation(args),
+                "foundation": _foundation(args), "masks": _masks(args), "cpu_flags": ", ".join(cpu_flags()) or "none of AVX2, AVX-512, AMX",
+                "seconds": round(time.time() - started, 1)}
     finally:
         shutil.rmtree(work, ignore_errors=True)
