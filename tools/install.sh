@@ -65,7 +65,7 @@ stamp_value="$(stamp_inputs | sha256sum | cut -d' ' -f1)"
 stamp_file="$venv/.detret-install-stamp"
 
 if [[ -f "$stamp_file" && "$(cat "$stamp_file")" == "$stamp_value" ]] \
-   && "$venv/bin/python" -c "import detret, detectron2, faiss, torch, pymilvus, milvus_lite, open_clip, transformers, imagehash" 2>/dev/null; then
+   && "$venv/bin/python" -c "import detret, detectron2, faiss, torch, pymilvus, milvus_lite, open_clip, transformers" 2>/dev/null; then
   log "up to date ($venv)"
   exit 0
 fi

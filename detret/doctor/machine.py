@@ -18,7 +18,7 @@ PACKAGES = [
     ("faiss-gpu", "search (its CPU indexes run without a GPU)", False), ("faiss-cpu", "search", False),
     ("timm", "backbones and timm: descriptors", True), ("pytorch-metric-learning", "the seeds' losses", True),
     ("fastapi", "the service", True), ("uvicorn", "the service", True), ("numpy", "everything", True),
-    ("opencv-python-headless", "photos", True), ("imagehash", "photo hashes", False),
+    ("opencv-python-headless", "photos", True), ("imagehash", "the day-one benchmark's pHash", False),
     ("pymilvus", "--vectors milvus:", False), ("milvus-lite", "--vectors milvus:PATH.db", False),
     ("open_clip_torch", "open_clip: descriptors", False), ("transformers", "hf: descriptors", False),
     ("onnxruntime", "detret export --format onnx checks", False), ("playwright", "the page's browser test", False),
