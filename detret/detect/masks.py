@@ -18,7 +18,7 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 
 from ..config.choices import CropShapeChoice, MaskFill
-from ..data.boxes import BoxXYXY
+from ..data.boxes import BoxXYXY, crop_rgb
 from ..errors import InputError
 
 CROP_SHAPES = tuple(c.value for c in CropShapeChoice)
@@ -99,8 +99,6 @@ class CropShape:
 
     def cut(self, rgb: np.ndarray, box: Optional[BoxXYXY], mask: Optional[Dict]) -> np.ndarray:
         """[H, W, 3] uint8 -> the crop (the box's pixels; the whole photo when box is None)."""
-        from ..retrieval.preprocess import crop_rgb
-
         masked = apply_mask(rgb, mask, self.fill) if self.shape == "mask" else rgb
         return crop_rgb(masked, box)
 

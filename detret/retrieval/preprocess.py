@@ -9,26 +9,15 @@ bilinear with antialiasing, bit-identical to the ``F.interpolate`` call detret u
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import Sequence, Tuple
 
 import numpy as np
 import torch
 from torchvision.transforms.v2 import functional as TF
 
-from ..data.boxes import BoxXYXY
+from ..data.boxes import crop_rgb   # the box crop lives with the boxes (detect/ uses it too); re-exported
 
-
-def crop_rgb(rgb: np.ndarray, box_xyxy: Optional[BoxXYXY]) -> np.ndarray:
-    """[H, W, 3] -> the box's pixels (the whole photo when box is None or empty after clipping)."""
-    if box_xyxy is None:
-        return rgb
-    h, w = rgb.shape[:2]
-    x0, y0, x1, y1 = box_xyxy
-    x0, y0 = int(np.floor(max(0.0, min(x0, w)))), int(np.floor(max(0.0, min(y0, h))))
-    x1, y1 = int(np.ceil(max(0.0, min(x1, w)))), int(np.ceil(max(0.0, min(y1, h))))
-    if x1 - x0 < 1 or y1 - y0 < 1:
-        return rgb
-    return rgb[y0:y1, x0:x1]
+__all__ = ["crop_rgb", "target_size", "to_tensor", "resize_to_input", "normalise", "resize_normalise"]
 
 
 def target_size(h: int, w: int, image_size: int, resize: str) -> Tuple[int, int]:
