@@ -35,7 +35,6 @@ from .store import Catalogue
 from .vectors import load_category, vector_in
 
 
-
 @dataclass
 class AddReport:
     added: int = 0
@@ -170,9 +169,9 @@ def _without_duplicates(cat: Catalogue, todo: Sequence[Tuple[ProductLine, str]],
     """``todo`` less the duplicates when ``policy`` is skip; every duplicate found listed in ``report``."""
     if policy == "off":
         return list(todo)
-    usable = [(ln, sha) for ln, sha in todo if results[_crop_key(sha, ln.category, ln.box_xyxy)][0].reason is None]
-    entries = [NewEntry(ln.line, ln.source, ln.product, ln.category, sha,
-                        results[_crop_key(sha, ln.category, ln.box_xyxy)][1], ln.photo) for ln, sha in usable]
+    computed = [(ln, sha, results[_crop_key(sha, ln.category, ln.box_xyxy)]) for ln, sha in todo]
+    entries = [NewEntry(ln.line, ln.source, ln.product, ln.category, sha, vector, ln.photo)
+               for ln, sha, (c, vector) in computed if c.reason is None]
     if not entries:
         return list(todo)
     exact = {r["sha256"]: {"photo_id": int(r["photo_id"]), "product": r["product"], "file": r["file"]}
