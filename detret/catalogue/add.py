@@ -17,6 +17,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..config.choices import EngineChoice
 from ..data.boxes import BoxXYXY
 from ..detect.crops import GIVEN_BOX
 from ..errors import InputError
@@ -55,16 +56,20 @@ class AddReport:
 
 def add_products(root: Path, csv_path: Path, *, device="cpu", batch_size: int = 16,
                  holder: str = "detret catalogue add", parallel: Optional[DataParallel] = None,
-                 duplicates: str = "keep") -> AddReport:
+                 duplicates: str = "keep", engine: Optional[EngineChoice] = None) -> AddReport:
     """Add the photos of the product list ``csv_path`` (a CSV file, or a folder of photos: ``folder_import.py``)
-    to the catalogue ``root`` (data-parallel with ``parallel``: one process per GPU, or gloo processes on CPUs)."""
+    to the catalogue ``root`` (data-parallel with ``parallel``: one process per GPU, or gloo processes on CPUs;
+    ``engine``: what runs the models, default as the catalogue was built)."""
+    if engine is not None and parallel is not None and parallel.world > 1:
+        raise InputError(f"the {engine.engine} engine adds in one process; drop --num-gpus/--num-machines")
     with Catalogue.writing(root, holder) as cat:
         categories = list(cat.card.category_map)
         if not Path(csv_path).is_dir():
             lines = read_products_csv(csv_path, categories)
-            return add_lines(cat, lines, device=device, batch_size=batch_size, parallel=parallel,
+            models = BoundModels(cat.card, cat.root, device, engine) if engine is not None else None
+            return add_lines(cat, lines, models, device=device, batch_size=batch_size, parallel=parallel,
                              duplicates=duplicates)
-        models = BoundModels(cat.card, cat.root, device)   # (its detections of a flat folder are remembered)
+        models = BoundModels(cat.card, cat.root, device, engine)   # (its detections of a flat folder are remembered)
         namer = detector_namer(models, categories) if cat.card.detector is not None else None
         lines, left_out = read_photo_folder(csv_path, categories, namer)
         report = add_lines(cat, lines, models, batch_size=batch_size, parallel=parallel, duplicates=duplicates)

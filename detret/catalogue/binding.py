@@ -19,6 +19,7 @@ they are checked against their hashes whenever they are loaded.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import threading
@@ -30,8 +31,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from ..config.choices import EngineChoice
 from ..data.boxes import BoxXYXY
 from ..detect.crops import Crop, Detection, select_crop
+from ..detect.portable import PortableDetector
 from ..detect.masks import BOX, CropShape
 from ..embed.describer import Describer, DescriptorSpec, spec_of_embed_run
 from ..errors import InputError, MissingFileError
@@ -42,6 +45,7 @@ from ..retrieval.foundation import FoundationSpec, materialise
 from ..retrieval.foundation.sources import locate
 from ..runs.manifest import sha256_file
 from ..runs.stage import require_fresh
+from .engines import detector_folder, open_catalogue_detector, stored_photos, write_bundle
 from .layout import CatalogueLayout
 
 MODEL_FORMAT = "detret.catalogue.model/1"
@@ -208,14 +212,41 @@ def verify_model_files(card: ModelCard, root: Path) -> None:
                                 f"{rebuild_hint(root)}")
 
 
+def _whole_photos(root: Path, n: int = 64) -> List[np.ndarray]:
+    """The first ``n`` readable stored photos, whole (the descriptors' int8 calibration)."""
+    from ..data.images import PhotoError, read_rgb
+
+    out: List[np.ndarray] = []
+    for path in stored_photos(root):
+        if len(out) >= n:
+            break
+        try:
+            out.append(read_rgb(path))
+        except PhotoError:
+            continue
+    return out
+
+
+def _detect_arrays():
+    from ..detect.inference import detect_arrays   # (imports Detectron2: only for the torch engine)
+
+    return detect_arrays
+
+
 class BoundModels:
     """The catalogue's detector and descriptor model, loaded once (for ``add`` and the service)."""
 
-    def __init__(self, card: ModelCard, root: Path, device) -> None:
+    def __init__(self, card: ModelCard, root: Path, device, engine: Optional[EngineChoice] = None) -> None:
+        """``engine``: what runs the models (default: as the catalogue was built, torch unless its descriptor run
+        was made on onnxruntime); onnxruntime keeps the exported models in ``engines/`` (catalogue/engines.py)."""
         verify_model_files(card, root)
         self.card, self.root, self.device = card, Path(root), torch.device(device)
-        self.describer = Describer(card.descriptor.with_checkpoints(lambda m: str(self.root / m["checkpoint"])),
-                                   self.device)
+        self.engine = engine
+        spec = card.descriptor.with_checkpoints(lambda m: str(self.root / m["checkpoint"]))
+        if engine is not None:
+            spec = spec.with_engine(engine.engine, engine.precision)
+        calibration = functools.partial(_whole_photos, self.root)
+        self.describer = Describer(spec, self.device, calibration, CatalogueLayout(self.root).engines_dir)
         self._detector: Optional[Tuple] = None
         self._remembered: "OrderedDict[bytes, List[Detection]]" = OrderedDict()
         self._remembering = threading.Lock()
@@ -226,26 +257,45 @@ class BoundModels:
             raise ModelMismatch(f"{self.root}: bound to model {self.card.identity[:12]} (run '{self.card.run}'), "
                                 f"not {identity[:12]}; {rebuild_hint(self.root)}")
 
+    def _detector_cfg(self):
+        from ..detect.config import build_detector_cfg
+
+        masks = ["DETRET.DETECT.MASKS", "True"] if self.card.descriptor.needs_masks() else []
+        return build_detector_cfg(str(self.root / self.card.detector["config"]), masks,
+                                  weights=str(self.root / self.card.detector["weights"]), device=str(self.device))
+
     @property
     def detector(self) -> Tuple:
-        """(Detectron2 model, its cfg), loaded on first use."""
+        """(Detectron2 model, its cfg), or (the exported detector, None) on onnxruntime; loaded on first use."""
         if self._detector is None:
-            from ..detect.config import build_detector_cfg
-            from ..detect.inference import load_detector
+            if self.engine is not None and self.engine.engine == "onnxruntime":
+                model = open_catalogue_detector(self.root, self.card.detector, self.card.descriptor.needs_masks(),
+                                                self.engine.detector, str(self.device), self._detector_cfg)
+                self._detector = (model, None)
+            else:
+                from ..detect.inference import load_detector
 
-            weights = str(self.root / self.card.detector["weights"])
-            masks = ["DETRET.DETECT.MASKS", "True"] if self.card.descriptor.needs_masks() else []
-            cfg = build_detector_cfg(str(self.root / self.card.detector["config"]), masks, weights=weights,
-                                     device=str(self.device))
-            self._detector = (load_detector(cfg, weights, self.device), cfg)
+                cfg = self._detector_cfg()
+                self._detector = (load_detector(cfg, str(self.root / self.card.detector["weights"]), self.device), cfg)
         return self._detector
+
+    def export_engines(self) -> Path:
+        """Make every model's onnxruntime engine now (the detector's and each descriptor network's) and write the
+        bundle manifest (catalogue/engines.py); returns its path."""
+        if self.engine is None or self.engine.engine != "onnxruntime":
+            raise InputError("exporting a catalogue's models needs the onnxruntime engine")
+        detector = None
+        if self.card.detector is not None:
+            self.detector   # noqa: B018 - made and loaded
+            detector = detector_folder(self.root, self.card.detector["weights_sha256"],
+                                       self.card.descriptor.needs_masks())
+        return write_bundle(self.root, self.card.identity, self.engine, detector,
+                            [m.folder for m in self.describer.all_models() if hasattr(m, "folder")])
 
     def detect(self, photos: Sequence[np.ndarray]) -> List[List[Detection]]:
         """Each photo's detections; none without a detector (the crop policy is then the whole photo). The
         last ``REMEMBERED_DETECTIONS`` photos' detections are remembered by the pixels' hash, so that a photo
         detected to name its category (a flat folder) is not detected again to be cropped."""
-        from ..detect.inference import detect_arrays
-
         if self.card.detector is None:
             return [[] for _ in photos]
         keys = [hashlib.blake2b(np.ascontiguousarray(p).tobytes() + str(p.shape).encode(), digest_size=16).digest()
@@ -255,7 +305,8 @@ class BoundModels:
         todo = [i for i, key in enumerate(keys) if key not in known]
         if todo:
             model, cfg = self.detector
-            found = detect_arrays(model, cfg, [photos[i] for i in todo], self.card.categories["labels"], self.device)
+            found = [model.detect(photos[i]) for i in todo] if isinstance(model, PortableDetector) else \
+                _detect_arrays()(model, cfg, [photos[i] for i in todo], self.card.categories["labels"], self.device)
             known.update({keys[i]: dets for i, dets in zip(todo, found)})
             with self._remembering:
                 for i in todo:

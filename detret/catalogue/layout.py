@@ -34,6 +34,11 @@ class CatalogueLayout:
         return self.root / "models"
 
     @property
+    def engines_dir(self) -> Path:
+        """Exported models for the onnxruntime engine (made on first use; derived from models/, never edited)."""
+        return self.root / "engines"
+
+    @property
     def indexes_dir(self) -> Path:
         return self.root / "indexes"
 

@@ -9,6 +9,8 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
+from ..config.choices import Engine, Precision
+from .engine_options import detector_precision_option, engine_choice, engine_option, precision_option
 from .context import console, state
 from .parallel_options import num_gpus_option
 
@@ -78,6 +80,9 @@ def add(
                                    "add) holds for another product, exactly or re-encoded, resized or slightly "
                                    "cropped: keep (added, reported), skip (not added, reported) or off (not "
                                    "looked for)."),
+    engine: Optional[Engine] = engine_option(),
+    precision: Precision = precision_option(),
+    detector_precision: Optional[Precision] = detector_precision_option(),
 ) -> None:
     """Add photos: each cropped (given box, or detector + the paper's policy), embedded, added in one change.
 
@@ -86,8 +91,28 @@ def add(
     from ..utils.device import DataParallel, resolve_device
 
     report = add_products(catalogue, products, device=resolve_device(device), batch_size=batch_size,
-                          parallel=DataParallel(num_processes=num_gpus), duplicates=duplicates)
+                          parallel=DataParallel(num_processes=num_gpus), duplicates=duplicates,
+                          engine=engine_choice(engine, precision, detector_precision))
     _print_json(report.to_json())
+
+
+@catalogue_app.command("engine")
+def engine_cmd(
+    catalogue: Path = typer.Argument(..., file_okay=False, help="The catalogue folder."),
+    engine: Engine = typer.Option(Engine.ONNXRUNTIME, "--engine", help="onnxruntime."),
+    precision: Precision = precision_option(),
+    detector_precision: Optional[Precision] = detector_precision_option(),
+    device: str = typer.Option("cpu", "--device", help="Device the exported models are checked on."),
+) -> None:
+    """Export the catalogue's models for the onnxruntime engine now (CATALOGUE/engines/ and its bundle manifest):
+    `serve --engine onnxruntime` then starts without Detectron2. Needs Detectron2 and torch to export."""
+    from ..catalogue.binding import BoundModels, read_card
+    from ..utils.device import resolve_device
+
+    choice = engine_choice(engine, precision, detector_precision)
+    models = BoundModels(read_card(catalogue), catalogue, resolve_device(device), choice)
+    path = models.export_engines()
+    _print_json({"bundle": str(path), **json.loads(path.read_text())})
 
 
 @catalogue_app.command("remove")

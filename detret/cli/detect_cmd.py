@@ -6,7 +6,7 @@ from typing import Dict, List, Optional
 import typer
 from rich.table import Table
 
-from ..config.choices import CropPolicy, Precision, Split, Subset
+from ..config.choices import CropPolicy, Engine, Precision, Split, Subset
 from .context import console, rerun_command, state
 from .parallel_options import dist_url_option, machine_rank_option, num_gpus_option, num_machines_option
 
@@ -20,9 +20,12 @@ def detect(
     objectness: Optional[float] = typer.Option(None, min=0.0, max=1.0, help="Objectness threshold (paper: 0.5)."),
     batch_size: Optional[int] = typer.Option(None, min=1, help="Photos per forward pass."),
     workers: Optional[int] = typer.Option(None, min=0, help="DataLoader workers decoding photos."),
+    engine: Optional[Engine] = typer.Option(
+        None, help="torch (Detectron2), or onnxruntime (the detector exported to ONNX once and kept beside its "
+                   "weights; no Detectron2 at inference)."),
     precision: Optional[Precision] = typer.Option(
-        None, help="fp32 (DefaultPredictor's crops) or bf16 (ResNet under bfloat16 autocast: faster on CPUs with AMX "
-                   "and on GPUs)."),
+        None, help="fp32 (DefaultPredictor's crops); bf16 (torch: ResNet under bfloat16 autocast, faster on CPUs with "
+                   "AMX and on GPUs); int8 (onnxruntime: static quantization calibrated on the shop photos)."),
     run_detector: bool = typer.Option(True, "--run-detector/--no-run-detector",
                                       help="For street photos: also record the detector's output (for figures)."),
     force: bool = typer.Option(False, "--force", help="Recompute even if the artifact was built differently."),
@@ -43,7 +46,7 @@ def detect(
     opts: List[str] = []
     for key, value in (("DETRET.CROP.POLICY", policy), ("DETRET.CROP.OBJECTNESS_THRESH", objectness),
                        ("DETRET.DETECT.BATCH_SIZE", batch_size), ("DETRET.DETECT.NUM_WORKERS", workers),
-                       ("DETRET.DETECT.PRECISION", precision)):
+                       ("DETRET.DETECT.PRECISION", precision), ("DETRET.DETECT.ENGINE", engine)):
         if value is not None:
             opts += [key, str(value)]
     pcfg = state(ctx).pipeline_config()

@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from ..config.choices import DeepFashion2Split, Precision, ShopCrops
+from ..config.choices import DeepFashion2Split, Engine, Precision, ShopCrops
 from .context import comma_floats, rerun_command, state
 from .parallel_options import dist_url_option, machine_rank_option, num_gpus_option, num_machines_option
 
@@ -34,8 +34,11 @@ def embed(
     name: Optional[str] = typer.Option(None, help="Name of the descriptor run (default: model names joined by +)."),
     batch_size: int = typer.Option(32, min=1, help="Crops decoded per DataLoader batch."),
     workers: int = typer.Option(2, min=0, help="DataLoader workers decoding photos."),
-    precision: Precision = typer.Option(Precision.FP32, help="fp32, or bf16 (channels-last, bfloat16 autocast: "
-                                                             "faster on CPUs with AMX and on GPUs)."),
+    engine: Engine = typer.Option(Engine.TORCH, help="torch, or onnxruntime (each trained network exported to ONNX "
+                                                     "once and kept beside its checkpoint)."),
+    precision: Precision = typer.Option(Precision.FP32, help="fp32; bf16 (torch: channels-last, bfloat16 autocast, "
+                                        "faster on CPUs with AMX and on GPUs); int8 (onnxruntime: static quantization "
+                                        "calibrated on the gallery crops)."),
     force: bool = typer.Option(False, "--force", help="Recompute even if the descriptors were built differently."),
     num_gpus: int = num_gpus_option(),
     num_machines: int = num_machines_option(shared_run_dir=True),
@@ -55,6 +58,7 @@ def embed(
     summary = run_embed(pcfg, models=models, weights=weights, crop=CropShape(crop, mask_fill),
                         gallery_crops=gallery_crops.value, scales=comma_floats(scales, "--scales"),
                         name=name, batch_size=batch_size, workers=workers, precision=precision.value, force=force,
+                        engine=engine.value,
                         command=rerun_command(ctx), num_processes=num_gpus, num_machines=num_machines,
                         machine_rank=machine_rank, dist_url=dist_url)
     if "machine_rank" in summary:

@@ -7,6 +7,8 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from ..config.choices import Engine, Precision
+from .engine_options import detector_precision_option, engine_choice, engine_option, precision_option
 from .context import console, state
 
 
@@ -37,6 +39,9 @@ def query(
                                             "into this folder."),
     catalogue: Optional[Path] = typer.Option(None, "--catalogue", file_okay=False,
                                              help="Search this catalogue (detret catalogue create) instead of a run."),
+    engine: Optional[Engine] = engine_option(),
+    precision: Precision = precision_option(),
+    detector_precision: Optional[Precision] = detector_precision_option(),
 ) -> None:
     """Search one photo against a built run: crop (given box or detector), embed, search its category.
 
@@ -44,14 +49,15 @@ def query(
     from ..query.outputs import write_query_outputs
     from ..query.run import run_query
 
+    choice = engine_choice(engine, precision, detector_precision)
     if catalogue is not None:
-        _query_catalogue(catalogue, photo, category, _box(box), k)
+        _query_catalogue(catalogue, photo, category, _box(box), k, choice)
         return
     if category is None:
         raise typer.BadParameter("--category is required to search a run", param_hint="--category")
 
     pcfg = state(ctx).pipeline_config()
-    result = run_query(pcfg, photo, category, box=_box(box), run=run, k=k)
+    result = run_query(pcfg, photo, category, box=_box(box), run=run, k=k, engine=choice)
     x0, y0, x1, y1 = result.crop.box_xyxy
     table = Table(title=f"{photo} · {category} · run {result.run} · crop {result.crop.rule} "
                         f"[{x0:.0f}, {y0:.0f}, {x1:.0f}, {y1:.0f}]")
@@ -66,13 +72,13 @@ def query(
         printer.print(f"written: {out / 'query.json'}, {out / 'query.png'}")
 
 
-def _query_catalogue(catalogue: Path, photo: Path, category: Optional[str], box, k: int) -> None:
+def _query_catalogue(catalogue: Path, photo: Path, category: Optional[str], box, k: int, choice) -> None:
     """One photo against a catalogue, through the service's engine (no server)."""
     from ..data.images import read_rgb
     from ..errors import InputError
     from ..serve.engine import Job, SearchEngine
 
-    engine = SearchEngine(catalogue)
+    engine = SearchEngine(catalogue, engine=choice)
     if category is not None and category not in engine.categories:
         raise InputError(f"--category {category!r} is not a category of {catalogue}; known: "
                          f"{', '.join(engine.categories)}")

@@ -1,11 +1,15 @@
 """`detret serve`: a catalogue searched over HTTP, with its web page."""
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
+from typing import Optional
 
 import typer
 
+from ..config.choices import Engine, Precision
+from .engine_options import detector_precision_option, engine_choice, engine_option, precision_option
 from ..serve.workers import TOKEN_ENV
 from .context import console
 
@@ -32,6 +36,9 @@ def serve(
                                            "complete request within twice this is closed."),
     workers: int = typer.Option(1, "--workers", min=1, help="Server processes sharing the port, each with its own "
                                                              "models (memory x N) and cores // N threads."),
+    engine: Optional[Engine] = engine_option(),
+    precision: Precision = precision_option(),
+    detector_precision: Optional[Precision] = detector_precision_option(),
 ) -> None:
     """Serve a catalogue: POST /api/search, the page at /, OpenAPI at /docs, metrics at /metrics.
 
@@ -46,6 +53,7 @@ def serve(
     from ..serve.workers import check_workers, run_workers
     from ..utils.device import resolve_device
 
+    choice = engine_choice(engine, precision, detector_precision)
     token = os.environ.get(TOKEN_ENV) or None
     limit_values = {"max_upload_bytes": int(max_upload_mb * 2**20), "max_uploads": max_uploads,
                     "body_timeout_s": body_timeout_s, "search_timeout_s": search_timeout_s}
@@ -57,10 +65,11 @@ def serve(
                       f"over HTTP {'enabled (bearer token)' if token else 'disabled (set ' + TOKEN_ENV + ')'}")
         run_workers({"catalogue": str(Path(catalogue).resolve()), "device": str(resolve_device(device)),
                      "max_batch": max_batch, "max_queue": max_queue, "limits": limit_values, "workers": workers,
-                     "header_timeout_s": header_timeout_s}, host=host, port=port, max_connections=max_connections)
+                     "header_timeout_s": header_timeout_s, "engine": dataclasses.asdict(choice) if choice else None},
+                    host=host, port=port, max_connections=max_connections)
         return
     app = create_app(catalogue, device=resolve_device(device), token=token, max_batch=max_batch, max_queue=max_queue,
-                     limits=limits)
+                     limits=limits, engine_choice=choice)
     printer.print(f"serving {catalogue} on http://{host}:{port}/ (API docs at /docs); catalogue changes over HTTP "
                   f"{'enabled (bearer token)' if token else 'disabled (set ' + TOKEN_ENV + ')'}")
     # limit_concurrency: connections (and their requests) at once, answered 503 past it; an idle keep-alive

@@ -12,8 +12,9 @@ instead of silently selecting another branch. Members compare equal to their str
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Tuple, Type
+from typing import Optional, Tuple, Type
 
 from ..errors import InputError
 
@@ -77,9 +78,46 @@ class ShopCrops(StrEnum):
 
 
 class Precision(StrEnum):
-    """Inference precision: fp32, or bf16 autocast (channels-last; faster with AMX and on GPUs)."""
+    """Inference precision: fp32; bf16 autocast (the torch engine: channels-last, faster with AMX and on GPUs);
+    int8 (the onnxruntime engine: static quantization calibrated on gallery photos)."""
     FP32 = "fp32"
     BF16 = "bf16"
+    INT8 = "int8"
+
+
+class Engine(StrEnum):
+    """What runs a model at inference: torch (the models as trained), or ONNX Runtime (the exported graph)."""
+    TORCH = "torch"
+    ONNXRUNTIME = "onnxruntime"
+
+
+ENGINE_PRECISIONS = {Engine.TORCH.value: ("fp32", "bf16"), Engine.ONNXRUNTIME.value: ("fp32", "int8")}
+
+
+@dataclass(frozen=True)
+class EngineChoice:
+    """What runs a catalogue's (or a query's) models: one engine, the descriptor models at ``precision`` and the
+    detector at ``detector_precision`` (default: the same)."""
+    engine: str = "torch"
+    precision: str = "fp32"
+    detector_precision: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        check_engine(self.engine, self.precision, "the descriptor models'")
+        check_engine(self.engine, self.detector, "the detector's")
+
+    @property
+    def detector(self) -> str:
+        return self.detector_precision or self.precision
+
+
+def check_engine(engine: str, precision: str, where: str) -> None:
+    """Refuse an engine, or a precision the engine does not run (bf16 on onnxruntime, int8 on torch)."""
+    check_choice(engine, Engine, f"{where} engine")
+    check_choice(precision, Precision, f"{where} precision")
+    if precision not in ENGINE_PRECISIONS[engine]:
+        raise InputError(f"{where}: the {engine} engine runs {' or '.join(ENGINE_PRECISIONS[engine])}, not "
+                         f"{precision}" + ("; int8 needs --engine onnxruntime" if precision == "int8" else ""))
 
 
 class DetectorOptimizer(StrEnum):

@@ -21,7 +21,7 @@ from typing import List, Optional, Sequence
 from detectron2.config import CfgNode, get_cfg
 from omegaconf import DictConfig
 
-from ..config.choices import CropPolicy, DetectorOptimizer, Precision, check_choice
+from ..config.choices import CropPolicy, DetectorOptimizer, check_choice, check_engine
 from ..data.categories import load_categories
 from ..errors import InputError, MissingFileError
 from ..runs.layout import RunLayout
@@ -55,6 +55,11 @@ def add_detret_config(cfg: CfgNode) -> None:
     # fp32 gives DefaultPredictor's crops; bf16 may change a crop where two detections' scores
     # are within bf16 precision of each other (measured with tools/benchmark.py detect).
     cfg.DETRET.DETECT.PRECISION = "fp32"
+    # "torch", or "onnxruntime": the detector exported to one ONNX graph (detret/detect/onnx_export.py) run by
+    # ONNX Runtime without Detectron2 (detret/detect/portable.py); PRECISION fp32 or int8 (static quantization).
+    cfg.DETRET.DETECT.ENGINE = "torch"
+    # int8: the photos that calibrate the activations' ranges (the first ones of the gallery, in photo order).
+    cfg.DETRET.DETECT.CALIBRATION_PHOTOS = 64
     # Record each detection's Mask R-CNN mask (needs MODEL.MASK_ON True): what mask crops cut the garment
     # out with (detret/detect/masks.py). Off: the mask head is not run at inference (boxes only).
     cfg.DETRET.DETECT.MASKS = False
@@ -124,7 +129,9 @@ def build_detector_cfg(
                     n_labels)
         cfg.MODEL.ROI_HEADS.NUM_CLASSES = n_labels
     check_choice(cfg.DETRET.CROP.POLICY, CropPolicy, f"{path}: DETRET.CROP.POLICY")
-    check_choice(cfg.DETRET.DETECT.PRECISION, Precision, f"{path}: DETRET.DETECT.PRECISION")
+    check_engine(cfg.DETRET.DETECT.ENGINE, cfg.DETRET.DETECT.PRECISION, f"{path}: DETRET.DETECT")
+    if cfg.DETRET.DETECT.CALIBRATION_PHOTOS < 1:
+        raise InputError(f"{path}: DETRET.DETECT.CALIBRATION_PHOTOS must be at least 1")
     check_choice(cfg.DETRET.SOLVER.OPTIMIZER, DetectorOptimizer, f"{path}: DETRET.SOLVER.OPTIMIZER")
     if cfg.DETRET.DETECT.MASKS and not cfg.MODEL.MASK_ON:
         raise InputError(f"{path}: DETRET.DETECT.MASKS True records the detections' masks, but MODEL.MASK_ON is "
@@ -179,6 +186,10 @@ def detector_identity(cfg: CfgNode) -> str:
         del c.DETRET["RESNET"]
     if not c.DETRET.DETECT.MASKS:   # (the key came later: runs and catalogues without masks keep their identity)
         del c.DETRET.DETECT["MASKS"]
+    if c.DETRET.DETECT.ENGINE == "torch":   # (the engine keys came later: a torch detector keeps its identity)
+        del c.DETRET.DETECT["ENGINE"]
+    if c.DETRET.DETECT.PRECISION != "int8":
+        del c.DETRET.DETECT["CALIBRATION_PHOTOS"]
     return c.dump()
 
 

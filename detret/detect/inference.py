@@ -25,6 +25,7 @@ from ..data.images import PhotoError, read_rgb
 from .artifact import PhotoDetections
 from .crops import Detection
 from .masks import encode_mask
+from .portable import PortableDetector
 
 logger = logging.getLogger(__name__)
 
@@ -176,6 +177,9 @@ def detect_photos(
     """Run the detector over `items`, handing each batch's results to `on_batch`; yields the
     number of photos each batch handled. Batches hold photos of one padded shape (see
     ``shape_batches``), so every photo's detections are those of single-photo inference."""
+    if isinstance(model, PortableDetector):
+        yield from _detect_photos_portable(model, cfg, items, on_batch)
+        return
     dataset = PhotoDataset(items, cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST, cfg.INPUT.FORMAT)
     workers = int(cfg.DETRET.DETECT.NUM_WORKERS)
     batch_size = int(cfg.DETRET.DETECT.BATCH_SIZE)
@@ -191,11 +195,51 @@ def detect_photos(
         yield len(batch)
 
 
+class RawPhotos(Dataset):
+    """(photo id, path) -> the photo as [H, W, 3] uint8 RGB, or the reason it cannot be read."""
+
+    def __init__(self, items: Sequence[Tuple[int, Path]]):
+        self.items = list(items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> Dict:
+        photo_id, path = self.items[i]
+        try:
+            return {"photo_id": photo_id, "rgb": read_rgb(path)}
+        except PhotoError as exc:
+            return {"photo_id": photo_id, "error": exc.reason}
+
+
+def _as_is(sample: Dict) -> Dict:
+    return sample   # (the default would turn the numpy photo into a tensor)
+
+
+def _detect_photos_portable(model: PortableDetector, cfg: CfgNode, items: Sequence[Tuple[int, Path]],
+                            on_batch: Callable[[List[PhotoDetections]], None]) -> Iterator[int]:
+    """``detect_photos`` on the ONNX Runtime engine: photos decoded in DataLoader workers, one graph run each
+    (the graph takes one photo; on a CPU a batch of photos costs their sum anyway)."""
+    workers = int(cfg.DETRET.DETECT.NUM_WORKERS)
+    loader = DataLoader(RawPhotos(items), batch_size=None, shuffle=False, num_workers=workers,
+                        prefetch_factor=4 if workers else None, collate_fn=_as_is)
+    for sample in loader:
+        if "error" in sample:
+            on_batch([PhotoDetections(sample["photo_id"], status="skipped", reason=sample["error"])])
+        else:
+            rgb = sample["rgb"]
+            on_batch([PhotoDetections(sample["photo_id"], rgb.shape[1], rgb.shape[0], model.detect(rgb))])
+        yield 1
+
+
 def detect_arrays(model: torch.nn.Module, cfg: CfgNode, photos: Sequence[np.ndarray], labels: Sequence[str],
                   device: torch.device) -> List[List[Detection]]:
     """The detections of photos already in memory ([H, W, 3] uint8 RGB; the service's uploads), each as
     single-photo inference gives them: photos of one padded shape share a forward pass."""
     from detectron2.data import transforms as T
+
+    if isinstance(model, PortableDetector):
+        return [model.detect(p) for p in photos]
 
     resize = T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST] * 2, cfg.INPUT.MAX_SIZE_TEST)
     samples = [{"photo_id": i, **model_input(rgb, resize, cfg.INPUT.FORMAT)} for i, rgb in enumerate(photos)]

@@ -45,6 +45,7 @@ from .artifact import (
 from .config import DetectorChoice, choose_detector, detector_identity
 from .crops import Crop, Detection, ground_truth_crop, select_crop
 from .masks import matching_detection
+from .engine import open_detector, photos_reader
 from .inference import detect_photos, load_detector
 
 logger = logging.getLogger(__name__)
@@ -137,10 +138,15 @@ def _detect_worker(cfg_text: str, weights: str, items: List[Tuple[int, str]], st
     comm.synchronize()
 
 
+def gallery_paths(data) -> List[Path]:
+    """The dataset's shop photos in photo order: what traces and calibrates an exported detector."""
+    return [data.photo_path(p) for p in sorted({s.photo_id for c in data.categories for s in data.gallery[c]})]
+
+
 def _detect_here(choice: DetectorChoice, todo: List[PhotoItem], labels: List[str], device: torch.device,
-                 stage_dir: Path, done: Dict[int, PhotoDetections], split: str) -> None:
+                 stage_dir: Path, done: Dict[int, PhotoDetections], split: str, gallery: List[Path]) -> None:
     """The detector over `todo` in this process, each batch appended to the cache and to `done`."""
-    model = load_detector(choice.cfg, choice.weights, device)
+    model = open_detector(choice.cfg, choice.weights, device, photos_reader(gallery), "the dataset's shop photos")
 
     def on_batch(results: List[PhotoDetections]) -> None:
         append_partial(stage_dir / PARTIAL_NAME, results)
@@ -276,12 +282,15 @@ def run_detect(pcfg: DictConfig, split: str, *, subset: str = "test", run_detect
         parallel = DataParallel(num_processes, num_machines, machine_rank, dist_url)
         logger.info("%s: %d photos, %d cached, %d to detect on %s%s", stage.stage_dir, len(photos), len(done),
                     len(todo), device, f" in {parallel.world} processes" if parallel.world > 1 else "")
+        if todo and parallel.world > 1 and choice.cfg.DETRET.DETECT.ENGINE != "torch":
+            raise InputError(f"the {choice.cfg.DETRET.DETECT.ENGINE} engine detects in one process; drop "
+                             "--num-gpus/--num-machines or use --engine torch")
         if todo and parallel.world > 1:
             done = _detect_parallel(choice, todo, list(cats.modanet), device, stage.stage_dir, parallel)
             if done is None:
                 return {}  # machine 0 merges the caches and writes the artifact
         elif todo:
-            _detect_here(choice, todo, list(cats.modanet), device, stage.stage_dir, done, split)
+            _detect_here(choice, todo, list(cats.modanet), device, stage.stage_dir, done, split, gallery_paths(data))
     records = crop_records(units, done, split, cats, choice)
     write_artifact(stage.stage_dir / ARTIFACT_NAME, records)
     true_boxes = read_shop_boxes(Path(pcfg.data.street2shop.root)) if split == "shop" else None

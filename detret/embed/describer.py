@@ -16,10 +16,14 @@ The tree is written as plain JSON (:meth:`DescriptorSpec.to_json`)::
     {"combine": [<spec>, <spec>, ...]}
     {"whiten": {"checkpoint": "<whitening.npz>", "sha256", "method", "dim"}, "of": <spec>}
     {"models": [{"name", "checkpoint", "sha256"}], "scales": [1.0], "precision": "fp32",
-     "gallery_crops": "detected" | "full", "crop": "mask", "mask_fill": "white" | "mean"}
+     "gallery_crops": "detected" | "full", "crop": "mask", "mask_fill": "white" | "mean",
+     "engine": "onnxruntime"}
 
 ``crop``/``mask_fill`` appear only for mask crops (the chosen detection's mask removes the background,
-``detret/detect/masks.py``); a leaf without them cuts boxes, as every leaf did before.
+``detret/detect/masks.py``); a leaf without them cuts boxes, as every leaf did before. ``engine`` appears only
+for a leaf run by ONNX Runtime (``precision`` fp32 or int8, :mod:`detret.retrieval.onnx_engine`); without it the
+leaf runs on torch. The service may run a tree on another engine than it was built with
+(:meth:`DescriptorSpec.with_engine`).
 """
 from __future__ import annotations
 
@@ -32,7 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..config.choices import ShopCrops, check_choice
+from ..config.choices import ShopCrops, check_choice, check_engine
 from ..data.boxes import BoxXYXY
 from ..errors import InputError, MissingFileError
 from ..retrieval.descriptor_model import DescriptorNet, load_descriptor_model
@@ -56,10 +60,12 @@ class DescriptorSpec:
     children: List["DescriptorSpec"] = field(default_factory=list)
     whiten: Optional[Dict] = None   # {"checkpoint": <whitening.npz>, "sha256", "method", "dim"}: of children[0]
     crop: CropShape = BOX           # box, or mask crops (and their fill)
+    engine: str = "torch"           # what runs the leaf's models: torch, or onnxruntime
 
     @property
     def shape_json(self) -> Dict:
-        return {"crop": self.crop.shape, "mask_fill": self.crop.fill} if self.crop.shape == "mask" else {}
+        shape = {"crop": self.crop.shape, "mask_fill": self.crop.fill} if self.crop.shape == "mask" else {}
+        return {**shape, "engine": self.engine} if self.engine != "torch" else shape
 
     def needs_masks(self) -> bool:
         """Whether any leaf cuts its crops by the detection's mask."""
@@ -80,8 +86,10 @@ class DescriptorSpec:
         if "combine" in obj:
             return cls(children=[cls.from_json(c) for c in obj["combine"]])
         check_choice(obj.get("gallery_crops", "detected"), ShopCrops, "gallery_crops of a descriptor model")
+        check_engine(obj.get("engine", "torch"), obj.get("precision", "fp32"), "a descriptor model's")
         return cls(models=list(obj["models"]), scales=list(obj["scales"]), precision=obj.get("precision", "fp32"),
-                   gallery_crops=obj.get("gallery_crops", "detected"), crop=_crop_of(obj))
+                   gallery_crops=obj.get("gallery_crops", "detected"), crop=_crop_of(obj),
+                   engine=obj.get("engine", "torch"))
 
     def leaves(self) -> List["DescriptorSpec"]:
         return [leaf for c in self.children for leaf in c.leaves()] if self.children else [self]
@@ -109,7 +117,16 @@ class DescriptorSpec:
         if self.children:
             return DescriptorSpec(children=[c.with_checkpoints(move) for c in self.children])
         return DescriptorSpec([{**m, "checkpoint": move(m)} for m in self.models], list(self.scales),
-                              self.precision, self.gallery_crops, crop=self.crop)
+                              self.precision, self.gallery_crops, crop=self.crop, engine=self.engine)
+
+    def with_engine(self, engine: str, precision: str) -> "DescriptorSpec":
+        """The same tree with every leaf run by ``engine`` at ``precision`` (the service's ``--engine``)."""
+        check_engine(engine, precision, "descriptor models'")
+        if self.children:
+            return DescriptorSpec(children=[c.with_engine(engine, precision) for c in self.children],
+                                  whiten=self.whiten)
+        return DescriptorSpec(list(self.models), list(self.scales), precision, self.gallery_crops, crop=self.crop,
+                              engine=engine)
 
 
 def _crop_of(obj: Dict) -> CropShape:
@@ -134,22 +151,31 @@ def spec_of_embed_run(run_dir: Path, name: str) -> DescriptorSpec:
     crops = json.loads(summary_file.read_text()).get("gallery_crops", "detected") if summary_file.is_file() \
         else "detected"
     models = [{"name": m["name"], "checkpoint": m["checkpoint"], "sha256": m["sha256"]} for m in spec["models"]]
-    return DescriptorSpec(models, list(spec["scales"]), spec.get("precision", "fp32"), crops, crop=_crop_of(spec))
+    return DescriptorSpec(models, list(spec["scales"]), spec.get("precision", "fp32"), crops, crop=_crop_of(spec),
+                          engine=spec.get("engine", "torch"))
 
 
 class Describer:
     """A loaded descriptor tree: photos and boxes -> [n, D] float32 L2-normalised descriptors."""
 
-    def __init__(self, spec: DescriptorSpec, device) -> None:
+    def __init__(self, spec: DescriptorSpec, device, calibration: Optional[Callable[[], List[np.ndarray]]] = None,
+                 engines: Optional[Path] = None) -> None:
+        """``calibration``/``engines``: for leaves on the onnxruntime engine, the gallery crops that calibrate
+        int8 and where the exported graphs are kept (default: beside each checkpoint)."""
         self.spec, self.device = spec, torch.device(device)
-        self.children = [Describer(c, device) for c in spec.children]
-        self.models: List[DescriptorNet] = [load_descriptor_model(Path(m["checkpoint"]), self.device)
-                                           for m in spec.models]
+        self.children = [Describer(c, device, calibration, engines) for c in spec.children]
+        self.models: List[DescriptorNet] = [
+            load_descriptor_model(Path(m["checkpoint"]), self.device, spec.engine, spec.precision, calibration,
+                                  "gallery crops", engines) for m in spec.models]
         self.dim = sum(c.dim for c in self.children) if self.children else sum(m.dim for m in self.models)
         self.whitening = None
         if spec.whiten is not None:
             self.whitening = read_whitening(Path(spec.whiten["checkpoint"]))
             self.dim = int(self.whitening[1].shape[0])
+
+    def all_models(self) -> List[DescriptorNet]:
+        """Every loaded model of the tree, leaves in order."""
+        return [m for c in self.children for m in c.all_models()] + list(self.models)
 
     def describe(self, photos: Sequence[np.ndarray], boxes: Sequence[Optional[BoxXYXY]], side: str,
                  masks: Optional[Sequence[Optional[Dict]]] = None) -> np.ndarray:

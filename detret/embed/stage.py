@@ -19,6 +19,7 @@ An ensemble of descriptor runs already computed is ``combine.py`` (``combine``).
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -27,15 +28,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 from omegaconf import DictConfig
 
-from ..config.choices import Precision, ShopCrops, check_choice
+from ..config.choices import ShopCrops, check_choice, check_engine
 from ..data.boxes import BoxXYXY
+from ..data.images import PhotoError, read_rgb
 from ..data.street2shop import Street2Shop, load_street2shop
 from ..errors import InputError, MissingFileError
 from ..retrieval.descriptor_model import DescriptorNet, load_descriptor_model, model_sha256
 from ..retrieval.foundation import FoundationSpec, materialise
 from ..retrieval.foundation.sources import locate
+from ..retrieval.onnx_engine import CALIBRATION_CROPS
 from ..runs.atomic import atomic_write_json, atomic_write_text
 from ..runs.layout import DETECTIONS_FILE, MODEL_FILE, RunLayout
 from ..runs.stage import Stage, require_built, require_fresh
@@ -186,8 +190,22 @@ def _write_sides(out: Path, loaded: List[DescriptorNet], sides: Sequence[Side], 
     return kept, skipped_all
 
 
+def _first_crops(side: Side, shape: CropShape, n: int = CALIBRATION_CROPS) -> List[np.ndarray]:
+    """The first ``n`` readable crops of a side, cut as the descriptors read them (int8 calibration)."""
+    crops: List[np.ndarray] = []
+    for path, box, mask in zip(side.paths, side.boxes, side.masks):
+        if len(crops) >= n:
+            break
+        try:
+            crops.append(shape.cut(read_rgb(Path(path)), box, mask))
+        except PhotoError:
+            continue
+    return crops
+
+
 def _stage(pcfg: DictConfig, chosen: List[Tuple[str, Path]], name: str, gallery_crops: str,
-           scales: Sequence[float], precision: str, command: Optional[str], shape: CropShape = BOX) -> Stage:
+           scales: Sequence[float], precision: str, command: Optional[str], shape: CropShape = BOX,
+           engine: str = "torch") -> Stage:
     layout = RunLayout(pcfg.run_dir)
     root = Path(pcfg.data.street2shop.root)
     inputs = {"annotations": root / "meta" / "json", "photos": root / "images"}
@@ -196,7 +214,7 @@ def _stage(pcfg: DictConfig, chosen: List[Tuple[str, Path]], name: str, gallery_
         require_fresh(layout.detect_shop, "the shop crops (detret detect --split shop)")
         inputs["shop_crops"] = layout.shop_detections
     config = {"models": [n for n, _ in chosen], "gallery_crops": gallery_crops, "scales": list(scales),
-              "precision": precision}
+              "precision": precision, **({"engine": engine} if engine != "torch" else {})}
     if shape.shape == "mask":   # the queries' masks: the detections recorded beside their boxes
         street = layout.detect("street", "test")
         require_fresh(street, "the street photos' detections (detret detect --split street): mask crops of the "
@@ -228,15 +246,16 @@ def run_embed(pcfg: DictConfig, *, models: Optional[Sequence[str]] = None, galle
               scales: Sequence[float] = (1.0,), name: Optional[str] = None, batch_size: int = 32,
               workers: int = 2, shard_size: int = 512, precision: str = "fp32", force: bool = False,
               command: Optional[str] = None, num_processes: int = 1, num_machines: int = 1, machine_rank: int = 0,
-              dist_url: str = "auto", weights: Optional[Path] = None, crop: CropShape = BOX) -> Dict:
-    check_choice(precision, Precision, "precision")
+              dist_url: str = "auto", weights: Optional[Path] = None, crop: CropShape = BOX,
+              engine: str = "torch") -> Dict:
+    check_engine(engine, precision, "embed")
     check_choice(gallery_crops, ShopCrops, "gallery crops")
     if not pcfg.data.street2shop.root:
         raise InputError("data.street2shop.root is not set in the pipeline config")
     device = resolve_device(pcfg.device)
     chosen = resolve_models(pcfg, models, weights)
     name = name or "+".join(n for n, _ in chosen)
-    stage = _stage(pcfg, chosen, name, gallery_crops, scales, precision, command, crop)
+    stage = _stage(pcfg, chosen, name, gallery_crops, scales, precision, command, crop, engine)
     reused = stage.reuse_or_begin(force=force)
     if reused is not None:
         return reused
@@ -251,11 +270,16 @@ def run_embed(pcfg: DictConfig, *, models: Optional[Sequence[str]] = None, galle
     opts = {"scales": scales, "batch_size": batch_size, "workers": workers, "shard_size": shard_size,
             "precision": precision, "shape": crop}
     parallel = DataParallel(num_processes, num_machines, machine_rank, dist_url)
+    if parallel.world > 1 and engine != "torch":
+        raise InputError(f"the {engine} engine embeds in one process; drop --num-gpus/--num-machines or use "
+                         "--engine torch")
     if parallel.world > 1:
         _launch_workers(chosen, device, parts, (gallery, queries), opts, parallel)
         if machine_rank != 0:
             return {"name": name, "machine_rank": machine_rank}  # machine 0 assembles the shards
-    loaded = [load_descriptor_model(p, device) for _, p in chosen]
+    calibration = functools.partial(_first_crops, gallery, crop)
+    loaded = [load_descriptor_model(p, device, engine, precision, calibration, "the run's gallery crops")
+              for _, p in chosen]
     n_rows, dim = len(gallery.rows) + len(queries.rows), sum(m.dim for m in loaded)
     # float32 rows written twice (shards, then the final arrays) before the shards are deleted
     require_free_space(out, 2 * 4 * n_rows * dim, f"{n_rows:,} descriptors of dimension {dim}")
@@ -263,6 +287,7 @@ def run_embed(pcfg: DictConfig, *, models: Optional[Sequence[str]] = None, galle
     skipped = [{"side": "gallery", **s} for s in skipped_by_detect] + skipped
     atomic_write_text(out / "skipped.jsonl", "".join(json.dumps(s, sort_keys=True) + "\n" for s in skipped))
     shape = {"crop": crop.shape, "mask_fill": crop.fill} if crop.shape == "mask" else {}
+    shape.update({"engine": engine} if engine != "torch" else {})
     atomic_write_json(out / "models.json", {"scales": list(scales), "precision": precision, **shape, "models": [
         {"name": n, "checkpoint": str(p), "sha256": model_sha256(p), "meta": m.meta}
         for (n, p), m in zip(chosen, loaded)]})

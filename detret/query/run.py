@@ -17,21 +17,24 @@ So a test street photo queried with its annotated box gets the ranking that
 """
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+import numpy as np
 import torch
 from omegaconf import DictConfig
 
 from ..data.boxes import BoxXYXY
 from ..data.categories import load_categories
 from ..data.images import read_rgb
-from ..data.street2shop import PHOTO_NAME
+from ..data.street2shop import PHOTO_NAME, load_street2shop
 from ..detect.crops import Crop, Detection, given_box_crop, select_crop
 from ..embed.artifact import read_descriptors
 from ..embed.describer import Describer, spec_of_embed_run
+from ..config.choices import EngineChoice
 from ..errors import InputError
 from ..runs.layout import METRICS_FILE, RunLayout
 from ..search.rerank import split_reranked
@@ -78,15 +81,20 @@ def default_run(run_dir: Path) -> str:
 
 
 def detect_crop(pcfg: DictConfig, photo: Path, category: str, size_wh: Tuple[int, int], device: torch.device,
-                masks: bool = False) -> Tuple[Crop, List[Detection]]:
-    """The run's detector on one photo (recording masks: ``masks``), then the shop photos' crop policy for
-    ``category``."""
+                masks: bool = False, engine: Optional[EngineChoice] = None) -> Tuple[Crop, List[Detection]]:
+    """The run's detector on one photo (recording masks: ``masks``; run by ``engine``, default the config's),
+    then the shop photos' crop policy for ``category``."""
     from ..detect.config import choose_detector
-    from ..detect.inference import detect_photos, load_detector
+    from ..detect.engine import open_detector
+    from ..detect.inference import detect_photos
 
     cats = load_categories(pcfg.data.category_map)
-    choice = choose_detector(pcfg, device, ["DETRET.DETECT.MASKS", "True"] if masks else [])
-    model = load_detector(choice.cfg, choice.weights, device)
+    opts = ["DETRET.DETECT.MASKS", "True"] if masks else []
+    if engine is not None:
+        opts += ["DETRET.DETECT.ENGINE", engine.engine, "DETRET.DETECT.PRECISION", engine.detector]
+    choice = choose_detector(pcfg, device, opts)
+    model = open_detector(choice.cfg, choice.weights, device, functools.partial(_gallery_photos, pcfg),
+                          "the dataset's shop photos")
     found: List = []
     for _ in detect_photos(model, choice.cfg, [(0, photo)], cats.modanet, device, found.extend):
         pass
@@ -99,8 +107,16 @@ def detect_crop(pcfg: DictConfig, photo: Path, category: str, size_wh: Tuple[int
     return crop, dets
 
 
+def _gallery_photos(pcfg: DictConfig, n: int = 64) -> List[np.ndarray]:
+    """The first ``n`` shop photos of the dataset: what traces and calibrates the onnxruntime engine."""
+    from ..detect.engine import photos_reader
+    from ..detect.stage import gallery_paths
+
+    return photos_reader(gallery_paths(load_street2shop(Path(pcfg.data.street2shop.root), splits=())))(n)
+
+
 def run_query(pcfg: DictConfig, photo: Path, category: str, *, box: Optional[BoxXYXY] = None, run: Optional[str] = None,
-              k: int = 10) -> QueryResult:
+              k: int = 10, engine: Optional[EngineChoice] = None) -> QueryResult:
     if k < 1:
         raise InputError(f"k must be at least 1, got {k}")
     from ..search.faiss_lib import faiss
@@ -122,13 +138,15 @@ def run_query(pcfg: DictConfig, photo: Path, category: str, *, box: Optional[Box
     rgb = read_rgb(photo)  # PhotoError (a ValueError) names the file and the problem
     size_wh = (rgb.shape[1], rgb.shape[0])
     detections: List[Detection] = []
-    describer = Describer(spec_of_embed_run(run_dir, run), device)
+    spec = spec_of_embed_run(run_dir, run)
+    describer = Describer(spec.with_engine(engine.engine, engine.precision) if engine else spec, device,
+                          functools.partial(_gallery_photos, pcfg))
     if box is not None:
         crop = given_box_crop(box, size_wh)
         if crop is None:
             raise InputError(f"--box {list(box)} is empty inside {photo} ({size_wh[0]}x{size_wh[1]} px)")
     else:
-        crop, detections = detect_crop(pcfg, photo, category, size_wh, device, describer.spec.needs_masks())
+        crop, detections = detect_crop(pcfg, photo, category, size_wh, device, describer.spec.needs_masks(), engine)
     mask = detections[crop.detection].mask if crop.detection is not None else None
     descriptor = describer.describe([rgb], [crop.box_xyxy], "query", [mask])[0]
 

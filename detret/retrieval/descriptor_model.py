@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Union
+from typing import Callable, List, Optional, Union
+
+import numpy as np
 
 import torch
 
@@ -18,8 +20,16 @@ from .model import RetrievalNet, load_checkpoint
 DescriptorNet = Union[RetrievalNet, FoundationNet]
 
 
-def load_descriptor_model(path: Path, device: torch.device | str = "cpu") -> DescriptorNet:
-    """The model at ``path`` on ``device``, in eval mode."""
+def load_descriptor_model(path: Path, device: torch.device | str = "cpu", engine: str = "torch",
+                          precision: str = "fp32", calibration: Optional[Callable[[], List[np.ndarray]]] = None,
+                          source: str = "", engines: Optional[Path] = None) -> DescriptorNet:
+    """The model at ``path`` on ``device``, in eval mode; on the onnxruntime ``engine`` its exported graphs
+    (:mod:`.onnx_engine`: made on first use and kept in ``engines``, default beside the checkpoint; int8
+    calibrated on ``calibration()``'s gallery crops, described by ``source``)."""
+    if engine == "onnxruntime":
+        from .onnx_engine import open_descriptor
+
+        return open_descriptor(Path(path), precision, str(device), calibration or list, source, engines)
     if is_foundation_folder(Path(path)):
         return load_foundation(Path(path), device)
     return load_checkpoint(Path(path), device)[0]

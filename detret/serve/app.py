@@ -38,6 +38,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ..catalogue import db
 from ..catalogue.binding import read_card
 from ..catalogue.layout import CatalogueLayout
+from ..config.choices import EngineChoice
 from ..catalogue.store import Catalogue
 from ..errors import DetretError, VectorStoreError
 from .admin import admin_router
@@ -217,9 +218,10 @@ def openapi_document() -> Dict:
 
 
 def create_app(root: Path, *, device="cpu", limits: Limits = Limits(), token: Optional[str] = None,
-               max_batch: int = 8, max_queue: int = 32) -> FastAPI:
-    """The service over catalogue ``root``; models loaded now, once."""
-    engine = SearchEngine(root, device, max_garments=limits.max_garments)
+               max_batch: int = 8, max_queue: int = 32, engine_choice: Optional[EngineChoice] = None) -> FastAPI:
+    """The service over catalogue ``root``; models loaded now, once (run by ``engine_choice``: default as the
+    catalogue was built)."""
+    engine = SearchEngine(root, device, max_garments=limits.max_garments, engine=engine_choice)
     engine.warm_up()
     batcher = Batcher(engine.run, max_batch=max_batch, max_queue=max_queue, timeout_s=limits.search_timeout_s)
     reader, metrics = Reader(engine.root), ServiceMetrics()

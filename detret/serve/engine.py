@@ -31,6 +31,7 @@ from ..catalogue import db
 from ..catalogue.binding import BoundModels
 from ..catalogue.layout import CatalogueLayout
 from ..catalogue.store import Catalogue
+from ..config.choices import EngineChoice
 from ..data.boxes import BoxXYXY
 from ..detect.crops import Crop, accepted_detections, given_box_crop
 
@@ -71,12 +72,13 @@ class Garment:
 
 
 class SearchEngine:
-    def __init__(self, root: Path, device="cpu", max_garments: int = MAX_GARMENTS) -> None:
-        self.root, self.device, self.max_garments = Path(root), device, max_garments
+    def __init__(self, root: Path, device="cpu", max_garments: int = MAX_GARMENTS,
+                 engine: Optional[EngineChoice] = None) -> None:
+        self.root, self.device, self.max_garments, self.engine = Path(root), device, max_garments, engine
         # Catalogue.open records which database file it opened (``db_inode``, read before connecting): a reindex
         # landing while the models load below is followed at the first search
         self.catalogue = Catalogue.open(root)
-        self.models = BoundModels(self.catalogue.card, self.root, device)
+        self.models = BoundModels(self.catalogue.card, self.root, device, engine)
         self.vectors = self.catalogue.reader()
 
     def _follow_reindex(self) -> None:
@@ -91,7 +93,7 @@ class SearchEngine:
             self.vectors = self.catalogue.reader()   # the old catalogue goes on serving
             raise
         if fresh.card.identity != self.models.card.identity:
-            self.models = BoundModels(fresh.card, self.root, self.device)
+            self.models = BoundModels(fresh.card, self.root, self.device, self.engine)
         self.catalogue.close()
         self.catalogue, self.vectors = fresh, fresh.reader()
 

@@ -50,6 +50,7 @@ def app_from_environment():
     """The app of one worker (uvicorn calls it in each worker process)."""
     import torch
 
+    from ..config.choices import EngineChoice
     from .app import create_app
     from .protocol import DeadlineH11Protocol
     from .uploads import Limits
@@ -57,8 +58,10 @@ def app_from_environment():
     options: Dict = json.loads(os.environ[OPTIONS_ENV])
     torch.set_num_threads(max(1, cores() // int(options["workers"])))
     DeadlineH11Protocol.header_timeout_s = float(options["header_timeout_s"])   # this process's protocol class
+    engine = EngineChoice(**options["engine"]) if options.get("engine") else None
     return create_app(Path(options["catalogue"]), device=options["device"], token=os.environ.get(TOKEN_ENV) or None,
-                      max_batch=options["max_batch"], max_queue=options["max_queue"], limits=Limits(**options["limits"]))
+                      max_batch=options["max_batch"], max_queue=options["max_queue"], limits=Limits(**options["limits"]),
+                      engine_choice=engine)
 
 
 def run_workers(options: Dict, *, host: str, port: int, max_connections: int) -> None:
