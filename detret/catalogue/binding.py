@@ -260,7 +260,8 @@ class BoundModels:
     def _detector_cfg(self):
         from ..detect.config import build_detector_cfg
 
-        masks = ["DETRET.DETECT.MASKS", "True"] if self.card.descriptor.needs_masks() else []
+        # masks recorded exactly when a leaf cuts by them (a detector config may record them for another use)
+        masks = ["DETRET.DETECT.MASKS", str(self.card.descriptor.needs_masks())]
         return build_detector_cfg(str(self.root / self.card.detector["config"]), masks,
                                   weights=str(self.root / self.card.detector["weights"]), device=str(self.device))
 

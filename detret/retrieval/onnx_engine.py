@@ -49,11 +49,7 @@ def _exported(folder: Path, checkpoint: Path) -> Optional[Dict]:
 def ensure_exported(checkpoint: Path, folder: Path) -> Dict:
     """``folder`` holding the checkpoint's ONNX graphs (exported if missing or of another checkpoint)."""
     from .export import export_network
-    from .foundation import is_foundation_folder
 
-    if is_foundation_folder(Path(checkpoint)):
-        raise InputError(f"{checkpoint}: a foundation model runs on the torch engine (--engine torch); the "
-                         "onnxruntime engine exports detret's trained retrieval networks")
     return _exported(folder, checkpoint) or export_network(Path(checkpoint), folder, "onnx")
 
 
@@ -99,8 +95,12 @@ def open_descriptor(checkpoint: Path, precision: str, device: str, calibration: 
                     source: str, under: Optional[Path] = None) -> OnnxDescriptorNet:
     """The checkpoint's network on ONNX Runtime at ``precision`` (exported, and for int8 quantized, on first use
     and kept). ``calibration()``: crops ([H, W, 3] uint8 RGB) of gallery photos, read only for int8."""
+    from .foundation import is_foundation_folder
     from .preprocess import resize_normalise, to_tensor
 
+    if is_foundation_folder(Path(checkpoint)):
+        raise InputError(f"{checkpoint}: a foundation model runs on the torch engine (--engine torch); the "
+                         "onnxruntime engine exports detret's trained retrieval networks")
     folder = engine_folder(checkpoint, under)
     meta = ensure_exported(checkpoint, folder)
     if precision == "int8" and "int8" not in meta:
