@@ -17,6 +17,7 @@
     python tools/benchmark.py demo --config runs/demo/demo.yaml --out benchmarks/demo.json
     python tools/benchmark.py catalogue-scale [--photos 10000 100000 1000000 --dim 2048 --index Flat auto]
     python tools/benchmark.py day-one --config runs/demo/demo.yaml [--new 40 --images 64 --photos 40 --products 25]
+    python tools/benchmark.py engine --config runs/demo/demo.yaml [--photos 100 --images 64 --requests 40]
 
 - search: detret's per-category FAISS search (exact inner product) against a NumPy
   brute force (matmul + argpartition + sort) on the same descriptors, split by the
@@ -54,6 +55,10 @@
 - day-one (tools/benchs/day_one.py): the duplicate check at `catalogue add` (keep against off, 20,000 photos),
   how copies and distinct photos separate by pHash and by the aligned difference, a foundation encoder
   (ViT-B-16-SigLIP) against ResNet-50 GeM photos per second, detection recording masks against boxes only.
+- engine (tools/benchs/engine.py): the onnxruntime engine against torch on the demo's models: detection against
+  Detectron2's DefaultPredictor (fp32 and int8, crops kept, where onnxruntime spends its time), `detret serve`
+  with and without `--engine onnxruntime` (1 and 8 clients), descriptors batched on each engine against the
+  per-image fp32 loop (the demo's network and a ResNet-50 GeM at d = 2048).
 - all: runs the demo (or reuses ``--config``), then all of the above, and writes
   ``benchmarks/report[_quick].md`` and ``.json``: each target, met or not, and why not.
 
@@ -82,8 +87,9 @@ BENCHMARKS = {
     "catalogue-add": ("service", "bench_catalogue_add"), "serve-hostile": ("hostile", "bench_serve_hostile"),
     "demo": ("demo_record", "bench_demo"), "catalogue-scale": ("catalogue_scale", "bench_catalogue_scale"),
     "serve-workers": ("service", "bench_serve_workers"), "day-one": ("day_one", "bench_day_one"),
+    "engine": ("engine", "bench_engine"),
 }
-NEEDS_DEMO = ("serve", "catalogue-add", "serve-hostile", "demo", "serve-workers", "day-one")
+NEEDS_DEMO = ("serve", "catalogue-add", "serve-hostile", "demo", "serve-workers", "day-one", "engine")
 
 
 def benchmark(name: str):
@@ -121,6 +127,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--out", default=None, help="write the result JSON here")
     importlib.import_module("benchs.service").add_arguments(p)
+    importlib.import_module("benchs.engine").add_arguments(p)
     return p
 
 

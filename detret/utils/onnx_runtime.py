@@ -62,6 +62,9 @@ def session(path: Path, device: str = "cpu", threads: Optional[int] = None, disa
     options.intra_op_num_threads = int(threads or default_threads())
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # idle threads sleep instead of spinning: they share the cores with photo decoding (DataLoader workers) and
+    # with the service's other threads
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return ort.InferenceSession(str(path), sess_options=options, providers=providers(device),
                                     disabled_optimizers=list(disabled_optimizers))

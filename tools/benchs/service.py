@@ -184,20 +184,26 @@ def _percentiles(ms: List[float]) -> Dict[str, float]:
     return {f"p{q}": float(np.percentile(ms, q)) for q in (50, 95, 99)}
 
 
-def _load(url: str, photo: bytes, fields: Dict, clients: int, per_client: int) -> Dict:
-    """``clients`` threads each sending ``per_client`` searches one after another (the load ends by itself)."""
+def _load(url: str, photo, fields: Dict, clients: int, per_client: int) -> Dict:
+    """``clients`` threads each sending ``per_client`` searches one after another (the load ends by itself).
+    ``photo``: one photo's bytes, or a list sent in turn (the service remembers the detections of recent photos
+    by their pixels: distinct photos make every search with detection run the detector)."""
     import httpx
 
     latencies: List[float] = []
     errors: List[str] = []
     lock = threading.Lock()
+    photos = photo if isinstance(photo, list) else [photo]
+    sent = iter(range(10**9))
 
     def client():
         with httpx.Client(base_url=url, timeout=120) as http:
             for _ in range(per_client):
+                with lock:
+                    data = photos[next(sent) % len(photos)]
                 t0 = time.perf_counter()
                 try:
-                    response = http.post("/api/search", files={"photo": ("q.jpg", photo, "image/jpeg")}, data=fields)
+                    response = http.post("/api/search", files={"photo": ("q.jpg", data, "image/jpeg")}, data=fields)
                     error = None if response.status_code == 200 else f"{response.status_code}: {response.text[:200]}"
                 except httpx.HTTPError as exc:   # a connection the server dropped counts as an error, not a crash
                     error = f"{type(exc).__name__}: {exc}"
