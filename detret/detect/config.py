@@ -21,7 +21,7 @@ from typing import List, Optional, Sequence
 from detectron2.config import CfgNode, get_cfg
 from omegaconf import DictConfig
 
-from ..config.choices import CropPolicy, DetectorOptimizer, check_choice, check_engine
+from ..config.choices import CropPolicy, DetectorOptimizer, Engine, Precision, check_choice, check_engine
 from ..data.categories import load_categories
 from ..errors import InputError, MissingFileError
 from ..runs.layout import RunLayout
@@ -129,6 +129,8 @@ def build_detector_cfg(
                     n_labels)
         cfg.MODEL.ROI_HEADS.NUM_CLASSES = n_labels
     check_choice(cfg.DETRET.CROP.POLICY, CropPolicy, f"{path}: DETRET.CROP.POLICY")
+    check_choice(cfg.DETRET.DETECT.PRECISION, Precision, f"{path}: DETRET.DETECT.PRECISION")
+    check_choice(cfg.DETRET.DETECT.ENGINE, Engine, f"{path}: DETRET.DETECT.ENGINE")
     check_engine(cfg.DETRET.DETECT.ENGINE, cfg.DETRET.DETECT.PRECISION, f"{path}: DETRET.DETECT")
     if cfg.DETRET.DETECT.CALIBRATION_PHOTOS < 1:
         raise InputError(f"{path}: DETRET.DETECT.CALIBRATION_PHOTOS must be at least 1")
