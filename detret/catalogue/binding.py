@@ -269,9 +269,9 @@ class BoundModels:
     def detector(self) -> Tuple:
         """(Detectron2 model, its cfg), or (the exported detector, None) on onnxruntime; loaded on first use."""
         if self._detector is None:
-            if self.engine is not None and self.engine.engine != "torch":
+            if self.engine is not None and self.engine.engine == "onnxruntime":
                 model = open_catalogue_detector(self.root, self.card.detector, self.card.descriptor.needs_masks(),
-                                                self.engine, str(self.device), self._detector_cfg)
+                                                self.engine.detector, str(self.device), self._detector_cfg)
                 self._detector = (model, None)
             else:
                 from ..detect.inference import load_detector
@@ -283,8 +283,8 @@ class BoundModels:
     def export_engines(self) -> Path:
         """Make every model's onnxruntime engine now (the detector's and each descriptor network's) and write the
         bundle manifest (catalogue/engines.py); returns its path."""
-        if self.engine is None or self.engine.engine == "torch":
-            raise InputError("exporting a catalogue's models needs the onnxruntime or the openvino engine")
+        if self.engine is None or self.engine.engine != "onnxruntime":
+            raise InputError("exporting a catalogue's models needs the onnxruntime engine")
         detector = None
         if self.card.detector is not None:
             self.detector   # noqa: B018 - made and loaded

@@ -53,16 +53,15 @@ def _ready(folder: Path, weights_sha256: str, masks: bool, precision: str) -> bo
         and precision in spec.get("files", {}) and (folder / spec["files"][precision]).is_file()
 
 
-def open_catalogue_detector(root: Path, detector: Dict, masks: bool, choice: EngineChoice, device: str,
+def open_catalogue_detector(root: Path, detector: Dict, masks: bool, precision: str, device: str,
                             build_cfg) -> PortableDetector:
-    """The catalogue's detector on ``choice``'s engine: its kept folder, made first if missing (``build_cfg()``:
-    the Detectron2 config, called only then)."""
-    precision = choice.detector
+    """The catalogue's detector on ONNX Runtime: its kept folder, made first if missing (``build_cfg()``: the
+    Detectron2 config, called only then)."""
     folder = detector_folder(root, detector["weights_sha256"], masks)
     if not _ready(folder, detector["weights_sha256"], masks, precision):
         ensure_engine(build_cfg(), str(Path(root) / detector["weights"]), folder, precision,
                       photos_reader(stored_photos(root)), CALIBRATION)
-    return load_engine(folder, precision, device, engine=choice.engine)
+    return load_engine(folder, precision, device)
 
 
 def write_bundle(root: Path, identity: str, choice: EngineChoice, detector: Optional[Path],
@@ -75,6 +74,6 @@ def write_bundle(root: Path, identity: str, choice: EngineChoice, detector: Opti
         "precision": choice.precision, "detector_precision": choice.detector,
         "detector": detector.name if detector is not None else None,
         "descriptors": [d.name for d in descriptors], "calibration": CALIBRATION,
-        "needs": {"detector": [choice.engine, "numpy", "pillow", "pycocotools"],
-                  "descriptors": [choice.engine, "torch (resize and normalisation)"]}})
+        "needs": {"detector": ["onnxruntime", "numpy", "pillow", "pycocotools"],
+                  "descriptors": ["onnxruntime", "torch (resize and normalisation)"]}})
     return path

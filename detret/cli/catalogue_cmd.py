@@ -99,14 +99,13 @@ def add(
 @catalogue_app.command("engine")
 def engine_cmd(
     catalogue: Path = typer.Argument(..., file_okay=False, help="The catalogue folder."),
-    engine: Engine = typer.Option(Engine.ONNXRUNTIME, "--engine", help="onnxruntime or openvino (the same exported "
-                                                                       "files; the bundle manifest names the engine)."),
+    engine: Engine = typer.Option(Engine.ONNXRUNTIME, "--engine", help="onnxruntime."),
     precision: Precision = precision_option(),
     detector_precision: Optional[Precision] = detector_precision_option(),
     device: str = typer.Option("cpu", "--device", help="Device the exported models are checked on."),
 ) -> None:
-    """Export the catalogue's models for the onnxruntime (or openvino) engine now (CATALOGUE/engines/ and its bundle
-    manifest): `serve --engine onnxruntime` then starts without Detectron2. Needs Detectron2 and torch to export."""
+    """Export the catalogue's models for the onnxruntime engine now (CATALOGUE/engines/ and its bundle manifest):
+    `serve --engine onnxruntime` then starts without Detectron2. Needs Detectron2 and torch to export."""
     from ..catalogue.binding import BoundModels, read_card
     from ..utils.device import resolve_device
 

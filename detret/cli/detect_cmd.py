@@ -21,11 +21,11 @@ def detect(
     batch_size: Optional[int] = typer.Option(None, min=1, help="Photos per forward pass."),
     workers: Optional[int] = typer.Option(None, min=0, help="DataLoader workers decoding photos."),
     engine: Optional[Engine] = typer.Option(
-        None, help="torch (Detectron2), or onnxruntime / openvino (the detector exported to ONNX once and kept beside its "
+        None, help="torch (Detectron2), or onnxruntime (the detector exported to ONNX once and kept beside its "
                    "weights; no Detectron2 at inference)."),
     precision: Optional[Precision] = typer.Option(
         None, help="fp32 (DefaultPredictor's crops); bf16 (torch: ResNet under bfloat16 autocast, faster on CPUs with "
-                   "AMX and on GPUs); int8 (onnxruntime/openvino: static quantization calibrated on the shop photos)."),
+                   "AMX and on GPUs); int8 (onnxruntime: static quantization calibrated on the shop photos)."),
     run_detector: bool = typer.Option(True, "--run-detector/--no-run-detector",
                                       help="For street photos: also record the detector's output (for figures)."),
     force: bool = typer.Option(False, "--force", help="Recompute even if the artifact was built differently."),

@@ -34,10 +34,10 @@ def embed(
     name: Optional[str] = typer.Option(None, help="Name of the descriptor run (default: model names joined by +)."),
     batch_size: int = typer.Option(32, min=1, help="Crops decoded per DataLoader batch."),
     workers: int = typer.Option(2, min=0, help="DataLoader workers decoding photos."),
-    engine: Engine = typer.Option(Engine.TORCH, help="torch, or onnxruntime / openvino (each trained network exported to ONNX "
+    engine: Engine = typer.Option(Engine.TORCH, help="torch, or onnxruntime (each trained network exported to ONNX "
                                                      "once and kept beside its checkpoint)."),
     precision: Precision = typer.Option(Precision.FP32, help="fp32; bf16 (torch: channels-last, bfloat16 autocast, "
-                                        "faster on CPUs with AMX and on GPUs); int8 (onnxruntime/openvino: static quantization "
+                                        "faster on CPUs with AMX and on GPUs); int8 (onnxruntime: static quantization "
                                         "calibrated on the gallery crops)."),
     force: bool = typer.Option(False, "--force", help="Recompute even if the descriptors were built differently."),
     num_gpus: int = num_gpus_option(),

@@ -9,13 +9,13 @@ from ..config.choices import Engine, EngineChoice, Precision
 
 
 def engine_option() -> Engine:
-    return typer.Option(None, "--engine", help="What runs the models: torch, or onnxruntime / openvino (the catalogue's models "
+    return typer.Option(None, "--engine", help="What runs the models: torch, or onnxruntime (the catalogue's models "
                                                "exported once into CATALOGUE/engines/; the detector then runs "
                                                "without Detectron2). Default: as the catalogue was built.")
 
 
 def precision_option() -> Precision:
-    return typer.Option(Precision.FP32, "--precision", help="fp32; bf16 (torch); int8 (onnxruntime/openvino: static "
+    return typer.Option(Precision.FP32, "--precision", help="fp32; bf16 (torch); int8 (onnxruntime: static "
                                                              "quantization calibrated on the catalogue's photos).")
 
 

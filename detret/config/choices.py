@@ -86,15 +86,12 @@ class Precision(StrEnum):
 
 
 class Engine(StrEnum):
-    """What runs a model at inference: torch (the models as trained), or the exported ONNX graph run by ONNX Runtime
-    or compiled by OpenVINO (the same files for both)."""
+    """What runs a model at inference: torch (the models as trained), or ONNX Runtime (the exported graph)."""
     TORCH = "torch"
     ONNXRUNTIME = "onnxruntime"
-    OPENVINO = "openvino"
 
 
-ENGINE_PRECISIONS = {Engine.TORCH.value: ("fp32", "bf16"), Engine.ONNXRUNTIME.value: ("fp32", "int8"),
-                     Engine.OPENVINO.value: ("fp32", "int8")}
+ENGINE_PRECISIONS = {Engine.TORCH.value: ("fp32", "bf16"), Engine.ONNXRUNTIME.value: ("fp32", "int8")}
 
 
 @dataclass(frozen=True)
@@ -120,7 +117,7 @@ def check_engine(engine: str, precision: str, where: str) -> None:
     check_choice(precision, Precision, f"{where} precision")
     if precision not in ENGINE_PRECISIONS[engine]:
         raise InputError(f"{where}: the {engine} engine runs {' or '.join(ENGINE_PRECISIONS[engine])}, not "
-                         f"{precision}" + ("; int8 needs --engine onnxruntime or openvino" if precision == "int8" else ""))
+                         f"{precision}" + ("; int8 needs --engine onnxruntime" if precision == "int8" else ""))
 
 
 class DetectorOptimizer(StrEnum):

@@ -55,8 +55,8 @@ def add_detret_config(cfg: CfgNode) -> None:
     # fp32 gives DefaultPredictor's crops; bf16 may change a crop where two detections' scores
     # are within bf16 precision of each other (measured with tools/benchmark.py detect).
     cfg.DETRET.DETECT.PRECISION = "fp32"
-    # "torch", or "onnxruntime" / "openvino": the detector exported to one ONNX graph (detret/detect/onnx_export.py)
-    # run by ONNX Runtime or OpenVINO without Detectron2 (detret/detect/portable.py); PRECISION fp32 or int8.
+    # "torch", or "onnxruntime": the detector exported to one ONNX graph (detret/detect/onnx_export.py) run by
+    # ONNX Runtime without Detectron2 (detret/detect/portable.py); PRECISION fp32 or int8 (static quantization).
     cfg.DETRET.DETECT.ENGINE = "torch"
     # int8: the photos that calibrate the activations' ranges (the first ones of the gallery, in photo order).
     cfg.DETRET.DETECT.CALIBRATION_PHOTOS = 64

@@ -60,15 +60,15 @@ def read_engine(folder: Path) -> Dict:
     return spec
 
 
-def load_engine(folder: Path, precision: str, device: str = "cpu", threads: Optional[int] = None,
-                engine: str = "onnxruntime") -> PortableDetector:
-    """The engine folder's graph of ``precision`` in an ONNX Runtime session (or compiled by OpenVINO)."""
+def load_engine(folder: Path, precision: str, device: str = "cpu", threads: Optional[int] = None
+                ) -> PortableDetector:
+    """The engine folder's graph of ``precision`` in an ONNX Runtime session."""
     spec = read_engine(folder)
     graph = Path(folder) / spec["files"].get(precision, FILES.get(precision, "?"))
     if precision not in spec["files"] or not graph.is_file():
         raise MissingFileError(f"{graph}: the detector engine in {folder} has no {precision} graph "
                                f"(it has {', '.join(spec['files'])})")
-    return PortableDetector(graph, spec, device, threads, engine)
+    return PortableDetector(graph, spec, device, threads)
 
 
 def engine_key(weights_sha256: str, identity: str) -> str:
@@ -200,4 +200,4 @@ def open_detector(cfg, weights: str, device, calibration: Callable[[int], Sequen
         return load_detector(cfg, weights, device)
     precision = cfg.DETRET.DETECT.PRECISION
     folder = ensure_engine(cfg, weights, engine_folder(cfg, weights, under), precision, calibration, source)
-    return load_engine(folder, precision, str(device), engine=cfg.DETRET.DETECT.ENGINE)
+    return load_engine(folder, precision, str(device))

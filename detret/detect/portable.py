@@ -1,4 +1,4 @@
-"""The exported detector run by ONNX Runtime (or OpenVINO): photos -> detections, with numpy and Pillow only.
+"""The exported detector run by ONNX Runtime: photos -> detections, with numpy and Pillow only.
 
 No Detectron2 and no torch are imported here: a process serving an exported bundle needs neither for
 detection. The graph (:mod:`.onnx_export`) is Detectron2's Mask R-CNN from the resized photo to the raw
@@ -102,14 +102,13 @@ def postprocess(outputs: Dict[str, np.ndarray], resized_hw: Tuple[int, int], pho
 class PortableDetector:
     """An exported detector (a bundle's ``detector`` part, :mod:`.engine`) in an ONNX Runtime session."""
 
-    def __init__(self, graph: Path, spec: Dict, device: str = "cpu", threads: Optional[int] = None,
-                 engine: str = "onnxruntime") -> None:
-        from ..utils.onnx_runtime import open_session
+    def __init__(self, graph: Path, spec: Dict, device: str = "cpu", threads: Optional[int] = None) -> None:
+        from ..utils.onnx_runtime import session
 
-        self.spec, self.engine = spec, engine
+        self.spec = spec
         # ReshapeFusion turns the mask head's GroupNorm reshape (its sizes computed from the input's shape,
         # onnx_export.BatchSafeGroupNorm) back into [0, G, -1], which fails for a photo without detections
-        self.session = open_session(graph, engine, device, threads, disabled_optimizers=["ReshapeFusion"])
+        self.session = session(graph, device, threads, disabled_optimizers=["ReshapeFusion"])
         self.outputs = [o.name for o in self.session.get_outputs()]
 
     def detect(self, rgb: np.ndarray) -> List[Detection]:

@@ -26,10 +26,10 @@ def load_descriptor_model(path: Path, device: torch.device | str = "cpu", engine
     """The model at ``path`` on ``device``, in eval mode; on the onnxruntime ``engine`` its exported graphs
     (:mod:`.onnx_engine`: made on first use and kept in ``engines``, default beside the checkpoint; int8
     calibrated on ``calibration()``'s gallery crops, described by ``source``)."""
-    if engine != "torch":   # onnxruntime or openvino: the exported graphs
+    if engine == "onnxruntime":
         from .onnx_engine import open_descriptor
 
-        return open_descriptor(Path(path), precision, str(device), calibration or list, source, engines, engine)
+        return open_descriptor(Path(path), precision, str(device), calibration or list, source, engines)
     if is_foundation_folder(Path(path)):
         return load_foundation(Path(path), device)
     return load_checkpoint(Path(path), device)[0]

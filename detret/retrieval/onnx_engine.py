@@ -74,14 +74,13 @@ class OnnxDescriptorNet:
     """The exported streams of a retrieval network in ONNX Runtime sessions (see the module docstring)."""
 
     def __init__(self, folder: Path, meta: Dict, precision: str, device: str = "cpu",
-                 threads: Optional[int] = None, engine: str = "onnxruntime") -> None:
-        from ..utils.onnx_runtime import open_session
+                 threads: Optional[int] = None) -> None:
+        from ..utils.onnx_runtime import session
 
         files = meta["int8"]["files"] if precision == "int8" else meta["files"]
         self.folder, self.precision = Path(folder), precision
         self.meta, self.dim = meta["meta"], int(meta["output"]["dim"])
-        self.sessions = {domain: open_session(self.folder / name, engine, device, threads)
-                         for domain, name in files.items()}
+        self.sessions = {domain: session(self.folder / name, device, threads) for domain, name in files.items()}
 
     def __call__(self, batch: torch.Tensor, domain: str = "shop") -> torch.Tensor:
         run = self.sessions.get(domain, self.sessions["shop"])   # one stream serves both domains
@@ -93,7 +92,7 @@ class OnnxDescriptorNet:
 
 
 def open_descriptor(checkpoint: Path, precision: str, device: str, calibration: Callable[[], List[np.ndarray]],
-                    source: str, under: Optional[Path] = None, engine: str = "onnxruntime") -> OnnxDescriptorNet:
+                    source: str, under: Optional[Path] = None) -> OnnxDescriptorNet:
     """The checkpoint's network on ONNX Runtime at ``precision`` (exported, and for int8 quantized, on first use
     and kept). ``calibration()``: crops ([H, W, 3] uint8 RGB) of gallery photos, read only for int8."""
     from .foundation import is_foundation_folder
@@ -112,4 +111,4 @@ def open_descriptor(checkpoint: Path, precision: str, device: str, calibration: 
         feeds = [resize_normalise(to_tensor(c), int(m["image_size"]), m["resize"], m["mean"], m["std"])[None].numpy()
                  for c in crops[:CALIBRATION_CROPS]]
         meta = add_int8(folder, meta, feeds, source)
-    return OnnxDescriptorNet(folder, meta, precision, device, engine=engine)
+    return OnnxDescriptorNet(folder, meta, precision, device)

@@ -72,16 +72,6 @@ def session(path: Path, device: str = "cpu", threads: Optional[int] = None, disa
         raise InputError(f"{path}: onnxruntime cannot load this graph ({exc})") from exc
 
 
-def open_session(path: Path, engine: str = "onnxruntime", device: str = "cpu", threads: Optional[int] = None,
-                 disabled_optimizers: Sequence[str] = ()):
-    """A session of the exported graph at ``path`` on ``engine``: onnxruntime, or openvino (the same calls)."""
-    if engine == "openvino":
-        from .openvino_runtime import OpenVinoSession
-
-        return OpenVinoSession(path, device, threads or default_threads())
-    return session(path, device, threads, disabled_optimizers)
-
-
 class _Reader:
     """ONNX Runtime's CalibrationDataReader over a sequence of feeds."""
 

@@ -1,4 +1,4 @@
-"""Descriptor networks on ONNX Runtime and OpenVINO: fp32 gives the torch network's descriptors (each stream of a two-stream
+"""Descriptor networks on ONNX Runtime: fp32 gives the torch network's descriptors (each stream of a two-stream
 network), int8 keeps them within cosine 0.99, the export is kept and reused, and what it cannot run is refused."""
 import json
 
@@ -28,9 +28,8 @@ def _crops(n, seed):
     return out
 
 
-@pytest.mark.parametrize("streams, engine", [("shared", "onnxruntime"), ("domain", "onnxruntime"),
-                                             ("domain", "openvino")])
-def test_exported_networks_give_the_torch_networks_descriptors(tmp_path, streams, engine):
+@pytest.mark.parametrize("streams", ["shared", "domain"])
+def test_onnxruntime_gives_the_torch_networks_descriptors(tmp_path, streams):
     torch.manual_seed(0)
     model = build_retrieval_net("resnet18", dim=32, pretrained=False, pooling="gem", streams=streams,
                                 image_size=64).eval()
@@ -41,7 +40,7 @@ def test_exported_networks_give_the_torch_networks_descriptors(tmp_path, streams
     reference = load_descriptor_model(tmp_path / "m.pt")
     crops, calibration = _crops(24, 1), _crops(32, 2)
     for precision, floor in (("fp32", 0.999), ("int8", 0.99)):
-        onnx = load_descriptor_model(tmp_path / "m.pt", "cpu", engine, precision, lambda: calibration,
+        onnx = load_descriptor_model(tmp_path / "m.pt", "cpu", "onnxruntime", precision, lambda: calibration,
                                      "synthetic crops", tmp_path / "engines")
         for domain in ("shop", "street"):
             want = embed_crops(reference, crops, [1.0], "cpu", domain=domain)
@@ -53,7 +52,7 @@ def test_exported_networks_give_the_torch_networks_descriptors(tmp_path, streams
     assert meta["int8"]["calibration_crops"] == 32 and meta["int8"]["calibration_source"] == "synthetic crops"
     assert set(meta["int8"]["files"]) == set(meta["files"]) == ({"shop", "street"} if streams == "domain" else {"shop"})
     made = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
-    load_descriptor_model(tmp_path / "m.pt", "cpu", engine, "int8", list, "", tmp_path / "engines")
+    load_descriptor_model(tmp_path / "m.pt", "cpu", "onnxruntime", "int8", list, "", tmp_path / "engines")
     assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == made   # kept: not exported again
 
 

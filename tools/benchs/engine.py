@@ -1,12 +1,12 @@
-"""engine: the onnxruntime and openvino engines against torch, on the demo's models and photos, in one run.
+"""engine: the onnxruntime engine against torch, on the demo's models and photos, in one run.
 
 - detection: Detectron2's DefaultPredictor photo by photo (the baseline), `detret detect`'s torch engine, and the
-  onnxruntime and openvino engines at fp32 and int8 (the same exported graphs), over the same shop photos (decoding included); each engine's share of photos
+  onnxruntime engine fp32 and int8, over the same shop photos (decoding included); each engine's share of photos
   whose crop (the paper's rule) has IoU >= 0.95 with the baseline's, and where onnxruntime spends its time;
-- serving: `detret serve` on a catalogue of the demo run, torch against `--engine onnxruntime` and `openvino`: searches with
+- serving: `detret serve` on a catalogue of the demo run, torch against `--engine onnxruntime`: searches with
   detection (category given), 1 client then 8 (p50, throughput);
-- descriptors: the per-image fp32 torch loop (the baseline) against batches on torch and on each exported engine
-  at fp32 and int8, for the demo's network and for a ResNet-50 GeM at d = 2048, 224 px (the paper's size, random weights:
+- descriptors: the per-image fp32 torch loop (the baseline) against batches on torch and on onnxruntime fp32 and
+  int8, for the demo's network and for a ResNet-50 GeM at d = 2048, 224 px (the paper's size, random weights:
   speed only); the demo network's cosines to its fp32 descriptors.
 """
 from __future__ import annotations
@@ -114,8 +114,8 @@ def _detection(args, pcfg, work: Path) -> Dict:
             return {r.photo_id: crop(r.photo_id, r.detections, (r.width, r.height)) for r in found}
         return run, cfg
 
-    runs = {"torch_fp32": engine("torch", "fp32"),
-            **{f"{e}_{p}": engine(e, p) for e in ("onnxruntime", "openvino") for p in ("fp32", "int8")}}
+    runs = {"torch_fp32": engine("torch", "fp32"), "onnxruntime_fp32": engine("onnxruntime", "fp32"),
+            "onnxruntime_int8": engine("onnxruntime", "int8")}
     ref = baseline()
     crops = {name: run() for name, (run, _) in runs.items()}
     times = best_of({"default_predictor": baseline, **{n: r for n, (r, _) in runs.items()}}, args.repeat)
@@ -156,8 +156,9 @@ def _serving(args, work: Path) -> Dict:
     from .service import Server, _load, _pcfg, make_catalogue
 
     cat = make_catalogue(args.config, args.model, work / "cat")
-    precisions = ["--precision", args.descriptor_precision, "--detector-precision", args.detector_precision]
-    subprocess.run([sys.executable, "-m", "detret", "catalogue", "engine", str(cat), *precisions], check=True,
+    engine = ["--engine", "onnxruntime", "--precision", args.descriptor_precision, "--detector-precision",
+              args.detector_precision]
+    subprocess.run([sys.executable, "-m", "detret", "catalogue", "engine", str(cat), *engine[2:]], check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)   # exported before the timings
     # distinct street photos of one category, each sent once per load: every search runs the detector
     from detret.embed.artifact import read_descriptors
@@ -170,21 +171,15 @@ def _serving(args, work: Path) -> Dict:
     data = [_variant(photos[i % len(photos)], i // len(photos)) for i in range(3 * args.requests)]
     fields = {"category": category, "k": "20"}
     out = {"distinct_photos": len(set(data)), "street_photos": len(photos), "requests_per_load": args.requests}
-    for name, options in (("torch", []), *((e, ["--engine", e, *precisions]) for e in ("onnxruntime", "openvino"))):
+    for name, options in (("torch", []), ("onnxruntime", engine)):
         with Server(cat, options) as server:
             _load(server.url, data[-2:], fields, 2, 1)
             one = _load(server.url, data[:args.requests], fields, 1, args.requests)
             eight = _load(server.url, data[args.requests:], fields, 8, max(1, args.requests // 4))
         out[name] = {"1_client": one, "8_clients": eight}
-    for e in ("onnxruntime", "openvino"):
-        out[f"throughput_8_clients_{e}_over_torch"] = \
-            out[e]["8_clients"]["throughput_rps"] / out["torch"]["8_clients"]["throughput_rps"]
+    out["throughput_8_clients_onnxruntime_over_torch"] = \
+        out["onnxruntime"]["8_clients"]["throughput_rps"] / out["torch"]["8_clients"]["throughput_rps"]
     return out
-
-
-def _cosines(want, got) -> Dict[str, float]:
-    cos = (want * got).sum(1)
-    return {"min": float(cos.min()), "mean": float(cos.mean())}
 
 
 def _descriptors(args, pcfg, work: Path) -> Dict:
@@ -205,19 +200,20 @@ def _descriptors(args, pcfg, work: Path) -> Dict:
     for name, checkpoint in ((args.model, RunLayout(pcfg.run_dir).retrieval_checkpoint(args.model)),
                              ("resnet50-gem-2048 (224 px, random weights)", big)):
         torch_model = load_descriptor_model(checkpoint)
-        onnx = {f"{e}_{p}": load_descriptor_model(checkpoint, "cpu", e, p, lambda: calibration, "demo photos",
-                                                  work / "descriptor-engines")
-                for e in ("onnxruntime", "openvino") for p in ("fp32", "int8")}
+        onnx = {p: load_descriptor_model(checkpoint, "cpu", "onnxruntime", p, lambda: calibration, "demo photos",
+                                         work / "descriptor-engines") for p in ("fp32", "int8")}
         fns = {"torch_fp32_per_image": lambda: [embed_crops(torch_model, [c], [1.0], "cpu") for c in crops],
                "torch_fp32_batched": lambda: embed_crops(torch_model, crops, [1.0], "cpu"),
-               **{f"{name}_batched": (lambda m=m: embed_crops(m, crops, [1.0], "cpu")) for name, m in onnx.items()}}
+               **{f"onnxruntime_{p}_batched": (lambda m=m: embed_crops(m, crops, [1.0], "cpu"))
+                  for p, m in onnx.items()}}
         times = best_of(fns, args.repeat)
         want = embed_crops(torch_model, crops, [1.0], "cpu")
         row = {"crops": len(crops), "photos_per_s": {k: len(crops) / t for k, t in times.items()},
                "speedup_vs_fp32_loop": {k: times["torch_fp32_per_image"] / t for k, t in times.items()}}
         if checkpoint != big:
-            row["cosine_to_torch_fp32"] = {name: _cosines(want, embed_crops(m, crops, [1.0], "cpu"))
-                                           for name, m in onnx.items()}
+            row["cosine_to_torch_fp32"] = {
+                p: {"min": float((want * embed_crops(m, crops, [1.0], "cpu")).sum(1).min()),
+                    "mean": float((want * embed_crops(m, crops, [1.0], "cpu")).sum(1).mean())} for p, m in onnx.items()}
         out[name] = row
     return out
 
@@ -234,17 +230,17 @@ def bench_engine(args) -> Dict:
         detection = _detection(args, pcfg, work)
         descriptors = _descriptors(args, pcfg, work)
         serving = _serving(args, work)
-        ort_det = detection["engines"][f"{args.engine}_{args.detector_precision}"]
+        ort_det = detection["engines"][f"onnxruntime_{args.detector_precision}"]
         demo = descriptors[args.model]
-        return {"benchmark": "engine", "engine": args.engine,
+        return {"benchmark": "engine", "engine": "onnxruntime",
                 "precision": {"detector": args.detector_precision, "descriptors": args.descriptor_precision},
                 "cpu": _cpu(),
                 "detect_speedup_vs_default_predictor": ort_det["speedup_vs_default_predictor"],
                 "crops_same_share": ort_det["crops_same_share"],
-                "serve_detection_p50_ms": serving[args.engine]["1_client"]["p50"],
-                "serve_throughput_8_clients_vs_torch": serving[f"throughput_8_clients_{args.engine}_over_torch"],
+                "serve_detection_p50_ms": serving["onnxruntime"]["1_client"]["p50"],
+                "serve_throughput_8_clients_vs_torch": serving["throughput_8_clients_onnxruntime_over_torch"],
                 "embed_speedup_vs_fp32_loop":
-                    demo["speedup_vs_fp32_loop"][f"{args.engine}_{args.descriptor_precision}_batched"],
+                    demo["speedup_vs_fp32_loop"][f"onnxruntime_{args.descriptor_precision}_batched"],
                 "detection": detection, "serving": serving, "descriptors": descriptors,
                 "wall_s": time.perf_counter() - t0}
     finally:
@@ -252,8 +248,6 @@ def bench_engine(args) -> Dict:
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--engine", default="onnxruntime", choices=["onnxruntime", "openvino"],
-                        help="engine: whose figures are the headline keys (both are measured)")
     parser.add_argument("--detector-precision", default="fp32", choices=["fp32", "int8"],
                         help="engine: the onnxruntime detector's precision in the headline figures and the service")
     parser.add_argument("--descriptor-precision", default="int8", choices=["fp32", "int8"],
