@@ -21,9 +21,10 @@ PACKAGES = [
     ("opencv-python-headless", "photos", True), ("imagehash", "the day-one benchmark's pHash", False),
     ("pymilvus", "--vectors milvus:", False), ("milvus-lite", "--vectors milvus:PATH.db", False),
     ("open_clip_torch", "open_clip: descriptors", False), ("transformers", "hf: descriptors", False),
-    ("onnxruntime", "detret export --format onnx checks", False), ("playwright", "the page's browser test", False),
+    ("onnxruntime", "--engine onnxruntime (and export checks)", False), ("playwright", "the page's browser test", False),
 ]
-CPU_FLAGS = {"avx2": "AVX2", "avx512f": "AVX-512", "avx512_bf16": "AVX-512 BF16", "amx_bf16": "AMX BF16",
+CPU_FLAGS = {"avx2": "AVX2", "avx512f": "AVX-512", "avx512_vnni": "AVX-512 VNNI (int8)", "avx_vnni": "AVX-VNNI (int8)",
+             "avx512_bf16": "AVX-512 BF16", "amx_bf16": "AMX BF16",
              "amx_tile": "AMX tiles", "asimd": "NEON (ARM)"}
 
 

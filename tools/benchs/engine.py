@@ -47,11 +47,14 @@ def _op_shares(graph: Path, inputs: List[np.ndarray]) -> Dict[str, float]:
 
     options = ort.SessionOptions()
     options.enable_profiling = True
+    options.profile_file_prefix = str(Path(tempfile.mkdtemp(prefix="detret-ort-profile-")) / "profile")
     session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"],
                                    disabled_optimizers=["ReshapeFusion"])
     for image in inputs:
         session.run(None, {"image": image})
-    events = json.loads(Path(session.end_profiling()).read_text())
+    trace = Path(session.end_profiling())
+    events = json.loads(trace.read_text())
+    shutil.rmtree(trace.parent, ignore_errors=True)
     per_op: collections.Counter = collections.Counter()
     for e in events:
         if e.get("cat") == "Node":
