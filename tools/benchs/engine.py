@@ -140,40 +140,17 @@ def _detection(args, pcfg, work: Path) -> Dict:
     return out
 
 
-def _variant(path: Path, i: int) -> bytes:
-    """The photo as PNG with its first pixel changed by ``i`` (i = 0: unchanged): pixels the service has not seen,
-    the detector's work the same."""
-    import io
-
-    from PIL import Image
-
-    img = Image.open(path).convert("RGB")
-    r, g, b = img.getpixel((0, 0))
-    img.putpixel((0, 0), ((r + i) % 256, g, b))
-    out = io.BytesIO()
-    img.save(out, format="PNG")
-    return out.getvalue()
-
-
 def _serving(args, work: Path) -> Dict:
-    from .service import Server, _load, _pcfg, make_catalogue
+    from .service import Server, _load, distinct_street_photos, make_catalogue
 
     cat = make_catalogue(args.config, args.model, work / "cat")
     engine = ["--engine", "onnxruntime", "--precision", args.descriptor_precision, "--detector-precision",
               args.detector_precision]
     subprocess.run([sys.executable, "-m", "detret", "catalogue", "engine", str(cat), *engine[2:]], check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)   # exported before the timings
-    # distinct street photos of one category, each sent once per load: every search runs the detector
-    from detret.embed.artifact import read_descriptors
-
-    pcfg = _pcfg(args.config)
-    _, rows = read_descriptors(Path(pcfg.run_dir) / f"embed-{args.model}", "queries")
-    category = rows[0].category
-    images = Path(pcfg.data.street2shop.root) / "images"
-    photos = [images / f"{r.photo_id:09d}.jpg" for r in rows if r.category == category]
-    data = [_variant(photos[i % len(photos)], i // len(photos)) for i in range(3 * args.requests)]
+    category, data, photos = distinct_street_photos(args.config, args.model, 3 * args.requests + 2)
     fields = {"category": category, "k": "20"}
-    out = {"distinct_photos": len(set(data)), "street_photos": len(photos), "requests_per_load": args.requests}
+    out = {"distinct_photos": len(set(data)), "street_photos": photos, "requests_per_load": args.requests}
     for name, options in (("torch", []), ("onnxruntime", engine)):
         with Server(cat, options) as server:
             _load(server.url, data[-2:], fields, 2, 1)

@@ -245,6 +245,35 @@ def _street_query(config: str, run: str):
     return photo, r.category, ",".join(f"{v:g}" for v in r.box_xyxy)
 
 
+def _variant(path: Path, i: int) -> bytes:
+    """The photo as PNG with its first pixel changed by ``i`` (i = 0: unchanged): pixels the service has not seen,
+    the detector's work the same."""
+    import io
+
+    from PIL import Image
+
+    img = Image.open(path).convert("RGB")
+    r, g, b = img.getpixel((0, 0))
+    img.putpixel((0, 0), ((r + i) % 256, g, b))
+    out = io.BytesIO()
+    img.save(out, format="PNG")
+    return out.getvalue()
+
+
+def distinct_street_photos(config: str, run: str, n: int):
+    """(category, ``n`` photos as bytes, how many street photos they come from): the test queries of the first
+    query's category, then the same photos with one pixel changed. The service remembers the detections of recent
+    photos by their pixels, so a load that sends one photo again and again times the detector once."""
+    from detret.embed.artifact import read_descriptors
+
+    pcfg = _pcfg(config)
+    _, rows = read_descriptors(Path(pcfg.run_dir) / f"embed-{run}", "queries")
+    category = rows[0].category
+    images = Path(pcfg.data.street2shop.root) / "images"
+    photos = [images / f"{r.photo_id:09d}.jpg" for r in rows if r.category == category]
+    return category, [_variant(photos[i % len(photos)], i // len(photos)) for i in range(n)], len(photos)
+
+
 def bench_serve(args) -> Dict:
     import httpx
 
@@ -262,8 +291,12 @@ def bench_serve(args) -> Dict:
             cli_ms = _query_cli_ms(args.config, args.model, photo, category, box, args.cli_rounds)
             result["with_box"] = {"http": boxed, "detret_query_cli_ms": cli_ms,
                                   "speedup_p50": float(np.median(cli_ms)) / boxed["p50"]}
-            one = _load(server.url, data, {"category": category, "k": "20"}, 1, args.requests)
-            eight = _load(server.url, data, {"category": category, "k": "20"}, 8, max(1, args.requests // 2))
+            per_client = max(1, args.requests // 2)
+            detect_category, photos, _ = distinct_street_photos(args.config, args.model,
+                                                                args.requests + 8 * per_client)
+            fields = {"category": detect_category, "k": "20"}   # distinct photos: the detector runs every time
+            one = _load(server.url, photos[:args.requests], fields, 1, args.requests)
+            eight = _load(server.url, photos[args.requests:], fields, 8, per_client)
             result["with_detection"] = {"1_client": one, "8_clients": eight,
                                         "throughput_ratio_8_over_1": eight["throughput_rps"] / one["throughput_rps"]}
         grow(cat, args.grow_to)
@@ -295,14 +328,15 @@ def bench_serve_workers(args) -> Dict:
     work = Path(tempfile.mkdtemp(prefix="detret-bench-workers-"))
     try:
         cat = make_catalogue(args.config, args.model, work / "cat")
-        photo, category, _ = _street_query(args.config, args.model)
-        data, fields = photo.read_bytes(), {"category": category, "k": "20"}
+        per_client = max(1, args.requests // 4)
+        category, data, _ = distinct_street_photos(args.config, args.model, 8 * per_client + 8)
+        fields = {"category": category, "k": "20"}   # distinct photos: the detector runs every time
         result: Dict = {"benchmark": "serve-workers", "cores": len(os.sched_getaffinity(0)), "runs": {}}
         for workers in (1, 2):
             with Server(cat, ["--workers", str(workers)]) as server:
-                _load(server.url, data, fields, 2 * workers, 2)   # every worker warmed up
+                _load(server.url, data[-8:], fields, 2 * workers, 2)   # every worker warmed up
                 cpu0 = _cpu_s(server.proc.pid)
-                load = _load(server.url, data, fields, 8, max(1, args.requests // 4))
+                load = _load(server.url, data[:-8], fields, 8, per_client)
                 cpu_per_request = (_cpu_s(server.proc.pid) - cpu0) / max(1, load["requests"])
             result["runs"][str(workers)] = {**load, "cpu_s_per_request": cpu_per_request,
                                             "predicted_max_rps_per_core": 1 / cpu_per_request}
