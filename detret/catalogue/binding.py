@@ -34,6 +34,7 @@ import torch
 from ..config.choices import EngineChoice
 from ..data.boxes import BoxXYXY
 from ..detect.crops import Crop, Detection, select_crop
+from ..detect.engine import photos_reader
 from ..detect.portable import PortableDetector
 from ..detect.masks import BOX, CropShape
 from ..embed.describer import Describer, DescriptorSpec, spec_of_embed_run
@@ -214,17 +215,7 @@ def verify_model_files(card: ModelCard, root: Path) -> None:
 
 def _whole_photos(root: Path, n: int = 64) -> List[np.ndarray]:
     """The first ``n`` readable stored photos, whole (the descriptors' int8 calibration)."""
-    from ..data.images import PhotoError, read_rgb
-
-    out: List[np.ndarray] = []
-    for path in stored_photos(root):
-        if len(out) >= n:
-            break
-        try:
-            out.append(read_rgb(path))
-        except PhotoError:
-            continue
-    return out
+    return photos_reader(stored_photos(root))(n)
 
 
 def _detect_arrays():

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Optional, Tuple, Union
+from typing import BinaryIO, Callable, Iterable, List, Optional, Tuple, TypeVar, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -103,6 +103,23 @@ def read_rgb(path: Path) -> np.ndarray:
     if not path.is_file():
         raise PhotoError(path, "missing file")
     return decode_rgb(path, path)
+
+
+Item = TypeVar("Item")
+
+
+def first_readable(items: Iterable[Item], n: int, read: Callable[[Item], np.ndarray]) -> List[np.ndarray]:
+    """``read(item)`` of the first ``n`` items it can read; an item whose photo raises :class:`PhotoError` is passed
+    over (the calibration photos of the exported engines)."""
+    out: List[np.ndarray] = []
+    for item in items:
+        if len(out) >= n:
+            break
+        try:
+            out.append(read(item))
+        except PhotoError:
+            continue
+    return out
 
 
 def check_size(size_wh: Tuple[int, int], name: Union[Path, str], max_pixels: Optional[int] = None) -> None:

@@ -38,11 +38,11 @@ from .portable import PortableDetector, graph_input
 ENGINE_FORMAT = "detret.detector-engine/1"
 MANIFEST = "manifest.json"
 FILES = {"fp32": "detector.onnx", "int8": "detector.int8.onnx"}
-MASK_THRESHOLD = 0.5
+MASK_THRESHOLD = 0.5   # Detectron2's detector_postprocess default, which GeneralizedRCNN uses
 # What int8 quantizes: the backbone, where most of the compute is. RPN and ROI heads stay fp32: their outputs are the
 # objectness and scores the crop rule thresholds and ranks (measured: quantizing them too moved more crops).
 # (the full demo's detector: 87.3% of crops kept with every convolution quantized, 92.7% with the backbone only)
-INT8_MODULES = ("/backbone/",)   # Detectron2's detector_postprocess default, which GeneralizedRCNN uses
+INT8_MODULES = ("/backbone/",)
 
 
 def read_engine(folder: Path) -> Dict:
@@ -64,7 +64,7 @@ def load_engine(folder: Path, precision: str, device: str = "cpu", threads: Opti
                 ) -> PortableDetector:
     """The engine folder's graph of ``precision`` in an ONNX Runtime session."""
     spec = read_engine(folder)
-    graph = Path(folder) / spec["files"].get(precision, FILES.get(precision, "?"))
+    graph = Path(folder) / spec["files"].get(precision, FILES[precision])
     if precision not in spec["files"] or not graph.is_file():
         raise MissingFileError(f"{graph}: the detector engine in {folder} has no {precision} graph "
                                f"(it has {', '.join(spec['files'])})")
@@ -174,19 +174,9 @@ def ensure_engine(cfg, weights: str, folder: Path, precision: str,
 
 def photos_reader(paths: Sequence[Path]) -> Callable[[int], List[np.ndarray]]:
     """``calibration(n)`` over ``paths``: the first n of them that decode ([H, W, 3] uint8 RGB)."""
-    from ..data.images import PhotoError, read_rgb
+    from ..data.images import first_readable, read_rgb
 
-    def first(n: int) -> List[np.ndarray]:
-        out: List[np.ndarray] = []
-        for path in paths:
-            if len(out) >= n:
-                break
-            try:
-                out.append(read_rgb(Path(path)))
-            except PhotoError:
-                continue
-        return out
-    return first
+    return lambda n: first_readable(paths, n, lambda path: read_rgb(Path(path)))
 
 
 def open_detector(cfg, weights: str, device, calibration: Callable[[int], Sequence[np.ndarray]], source: str,

@@ -97,5 +97,4 @@ def export_detector(cfg: CfgNode, weights: str, out: Path, example_rgb: np.ndarr
         torch.onnx.export(adapter, adapter.flattened_inputs, str(tmp), dynamo=False, opset_version=OPSET,
                           input_names=["image"], output_names=names,
                           dynamic_axes={"image": {1: "height", 2: "width"}, **{n: {0: "detections"} for n in names}})
-    model.eval()
     return names

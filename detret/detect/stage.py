@@ -144,9 +144,11 @@ def gallery_paths(data) -> List[Path]:
 
 
 def _detect_here(choice: DetectorChoice, todo: List[PhotoItem], labels: List[str], device: torch.device,
-                 stage_dir: Path, done: Dict[int, PhotoDetections], split: str, gallery: List[Path]) -> None:
-    """The detector over `todo` in this process, each batch appended to the cache and to `done`."""
-    model = open_detector(choice.cfg, choice.weights, device, photos_reader(gallery), "the dataset's shop photos")
+                 stage_dir: Path, done: Dict[int, PhotoDetections], split: str, data) -> None:
+    """The detector over `todo` in this process, each batch appended to the cache and to `done` (``data``: the
+    dataset, whose shop photos trace and calibrate an exported detector, read only when one is made)."""
+    model = open_detector(choice.cfg, choice.weights, device, lambda n: photos_reader(gallery_paths(data))(n),
+                          "the dataset's shop photos")
 
     def on_batch(results: List[PhotoDetections]) -> None:
         append_partial(stage_dir / PARTIAL_NAME, results)
@@ -290,7 +292,7 @@ def run_detect(pcfg: DictConfig, split: str, *, subset: str = "test", run_detect
             if done is None:
                 return {}  # machine 0 merges the caches and writes the artifact
         elif todo:
-            _detect_here(choice, todo, list(cats.modanet), device, stage.stage_dir, done, split, gallery_paths(data))
+            _detect_here(choice, todo, list(cats.modanet), device, stage.stage_dir, done, split, data)
     records = crop_records(units, done, split, cats, choice)
     write_artifact(stage.stage_dir / ARTIFACT_NAME, records)
     true_boxes = read_shop_boxes(Path(pcfg.data.street2shop.root)) if split == "shop" else None

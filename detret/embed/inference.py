@@ -27,7 +27,7 @@ from ..data.images import PhotoError, read_rgb
 from ..detect.masks import BOX, CropShape
 from ..errors import InputError
 from ..retrieval.descriptor_model import DescriptorNet
-from ..retrieval.preprocess import resize_normalise, to_tensor
+from ..retrieval.preprocess import network_input
 from ..runs.atomic import atomic_path, atomic_write_text
 from ..utils.progress import progress
 
@@ -89,9 +89,7 @@ def _inputs(model: DescriptorNet, crops: List[np.ndarray], scale: float) -> List
             raise InputError(f"{model.meta.get('library')}:{model.meta.get('name')}: a foundation model reads "
                              f"photos at its own input size; scales other than 1 are not supported (got {scale})")
         return [model.preprocess(c) for c in crops]
-    meta = model.meta
-    size = max(8, int(round(meta["image_size"] * scale)))
-    return [resize_normalise(to_tensor(c), size, meta["resize"], meta["mean"], meta["std"]) for c in crops]
+    return [network_input(c, model.meta, scale) for c in crops]
 
 
 def describe_crops(models: Sequence[DescriptorNet], crops: List[np.ndarray], scales: Sequence[float], device,

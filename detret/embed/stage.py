@@ -33,7 +33,7 @@ from omegaconf import DictConfig
 
 from ..config.choices import ShopCrops, check_choice, check_engine
 from ..data.boxes import BoxXYXY
-from ..data.images import PhotoError, read_rgb
+from ..data.images import first_readable, read_rgb
 from ..data.street2shop import Street2Shop, load_street2shop
 from ..errors import InputError, MissingFileError
 from ..retrieval.descriptor_model import DescriptorNet, load_descriptor_model, model_sha256
@@ -192,15 +192,8 @@ def _write_sides(out: Path, loaded: List[DescriptorNet], sides: Sequence[Side], 
 
 def _first_crops(side: Side, shape: CropShape, n: int = CALIBRATION_CROPS) -> List[np.ndarray]:
     """The first ``n`` readable crops of a side, cut as the descriptors read them (int8 calibration)."""
-    crops: List[np.ndarray] = []
-    for path, box, mask in zip(side.paths, side.boxes, side.masks):
-        if len(crops) >= n:
-            break
-        try:
-            crops.append(shape.cut(read_rgb(Path(path)), box, mask))
-        except PhotoError:
-            continue
-    return crops
+    return first_readable(zip(side.paths, side.boxes, side.masks), n,
+                          lambda row: shape.cut(read_rgb(Path(row[0])), row[1], row[2]))
 
 
 def _stage(pcfg: DictConfig, chosen: List[Tuple[str, Path]], name: str, gallery_crops: str,

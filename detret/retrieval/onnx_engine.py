@@ -87,16 +87,13 @@ class OnnxDescriptorNet:
         out = run.run(["descriptor"], {"image": np.ascontiguousarray(batch.detach().cpu().numpy(), np.float32)})
         return torch.from_numpy(out[0])
 
-    def eval(self) -> "OnnxDescriptorNet":
-        return self
-
 
 def open_descriptor(checkpoint: Path, precision: str, device: str, calibration: Callable[[], List[np.ndarray]],
                     source: str, under: Optional[Path] = None) -> OnnxDescriptorNet:
     """The checkpoint's network on ONNX Runtime at ``precision`` (exported, and for int8 quantized, on first use
     and kept). ``calibration()``: crops ([H, W, 3] uint8 RGB) of gallery photos, read only for int8."""
     from .foundation import is_foundation_folder
-    from .preprocess import resize_normalise, to_tensor
+    from .preprocess import network_input
 
     if is_foundation_folder(Path(checkpoint)):
         raise InputError(f"{checkpoint}: a foundation model runs on the torch engine (--engine torch); the "
@@ -107,8 +104,6 @@ def open_descriptor(checkpoint: Path, precision: str, device: str, calibration: 
         crops = calibration()
         if not crops:
             raise InputError(f"{checkpoint}: int8 quantization needs gallery crops to calibrate on; none were found")
-        m = meta["meta"]   # each crop prepared as the network reads it (embed.inference._inputs at scale 1)
-        feeds = [resize_normalise(to_tensor(c), int(m["image_size"]), m["resize"], m["mean"], m["std"])[None].numpy()
-                 for c in crops[:CALIBRATION_CROPS]]
+        feeds = [network_input(c, meta["meta"])[None].numpy() for c in crops[:CALIBRATION_CROPS]]
         meta = add_int8(folder, meta, feeds, source)
     return OnnxDescriptorNet(folder, meta, precision, device)

@@ -9,7 +9,7 @@ bilinear with antialiasing, bit-identical to the ``F.interpolate`` call detret u
 """
 from __future__ import annotations
 
-from typing import Sequence, Tuple
+from typing import Dict, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -42,6 +42,13 @@ def resize_to_input(img: torch.Tensor, image_size: int, resize_mode: str) -> tor
 def normalise(img: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
     """(img - mean) / std per channel."""
     return TF.normalize(img, list(mean), list(std))
+
+
+def network_input(rgb: np.ndarray, meta: Dict, scale: float = 1.0) -> torch.Tensor:
+    """[H, W, 3] uint8 RGB -> a retrieval network's input [3, H', W']: resized to ``scale`` times the image size of
+    its checkpoint's ``meta`` and normalised with its mean and std."""
+    size = max(8, int(round(meta["image_size"] * scale)))
+    return resize_normalise(to_tensor(rgb), size, meta["resize"], meta["mean"], meta["std"])
 
 
 def resize_normalise(img: torch.Tensor, image_size: int, resize_mode: str, mean: Sequence[float],
